@@ -1,0 +1,74 @@
+package es
+
+import (
+	"context"
+	"iter"
+)
+
+// Store is an event store. Implementations must be safe for concurrent use
+// and must pass the conformance suite in es/estest.
+type Store interface {
+	// Append writes events to the end of stream if its current version
+	// satisfies expected, atomically: all of them or none. Invalid input
+	// returns an error wrapping [ErrInvalidEvent] before anything is written;
+	// a failed condition returns a [*VersionConflictError]. Re-appending
+	// events that are already stored (same IDs, same order, same place) is a
+	// success that returns the original result.
+	Append(ctx context.Context, stream string, expected ExpectedVersion, events ...EventData) (AppendResult, error)
+
+	// ReadStream reads the events of one stream. It returns an error wrapping
+	// [ErrStreamNotFound] when the stream has no events.
+	ReadStream(ctx context.Context, stream string, opts ReadStreamOptions) ([]Record, error)
+
+	// ReadAll reads up to limit events of the global log that come after the
+	// position after, in log order. It returns fewer (or none) at the end of
+	// the readable log. Events of transactions that may still commit before
+	// others are held back until the order can no longer change, so a caller
+	// that pages with the position of the last record it got never skips an
+	// event. A limit <= 0 means [DefaultBatchSize].
+	ReadAll(ctx context.Context, after Position, limit int) ([]Record, error)
+
+	// Subscribe delivers the global log after opts.After in batches: first
+	// what is stored (catch-up), then new events as they are committed (live),
+	// each exactly once and in the order of ReadAll. The sequence stops when
+	// the consumer stops ranging or ctx ends (with no error); any other
+	// failure is yielded once as the error, after which the sequence stops.
+	Subscribe(ctx context.Context, opts SubscribeOptions) iter.Seq2[[]Record, error]
+
+	// Head returns the position of the last event a reader can see, or
+	// [Start] when the log is empty.
+	Head(ctx context.Context) (Position, error)
+}
+
+// DefaultBatchSize is how many records ReadAll and Subscribe return at most
+// when the caller does not say.
+const DefaultBatchSize = 500
+
+// Direction is the order in which ReadStream returns events.
+type Direction uint8
+
+const (
+	Forwards  Direction = iota // from lower versions to higher
+	Backwards                  // from higher versions to lower
+)
+
+// ReadStreamOptions tune [Store.ReadStream]. The zero value reads the whole
+// stream forwards.
+type ReadStreamOptions struct {
+	// Direction defaults to Forwards.
+	Direction Direction
+	// From is the first version to return, inclusive. 0 means the first event
+	// when reading forwards and the last event when reading backwards.
+	From int64
+	// Limit caps how many events are returned; 0 means no cap.
+	Limit int
+}
+
+// SubscribeOptions tune [Store.Subscribe].
+type SubscribeOptions struct {
+	// After is the position to resume from, exclusive: usually a checkpoint.
+	// Defaults to Start, the beginning of the log.
+	After Position
+	// BatchSize caps the records in one batch. Defaults to DefaultBatchSize.
+	BatchSize int
+}
