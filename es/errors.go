@@ -77,7 +77,9 @@ func (e *DuplicateEventIDError) Unwrap() error { return ErrDuplicateEventID }
 // StreamNotFoundError is returned when reading a stream that has no events.
 type StreamNotFoundError struct{ Stream string }
 
-func (e *StreamNotFoundError) Error() string { return fmt.Sprintf("es: read %s: stream not found", e.Stream) }
+func (e *StreamNotFoundError) Error() string {
+	return fmt.Sprintf("es: read %s: stream not found", e.Stream)
+}
 
 func (e *StreamNotFoundError) Unwrap() error { return ErrStreamNotFound }
 
