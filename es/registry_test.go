@@ -1,0 +1,147 @@
+package es_test
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/stratadev/strata/es"
+)
+
+type itemAdded struct {
+	SKU      string `json:"sku"`
+	Quantity int    `json:"quantity"`
+}
+
+type itemRemoved struct {
+	SKU string `json:"sku"`
+}
+
+func newTestRegistry() *es.Registry {
+	r := es.NewRegistry()
+	es.Register[itemAdded](r, "ItemAdded")
+	es.Register[itemRemoved](r, "ItemRemoved")
+	return r
+}
+
+func TestRegistryRoundTrip(t *testing.T) {
+	t.Parallel()
+	r := newTestRegistry()
+	for _, ev := range []any{itemAdded{SKU: "a", Quantity: 2}, &itemAdded{SKU: "b", Quantity: 1}, itemRemoved{SKU: "a"}} {
+		data, err := r.Encode(ev, es.Metadata{"k": "v"})
+		if err != nil {
+			t.Fatalf("Encode(%#v): %v", ev, err)
+		}
+		got, err := r.Decode(es.Record{Stream: "s", Version: 1, Type: data.Type, Data: data.Data})
+		if err != nil {
+			t.Fatalf("Decode(%s %s): %v", data.Type, data.Data, err)
+		}
+		want := ev
+		if p, ok := ev.(*itemAdded); ok {
+			want = *p
+		}
+		if got != want {
+			t.Errorf("round trip of %#v gave %#v", want, got)
+		}
+		if data.Metadata["k"] != "v" {
+			t.Errorf("metadata not carried: %v", data.Metadata)
+		}
+	}
+}
+
+func TestRegistryErrors(t *testing.T) {
+	t.Parallel()
+	r := newTestRegistry()
+
+	if _, err := r.Encode(struct{ X int }{1}, nil); !errors.Is(err, es.ErrUnknownEventType) {
+		t.Errorf("Encode of an unregistered type: got %v, want ErrUnknownEventType", err)
+	}
+	if _, err := r.Encode(nil, nil); !errors.Is(err, es.ErrUnknownEventType) {
+		t.Errorf("Encode(nil): got %v, want ErrUnknownEventType", err)
+	}
+
+	_, err := r.Decode(es.Record{Stream: "order-1", Version: 4, Type: "Nope", Data: []byte(`{}`)})
+	var unknown *es.UnknownEventTypeError
+	if !errors.As(err, &unknown) || unknown.Stream != "order-1" || unknown.Version != 4 || unknown.Type != "Nope" {
+		t.Errorf("Decode of an unknown type: got %v, want UnknownEventTypeError naming order-1@4 and Nope", err)
+	}
+
+	bad := []struct{ data, why string }{
+		{`{"sku": 5}`, "wrong field type"},
+		{`{"sku": "a", "qty": 1}`, "unknown field"},
+		{`{"sku": "a"} {"sku": "b"}`, "two values"},
+		{`{"sku": `, "truncated"},
+	}
+	for _, b := range bad {
+		_, err := r.Decode(es.Record{Stream: "order-1", Version: 9, Type: "ItemAdded", Data: []byte(b.data)})
+		var dec *es.DecodeError
+		if !errors.As(err, &dec) || !errors.Is(err, es.ErrDecode) || dec.Version != 9 || !strings.Contains(err.Error(), "order-1@9") {
+			t.Errorf("Decode with %s (%s): got %v, want a DecodeError naming order-1@9", b.why, b.data, err)
+		}
+	}
+}
+
+func TestRegisterPanics(t *testing.T) {
+	t.Parallel()
+	cases := map[string]func(r *es.Registry){
+		"duplicate name":   func(r *es.Registry) { es.Register[itemRemoved](r, "ItemAdded") },
+		"duplicate type":   func(r *es.Registry) { es.Register[itemAdded](r, "Other") },
+		"pointer type":     func(r *es.Registry) { es.Register[*itemAdded](r, "Ptr") },
+		"empty name":       func(r *es.Registry) { es.Register[struct{ A int }](r, "") },
+		"upcast a current": func(r *es.Registry) { r.Upcast("ItemAdded", nil) },
+	}
+	for name, f := range cases {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: no panic", name)
+				}
+			}()
+			f(newTestRegistry())
+		}()
+	}
+}
+
+func TestUpcasterChain(t *testing.T) {
+	t.Parallel()
+	r := newTestRegistry()
+	// v1 had "item" and no quantity; v2 renamed "item" to "sku"; v3 is ItemAdded.
+	r.Upcast("ItemAdded.v1", func(data json.RawMessage) (string, json.RawMessage, error) {
+		var v1 struct{ Item string }
+		if err := json.Unmarshal(data, &v1); err != nil {
+			return "", nil, err
+		}
+		out, err := json.Marshal(map[string]string{"sku": v1.Item})
+		return "ItemAdded.v2", out, err
+	})
+	r.Upcast("ItemAdded.v2", func(data json.RawMessage) (string, json.RawMessage, error) {
+		var v2 map[string]any
+		if err := json.Unmarshal(data, &v2); err != nil {
+			return "", nil, err
+		}
+		v2["quantity"] = 1
+		out, err := json.Marshal(v2)
+		return "ItemAdded", out, err
+	})
+	got, err := r.Decode(es.Record{Stream: "s", Version: 1, Type: "ItemAdded.v1", Data: []byte(`{"Item":"x"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != (itemAdded{SKU: "x", Quantity: 1}) {
+		t.Errorf("upcast chain gave %#v", got)
+	}
+	if !r.Known("ItemAdded.v1") || !r.Known("ItemAdded") || r.Known("ItemAdded.v0") {
+		t.Error("Known does not reflect registered types and upcasters")
+	}
+
+	_, err = r.Decode(es.Record{Stream: "s", Version: 2, Type: "ItemAdded.v1", Data: []byte(`[1]`)})
+	if !errors.Is(err, es.ErrDecode) || !strings.Contains(err.Error(), "upcast") {
+		t.Errorf("failing upcaster: got %v, want a DecodeError mentioning upcast", err)
+	}
+
+	r.Upcast("Loop", func(data json.RawMessage) (string, json.RawMessage, error) { return "Loop", data, nil })
+	if _, err := r.Decode(es.Record{Stream: "s", Version: 3, Type: "Loop", Data: []byte(`{}`)}); !errors.Is(err, es.ErrDecode) || !strings.Contains(err.Error(), "cycle") {
+		t.Errorf("upcaster cycle: got %v, want an error naming the cycle", err)
+	}
+}
