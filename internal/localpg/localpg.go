@@ -1,0 +1,375 @@
+// Package localpg starts a throwaway PostgreSQL server from the binaries
+// installed on the machine, for tests, benchmarks and demos.
+//
+//	srv, err := localpg.Start(ctx, localpg.Options{})
+//	if err != nil { ... }
+//	defer srv.Stop()
+//	pool, err := pgxpool.New(ctx, srv.URL())
+//
+// The server runs from a fresh data directory in a temporary directory,
+// listens on 127.0.0.1 on a free port, trusts every local connection and is
+// tuned for speed, not durability (fsync, synchronous_commit and
+// full_page_writes are off). [Server.Stop] shuts it down at once and removes
+// the directory. When the calling process runs as root, which initdb refuses,
+// the server runs as the user nobody.
+package localpg
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// ErrNotInstalled means no PostgreSQL server binaries were found. Its message
+// is the one line a person needs to fix that.
+var ErrNotInstalled = errors.New("PostgreSQL server binaries not found: apt-get install -y postgresql, or set TEST_DATABASE_URL")
+
+// Options tune [Start]. The zero value works.
+type Options struct {
+	// BinDir is the directory holding initdb and postgres. Defaults to the
+	// result of [FindBinaries].
+	BinDir string
+	// Settings are extra server settings (name → value) passed as -c flags.
+	// They override the test defaults, which are fsync=off,
+	// synchronous_commit=off, full_page_writes=off and max_connections=300.
+	Settings map[string]string
+	// StartTimeout bounds initdb plus the wait until the server accepts
+	// connections. Defaults to 60s.
+	StartTimeout time.Duration
+}
+
+// Server is a running throwaway PostgreSQL server.
+type Server struct {
+	dir     string // temporary directory holding data, socket and log
+	binDir  string
+	url     string
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when the server process has exited
+	waitErr error         // the process's exit status, valid after exited is closed
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// defaultSettings are the server settings for tests. Durability is off: the
+// data directory is thrown away anyway.
+var defaultSettings = map[string]string{
+	"fsync":              "off",
+	"synchronous_commit": "off",
+	"full_page_writes":   "off",
+	"max_connections":    "300",
+	"shared_buffers":     "128MB",
+	"logging_collector":  "off",
+	"log_min_messages":   "warning",
+	"max_wal_size":       "1GB",
+}
+
+// FindBinaries returns the directory that holds the PostgreSQL server
+// binaries (initdb, pg_ctl and postgres): the one on PATH, or else the highest
+// version under /usr/lib/postgresql/*/bin. It returns [ErrNotInstalled] when
+// there is none.
+func FindBinaries() (string, error) {
+	if p, err := exec.LookPath("initdb"); err == nil {
+		dir := filepath.Dir(p)
+		if hasServerBinaries(dir) {
+			return dir, nil
+		}
+		// A symlink on PATH (Debian's /usr/bin wrappers, or a link in
+		// /usr/local/bin): look where it points.
+		if real, err := filepath.EvalSymlinks(p); err == nil && hasServerBinaries(filepath.Dir(real)) {
+			return filepath.Dir(real), nil
+		}
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	slices.SortFunc(dirs, func(a, b string) int {
+		return cmp.Compare(majorVersion(b), majorVersion(a)) // highest first
+	})
+	for _, dir := range dirs {
+		if hasServerBinaries(dir) {
+			return dir, nil
+		}
+	}
+	return "", ErrNotInstalled
+}
+
+func hasServerBinaries(dir string) bool {
+	for _, name := range []string{"initdb", "pg_ctl", "postgres"} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// majorVersion reads 15 from /usr/lib/postgresql/15/bin; -1 if it is not a number.
+func majorVersion(binDir string) float64 {
+	v, err := strconv.ParseFloat(filepath.Base(filepath.Dir(binDir)), 64)
+	if err != nil {
+		return -1
+	}
+	return v
+}
+
+// Start creates a data directory, starts a server on it and waits until it
+// accepts connections.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	binDir := opts.BinDir
+	if binDir == "" {
+		var err error
+		if binDir, err = FindBinaries(); err != nil {
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, cmp.Or(opts.StartTimeout, 60*time.Second))
+	defer cancel()
+
+	dir, err := os.MkdirTemp("", "localpg-")
+	if err != nil {
+		return nil, fmt.Errorf("localpg: %w", err)
+	}
+	cred, err := credential(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if err := initdb(ctx, binDir, dir, cred); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+
+	settings := make(map[string]string, len(defaultSettings)+len(opts.Settings))
+	for k, v := range defaultSettings {
+		settings[k] = v
+	}
+	for k, v := range opts.Settings {
+		settings[k] = v
+	}
+
+	// The free port is found by binding to it and letting it go, so another
+	// process may take it before the server does: try a few ports.
+	var lastErr error
+	for range 5 {
+		srv, err := launch(ctx, binDir, dir, cred, settings)
+		if err == nil {
+			return srv, nil
+		}
+		lastErr = err
+		if !errors.Is(err, errPortTaken) || ctx.Err() != nil {
+			break
+		}
+	}
+	os.RemoveAll(dir)
+	return nil, lastErr
+}
+
+var errPortTaken = errors.New("port taken")
+
+// credential returns the process credential to run initdb and postgres with:
+// nil normally, the user nobody when running as root (initdb refuses root).
+// In that case dir is handed to nobody.
+func credential(dir string) (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		return nil, fmt.Errorf("localpg: running as root, and initdb refuses root: need the user nobody: %w", err)
+	}
+	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, fmt.Errorf("localpg: user nobody: %w", err)
+	}
+	if err := os.Chown(dir, int(uid), int(gid)); err != nil {
+		return nil, fmt.Errorf("localpg: hand %s to nobody: %w", dir, err)
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
+}
+
+func initdb(ctx context.Context, binDir, dir string, cred *syscall.Credential) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "initdb"),
+		"--pgdata", filepath.Join(dir, "data"),
+		"--username", "postgres",
+		"--auth", "trust",
+		"--encoding", "UTF8",
+		"--locale", "C",
+		"--no-sync",
+		"--no-instructions",
+	)
+	cmd.Dir = dir
+	cmd.Env = serverEnv()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("localpg: initdb: %w: %s", err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+// serverEnv is the environment for initdb and postgres: the caller's, without
+// the libpq variables that could point them elsewhere.
+func serverEnv() []string {
+	env := make([]string, 0, len(os.Environ()))
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "PG") || strings.HasPrefix(kv, "LC_") || strings.HasPrefix(kv, "LANG=") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, "LC_ALL=C")
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func launch(ctx context.Context, binDir, dir string, cred *syscall.Credential, settings map[string]string) (*Server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, fmt.Errorf("localpg: find a free port: %w", err)
+	}
+	logPath := filepath.Join(dir, "postgres.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("localpg: %w", err)
+	}
+	defer logFile.Close() // the child has its own copy
+
+	args := []string{
+		"-D", filepath.Join(dir, "data"),
+		"-p", strconv.Itoa(port),
+		"-h", "127.0.0.1",
+		"-k", dir,
+	}
+	names := make([]string, 0, len(settings))
+	for k := range settings {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		args = append(args, "-c", k+"="+settings[k])
+	}
+	cmd := exec.Command(filepath.Join(binDir, "postgres"), args...)
+	cmd.Dir = dir
+	cmd.Env = serverEnv()
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Credential: cred,
+		Setpgid:    true,            // a Ctrl-C in the terminal is for us, not for the server
+		Pdeathsig:  syscall.SIGQUIT, // if we die, the server goes too
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("localpg: start postgres: %w", err)
+	}
+	srv := &Server{
+		dir:    dir,
+		binDir: binDir,
+		url:    fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port),
+		cmd:    cmd,
+		exited: make(chan struct{}),
+	}
+	go func() {
+		srv.waitErr = cmd.Wait()
+		close(srv.exited)
+	}()
+
+	if err := srv.waitReady(ctx); err != nil {
+		srv.kill()
+		log, _ := os.ReadFile(logPath)
+		if bytes.Contains(log, []byte("could not bind")) || bytes.Contains(log, []byte("already in use")) {
+			return nil, errPortTaken
+		}
+		return nil, fmt.Errorf("localpg: %w\n%s", err, lastLines(log, 20))
+	}
+	return srv, nil
+}
+
+// waitReady connects until the server answers, the process exits or ctx ends.
+func (s *Server) waitReady(ctx context.Context) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		conn, err := pgconn.Connect(cctx, s.url)
+		cancel()
+		if err == nil {
+			return conn.Close(ctx)
+		}
+		select {
+		case <-s.exited:
+			return fmt.Errorf("postgres exited before accepting connections: %v", s.waitErr)
+		case <-ctx.Done():
+			return fmt.Errorf("postgres did not accept connections in time: %w", err)
+		case <-tick.C:
+		}
+	}
+}
+
+// URL returns the connection string of the server's postgres database as
+// the superuser postgres.
+func (s *Server) URL() string { return s.url }
+
+// Dir returns the temporary directory that holds the server's data
+// directory and its log file, postgres.log.
+func (s *Server) Dir() string { return s.dir }
+
+// Stop shuts the server down at once (immediate shutdown: nothing is flushed)
+// and removes its directory. It is safe to call more than once.
+func (s *Server) Stop() error {
+	s.stopOnce.Do(func() {
+		s.kill()
+		s.stopErr = os.RemoveAll(s.dir)
+	})
+	return s.stopErr
+}
+
+// kill stops the server process and waits for it to exit: SIGQUIT (immediate
+// shutdown), then SIGKILL if it lingers.
+func (s *Server) kill() {
+	select {
+	case <-s.exited:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGQUIT)
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	select {
+	case <-s.exited:
+	case <-t.C:
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		<-s.exited
+	}
+}
+
+func lastLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
