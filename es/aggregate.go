@@ -104,6 +104,14 @@ func (r *Repository[T]) Registry() *Registry { return r.registry }
 // StreamFor returns the stream name of the aggregate with the given ID.
 func (r *Repository[T]) StreamFor(id string) string { return r.cfg.StreamPrefix + id }
 
+// New returns a root for a new aggregate with the given ID, at version 0,
+// without reading the store. Saving it expects the stream to have no events,
+// so it fails with a [*VersionConflictError] if the aggregate already exists.
+// It is for commands that create an aggregate, which need no read.
+func (r *Repository[T]) New(id string) *Root[T] {
+	return &Root[T]{ID: id, Stream: r.StreamFor(id), State: r.newAgg(id)}
+}
+
 // Load returns the aggregate with the given ID, built from its latest usable
 // snapshot and the events after it. An aggregate with no events is returned
 // at version 0 (see [Root.Exists]); it is not an error.
@@ -111,7 +119,7 @@ func (r *Repository[T]) Load(ctx context.Context, id string) (*Root[T], error) {
 	if id == "" {
 		return nil, errors.New("es: load aggregate: empty id")
 	}
-	root := &Root[T]{ID: id, Stream: r.StreamFor(id), State: r.newAgg(id)}
+	root := r.New(id)
 	if r.cfg.Snapshots != nil {
 		if err := r.loadSnapshot(ctx, root); err != nil {
 			return nil, err
