@@ -1,0 +1,233 @@
+package cqrs_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stratadev/strata/cqrs"
+	"github.com/stratadev/strata/es"
+)
+
+func TestEventIDs(t *testing.T) {
+	t.Parallel()
+	a, b := cqrs.EventID("orders.AddItem", "k1", 0), cqrs.EventID("orders.AddItem", "k1", 0)
+	if a != b || a.Version() != 5 {
+		t.Fatalf("EventID is not a stable version 5 UUID: %v %v", a, b)
+	}
+	distinct := map[string]bool{}
+	for _, id := range []string{
+		cqrs.EventID("orders.AddItem", "k1", 0).String(),
+		cqrs.EventID("orders.AddItem", "k1", 1).String(),
+		cqrs.EventID("orders.AddItem", "k2", 0).String(),
+		cqrs.EventID("orders.PlaceOrder", "k1", 0).String(),
+		cqrs.EventID("orders.AddItem\x00k", "1", 0).String(),
+	} {
+		distinct[id] = true
+	}
+	if len(distinct) != 5 {
+		t.Fatalf("EventID collides: %v", distinct)
+	}
+}
+
+func TestIdempotentEventIDs(t *testing.T) {
+	t.Parallel()
+	store := backends[0].open(t)
+	a := newApp(store, cqrs.AggregateOptions{})
+	a.mustDispatch(t, PlaceOrder{ID: "p", OrderID: "1", Customer: "ann"})
+	a.mustDispatch(t, &ConfirmOrder{ID: "c", OrderID: "1"})
+	recs := read(t, store, "order-1")
+	want := []string{
+		cqrs.EventID("cqrs_test.PlaceOrder", "p", 0).String(),
+		cqrs.EventID("cqrs_test.ConfirmOrder", "c", 0).String(),
+		cqrs.EventID("cqrs_test.ConfirmOrder", "c", 1).String(),
+	}
+	for i, r := range recs {
+		if r.ID.String() != want[i] {
+			t.Fatalf("event %d has ID %s; want %s", i, r.ID, want[i])
+		}
+	}
+}
+
+// TestRetryOnNew: a retried create lands where the original did, and the
+// store returns the original result, even after later events.
+func TestRetryOnNew(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, store es.Store) {
+		a := newApp(store, cqrs.AggregateOptions{})
+		cmd := PlaceOrder{ID: "req-1", OrderID: "1", Customer: "ann"}
+		first := a.mustDispatch(t, cmd)
+		if again := a.mustDispatch(t, cmd); again != first {
+			t.Fatalf("retry: %+v; want the original %+v", again, first)
+		}
+		a.mustDispatch(t, AddItem{OrderID: "1", SKU: "tea", Quantity: 1})
+		if again := a.mustDispatch(t, cmd); again != first {
+			t.Fatalf("retry after another event: %+v; want the original %+v", again, first)
+		}
+		if got := strings.Join(types(read(t, store, "order-1")), ","); got != "OrderPlaced,ItemAdded" {
+			t.Fatalf("stream: %s", got)
+		}
+		// Without an ID, the second create is refused.
+		if _, err := a.bus.Dispatch(t.Context(), PlaceOrder{OrderID: "1", Customer: "ann"}); !errors.Is(err, cqrs.ErrAggregateExists) {
+			t.Fatalf("create without an ID: %v", err)
+		}
+	})
+}
+
+// TestRetryDecideFails: the retried command now fails in decide (the order
+// is confirmed already); the handler finds the original events.
+func TestRetryDecideFails(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, store es.Store) {
+		a := newApp(store, cqrs.AggregateOptions{})
+		a.mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
+		cmd := &ConfirmOrder{ID: "req-2", OrderID: "1"}
+		first := a.mustDispatch(t, cmd)
+		a.mustDispatch(t, SetNote{OrderID: "1", Note: "later"})
+		if again := a.mustDispatch(t, cmd); again != first {
+			t.Fatalf("retry: %+v; want the original %+v (a run of two events)", again, first)
+		}
+		if first.Version != 3 {
+			t.Fatalf("confirm: %+v", first)
+		}
+		// Another confirmation, with another ID, gets the domain error.
+		if _, err := a.bus.Dispatch(t.Context(), &ConfirmOrder{ID: "req-3", OrderID: "1"}); !errors.Is(err, ErrOrderConfirmed) {
+			t.Fatalf("second confirmation: %v", err)
+		}
+		if got := strings.Join(types(read(t, store, "order-1")), ","); got != "OrderPlaced,OrderConfirmed,NoteSet,NoteSet" {
+			t.Fatalf("stream: %s", got)
+		}
+	})
+}
+
+// TestRetryDecideSucceeds: the retried command decides the same events
+// again, at a later version; the store refuses the duplicate IDs and the
+// handler returns the original result.
+func TestRetryDecideSucceeds(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, store es.Store) {
+		a := newApp(store, cqrs.AggregateOptions{})
+		a.mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
+		cmd := AddItem{ID: "req-4", OrderID: "1", SKU: "tea", Quantity: 1}
+		first := a.mustDispatch(t, cmd)
+		a.mustDispatch(t, AddItem{OrderID: "1", SKU: "cake", Quantity: 1})
+		again := a.mustDispatch(t, cmd)
+		if again != first {
+			t.Fatalf("retry: %+v; want the original %+v", again, first)
+		}
+		if got := strings.Join(types(read(t, store, "order-1")), ","); got != "OrderPlaced,ItemAdded,ItemAdded" {
+			t.Fatalf("stream: %s", got)
+		}
+	})
+}
+
+// TestConcurrentRetry dispatches the same command twice at once: exactly one
+// append lands and both callers get its result.
+func TestConcurrentRetry(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, store es.Store) {
+		a := newApp(store, cqrs.AggregateOptions{})
+		for round := range 10 {
+			order := fmt.Sprint(round)
+			a.mustDispatch(t, PlaceOrder{OrderID: order, Customer: "ann"})
+			cmd := AddItem{ID: "twice-" + order, OrderID: order, SKU: "tea", Quantity: 1}
+			var (
+				wg    sync.WaitGroup
+				start = make(chan struct{})
+				res   [2]cqrs.Result
+				errs  [2]error
+			)
+			for i := range 2 {
+				wg.Go(func() {
+					<-start
+					res[i], errs[i] = a.bus.Dispatch(context.Background(), cmd)
+				})
+			}
+			close(start)
+			wg.Wait()
+			if errs[0] != nil || errs[1] != nil {
+				t.Fatalf("round %d: %v, %v", round, errs[0], errs[1])
+			}
+			if res[0] != res[1] || res[0].Version != 2 {
+				t.Fatalf("round %d: results %+v and %+v; want the same, at version 2", round, res[0], res[1])
+			}
+			if got := strings.Join(types(read(t, store, "order-"+order)), ","); got != "OrderPlaced,ItemAdded" {
+				t.Fatalf("round %d: stream: %s", round, got)
+			}
+		}
+	})
+}
+
+// TestCommandIDReused: the same command ID on another aggregate is not a
+// retry; the store refuses the duplicate event IDs and nothing is written.
+func TestCommandIDReused(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, store es.Store) {
+		a := newApp(store, cqrs.AggregateOptions{})
+		a.mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
+		a.mustDispatch(t, PlaceOrder{OrderID: "2", Customer: "bob"})
+		a.mustDispatch(t, AddItem{ID: "same", OrderID: "1", SKU: "tea", Quantity: 1})
+		_, err := a.bus.Dispatch(t.Context(), AddItem{ID: "same", OrderID: "2", SKU: "tea", Quantity: 1})
+		var dup *es.DuplicateEventIDError
+		if !errors.Is(err, es.ErrDuplicateEventID) || !errors.As(err, &dup) {
+			t.Fatalf("command ID reused on another aggregate: %v", err)
+		}
+		if n := len(read(t, store, "order-2")); n != 1 {
+			t.Fatalf("order-2 has %d events; want 1", n)
+		}
+	})
+}
+
+// TestIdempotencyWindow: a retry older than the window is still not
+// appended twice, but returns the error.
+func TestIdempotencyWindow(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, store es.Store) {
+		a := newApp(store, cqrs.AggregateOptions{IdempotencyWindow: 2})
+		a.mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
+		cmd := AddItem{ID: "old", OrderID: "1", SKU: "tea", Quantity: 1}
+		first := a.mustDispatch(t, cmd)
+		a.mustDispatch(t, AddItem{OrderID: "1", SKU: "x", Quantity: 1})
+		if again := a.mustDispatch(t, cmd); again != first {
+			t.Fatalf("retry within the window: %+v; want %+v", again, first)
+		}
+		a.mustDispatch(t, AddItem{OrderID: "1", SKU: "y", Quantity: 1})
+		if _, err := a.bus.Dispatch(t.Context(), cmd); !errors.Is(err, es.ErrDuplicateEventID) {
+			t.Fatalf("retry beyond the window: %v", err)
+		}
+		if n := len(read(t, store, "order-1")); n != 4 {
+			t.Fatalf("stream has %d events; want 4", n)
+		}
+	})
+}
+
+// TestRetrySearchPages: the original events are found across pages of the
+// backwards search.
+func TestRetrySearchPages(t *testing.T) {
+	t.Parallel()
+	store := backends[0].open(t)
+	a := newApp(store, cqrs.AggregateOptions{})
+	a.mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
+	cmd := &ConfirmOrder{ID: "deep", OrderID: "1"}
+	first := a.mustDispatch(t, cmd)
+	for i := range 250 {
+		a.mustDispatch(t, SetNote{OrderID: "1", Note: fmt.Sprint(i)})
+	}
+	if again := a.mustDispatch(t, cmd); again != first {
+		t.Fatalf("retry 250 events later: %+v; want %+v", again, first)
+	}
+}
+
+func TestNoIDNoIdempotency(t *testing.T) {
+	t.Parallel()
+	store := backends[0].open(t)
+	a := newApp(store, cqrs.AggregateOptions{})
+	a.mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
+	cmd := AddItem{OrderID: "1", SKU: "tea", Quantity: 1}
+	if a.mustDispatch(t, cmd) == a.mustDispatch(t, cmd) {
+		t.Fatal("a command without an ID was deduplicated")
+	}
+}
