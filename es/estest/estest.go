@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -234,14 +235,49 @@ func versions(recs []es.Record) []int64 {
 func checkIDs(t *testing.T, what string, got []es.Record, want []uuid.UUID) {
 	t.Helper()
 	g := ids(got)
-	if len(g) != len(want) {
-		t.Fatalf("%s: got %d events, want %d\n got: %v\nwant: %v", what, len(g), len(want), g, want)
+	if slices.Equal(g, want) {
+		return
 	}
-	for i := range g {
-		if g[i] != want[i] {
-			t.Fatalf("%s: event %d is %v, want %v\n got: %v\nwant: %v", what, i, g[i], want[i], g, want)
+	i := 0
+	for i < len(g) && i < len(want) && g[i] == want[i] {
+		i++
+	}
+	msg := fmt.Sprintf("%s: got %d events, want %d; they differ from index %d on", what, len(g), len(want), i)
+	count := make(map[uuid.UUID]int)
+	for _, id := range g {
+		count[id]++
+	}
+	var missing, extra, twice []uuid.UUID
+	for _, id := range want {
+		if count[id] == 0 {
+			missing = append(missing, id)
+		}
+		count[id]--
+	}
+	for _, r := range got {
+		switch n := count[r.ID]; {
+		case n > 0 && !slices.Contains(want, r.ID):
+			extra = append(extra, r.ID)
+		case n > 0:
+			twice = append(twice, r.ID)
+		}
+		count[r.ID] = 0
+	}
+	for _, l := range []struct {
+		name string
+		ids  []uuid.UUID
+	}{{"missing", missing}, {"unexpected", extra}, {"more often than wanted", twice}} {
+		if len(l.ids) > 0 {
+			msg += fmt.Sprintf("\n%s (%d): %v", l.name, len(l.ids), l.ids[:min(len(l.ids), 5)])
 		}
 	}
+	if len(missing)+len(extra)+len(twice) == 0 {
+		msg += "\nthe same events in another order"
+	}
+	if len(g)+len(want) <= 20 {
+		msg += fmt.Sprintf("\n got: %v\nwant: %v", g, want)
+	}
+	t.Fatal(msg)
 }
 
 // checkLogOrder fails the test unless positions strictly increase and no ID
