@@ -56,16 +56,12 @@ type ValidationError struct {
 }
 
 func (e *ValidationError) Error() string {
-	var b strings.Builder
-	b.WriteString("cqrs: invalid command ")
-	b.WriteString(e.Command)
-	b.WriteString(": ")
-	msgs := validationMessages(e.Err)
-	if len(msgs) == 0 {
-		msgs = []string{"validation failed"}
+	msg := "validation failed"
+	if e.Err != nil {
+		// errors.Join puts one problem on each line; keep the message on one.
+		msg = strings.ReplaceAll(e.Err.Error(), "\n", "; ")
 	}
-	b.WriteString(strings.Join(msgs, "; "))
-	return b.String()
+	return "cqrs: invalid command " + e.Command + ": " + msg
 }
 
 // Unwrap returns both [ErrInvalidCommand] and the error Validate returned,

@@ -1,9 +1,6 @@
 package cqrs
 
-import (
-	"errors"
-	"strings"
-)
+import "errors"
 
 // Validator is implemented by commands that check their own input. The bus
 // calls Validate before the handler, so an invalid command is rejected
@@ -80,31 +77,4 @@ func fieldErrors(err error, out []FieldError) []FieldError {
 		return out
 	}
 	return fieldErrors(errors.Unwrap(err), out)
-}
-
-// validationMessages splits err where [errors.Join] joined it and returns
-// the message of each part, so a list of problems reads as one line. Other
-// errors with several wrapped errors (fmt.Errorf with two %w) keep their own
-// message.
-func validationMessages(err error) []string {
-	if err == nil {
-		return nil
-	}
-	j, ok := err.(interface{ Unwrap() []error })
-	if !ok {
-		return []string{err.Error()}
-	}
-	parts := j.Unwrap()
-	lines := make([]string, 0, len(parts))
-	for _, p := range parts {
-		lines = append(lines, p.Error())
-	}
-	if err.Error() != strings.Join(lines, "\n") {
-		return []string{err.Error()} // not a join
-	}
-	var msgs []string
-	for _, p := range parts {
-		msgs = append(msgs, validationMessages(p)...)
-	}
-	return msgs
 }
