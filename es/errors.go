@@ -64,7 +64,7 @@ func (e *InvalidEventError) Unwrap() error { return ErrInvalidEvent }
 // DuplicateEventIDError is returned when an append carries an event ID that
 // the store already holds in another place.
 type DuplicateEventIDError struct {
-	Stream string
+	Stream string // the stream the append was for
 	ID     uuid.UUID
 }
 

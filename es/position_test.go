@@ -122,12 +122,17 @@ func TestValidateAppend(t *testing.T) {
 		reason string
 	}{
 		{"empty stream", "", []es.EventData{ok}, -1, "stream id is empty"},
-		{"long stream", string(long), []es.EventData{ok}, -1, "longer than"},
+		{"long stream", string(long), []es.EventData{ok}, -1, "the limit is 1024"},
 		{"bad utf8 stream", "a\xffb", []es.EventData{ok}, -1, "UTF-8"},
 		{"no events", "s", nil, -1, "no events"},
 		{"empty type", "s", []es.EventData{ok, {Data: []byte(`{}`)}}, 1, "event type is empty"},
 		{"empty data", "s", []es.EventData{{Type: "T"}}, 0, "data is empty"},
 		{"invalid json", "s", []es.EventData{ok, ok, {Type: "T", Data: []byte(`{"a":`)}}, 2, "not valid JSON"},
+		{"nul in stream", "a\x00b", []es.EventData{ok}, -1, "NUL"},
+		{"nul in type", "s", []es.EventData{{Type: "T\x00", Data: []byte(`{}`)}}, 0, "NUL"},
+		{"escaped nul in data", "s", []es.EventData{ok, {Type: "T", Data: []byte(`{"a":"x\u0000"}`)}}, 1, `\u0000`},
+		{"escaped nul after escaped backslashes", "s", []es.EventData{{Type: "T", Data: []byte(`["\\\u0000"]`)}}, 0, `\u0000`},
+		{"nul in metadata", "s", []es.EventData{{Type: "T", Data: []byte(`1`), Metadata: es.Metadata{"k": "a\x00"}}}, 0, "metadata key"},
 		{"bad utf8 metadata", "s", []es.EventData{{Type: "T", Data: []byte(`1`), Metadata: es.Metadata{"k": "\xff"}}}, 0, "metadata"},
 	}
 	for _, c := range cases {
@@ -146,6 +151,10 @@ func TestValidateAppend(t *testing.T) {
 	var inv *es.InvalidEventError
 	if err := es.ValidateAppend("s", dup); !errors.As(err, &inv) || inv.Index != 2 || !strings.Contains(err.Error(), "twice") {
 		t.Errorf("duplicate id in one append: got %v, want an InvalidEventError at index 2", err)
+	}
+	// An escaped backslash followed by the text u0000 is not a NUL.
+	if err := es.ValidateAppend("s", []es.EventData{{Type: "T", Data: []byte(`"\\u0000"`)}}); err != nil {
+		t.Errorf(`"\\u0000" is an escaped backslash, not a NUL: %v`, err)
 	}
 	if err := es.ValidateAppend("s", []es.EventData{ok, ok}); err != nil {
 		t.Errorf("two valid events without IDs: %v", err)

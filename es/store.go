@@ -6,7 +6,8 @@ import (
 )
 
 // Store is an event store. Implementations must be safe for concurrent use
-// and must pass the conformance suite in es/estest.
+// and must pass the conformance suite in es/estest. Errors caused by a
+// cancelled or expired context wrap ctx.Err().
 type Store interface {
 	// Append writes events to the end of stream if its current version
 	// satisfies expected, atomically: all of them or none. Invalid input
@@ -17,7 +18,11 @@ type Store interface {
 	Append(ctx context.Context, stream string, expected ExpectedVersion, events ...EventData) (AppendResult, error)
 
 	// ReadStream reads the events of one stream. It returns an error wrapping
-	// [ErrStreamNotFound] when the stream has no events.
+	// [ErrStreamNotFound] when the stream has no events. Unlike the global
+	// log, a stream read is never held back: it shows every committed append
+	// at once, which is what loading an aggregate needs. Reading forwards
+	// from past the end returns no records; reading backwards from past the
+	// end starts at the last event.
 	ReadStream(ctx context.Context, stream string, opts ReadStreamOptions) ([]Record, error)
 
 	// ReadAll reads up to limit events of the global log that come after the
@@ -25,12 +30,14 @@ type Store interface {
 	// the readable log. Events of transactions that may still commit before
 	// others are held back until the order can no longer change, so a caller
 	// that pages with the position of the last record it got never skips an
-	// event. A limit <= 0 means [DefaultBatchSize].
+	// event. While more events are readable a page is full. A limit <= 0
+	// means [DefaultBatchSize].
 	ReadAll(ctx context.Context, after Position, limit int) ([]Record, error)
 
 	// Subscribe delivers the global log after opts.After in batches: first
 	// what is stored (catch-up), then new events as they are committed (live),
-	// each exactly once and in the order of ReadAll. The sequence stops when
+	// each exactly once and in the order of ReadAll; batches are never
+	// empty. The sequence stops when
 	// the consumer stops ranging or ctx ends (with no error); any other
 	// failure is yielded once as the error, after which the sequence stops.
 	Subscribe(ctx context.Context, opts SubscribeOptions) iter.Seq2[[]Record, error]

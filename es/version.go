@@ -28,7 +28,8 @@ var (
 )
 
 // Exact appends only if the stream is at version v, the number of events it
-// holds. Exact(0) is the same condition as [NoStream].
+// holds. Exact(0) is the same condition as [NoStream]; a negative v matches
+// no stream.
 func Exact(v int64) ExpectedVersion {
 	if v == 0 {
 		return NoStream
