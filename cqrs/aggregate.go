@@ -70,6 +70,9 @@ func newDecider[C any, T es.Aggregate](in intent, id func(C) string, decide func
 	return Decider[C, T]{intent: in, id: id, decide: decide}
 }
 
+// AggregateID returns the ID of the aggregate cmd names.
+func (d Decider[C, T]) AggregateID(cmd C) string { return d.id(cmd) }
+
 // Defaults of [AggregateOptions].
 const (
 	DefaultMaxAttempts       = 3
