@@ -76,10 +76,15 @@ var deposit = cqrs.OnExisting(
 
 // newAccounts wires the handlers to a bus on an in-memory store.
 func newAccounts() (*cqrs.Bus, *es.Repository[*account]) {
+	return newAccountsOn(memstore.New())
+}
+
+// newAccountsOn wires the handlers to a bus on store.
+func newAccountsOn(store es.Store) (*cqrs.Bus, *es.Repository[*account]) {
 	registry := es.NewRegistry()
 	es.Register[AccountOpened](registry, "AccountOpened")
 	es.Register[MoneyDeposited](registry, "MoneyDeposited")
-	accounts := es.NewRepository(memstore.New(), registry, newAccount, es.RepositoryConfig{StreamPrefix: "account-"})
+	accounts := es.NewRepository(store, registry, newAccount, es.RepositoryConfig{StreamPrefix: "account-"})
 
 	bus := cqrs.NewBus()
 	cqrs.Handle(bus, cqrs.Aggregate(accounts, openAccount, cqrs.AggregateOptions{}))

@@ -1,0 +1,131 @@
+package cqrs_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stratadev/strata/cqrs"
+	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/es/pgstore"
+	"github.com/stratadev/strata/internal/pgtest"
+)
+
+// The benchmarks compare a command dispatched through the bus with the
+// store calls a hand-written handler would make for the same event, on
+// PostgreSQL. Each X/strata pairs with X/raw (see internal/cmd/benchratio).
+
+var benchSeq atomic.Int64
+
+func benchStore(b *testing.B) *pgstore.Store {
+	b.Helper()
+	pool, schema := pgtest.NewSchema(b)
+	s := pgstore.New(pool, pgstore.Config{Schema: schema})
+	if err := s.Migrate(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// benchMetadata is metadata of the size the bus stores, for the raw appends.
+var benchMetadata = es.Metadata{
+	es.MetaCorrelationID: "0193e1b2-6a52-7c8e-9d1f-2b3c4d5e6f70",
+	es.MetaCausationID:   "0193e1b2-6a52-7c8e-9d1f-2b3c4d5e6f70",
+	es.MetaCommandType:   "cqrs_test.OpenAccount",
+}
+
+// BenchmarkOnNew: one command that creates an aggregate with one event.
+// Each side has a fresh schema, so neither writes to a bigger table.
+func BenchmarkOnNew(b *testing.B) {
+	ctx := context.Background()
+	b.Run("strata", func(b *testing.B) {
+		bus, _ := newAccountsOn(benchStore(b))
+		b.ReportAllocs()
+		for b.Loop() {
+			id := fmt.Sprint("s", benchSeq.Add(1))
+			if _, err := bus.Dispatch(ctx, OpenAccount{AccountID: id, Owner: "ann"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("raw", func(b *testing.B) {
+		store := benchStore(b)
+		_, accounts := newAccountsOn(store)
+		reg := accounts.Registry()
+		b.ReportAllocs()
+		for b.Loop() {
+			id := fmt.Sprint("r", benchSeq.Add(1))
+			data, err := reg.Encode(AccountOpened{AccountID: id, Owner: "ann"}, benchMetadata)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := store.Append(ctx, "account-"+id, es.NoStream, data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkOnExisting: one command that loads an aggregate of a few events,
+// decides and appends one event, against reading the stream, applying its
+// events and appending by hand.
+func BenchmarkOnExisting(b *testing.B) {
+	ctx := context.Background()
+	const streams = 200
+	setup := func(b *testing.B) (*pgstore.Store, *cqrs.Bus, *es.Registry) {
+		store := benchStore(b)
+		bus, accounts := newAccountsOn(store)
+		for i := range streams {
+			if _, err := bus.Dispatch(ctx, OpenAccount{AccountID: fmt.Sprint(i), Owner: "ann"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return store, bus, accounts.Registry()
+	}
+
+	b.Run("strata", func(b *testing.B) {
+		_, bus, _ := setup(b)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			i++
+			if _, err := bus.Dispatch(ctx, Deposit{AccountID: fmt.Sprint(i % streams), Amount: 1}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("raw", func(b *testing.B) {
+		store, _, reg := setup(b)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			i++
+			id := fmt.Sprint(i % streams)
+			recs, err := store.ReadStream(ctx, "account-"+id, es.ReadStreamOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			acc := newAccount(id)
+			for _, rec := range recs {
+				e, err := reg.Decode(rec)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := acc.Apply(e); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if !acc.Open {
+				b.Fatal("account is not open")
+			}
+			data, err := reg.Encode(MoneyDeposited{AccountID: id, Amount: 1}, benchMetadata)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := store.Append(ctx, "account-"+id, es.Exact(recs[len(recs)-1].Version), data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
