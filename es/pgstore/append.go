@@ -1,0 +1,247 @@
+package pgstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/stratadev/strata/es"
+)
+
+// Append implements [es.Store]. It takes one round trip: the checks and the
+// writes run in a function the migrations install.
+func (s *Store) Append(ctx context.Context, stream string, expected es.ExpectedVersion, events ...es.EventData) (es.AppendResult, error) {
+	return s.append(ctx, s.pool, stream, expected, events)
+}
+
+// AppendTx appends like [Store.Append], inside the caller's transaction, so
+// that events and other rows commit together. The events become visible, and
+// subscribers are notified, when tx commits.
+//
+// A version conflict, a duplicate event ID and an idempotent retry are
+// decided without raising an error in the database, so tx stays usable after
+// them (the caller may still roll back). Other errors abort tx.
+//
+// While tx is open it holds back every reader of the global log (see the
+// package documentation), so keep it short.
+func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, stream string, expected es.ExpectedVersion, events ...es.EventData) (es.AppendResult, error) {
+	return s.append(ctx, tx, stream, expected, events)
+}
+
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Codes of the append function's o_status.
+const (
+	statusAppended  = 0
+	statusStored    = 1
+	statusConflict  = 2
+	statusDuplicate = 3
+)
+
+func (s *Store) append(ctx context.Context, q querier, stream string, expected es.ExpectedVersion, events []es.EventData) (es.AppendResult, error) {
+	if err := validate(stream, events); err != nil {
+		return es.AppendResult{}, err
+	}
+	var (
+		ids      = make([]uuid.UUID, len(events))
+		types    = make([]string, len(events))
+		data     = make([][]byte, len(events))
+		metadata = make([][]byte, len(events))
+		check    bool
+	)
+	for i, e := range events {
+		if e.ID == uuid.Nil {
+			id, err := uuid.NewV7()
+			if err != nil {
+				return es.AppendResult{}, fmt.Errorf("pgstore: append to %s: new event id: %w", stream, err)
+			}
+			ids[i] = id
+		} else {
+			ids[i] = e.ID
+			check = true
+		}
+		types[i] = e.Type
+		data[i] = e.Data
+		md, err := encodeMetadata(e.Metadata)
+		if err != nil {
+			return es.AppendResult{}, &es.InvalidEventError{Stream: stream, Index: i, Type: e.Type, Reason: "metadata: " + err.Error()}
+		}
+		metadata[i] = md
+	}
+	kind, version := expectedArgs(expected)
+
+	var (
+		status   int16
+		res      = es.AppendResult{Stream: stream}
+		actual   *int64
+		commit   *uint64
+		position *int64
+		dupID    *uuid.UUID
+	)
+	err := q.QueryRow(ctx, s.q.append, stream, kind, version, check, ids, types, data, metadata).
+		Scan(&status, &actual, &commit, &position, &dupID)
+	if err != nil {
+		return es.AppendResult{}, s.appendError(stream, events, err)
+	}
+	if actual != nil {
+		res.Version = *actual
+	}
+	switch status {
+	case statusAppended, statusStored:
+		res.Position = es.Position{Commit: *commit, Prepare: uint64(*position)}
+		return res, nil
+	case statusConflict:
+		return es.AppendResult{}, &es.VersionConflictError{Stream: stream, Expected: expected, Actual: res.Version}
+	case statusDuplicate:
+		return es.AppendResult{}, &es.DuplicateEventIDError{Stream: stream, ID: *dupID}
+	}
+	return es.AppendResult{}, fmt.Errorf("pgstore: append to %s: unexpected status %d from the append function", stream, status)
+}
+
+// expectedArgs encodes an expected version for the append function.
+func expectedArgs(e es.ExpectedVersion) (kind int16, version int64) {
+	switch {
+	case e.IsAny():
+		return 0, 0
+	case e.IsStreamExists():
+		return 2, 0
+	}
+	v, _ := e.Version()
+	if v == 0 {
+		return 1, 0 // no stream
+	}
+	return 3, v
+}
+
+// validate runs [es.ValidateAppend] and then refuses what PostgreSQL cannot
+// store although it is valid JSON and UTF-8, so that such input gets an
+// [*es.InvalidEventError] naming the event rather than a database error.
+func validate(stream string, events []es.EventData) error {
+	if err := es.ValidateAppend(stream, events); err != nil {
+		return err
+	}
+	if strings.IndexByte(stream, 0) >= 0 {
+		return &es.InvalidEventError{Stream: stream, Index: -1, Reason: "stream id contains a NUL byte, which PostgreSQL text cannot hold"}
+	}
+	for i, e := range events {
+		if err := validateEvent(e); err != "" {
+			return &es.InvalidEventError{Stream: stream, Index: i, Type: e.Type, Reason: err}
+		}
+	}
+	return nil
+}
+
+// validateEvent returns why PostgreSQL would refuse e, or "".
+func validateEvent(e es.EventData) string {
+	if strings.IndexByte(e.Type, 0) >= 0 {
+		return "event type contains a NUL byte, which PostgreSQL text cannot hold"
+	}
+	if reason := jsonbIncompatible(e.Data); reason != "" {
+		return "event data " + reason
+	}
+	for k, v := range e.Metadata {
+		if strings.IndexByte(k, 0) >= 0 || strings.IndexByte(v, 0) >= 0 {
+			return "metadata contains a NUL byte, which PostgreSQL jsonb cannot hold"
+		}
+	}
+	return ""
+}
+
+// jsonbIncompatible returns why jsonb would reject the valid JSON b, or "".
+// jsonb stores strings as text, so it refuses the escape \u0000 and escapes
+// of unpaired UTF-16 surrogates, which encoding/json accepts.
+func jsonbIncompatible(b []byte) string {
+	if !bytes.Contains(b, []byte(`\u`)) {
+		return ""
+	}
+	inString := false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if !inString {
+			if c == '"' {
+				inString = true
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = false
+		case '\\':
+			i++
+			if i >= len(b) || b[i] != 'u' || i+4 >= len(b) {
+				continue
+			}
+			r := hex4(b[i+1 : i+5])
+			i += 4
+			switch {
+			case r == 0:
+				return `contains \u0000, which PostgreSQL jsonb cannot hold`
+			case r >= 0xDC00 && r <= 0xDFFF:
+				return "contains an unpaired UTF-16 surrogate escape, which PostgreSQL jsonb cannot hold"
+			case r >= 0xD800 && r <= 0xDBFF:
+				// A high surrogate must be followed by \u and a low one.
+				if i+6 < len(b) && b[i+1] == '\\' && b[i+2] == 'u' {
+					if lo := hex4(b[i+3 : i+7]); lo >= 0xDC00 && lo <= 0xDFFF {
+						i += 6
+						continue
+					}
+				}
+				return "contains an unpaired UTF-16 surrogate escape, which PostgreSQL jsonb cannot hold"
+			}
+		}
+	}
+	return ""
+}
+
+func hex4(b []byte) rune {
+	var r rune
+	for _, c := range b {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		case c >= 'A' && c <= 'F':
+			r |= rune(c - 'A' + 10)
+		}
+	}
+	return r
+}
+
+// appendError turns an error from the append statement into the error to
+// return: data exceptions become [*es.InvalidEventError], a unique violation
+// of the event ID (a concurrent append of the same ID to another stream)
+// becomes [*es.DuplicateEventIDError].
+func (s *Store) appendError(stream string, events []es.EventData, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case pgErr.Code == "23505" && pgErr.ConstraintName == "events_event_id_key":
+			return &es.DuplicateEventIDError{Stream: stream, ID: idFromDetail(pgErr.Detail)}
+		case strings.HasPrefix(pgErr.Code, "22"): // data exception: input PostgreSQL cannot store
+			return &es.InvalidEventError{Stream: stream, Index: -1, Reason: "refused by PostgreSQL: " + pgErr.Message}
+		}
+	}
+	return fmt.Errorf("pgstore: append to %s: %w", stream, err)
+}
+
+// idFromDetail reads the event ID from a unique violation's detail,
+// "Key (event_id)=(…) already exists.".
+func idFromDetail(detail string) uuid.UUID {
+	_, rest, ok := strings.Cut(detail, "=(")
+	if !ok {
+		return uuid.Nil
+	}
+	id, _, _ := strings.Cut(rest, ")")
+	u, _ := uuid.Parse(id)
+	return u
+}

@@ -1,0 +1,46 @@
+package pgstore_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/es/estest"
+	"github.com/stratadev/strata/es/pgstore"
+)
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	var pools sync.Map // *pgstore.Store → *pgxpool.Pool
+	estest.Run(t, func(t *testing.T) es.Store {
+		s, pool := newStore(t, pgstore.Config{})
+		pools.Store(s, pool)
+		return s
+	}, estest.Config{
+		// An append inside a transaction that stays open until commit.
+		HoldAppend: func(ctx context.Context, store es.Store, stream string, expected es.ExpectedVersion, events ...es.EventData) (func() error, error) {
+			s := store.(*pgstore.Store)
+			pool, _ := pools.Load(s)
+			tx, err := pool.(*pgxpool.Pool).Begin(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := s.AppendTx(ctx, tx, stream, expected, events...); err != nil {
+				tx.Rollback(context.WithoutCancel(ctx))
+				return nil, err
+			}
+			return func() error { return tx.Commit(context.WithoutCancel(ctx)) }, nil
+		},
+	})
+}
+
+func TestSnapshotConformance(t *testing.T) {
+	t.Parallel()
+	estest.RunSnapshots(t, func(t *testing.T) es.SnapshotStore {
+		s, _ := newStore(t, pgstore.Config{})
+		return s
+	})
+}

@@ -1,0 +1,97 @@
+// Package pgstore is an event store on PostgreSQL (13 or later), on pgx v5.
+//
+//	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+//	...
+//	store := pgstore.New(pool, pgstore.Config{}) // the caller owns and closes pool
+//	if err := store.Migrate(ctx); err != nil { ... }
+//	res, err := store.Append(ctx, "order-42", es.NoStream, es.EventData{Type: "OrderPlaced", Data: data})
+//
+// [*Store] implements [es.Store] and [es.SnapshotStore], and adds
+// [Store.AppendTx] (append inside the caller's transaction),
+// [Store.Import] (bulk load with COPY) and [Store.HeldBack] (what is holding
+// readers back).
+//
+// # Schema
+//
+// [Store.Migrate] creates the tables in the schema named by [Config.Schema]
+// ("strata" by default) and records the migrations it applied in
+// schema_migrations:
+//
+//   - streams(stream_id, version): one row per stream, the number of events
+//     it holds. Appends lock this row, which serializes writers of one
+//     stream and nobody else.
+//   - events(position, tx_id, event_id, stream_id, stream_version, type,
+//     data, metadata, recorded_at): the log. Unique on (stream_id,
+//     stream_version), on event_id, and on (tx_id, position), the index the
+//     global log is read from.
+//   - snapshots(stream_id, version, revision, data, taken_at).
+//
+// Every statement names the schema; the store never depends on search_path.
+// Event data and metadata are jsonb, so they can be queried and indexed in
+// SQL. jsonb keeps the JSON value, not its text: data is read back
+// normalized (whitespace dropped, object keys sorted and deduplicated).
+// jsonb cannot hold the escape \u0000 or unpaired surrogate escapes; such
+// data, and NUL bytes in names, are refused with an [*es.InvalidEventError].
+//
+// # Reading the global log without skipping events
+//
+// An event's position comes from an identity column when it is inserted,
+// but transactions commit in any order: a transaction may insert position 10
+// and commit after another has inserted and committed position 11. A reader
+// that pages with "position > last seen" can read 11, move on, and never see
+// 10.
+//
+// So each row also records its transaction's ID (tx_id, an xid8), and the
+// log's order is (tx_id, position): [es.Position] is {Commit: tx_id, Prepare:
+// position}. A read only returns rows whose tx_id is below
+// pg_snapshot_xmin(pg_current_snapshot()), the oldest transaction still
+// running when the read began:
+//
+//	SELECT … FROM events
+//	WHERE (tx_id, position) > ($1, $2)
+//	  AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+//	ORDER BY tx_id, position LIMIT $3
+//
+// Every transaction below that xmin has ended, and every transaction still
+// running or yet to start has a higher ID, so nothing can ever appear before
+// what a read returned. The query is a range scan of the (tx_id, position)
+// index.
+//
+// The price: a transaction that stays open holds readers back. Any
+// transaction that has written anything, in any database of the server,
+// hides the events committed after it began writing from [Store.ReadAll],
+// [Store.Subscribe] and [Store.Head] until it commits or rolls back. Keep
+// transactions short, above all those that use [Store.AppendTx];
+// [Store.HeldBack] names the transaction, its process and how long it has
+// been open. Reads of one stream ([Store.ReadStream]) are not held back:
+// stream versions are assigned under the stream's row lock, so they cannot
+// commit out of order.
+//
+// # Appends and idempotency
+//
+// An append is one round trip: a PL/pgSQL function checks the expected
+// version under the stream's row lock, inserts the events and sends a
+// notification on the store's channel (see [Store.Channel]) that wakes
+// subscribers when the transaction commits. Concurrent appends to one stream
+// get exactly one winner per version; the others get an
+// [*es.VersionConflictError].
+//
+// Events without an ID get a version 7 UUID. When an append carries IDs that
+// are already stored:
+//
+//   - if all of them are stored in that stream, consecutively and in the same
+//     order, and (for [es.NoStream] and [es.Exact]) exactly at the versions
+//     that follow the expected version, the append is a retry of one that
+//     succeeded: it returns the original [es.AppendResult] (the version and
+//     position of the last of them) and writes nothing;
+//   - otherwise (some stored elsewhere, in another order, or only some of
+//     them) it returns an [*es.DuplicateEventIDError].
+//
+// # Subscriptions
+//
+// [Store.Subscribe] catches up with ReadAll pages, then waits on a
+// connection of its own that listens for the store's notifications, looking
+// again every [Config.PollInterval] in case one is missed, and every few
+// milliseconds while committed events are held back by a running
+// transaction (which may roll back without notifying anybody).
+package pgstore

@@ -1,0 +1,170 @@
+-- The event log, stream versions and snapshots.
+--
+-- {{schema}} is replaced with the quoted schema name and {{channel}} with the
+-- quoted notification channel before this runs.
+
+CREATE TABLE {{schema}}.streams (
+    stream_id text   PRIMARY KEY,
+    version   bigint NOT NULL CHECK (version > 0), -- the number of events in the stream
+    tx_id     xid8   NOT NULL                      -- the tx_id of its last event
+);
+
+CREATE TABLE {{schema}}.events (
+    -- Assigned at insert. Transactions commit out of order, so position alone
+    -- is not the order in which events become visible; (tx_id, position) is.
+    position       bigint      GENERATED ALWAYS AS IDENTITY,
+    -- The inserting transaction's ID, or the tx_id of the stream's previous
+    -- event when that is higher (see append). Readers only see rows whose
+    -- tx_id is below the xmin of their snapshot: no transaction still running
+    -- can add a row before those.
+    tx_id          xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    event_id       uuid        NOT NULL,
+    stream_id      text        NOT NULL,
+    stream_version bigint      NOT NULL CHECK (stream_version > 0),
+    type           text        NOT NULL,
+    data           jsonb       NOT NULL,
+    metadata       jsonb       NOT NULL DEFAULT '{}',
+    recorded_at    timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT events_pkey PRIMARY KEY (stream_id, stream_version),
+    CONSTRAINT events_event_id_key UNIQUE (event_id),
+    CONSTRAINT events_log_key UNIQUE (tx_id, position)
+);
+
+CREATE TABLE {{schema}}.snapshots (
+    stream_id text        PRIMARY KEY,
+    version   bigint      NOT NULL,
+    revision  text        NOT NULL,
+    data      jsonb       NOT NULL,
+    taken_at  timestamptz NOT NULL
+);
+
+-- append writes events to the end of a stream if its version satisfies the
+-- expected version, in one round trip. It reports conflicts and idempotent
+-- retries as a status rather than raising, so a caller's transaction stays
+-- usable after a version conflict.
+--
+-- p_kind: 0 any, 1 no stream, 2 stream exists, 3 exact (p_expected).
+-- p_check: whether any ID came from the caller (and so may be stored already).
+-- status: 0 appended, 1 already stored (idempotent retry), 2 version
+-- conflict (o_version is the stream's version), 3 an ID is stored elsewhere
+-- (o_duplicate_id).
+--
+-- The events' tx_id is the greater of this transaction's ID and the tx_id of
+-- the stream's last event. A transaction gets its ID when it first writes,
+-- which may be before it waits for the stream's lock, so a transaction with
+-- a lower ID can append after one with a higher ID: taking the higher one
+-- keeps every stream in version order in the log. It is still safe for
+-- readers: a row's tx_id is never below its writer's ID, so the row stays
+-- behind the gate while its writer runs, and every transaction that could
+-- still write a lower tx_id has an ID below it and so holds the gate too.
+CREATE FUNCTION {{schema}}.append(
+    p_stream   text,
+    p_kind     smallint,
+    p_expected bigint,
+    p_check    boolean,
+    p_ids      uuid[],
+    p_types    text[],
+    p_data     jsonb[],
+    p_metadata jsonb[],
+    OUT o_status       smallint,
+    OUT o_version      bigint,
+    OUT o_tx_id        xid8,
+    OUT o_position     bigint,
+    OUT o_duplicate_id uuid)
+LANGUAGE plpgsql AS $$
+DECLARE
+    n          bigint := cardinality(p_ids);
+    cur        bigint;
+    last_tx    xid8;
+    stored     bigint;
+    in_place   bigint;
+    base_min   bigint;
+    base_max   bigint;
+BEGIN
+    -- Fast path: the stream exists, no caller-supplied ID can be stored
+    -- already, and the condition holds. One statement locks, checks and bumps.
+    IF NOT p_check AND p_kind <> 1 THEN
+        UPDATE {{schema}}.streams s
+           SET version = s.version + n,
+               tx_id = greatest(s.tx_id, pg_current_xact_id())
+         WHERE s.stream_id = p_stream
+           AND (p_kind <> 3 OR s.version = p_expected)
+        RETURNING s.version - n, s.tx_id INTO cur, o_tx_id;
+    END IF;
+
+    IF cur IS NULL THEN
+        LOOP
+            SELECT s.version, s.tx_id INTO cur, last_tx
+              FROM {{schema}}.streams s
+             WHERE s.stream_id = p_stream
+               FOR UPDATE;
+            IF NOT FOUND THEN
+                cur := 0;
+            END IF;
+
+            -- Idempotency, checked under the stream's lock so that a
+            -- concurrent append of the same IDs is seen once it commits.
+            IF p_check THEN
+                SELECT count(e.event_id),
+                       count(e.event_id) FILTER (WHERE e.stream_id = p_stream),
+                       min(e.stream_version - u.ord) FILTER (WHERE e.stream_id = p_stream),
+                       max(e.stream_version - u.ord) FILTER (WHERE e.stream_id = p_stream),
+                       (array_agg(u.id ORDER BY u.ord) FILTER (WHERE e.event_id IS NOT NULL))[1]
+                  INTO stored, in_place, base_min, base_max, o_duplicate_id
+                  FROM unnest(p_ids) WITH ORDINALITY AS u(id, ord)
+                  LEFT JOIN {{schema}}.events e ON e.event_id = u.id;
+                IF stored > 0 THEN
+                    IF stored = n AND in_place = n AND base_min = base_max
+                       AND (p_kind NOT IN (1, 3) OR base_min = p_expected) THEN
+                        o_status := 1;
+                        o_duplicate_id := NULL;
+                        SELECT e.stream_version, e.tx_id, e.position
+                          INTO o_version, o_tx_id, o_position
+                          FROM {{schema}}.events e
+                         WHERE e.event_id = p_ids[n];
+                    ELSE
+                        o_status := 3;
+                    END IF;
+                    RETURN;
+                END IF;
+            END IF;
+
+            IF NOT (CASE p_kind
+                        WHEN 1 THEN cur = 0
+                        WHEN 2 THEN cur > 0
+                        WHEN 3 THEN cur = p_expected
+                        ELSE true
+                    END) THEN
+                o_status := 2;
+                o_version := cur;
+                RETURN;
+            END IF;
+
+            o_tx_id := greatest(last_tx, pg_current_xact_id());
+            IF cur > 0 THEN
+                UPDATE {{schema}}.streams s SET version = cur + n, tx_id = o_tx_id
+                 WHERE s.stream_id = p_stream;
+                EXIT;
+            END IF;
+            -- A new stream. If another transaction creates it first, this
+            -- waits for that one to end and then looks again.
+            INSERT INTO {{schema}}.streams (stream_id, version, tx_id) VALUES (p_stream, n, o_tx_id)
+                ON CONFLICT DO NOTHING;
+            EXIT WHEN FOUND;
+        END LOOP;
+    END IF;
+
+    o_status := 0;
+    o_version := cur + n;
+    WITH ins AS (
+        INSERT INTO {{schema}}.events (tx_id, event_id, stream_id, stream_version, type, data, metadata)
+        SELECT o_tx_id, u.id, p_stream, cur + u.ord, u.type, u.data, u.meta
+          FROM unnest(p_ids, p_types, p_data, p_metadata) WITH ORDINALITY AS u(id, type, data, meta, ord)
+         ORDER BY u.ord
+        RETURNING position
+    )
+    SELECT max(ins.position) INTO o_position FROM ins;
+
+    PERFORM pg_notify({{channel}}, '');
+END
+$$;

@@ -1,0 +1,157 @@
+package pgstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stratadev/strata/es"
+)
+
+// ReadStream implements [es.Store]. Reads of one stream need no visibility
+// gate: versions are assigned under the stream's row lock, so a version
+// cannot commit before the ones below it.
+func (s *Store) ReadStream(ctx context.Context, stream string, opts es.ReadStreamOptions) ([]es.Record, error) {
+	if opts.From < 0 || opts.Limit < 0 {
+		return nil, fmt.Errorf("pgstore: read %s: From (%d) and Limit (%d) must not be negative", stream, opts.From, opts.Limit)
+	}
+	var limit *int64
+	if opts.Limit > 0 {
+		l := int64(opts.Limit)
+		limit = &l
+	}
+	query, from := s.q.readForwards, opts.From
+	if opts.Direction == es.Backwards {
+		query = s.q.readBackwards
+		if from == 0 {
+			from = math.MaxInt64
+		}
+	}
+	rows, err := s.pool.Query(ctx, query, stream, from, limit)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: read %s: %w", stream, err)
+	}
+	recs, err := collectRecords(rows, opts.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: read %s: %w", stream, err)
+	}
+	if len(recs) == 0 {
+		// Empty: a missing stream, or a range beyond its end.
+		var v int64
+		err := s.pool.QueryRow(ctx, s.q.streamVersion, stream).Scan(&v)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, &es.StreamNotFoundError{Stream: stream}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("pgstore: read %s: %w", stream, err)
+		}
+	}
+	return recs, nil
+}
+
+// ReadAll implements [es.Store]. It returns the events after the position
+// after, in (transaction id, position) order, and only those of
+// transactions older than every transaction still running: see the package
+// documentation.
+func (s *Store) ReadAll(ctx context.Context, after es.Position, limit int) ([]es.Record, error) {
+	if limit <= 0 {
+		limit = es.DefaultBatchSize
+	}
+	rows, err := s.pool.Query(ctx, s.q.readAll, after.Commit, clampInt64(after.Prepare), limit)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: read all after %s: %w", after, err)
+	}
+	recs, err := collectRecords(rows, limit)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: read all after %s: %w", after, err)
+	}
+	return recs, nil
+}
+
+// Head implements [es.Store]: the position of the last event a reader can
+// see, under the same gate as ReadAll.
+func (s *Store) Head(ctx context.Context) (es.Position, error) {
+	var p es.Position
+	var prepare int64
+	err := s.pool.QueryRow(ctx, s.q.head).Scan(&p.Commit, &prepare)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return es.Start, nil
+	}
+	if err != nil {
+		return es.Start, fmt.Errorf("pgstore: head: %w", err)
+	}
+	p.Prepare = uint64(prepare)
+	return p, nil
+}
+
+func clampInt64(u uint64) int64 {
+	if u > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(u)
+}
+
+// collectRecords scans rows of recordColumns.
+func collectRecords(rows pgx.Rows, sizeHint int) ([]es.Record, error) {
+	defer rows.Close()
+	recs := make([]es.Record, 0, min(max(sizeHint, 0), 1024))
+	var (
+		commit   uint64
+		prepare  int64
+		id       uuid.UUID
+		metadata []byte
+	)
+	for rows.Next() {
+		var r es.Record
+		if err := rows.Scan(&commit, &prepare, &id, &r.Stream, &r.Version, &r.Type, &r.Data, &metadata, &r.RecordedAt); err != nil {
+			return nil, err
+		}
+		r.ID = id
+		r.Position = es.Position{Commit: commit, Prepare: uint64(prepare)}
+		md, err := decodeMetadata(metadata)
+		if err != nil {
+			return nil, fmt.Errorf("event %s: %w", r.ID, err)
+		}
+		r.Metadata = md
+		recs = append(recs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return recs, nil
+}
+
+var emptyObject = []byte("{}")
+
+func encodeMetadata(md es.Metadata) ([]byte, error) {
+	if len(md) == 0 {
+		return emptyObject, nil
+	}
+	return json.Marshal(md)
+}
+
+func decodeMetadata(b []byte) (es.Metadata, error) {
+	if len(b) == 0 || bytes.Equal(b, emptyObject) {
+		return nil, nil
+	}
+	var md es.Metadata
+	if err := json.Unmarshal(b, &md); err != nil {
+		return nil, fmt.Errorf("decode metadata: %w", err)
+	}
+	return md, nil
+}
+
+// timeOrNil returns nil for the zero time, so SQL can fill in now().
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}

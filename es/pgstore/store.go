@@ -1,0 +1,129 @@
+package pgstore
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/stratadev/strata/es"
+)
+
+// Defaults for [Config].
+const (
+	SchemaDefault       = "strata"
+	PollIntervalDefault = time.Second
+)
+
+// Config tunes a [Store]. The zero value works.
+type Config struct {
+	// Schema is the PostgreSQL schema that holds the store's tables.
+	// Defaults to "strata".
+	Schema string
+	// PollInterval is how often a subscription looks for new events when no
+	// notification arrives. Notifications normally wake subscribers at once;
+	// polling covers a lost listener connection. Defaults to 1s.
+	PollInterval time.Duration
+	// Logger receives the store's diagnostics. Defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	c.Schema = cmp.Or(c.Schema, SchemaDefault)
+	c.PollInterval = cmp.Or(c.PollInterval, PollIntervalDefault)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Validate reports every problem with c at once. Zero values are fine: they
+// stand for the defaults.
+func (c Config) Validate() error {
+	var errs []error
+	switch {
+	case len(c.Schema) > 63:
+		errs = append(errs, fmt.Errorf("pgstore: Config.Schema %q is longer than PostgreSQL's 63-byte limit for names", c.Schema))
+	case strings.IndexByte(c.Schema, 0) >= 0 || !utf8.ValidString(c.Schema):
+		errs = append(errs, fmt.Errorf("pgstore: Config.Schema %q must be valid UTF-8 without NUL bytes", c.Schema))
+	}
+	if c.PollInterval < 0 {
+		errs = append(errs, fmt.Errorf("pgstore: Config.PollInterval is %v; want a positive duration or 0 for the default", c.PollInterval))
+	}
+	return errors.Join(errs...)
+}
+
+// Store is an [es.Store] and [es.SnapshotStore] on PostgreSQL. It is safe for
+// concurrent use.
+type Store struct {
+	pool    *pgxpool.Pool
+	cfg     Config
+	schema  string // quoted identifier
+	channel string // notification channel name, unquoted
+	q       queries
+}
+
+var (
+	_ es.Store         = (*Store)(nil)
+	_ es.SnapshotStore = (*Store)(nil)
+)
+
+// New returns a store on pool, which the caller owns and closes. Call
+// [Store.Migrate] before first use. New panics if cfg is invalid (see
+// [Config.Validate]) or pool is nil: both are programming errors.
+func New(pool *pgxpool.Pool, cfg Config) *Store {
+	if pool == nil {
+		panic("pgstore: New: nil pool")
+	}
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	cfg = cfg.withDefaults()
+	s := &Store{
+		pool:    pool,
+		cfg:     cfg,
+		schema:  pgx.Identifier{cfg.Schema}.Sanitize(),
+		channel: channelName(cfg.Schema),
+	}
+	s.q = newQueries(s.expand)
+	return s
+}
+
+// Schema returns the name of the schema that holds the store's tables.
+func (s *Store) Schema() string { return s.cfg.Schema }
+
+// Channel returns the name of the channel the store notifies when events are
+// committed.
+func (s *Store) Channel() string { return s.channel }
+
+// expand fills the placeholders of a SQL text: {{schema}} with the quoted
+// schema and {{channel}} with the channel as a string literal.
+func (s *Store) expand(sql string) string {
+	return strings.NewReplacer(
+		"{{schema}}", s.schema,
+		"{{channel}}", quoteLiteral(s.channel),
+	).Replace(sql)
+}
+
+// channelName derives the notification channel from the schema. Channel
+// names share the 63-byte limit of identifiers, so long schema names are
+// hashed.
+func channelName(schema string) string {
+	if c := schema + ".events"; len(c) <= 63 {
+		return c
+	}
+	sum := sha256.Sum256([]byte(schema))
+	return "strata.events." + hex.EncodeToString(sum[:16])
+}
+
+func quoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}

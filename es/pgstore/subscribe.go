@@ -1,0 +1,174 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+
+	"github.com/stratadev/strata/es"
+)
+
+// Backoff while committed events are held back by a running transaction: a
+// holder that rolls back sends no notification, so the subscription looks
+// again soon instead of waiting a whole poll interval.
+const (
+	heldBackoffMin = 5 * time.Millisecond
+	heldBackoffMax = 100 * time.Millisecond
+)
+
+// Subscribe implements [es.Store]. It catches up with ReadAll pages, then
+// waits on a connection of its own that listens to the store's channel: every
+// append notifies it on commit. It also looks for new events every
+// PollInterval, and every few milliseconds while committed events are held
+// back by a running transaction. It starts no goroutine: all waiting happens
+// inside the iteration, and the listening connection is closed when the
+// iteration ends.
+func (s *Store) Subscribe(ctx context.Context, opts es.SubscribeOptions) iter.Seq2[[]es.Record, error] {
+	batch := opts.BatchSize
+	if batch <= 0 {
+		batch = es.DefaultBatchSize
+	}
+	return func(yield func([]es.Record, error) bool) {
+		sub := subscription{store: s, after: opts.After, batch: batch}
+		defer sub.close()
+		sub.run(ctx, yield)
+	}
+}
+
+type subscription struct {
+	store    *Store
+	after    es.Position
+	batch    int
+	listener *pgx.Conn
+	backoff  time.Duration
+}
+
+func (sub *subscription) run(ctx context.Context, yield func([]es.Record, error) bool) {
+	s := sub.store
+	for {
+		recs, err := s.ReadAll(ctx, sub.after, sub.batch)
+		if err != nil {
+			if ctx.Err() == nil {
+				yield(nil, fmt.Errorf("pgstore: subscribe: %w", err))
+			}
+			return
+		}
+		if len(recs) > 0 {
+			sub.after = recs[len(recs)-1].Position
+			if !yield(recs, nil) {
+				return
+			}
+			if len(recs) == sub.batch {
+				continue // more may be waiting
+			}
+		}
+		// Caught up with what is visible now.
+		if sub.listener == nil {
+			if err := sub.listen(ctx); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				// Polling still works; try to listen again next time.
+				s.cfg.Logger.WarnContext(ctx, "pgstore: subscription cannot listen for notifications; polling",
+					slog.String("channel", s.channel), slog.Any("error", err))
+			} else {
+				continue // read again: an event may have committed before LISTEN
+			}
+		}
+		pending, err := sub.pending(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				yield(nil, fmt.Errorf("pgstore: subscribe: %w", err))
+			}
+			return
+		}
+		wait := s.cfg.PollInterval
+		if pending {
+			sub.backoff = min(max(2*sub.backoff, heldBackoffMin), heldBackoffMax)
+			wait = sub.backoff
+		} else {
+			sub.backoff = 0
+		}
+		if !sub.wait(ctx, wait) {
+			return
+		}
+	}
+}
+
+// pending reports whether committed events exist after the subscription's
+// position that its last read did not return: held back by a running
+// transaction, or committed since the read (whose notification may already
+// have been consumed).
+func (sub *subscription) pending(ctx context.Context) (bool, error) {
+	var pending bool
+	err := sub.store.pool.QueryRow(ctx, sub.store.q.pending, sub.after.Commit, clampInt64(sub.after.Prepare)).Scan(&pending)
+	return pending, err
+}
+
+// listen opens the subscription's own connection, with the pool's
+// connection settings, and listens to the store's channel on it.
+func (sub *subscription) listen(ctx context.Context) error {
+	cfg := sub.store.pool.Config().ConnConfig.Copy()
+	// Waiting with a deadline is how the subscription polls; a timeout must
+	// not send a cancel request to the server each time.
+	cfg.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.DeadlineContextWatcherHandler{Conn: pc.Conn()}
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{sub.store.channel}.Sanitize()); err != nil {
+		closeConn(conn)
+		return err
+	}
+	sub.listener = conn
+	return nil
+}
+
+// wait returns when a notification arrives or d has passed, and reports
+// false when ctx has ended.
+func (sub *subscription) wait(ctx context.Context, d time.Duration) bool {
+	wctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	if sub.listener == nil {
+		<-wctx.Done()
+		return ctx.Err() == nil
+	}
+	_, err := sub.listener.WaitForNotification(wctx)
+	switch {
+	case err == nil:
+		return true
+	case ctx.Err() != nil:
+		return false
+	case errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err):
+		return true // poll
+	}
+	// The listening connection broke. Reads will tell whether the server is
+	// gone; listen again when caught up.
+	sub.store.cfg.Logger.WarnContext(ctx, "pgstore: subscription lost its listening connection",
+		slog.String("channel", sub.store.channel), slog.Any("error", err))
+	closeConn(sub.listener)
+	sub.listener = nil
+	return true
+}
+
+func (sub *subscription) close() {
+	if sub.listener != nil {
+		closeConn(sub.listener)
+		sub.listener = nil
+	}
+}
+
+func closeConn(conn *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = conn.Close(ctx)
+}
