@@ -55,10 +55,10 @@ func OnExisting[C any, T es.Aggregate](id func(cmd C) string, decide func(ctx co
 }
 
 // OnAny returns a Decider for commands that create or change an aggregate,
-// such as an upsert. The aggregate is loaded, at version 0 if it has no
-// events, and decide tells the cases apart (see [es.Root.Exists], or the
-// aggregate's own state). See [OnNew] for id and decide, and [Aggregate] for
-// retries.
+// such as an upsert. The aggregate is loaded; if it has no events, decide
+// gets a fresh one, as the repository's constructor makes it, and tells the
+// cases apart by its state. See [OnNew] for id and decide, and [Aggregate]
+// for retries.
 func OnAny[C any, T es.Aggregate](id func(cmd C) string, decide func(ctx context.Context, state T, cmd C) ([]any, error)) Decider[C, T] {
 	return newDecider(intentAny, id, decide)
 }

@@ -17,7 +17,8 @@ type Result struct {
 	// Stream is the stream the command's events went to.
 	Stream string
 	// Version is the stream's version after the command: the version of its
-	// last event.
+	// last event, or the aggregate's current version when it appended
+	// nothing.
 	Version int64
 	// Position is the global position of the command's last event, the
 	// consistency token for read-your-writes: a projection whose checkpoint
@@ -41,7 +42,7 @@ type Next func(ctx context.Context, cmd any) (Result, error)
 type Middleware func(next Next) Next
 
 // Bus dispatches commands to the handlers registered for their types. A Bus
-// is like an [http.ServeMux]: build it at start-up with [Handle] and
+// is like an [net/http.ServeMux]: build it at start-up with [Handle] and
 // [Bus.Use], then call [Bus.Dispatch] from any number of goroutines.
 //
 // Every dispatch runs, from the outside in: the middleware in the order it
@@ -77,8 +78,8 @@ func NewBus() *Bus {
 	return b
 }
 
-// Handle registers h for commands of type C, which must be a named, non-
-// pointer type such as a struct. Dispatching a *C reaches h too, with the
+// Handle registers h for commands of type C, which must be a named type
+// that is not a pointer, such as a struct. Dispatching a *C reaches h too, with the
 // value it points to. Handle panics if C is already registered, if another
 // registered type has the same name (see [CommandName]), if C is a pointer,
 // interface or unnamed type, or if h is nil: all programming errors found at
