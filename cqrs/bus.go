@@ -7,7 +7,6 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
-	"sync/atomic"
 
 	"github.com/stratadev/strata/es"
 )
@@ -51,14 +50,10 @@ type Middleware func(next Next) Next
 // [*PanicError]; the handler's panic is converted inside the middleware, so
 // a logging or tracing middleware sees it as an error.
 type Bus struct {
-	mu     sync.Mutex // serializes changes to routes
-	routes atomic.Pointer[routeTable]
-}
-
-type routeTable struct {
-	byType     map[reflect.Type]*route
-	middleware []Middleware
+	mu         sync.RWMutex
+	routes     map[reflect.Type]*route
 	names      []string // registered command names, sorted
+	middleware []Middleware
 }
 
 type route struct {
@@ -73,14 +68,12 @@ type route struct {
 // else to configure: retries and options belong to the handlers, logging and
 // tracing to middleware.
 func NewBus() *Bus {
-	b := &Bus{}
-	b.routes.Store(&routeTable{byType: map[reflect.Type]*route{}})
-	return b
+	return &Bus{routes: map[reflect.Type]*route{}}
 }
 
 // Handle registers h for commands of type C, which must be a named type
-// that is not a pointer, such as a struct. Dispatching a *C reaches h too, with the
-// value it points to. Handle panics if C is already registered, if another
+// that is not a pointer, such as a struct. Dispatching a *C reaches h too,
+// with the value it points to. Handle panics if C is already registered, if another
 // registered type has the same name (see [CommandName]), if C is a pointer,
 // interface or unnamed type, or if h is nil: all programming errors found at
 // start-up.
@@ -124,22 +117,16 @@ func Handle[C any](b *Bus, h Handler[C]) {
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	old := b.routes.Load()
-	if _, dup := old.byType[t]; dup {
+	if _, dup := b.routes[t]; dup {
 		panic(fmt.Sprintf("cqrs: handle %s: a handler is already registered for it", name))
 	}
-	if _, dup := slices.BinarySearch(old.names, name); dup {
+	i, dup := slices.BinarySearch(b.names, name)
+	if dup {
 		panic(fmt.Sprintf("cqrs: handle %s (package %s): a command type of another package with the same name is registered", name, t.PkgPath()))
 	}
-	next := &routeTable{byType: make(map[reflect.Type]*route, len(old.byType)+1), middleware: old.middleware}
-	for k, v := range old.byType {
-		next.byType[k] = v
-	}
-	next.byType[t] = r
-	next.names = append(slices.Clone(old.names), name)
-	slices.Sort(next.names)
-	r.chain = compose(next.middleware, r.inner)
-	b.routes.Store(next)
+	r.chain = compose(b.middleware, r.inner)
+	b.routes[t] = r
+	b.names = slices.Insert(b.names, i, name)
 }
 
 // Use adds middleware around every handler, the first one outermost. It may
@@ -154,18 +141,10 @@ func (b *Bus) Use(mw ...Middleware) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	old := b.routes.Load()
-	next := &routeTable{
-		byType:     make(map[reflect.Type]*route, len(old.byType)),
-		middleware: append(slices.Clone(old.middleware), mw...),
-		names:      old.names,
+	b.middleware = append(b.middleware, mw...)
+	for _, r := range b.routes {
+		r.chain = compose(b.middleware, r.inner)
 	}
-	for t, r := range old.byType {
-		c := *r
-		c.chain = compose(next.middleware, c.inner)
-		next.byType[t] = &c
-	}
-	b.routes.Store(next)
 }
 
 func compose(mw []Middleware, h Next) Next {
@@ -191,22 +170,32 @@ func (b *Bus) Dispatch(ctx context.Context, cmd any) (res Result, err error) {
 	if cmd == nil {
 		return Result{}, fmt.Errorf("cqrs: dispatch: %w", ErrNilCommand)
 	}
-	t := reflect.TypeOf(cmd)
-	tab := b.routes.Load()
-	r, ok := tab.byType[t]
-	if !ok && t.Kind() == reflect.Pointer {
-		r, ok = tab.byType[t.Elem()]
+	r, chain, err := b.route(reflect.TypeOf(cmd))
+	if err != nil {
+		return Result{}, err
 	}
-	if !ok {
-		return Result{}, &UnknownCommandError{Command: typeName(t), Registered: slices.Clone(tab.names)}
-	}
-	cmd, ok = r.value(cmd)
+	cmd, ok := r.value(cmd)
 	if !ok {
 		return Result{}, fmt.Errorf("cqrs: dispatch %s: nil pointer: %w", r.name, ErrNilCommand)
 	}
 	defer recoverPanic(r.name, &res, &err)
 	ctx = context.WithValue(ctx, scopeKey{}, newScope(ctx, r.name, r.id(cmd)))
-	return r.chain(ctx, cmd)
+	return chain(ctx, cmd)
+}
+
+// route returns the route for commands of type t, or of the type t points
+// to, and its chain as it is now.
+func (b *Bus) route(t reflect.Type) (*route, Next, error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	r, ok := b.routes[t]
+	if !ok && t.Kind() == reflect.Pointer {
+		r, ok = b.routes[t.Elem()]
+	}
+	if !ok {
+		return nil, nil, &UnknownCommandError{Command: typeName(t), Registered: slices.Clone(b.names)}
+	}
+	return r, r.chain, nil
 }
 
 // recoverPanic turns a panic into a *PanicError for command name. It must be
