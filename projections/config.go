@@ -1,0 +1,93 @@
+package projections
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// ErrorPolicy says what a worker does with an event its projection cannot
+// handle: a declared type that does not decode, or a handler error that is
+// not transient.
+type ErrorPolicy uint8
+
+const (
+	// PolicyStop stops the projection, marked [StateStalled] at the event,
+	// until an operator resumes it. It is the default.
+	PolicyStop ErrorPolicy = iota
+	// PolicyDeadLetter parks the event as a [DeadLetter] and continues.
+	PolicyDeadLetter
+)
+
+// Defaults for [Config].
+const (
+	BatchSizeDefault       = 500
+	BatchWaitDefault       = 20 * time.Millisecond
+	RetryMinDefault        = 100 * time.Millisecond
+	RetryMaxDefault        = 10 * time.Second
+	LeasePollDefault       = time.Second
+	ShutdownTimeoutDefault = 10 * time.Second
+)
+
+// Config tunes a [Worker]. The zero value works.
+type Config struct {
+	// BatchSize caps the events of one batch. Defaults to 500.
+	BatchSize int
+	// BatchWait is how long a worker that has fewer than BatchSize events
+	// waits for more before applying them. Negative means not at all.
+	// Defaults to 20ms.
+	BatchWait time.Duration
+	// RetryMin and RetryMax bound the exponential backoff, with jitter,
+	// between retries of transient errors. Default to 100ms and 10s.
+	RetryMin, RetryMax time.Duration
+	// LeasePoll is how often a standby worker tries to take the lease when
+	// the sink is a [Locker], and how often a paused worker looks whether it
+	// may go on. Defaults to 1s.
+	LeasePoll time.Duration
+	// ShutdownTimeout bounds how long the batch in flight may take to finish
+	// after Run's context ends; then it is rolled back. Defaults to 10s.
+	ShutdownTimeout time.Duration
+	// ErrorPolicy defaults to PolicyStop.
+	ErrorPolicy ErrorPolicy
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate reports every problem with c at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.BatchSize < 0 {
+		errs = append(errs, fmt.Errorf("projections: Config.BatchSize is %d; want 0 (default) or more", c.BatchSize))
+	}
+	if c.RetryMin < 0 || c.RetryMax < 0 {
+		errs = append(errs, fmt.Errorf("projections: Config.RetryMin (%v) and RetryMax (%v) must not be negative", c.RetryMin, c.RetryMax))
+	}
+	if c.RetryMin > 0 && c.RetryMax > 0 && c.RetryMin > c.RetryMax {
+		errs = append(errs, fmt.Errorf("projections: Config.RetryMin (%v) is above RetryMax (%v)", c.RetryMin, c.RetryMax))
+	}
+	if c.LeasePoll < 0 {
+		errs = append(errs, fmt.Errorf("projections: Config.LeasePoll is %v; want 0 (default) or more", c.LeasePoll))
+	}
+	if c.ShutdownTimeout < 0 {
+		errs = append(errs, fmt.Errorf("projections: Config.ShutdownTimeout is %v; want 0 (default) or more", c.ShutdownTimeout))
+	}
+	if c.ErrorPolicy > PolicyDeadLetter {
+		errs = append(errs, fmt.Errorf("projections: Config.ErrorPolicy %d is unknown", c.ErrorPolicy))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) withDefaults() Config {
+	c.BatchSize = cmp.Or(c.BatchSize, BatchSizeDefault)
+	c.BatchWait = cmp.Or(c.BatchWait, BatchWaitDefault)
+	c.RetryMin = cmp.Or(c.RetryMin, RetryMinDefault)
+	c.RetryMax = cmp.Or(c.RetryMax, RetryMaxDefault)
+	c.LeasePoll = cmp.Or(c.LeasePoll, LeasePollDefault)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, ShutdownTimeoutDefault)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}

@@ -1,0 +1,33 @@
+// Package projections runs projections: workers that read the global log of
+// an [es.Store] from a checkpoint, hand batches of decoded events to a
+// handler and advance the checkpoint, so that a read model follows the log.
+//
+// The package imports no database driver. A [Sink] keeps checkpoints and
+// applies batches; projections/pgsink keeps a PostgreSQL read model and its
+// checkpoint in one transaction, so each event takes effect exactly once.
+//
+//	sink := pgsink.New(pool, pgsink.Config{})            // the caller owns pool
+//	w := projections.NewWorker(store, registry, sink, orderViews{}, projections.Config{})
+//	err := w.Run(ctx)                                     // nil on a clean stop
+//
+// # Guarantees
+//
+//   - Events reach the handler in log order, each once per committed batch;
+//     the batch and the checkpoint move together (see [Sink.Apply]).
+//   - An event whose type the projection does not declare in
+//     [Projection.Handles] is skipped and the checkpoint moves past it. A
+//     declared event that does not decode, or that the handler fails on,
+//     follows the [ErrorPolicy]: the projection stops, marked
+//     [StateStalled] at that event ([PolicyStop], the default), or the event is
+//     parked as a dead letter and the projection continues
+//     ([PolicyDeadLetter]). The [Failure] names stream, version, position,
+//     type and error.
+//   - Transient errors (see [Sink.Transient]) are retried with exponential
+//     backoff and jitter, from the last committed checkpoint.
+//   - When the sink implements [Locker], one worker per projection applies
+//     events at a time; the others wait and take over when it stops.
+//
+// [WaitFor] waits until a projection has reached a position: the consistency
+// token of a command result, for read-your-writes. [ReadStatus] reports
+// state, checkpoint, head and lag.
+package projections

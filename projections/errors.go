@@ -1,0 +1,71 @@
+package projections
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/stratadev/strata/es"
+)
+
+var (
+	// ErrStalled means a projection stopped at an event it could not handle.
+	// The details are in a [*StalledError].
+	ErrStalled = errors.New("projections: projection stalled")
+	// ErrCheckpointMoved means a batch was not applied because the
+	// checkpoint was no longer where the worker started: another worker
+	// applied it, or an earlier attempt committed after all. Workers recover
+	// from it by reading the checkpoint again.
+	ErrCheckpointMoved = errors.New("projections: checkpoint moved")
+	// ErrPaused means a projection is paused.
+	ErrPaused = errors.New("projections: projection paused")
+)
+
+// Failure describes an event a projection could not handle.
+type Failure struct {
+	Stream   string
+	Version  int64
+	Position es.Position
+	Type     string
+	// Error is the error's text; errors are stored, so only the text
+	// survives.
+	Error string
+	At    time.Time
+}
+
+func (f Failure) String() string {
+	return fmt.Sprintf("event %s@%d (type %q, position %s): %s", f.Stream, f.Version, f.Type, f.Position, f.Error)
+}
+
+func failureOf(rec es.Record, err error) Failure {
+	return Failure{
+		Stream: rec.Stream, Version: rec.Version, Position: rec.Position, Type: rec.Type,
+		Error: err.Error(), At: time.Now().UTC(),
+	}
+}
+
+// StalledError is returned by [Worker.Run] when the projection stopped at an
+// event under [PolicyStop], or found itself stalled at start.
+type StalledError struct {
+	Projection string
+	Failure    Failure
+}
+
+func (e *StalledError) Error() string {
+	return fmt.Sprintf("projections: %s stalled at %s", e.Projection, e.Failure)
+}
+
+func (e *StalledError) Unwrap() error { return ErrStalled }
+
+// CheckpointMovedError is returned by [Sink.Apply] when the checkpoint is not
+// at the position the batch starts from.
+type CheckpointMovedError struct {
+	Projection       string
+	Expected, Actual es.Position
+}
+
+func (e *CheckpointMovedError) Error() string {
+	return fmt.Sprintf("projections: apply to %s: checkpoint is at %s, not %s", e.Projection, e.Actual, e.Expected)
+}
+
+func (e *CheckpointMovedError) Unwrap() error { return ErrCheckpointMoved }

@@ -1,0 +1,458 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stratadev/strata/es"
+)
+
+// Worker runs one projection: it follows the log from the projection's
+// checkpoint and applies batches through its [Sink].
+type Worker[Tx any] struct {
+	store   es.Store
+	reg     *es.Registry
+	sink    Sink[Tx]
+	proj    Projection[Tx]
+	name    string
+	handles map[string]bool
+	cfg     Config
+
+	pos     es.Position // the committed checkpoint, while running
+	retries int         // consecutive transient failures
+
+	applied atomic.Int64 // events handed to the handler and committed
+}
+
+// NewWorker returns a worker for p. It panics if cfg is invalid (see
+// [Config.Validate]), or if an argument is nil or p has no name: those are
+// programming errors.
+func NewWorker[Tx any](store es.Store, reg *es.Registry, sink Sink[Tx], p Projection[Tx], cfg Config) *Worker[Tx] {
+	if store == nil || reg == nil || sink == nil || p == nil {
+		panic("projections: NewWorker: nil argument")
+	}
+	if p.Name() == "" {
+		panic("projections: NewWorker: projection has an empty name")
+	}
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	handles := make(map[string]bool)
+	for _, t := range p.Handles() {
+		handles[t] = true
+	}
+	return &Worker[Tx]{
+		store: store, reg: reg, sink: sink, proj: p, name: p.Name(),
+		handles: handles, cfg: cfg.withDefaults(),
+	}
+}
+
+// Name returns the projection's name.
+func (w *Worker[Tx]) Name() string { return w.name }
+
+// Applied returns how many events this worker has handed to the handler in
+// batches that committed.
+func (w *Worker[Tx]) Applied() int64 { return w.applied.Load() }
+
+// errRestart asks Run to read the checkpoint again and resubscribe.
+var errRestart = errors.New("projections: restart from the checkpoint")
+
+// Run applies the projection until ctx ends, and returns nil then. The batch
+// in flight when ctx ends is finished (within Config.ShutdownTimeout). Run
+// returns a [*StalledError] when the projection stalls, under
+// [PolicyStop], or is stalled already. Transient errors are retried.
+//
+// When the sink is a [Locker], Run first waits for the projection's lease,
+// and waits again if it loses it.
+func (w *Worker[Tx]) Run(ctx context.Context) error {
+	log := w.cfg.Logger.With(slog.String("projection", w.name))
+	for ctx.Err() == nil {
+		lease, err := w.acquire(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		err = w.runLeased(ctx, lease)
+		if lease != nil {
+			if rerr := lease.Release(context.WithoutCancel(ctx)); rerr != nil {
+				log.WarnContext(ctx, "projections: release lease", slog.Any("error", rerr))
+			}
+		}
+		switch {
+		case ctx.Err() != nil:
+			if errors.Is(err, ErrStalled) {
+				return err
+			}
+			return nil
+		case err == nil:
+			// The lease was lost or the projection is paused: start over.
+			w.retries = 0
+		case errors.Is(err, ErrStalled):
+			return err
+		case errors.Is(err, errRestart), errors.Is(err, ErrCheckpointMoved), w.sink.Transient(err):
+			log.InfoContext(ctx, "projections: restarting from the checkpoint", slog.Any("reason", err))
+			if !w.backoff(ctx) {
+				return nil
+			}
+		default:
+			return fmt.Errorf("projections: run %s: %w", w.name, err)
+		}
+	}
+	return nil
+}
+
+// acquire waits for the lease, when the sink has leases.
+func (w *Worker[Tx]) acquire(ctx context.Context) (Lease, error) {
+	locker, ok := w.sink.(Locker)
+	if !ok {
+		return nil, nil
+	}
+	waiting := false
+	for {
+		lease, got, err := locker.TryLock(ctx, w.name)
+		switch {
+		case err != nil && ctx.Err() == nil && w.sink.Transient(err):
+			if !w.backoff(ctx) {
+				return nil, ctx.Err()
+			}
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("projections: lease of %s: %w", w.name, err)
+		case got:
+			w.cfg.Logger.InfoContext(ctx, "projections: lease taken", slog.String("projection", w.name))
+			return lease, nil
+		}
+		if !waiting {
+			waiting = true
+			w.cfg.Logger.InfoContext(ctx, "projections: another worker holds the lease; standing by", slog.String("projection", w.name))
+		}
+		if !sleep(ctx, w.cfg.LeasePoll) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+type subMsg struct {
+	recs []es.Record
+	err  error
+}
+
+// runLeased applies the projection while the lease holds. It returns nil
+// when the lease is lost or the projection is paused, and errRestart or
+// another error when it must start over.
+func (w *Worker[Tx]) runLeased(ctx context.Context, lease Lease) error {
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if lease != nil {
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			select {
+			case <-lease.Lost():
+				w.cfg.Logger.WarnContext(ctx, "projections: lease lost", slog.String("projection", w.name))
+				cancel()
+			case <-stop:
+			}
+		}()
+	}
+
+	cp, err := w.sink.Checkpoint(lctx, w.name)
+	if err != nil {
+		return fmt.Errorf("read checkpoint: %w", err)
+	}
+	switch cp.State {
+	case StateStalled:
+		f := Failure{}
+		if cp.Failure != nil {
+			f = *cp.Failure
+		}
+		return &StalledError{Projection: w.name, Failure: f}
+	case StatePaused:
+		sleep(lctx, w.cfg.LeasePoll)
+		return nil
+	}
+	w.pos = cp.Position
+
+	subCtx, stopSub := context.WithCancel(lctx)
+	ch := make(chan subMsg)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer close(ch)
+		for recs, err := range w.store.Subscribe(subCtx, es.SubscribeOptions{After: cp.Position, BatchSize: w.cfg.BatchSize}) {
+			select {
+			case ch <- subMsg{recs, err}:
+			case <-subCtx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+	defer func() {
+		stopSub()
+		for range ch {
+		}
+		wg.Wait()
+	}()
+
+	var pending []es.Record
+	recv := func(block bool, timeout <-chan time.Time) (bool, error) {
+		if block {
+			select {
+			case m, ok := <-ch:
+				return w.take(lctx, &pending, m, ok)
+			case <-lctx.Done():
+				return false, nil
+			}
+		}
+		select {
+		case m, ok := <-ch:
+			return w.take(lctx, &pending, m, ok)
+		case <-timeout:
+			return false, nil
+		case <-lctx.Done():
+			return false, nil
+		}
+	}
+	for {
+		if len(pending) == 0 {
+			if _, err := recv(true, nil); err != nil || lctx.Err() != nil {
+				return err
+			}
+		}
+		if len(pending) < w.cfg.BatchSize && w.cfg.BatchWait > 0 {
+			timer := time.NewTimer(w.cfg.BatchWait)
+			for len(pending) < w.cfg.BatchSize {
+				got, err := recv(false, timer.C)
+				if err != nil {
+					timer.Stop()
+					return err
+				}
+				if !got {
+					break
+				}
+			}
+			timer.Stop()
+		}
+		if lctx.Err() != nil {
+			return nil // nothing in flight yet
+		}
+		n := min(len(pending), w.cfg.BatchSize)
+		batch := pending[:n:n]
+		pending = pending[n:]
+		if err := w.process(lctx, batch); err != nil {
+			return err
+		}
+		w.retries = 0
+		if lctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// take adds a subscription message to pending.
+func (w *Worker[Tx]) take(ctx context.Context, pending *[]es.Record, m subMsg, ok bool) (bool, error) {
+	if !ok {
+		if ctx.Err() != nil {
+			return false, nil
+		}
+		return false, fmt.Errorf("%w: subscription ended", errRestart)
+	}
+	if m.err != nil {
+		return false, fmt.Errorf("%w: subscription: %w", errRestart, m.err)
+	}
+	*pending = append(*pending, m.recs...)
+	return true, nil
+}
+
+// process applies recs, which follow the checkpoint w.pos, in as few
+// batches as the error policy allows. The work is finished even when ctx
+// ends, unless that takes longer than the shutdown timeout.
+func (w *Worker[Tx]) process(ctx context.Context, recs []es.Record) error {
+	actx, done := w.inFlight(ctx)
+	defer done()
+	for i := 0; i < len(recs); {
+		var (
+			events []Event
+			bad    error
+			j      = i
+		)
+		for ; j < len(recs); j++ {
+			rec := recs[j]
+			if !w.handles[rec.Type] {
+				continue
+			}
+			v, err := w.reg.Decode(rec)
+			if err != nil {
+				bad = err
+				break
+			}
+			events = append(events, Event{Record: rec, Data: v})
+		}
+		if j > i {
+			if err := w.applySegment(ctx, actx, events, recs[j-1].Position); err != nil {
+				return err
+			}
+		}
+		if bad != nil {
+			if err := w.fail(ctx, actx, recs[j], bad); err != nil {
+				return err
+			}
+		}
+		i = j + 1
+	}
+	return nil
+}
+
+// inFlight returns a context for the batch in flight: it outlives ctx by at
+// most the shutdown timeout.
+func (w *Worker[Tx]) inFlight(ctx context.Context) (context.Context, func()) {
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var (
+		mu    sync.Mutex
+		timer *time.Timer
+	)
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		timer = time.AfterFunc(w.cfg.ShutdownTimeout, cancel)
+	})
+	return actx, func() {
+		stop()
+		mu.Lock()
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancel()
+	}
+}
+
+// handlerError marks an error returned by the projection's handler.
+type handlerError struct{ err error }
+
+func (e *handlerError) Error() string { return e.err.Error() }
+func (e *handlerError) Unwrap() error { return e.err }
+
+// applySegment applies events as one batch that moves the checkpoint to
+// to. If the handler fails on a batch of several events, it applies them one
+// at a time to find the event at fault and hands that to the error policy.
+func (w *Worker[Tx]) applySegment(ctx, actx context.Context, events []Event, to es.Position) error {
+	err := w.apply(ctx, actx, ApplyParams{Projection: w.name, From: w.pos, To: to, Events: events})
+	var herr *handlerError
+	if !errors.As(err, &herr) {
+		return err
+	}
+	if len(events) == 1 {
+		return w.fail(ctx, actx, events[0].Record, herr.err)
+	}
+	for k, ev := range events {
+		upTo := ev.Record.Position
+		if k == len(events)-1 {
+			upTo = to
+		}
+		err := w.apply(ctx, actx, ApplyParams{Projection: w.name, From: w.pos, To: upTo, Events: events[k : k+1]})
+		if errors.As(err, &herr) {
+			err = w.fail(ctx, actx, ev.Record, herr.err)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// apply runs one batch through the sink, retrying transient errors. A
+// handler error that is not transient comes back as a *handlerError.
+func (w *Worker[Tx]) apply(ctx, actx context.Context, p ApplyParams) error {
+	for {
+		var herr error
+		err := w.sink.Apply(actx, p, func(hctx context.Context, tx Tx) error {
+			herr = w.proj.HandleBatch(hctx, tx, p.Events)
+			return herr
+		})
+		switch {
+		case err == nil:
+			w.pos = p.To
+			w.applied.Add(int64(len(p.Events)))
+			return nil
+		case actx.Err() != nil:
+			return fmt.Errorf("apply batch to %s: %w", p.To, actx.Err())
+		case herr != nil && !w.sink.Transient(herr) && !errors.Is(herr, context.Canceled):
+			return &handlerError{herr}
+		case errors.Is(err, ErrCheckpointMoved):
+			return err
+		case w.sink.Transient(err) || herr != nil:
+			w.cfg.Logger.WarnContext(ctx, "projections: transient error; retrying",
+				slog.String("projection", w.name), slog.String("to", p.To.String()), slog.Any("error", err))
+			if !w.backoff(ctx) {
+				return fmt.Errorf("apply batch to %s: %w", p.To, err)
+			}
+		default:
+			return fmt.Errorf("apply batch to %s: %w", p.To, err)
+		}
+	}
+}
+
+// fail applies the error policy to rec.
+func (w *Worker[Tx]) fail(ctx, actx context.Context, rec es.Record, cause error) error {
+	f := failureOf(rec, cause)
+	log := w.cfg.Logger.With(slog.String("projection", w.name), slog.String("stream", f.Stream),
+		slog.Int64("version", f.Version), slog.String("position", f.Position.String()),
+		slog.String("type", f.Type), slog.String("error", f.Error))
+	if w.cfg.ErrorPolicy == PolicyDeadLetter {
+		err := w.apply(ctx, actx, ApplyParams{
+			Projection: w.name, From: w.pos, To: rec.Position,
+			DeadLetters: []DeadLetter{{Projection: w.name, Record: rec, Failure: f}},
+		})
+		if err != nil {
+			return err
+		}
+		log.WarnContext(ctx, "projections: event parked as a dead letter")
+		return nil
+	}
+	for {
+		err := w.sink.SetState(actx, w.name, StateStalled, &f)
+		if err == nil {
+			break
+		}
+		if !w.sink.Transient(err) || !w.backoff(ctx) {
+			return fmt.Errorf("mark %s stalled at %s: %w", w.name, f, err)
+		}
+	}
+	log.ErrorContext(ctx, "projections: projection stalled")
+	return &StalledError{Projection: w.name, Failure: f}
+}
+
+// backoff waits before the next retry: exponential, with jitter. It
+// reports false when ctx ended first.
+func (w *Worker[Tx]) backoff(ctx context.Context) bool {
+	d := w.cfg.RetryMin << min(w.retries, 20)
+	if d <= 0 || d > w.cfg.RetryMax {
+		d = w.cfg.RetryMax
+	}
+	w.retries++
+	d = d/2 + rand.N(d/2+1)
+	return sleep(ctx, d)
+}
+
+// sleep waits for d and reports false when ctx ended first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
