@@ -1,0 +1,36 @@
+# Tests and benchmarks run against real servers: `make test` installs the
+# PostgreSQL server binaries if needed (scripts/ensure-postgres.sh) and
+# starts one throwaway server for all packages (internal/cmd/withpg). Set
+# TEST_DATABASE_URL to use a server of your own instead.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+
+GO ?= go
+WITHPG = $(GO) run ./internal/cmd/withpg --
+
+# Benchmarks: which ones, how long, how often (the table shows medians).
+BENCH ?= .
+BENCHTIME ?= 1s
+BENCHCOUNT ?= 3
+BENCH_PKGS ?= ./es/pgstore/
+# Minimum strata/raw throughput ratios that benchratio marks (figures, not
+# assertions; see docs/benchmarks.md).
+BENCH_TARGETS ?= -target AppendOne=0.8,AppendOneParallel=0.8,Append100=0.8,Import=0.85,ReadAll=0.7
+
+.PHONY: all test vet ensure-postgres bench
+
+all: test
+
+ensure-postgres:
+	@./scripts/ensure-postgres.sh
+
+vet:
+	$(GO) vet ./...
+
+test: ensure-postgres vet
+	$(WITHPG) $(GO) test -race -count=1 ./...
+
+bench: ensure-postgres
+	$(WITHPG) $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(BENCH_PKGS) \
+		| $(GO) run ./internal/cmd/benchratio $(BENCH_TARGETS)
