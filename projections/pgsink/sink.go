@@ -1,0 +1,202 @@
+package pgsink
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/projections"
+)
+
+// Defaults for [Config].
+const (
+	SchemaDefault     = "strata"
+	LeaseCheckDefault = time.Second
+)
+
+// Config tunes a [Sink]. The zero value works.
+type Config struct {
+	// Schema holds the sink's tables: checkpoints, dead letters, rebuilds.
+	// Defaults to "strata".
+	Schema string
+	// ReadSchema holds the projections' read-model tables, as named by
+	// [Tx.Table]. Defaults to Schema.
+	ReadSchema string
+	// LeaseCheck is how often a lease holder checks that its lease
+	// connection is alive. Defaults to 1s.
+	LeaseCheck time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate reports every problem with c at once.
+func (c Config) Validate() error {
+	var errs []error
+	for field, v := range map[string]string{"Schema": c.Schema, "ReadSchema": c.ReadSchema} {
+		if len(v) > 63 || strings.IndexByte(v, 0) >= 0 || !utf8.ValidString(v) {
+			errs = append(errs, fmt.Errorf("pgsink: Config.%s %q must be valid UTF-8 of at most 63 bytes without NUL", field, v))
+		}
+	}
+	if c.LeaseCheck < 0 {
+		errs = append(errs, fmt.Errorf("pgsink: Config.LeaseCheck is %v; want 0 (default) or more", c.LeaseCheck))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) withDefaults() Config {
+	c.Schema = cmp.Or(c.Schema, SchemaDefault)
+	c.ReadSchema = cmp.Or(c.ReadSchema, c.Schema)
+	c.LeaseCheck = cmp.Or(c.LeaseCheck, LeaseCheckDefault)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Sink keeps PostgreSQL read models and their checkpoints. It is a
+// [projections.Sink] whose handlers get a [*Tx], a [projections.Locker]
+// with advisory-lock leases, and a [projections.Checkpoints].
+type Sink struct {
+	pool   *pgxpool.Pool
+	cfg    Config
+	schema string // quoted
+	q      queries
+}
+
+var (
+	_ projections.Sink[*Tx] = (*Sink)(nil)
+	_ projections.Locker    = (*Sink)(nil)
+)
+
+// New returns a sink on pool, which the caller owns. Call [Sink.Migrate]
+// before first use. New panics if cfg is invalid or pool is nil.
+func New(pool *pgxpool.Pool, cfg Config) *Sink {
+	if pool == nil {
+		panic("pgsink: New: nil pool")
+	}
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	cfg = cfg.withDefaults()
+	s := &Sink{pool: pool, cfg: cfg, schema: pgx.Identifier{cfg.Schema}.Sanitize()}
+	s.q = newQueries(s.expand)
+	return s
+}
+
+// Pool returns the sink's pool.
+func (s *Sink) Pool() *pgxpool.Pool { return s.pool }
+
+// Schema returns the schema of the sink's tables.
+func (s *Sink) Schema() string { return s.cfg.Schema }
+
+func (s *Sink) expand(sql string) string {
+	return strings.ReplaceAll(sql, "{{schema}}", s.schema)
+}
+
+type queries struct {
+	ensure, lock, advance, insertDead, read, setState string
+}
+
+func newQueries(expand func(string) string) queries {
+	return queries{
+		ensure: expand(`INSERT INTO {{schema}}.projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING`),
+		lock: expand(`SELECT commit_pos, prepare_pos FROM {{schema}}.projection_checkpoints
+			WHERE name = $1 FOR UPDATE`),
+		advance: expand(`UPDATE {{schema}}.projection_checkpoints
+			SET commit_pos = $2, prepare_pos = $3, failure = coalesce($4, failure), updated_at = now()
+			WHERE name = $1`),
+		insertDead: expand(`INSERT INTO {{schema}}.projection_dead_letters
+			(projection, event_id, stream_id, stream_version, commit_pos, prepare_pos, type, data, metadata, recorded_at, error)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+			ON CONFLICT DO NOTHING`),
+		read: expand(`SELECT commit_pos, prepare_pos, state, failure, updated_at
+			FROM {{schema}}.projection_checkpoints WHERE name = $1`),
+		setState: expand(`INSERT INTO {{schema}}.projection_checkpoints AS c (name, state, failure) VALUES ($1, $2, $3)
+			ON CONFLICT (name) DO UPDATE
+			SET state = excluded.state,
+			    failure = CASE WHEN excluded.failure IS NOT NULL THEN excluded.failure
+			                   WHEN excluded.state = 'running' THEN NULL ELSE c.failure END,
+			    updated_at = now()`),
+	}
+}
+
+// Checkpoint implements [projections.Checkpoints].
+func (s *Sink) Checkpoint(ctx context.Context, name string) (projections.Checkpoint, error) {
+	return s.checkpoint(ctx, s.pool, name)
+}
+
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func (s *Sink) checkpoint(ctx context.Context, q querier, name string) (projections.Checkpoint, error) {
+	cp := projections.Checkpoint{Name: name, State: projections.StateRunning}
+	var (
+		commit, prepare int64
+		state           string
+		failure         []byte
+	)
+	err := q.QueryRow(ctx, s.q.read, name).Scan(&commit, &prepare, &state, &failure, &cp.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return cp, nil
+	}
+	if err != nil {
+		return cp, fmt.Errorf("pgsink: read checkpoint of %s: %w", name, err)
+	}
+	cp.Position = es.Position{Commit: uint64(commit), Prepare: uint64(prepare)}
+	cp.State = projections.State(state)
+	if failure != nil {
+		var f projections.Failure
+		if err := json.Unmarshal(failure, &f); err != nil {
+			return cp, fmt.Errorf("pgsink: read checkpoint of %s: failure: %w", name, err)
+		}
+		cp.Failure = &f
+	}
+	return cp, nil
+}
+
+// SetState implements [projections.Checkpoints].
+func (s *Sink) SetState(ctx context.Context, name string, state projections.State, f *projections.Failure) error {
+	fj, err := failureJSON(f)
+	if err != nil {
+		return err
+	}
+	if _, err := s.pool.Exec(ctx, s.q.setState, name, string(state), fj); err != nil {
+		return fmt.Errorf("pgsink: set state of %s to %s: %w", name, state, err)
+	}
+	return nil
+}
+
+func failureJSON(f *projections.Failure) ([]byte, error) {
+	if f == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(f)
+	if err != nil {
+		return nil, fmt.Errorf("pgsink: encode failure: %w", err)
+	}
+	return b, nil
+}
+
+// Reset sets the checkpoint of a projection to pos, to replay it from there
+// into the tables it has (for a replay into new tables, see [Rebuild]).
+func (s *Sink) Reset(ctx context.Context, name string, pos es.Position) error {
+	_, err := s.pool.Exec(ctx, s.expand(`INSERT INTO {{schema}}.projection_checkpoints AS c (name, commit_pos, prepare_pos)
+		VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE
+		SET commit_pos = excluded.commit_pos, prepare_pos = excluded.prepare_pos, updated_at = now()`),
+		name, int64(pos.Commit), int64(pos.Prepare))
+	if err != nil {
+		return fmt.Errorf("pgsink: reset %s to %s: %w", name, pos, err)
+	}
+	return nil
+}

@@ -1,0 +1,182 @@
+package pgsink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/projections"
+)
+
+// Tx is the transaction a handler writes its read model through. It embeds
+// the pgx.Tx that also commits the projection's checkpoint, so the
+// handler's writes and the checkpoint take effect together or not at all.
+// Handlers must not commit or roll it back.
+type Tx struct {
+	pgx.Tx
+	readSchema string
+	suffix     string // of the generation's table names
+}
+
+// Table returns the qualified name of a read-model table in the generation
+// being written: name itself in the read schema, or the name of the new
+// generation's table during a [Rebuild]. Handlers name every table through
+// Table.
+func (tx *Tx) Table(name string) pgx.Identifier {
+	return pgx.Identifier{tx.readSchema, name + tx.suffix}
+}
+
+// Apply implements [projections.Sink]: one transaction locks the
+// checkpoint row, checks it is at p.From, runs handle, stores the dead
+// letters and moves the checkpoint to p.To.
+func (s *Sink) Apply(ctx context.Context, p projections.ApplyParams, handle func(context.Context, *Tx) error) error {
+	return s.apply(ctx, p, "", handle)
+}
+
+func (s *Sink) apply(ctx context.Context, p projections.ApplyParams, suffix string, handle func(context.Context, *Tx) error) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("pgsink: apply to %s: begin: %w", p.Projection, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	var commit, prepare int64
+	err = tx.QueryRow(ctx, s.q.lock, p.Projection).Scan(&commit, &prepare)
+	if errors.Is(err, pgx.ErrNoRows) {
+		if _, err = tx.Exec(ctx, s.q.ensure, p.Projection); err == nil {
+			err = tx.QueryRow(ctx, s.q.lock, p.Projection).Scan(&commit, &prepare)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("pgsink: apply to %s: lock checkpoint: %w", p.Projection, err)
+	}
+	if at := (es.Position{Commit: uint64(commit), Prepare: uint64(prepare)}); at != p.From {
+		return &projections.CheckpointMovedError{Projection: p.Projection, Expected: p.From, Actual: at}
+	}
+	if len(p.Events) > 0 {
+		if err := handle(ctx, &Tx{Tx: tx, readSchema: s.cfg.ReadSchema, suffix: suffix}); err != nil {
+			return err
+		}
+	}
+	var lastFailure []byte
+	for _, d := range p.DeadLetters {
+		r := d.Record
+		md := r.Metadata
+		if md == nil {
+			md = es.Metadata{}
+		}
+		if _, err := tx.Exec(ctx, s.q.insertDead, d.Projection, r.ID, r.Stream, r.Version,
+			int64(r.Position.Commit), int64(r.Position.Prepare), r.Type, r.Data, md, r.RecordedAt, d.Failure.Error); err != nil {
+			return fmt.Errorf("pgsink: apply to %s: park dead letter: %w", p.Projection, err)
+		}
+		f := d.Failure
+		if lastFailure, err = failureJSON(&f); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.Exec(ctx, s.q.advance, p.Projection, int64(p.To.Commit), int64(p.To.Prepare), lastFailure); err != nil {
+		return fmt.Errorf("pgsink: apply to %s: move checkpoint: %w", p.Projection, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("pgsink: apply to %s: commit: %w", p.Projection, err)
+	}
+	return nil
+}
+
+// Upsert describes a batch insert-or-update for [Tx.Upsert].
+type Upsert struct {
+	// Table is the target, usually from [Tx.Table].
+	Table pgx.Identifier
+	// Columns are the columns written, and Types their SQL types
+	// ("text", "bigint", "jsonb", ...), in the same order.
+	Columns, Types []string
+	// Key is the conflict target: the columns of a unique index.
+	Key []string
+	// Update lists the columns set when a row exists. Defaults to every
+	// column that is not in Key; with no such column, existing rows are
+	// left as they are.
+	Update []string
+}
+
+// Upsert inserts or updates many rows in one statement: values holds one
+// slice per column (a []string for a text column, an []int64 for a bigint,
+// ...), all of the same length. Rows are sent as arrays and expanded with
+// unnest, which is several times faster than a statement per row. Within
+// one call, a key must not appear twice (PostgreSQL refuses to update a row
+// twice in one statement): fold repeated keys first.
+func (tx *Tx) Upsert(ctx context.Context, u Upsert, values ...any) (int64, error) {
+	if len(u.Columns) == 0 || len(u.Columns) != len(u.Types) || len(values) != len(u.Columns) || len(u.Key) == 0 {
+		return 0, fmt.Errorf("pgsink: upsert into %s: want Columns, Types and values of the same length, and a Key", u.Table.Sanitize())
+	}
+	update := u.Update
+	if update == nil {
+		for _, c := range u.Columns {
+			if !contains(u.Key, c) {
+				update = append(update, c)
+			}
+		}
+	}
+	var b strings.Builder
+	b.WriteString("INSERT INTO ")
+	b.WriteString(u.Table.Sanitize())
+	b.WriteString(" (")
+	writeIdents(&b, u.Columns)
+	b.WriteString(") SELECT * FROM unnest(")
+	for i, t := range u.Types {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d::%s[]", i+1, t)
+	}
+	b.WriteString(") ON CONFLICT (")
+	writeIdents(&b, u.Key)
+	if len(update) == 0 {
+		b.WriteString(") DO NOTHING")
+	} else {
+		b.WriteString(") DO UPDATE SET ")
+		for i, c := range update {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			id := pgx.Identifier{c}.Sanitize()
+			b.WriteString(id + " = excluded." + id)
+		}
+	}
+	tag, err := tx.Exec(ctx, b.String(), values...)
+	if err != nil {
+		return 0, fmt.Errorf("pgsink: upsert into %s: %w", u.Table.Sanitize(), err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// DeleteKeys deletes the rows of table whose column key is in keys (a
+// slice of the column's Go type), in one statement.
+func (tx *Tx) DeleteKeys(ctx context.Context, table pgx.Identifier, key, keyType string, keys any) (int64, error) {
+	tag, err := tx.Exec(ctx, "DELETE FROM "+table.Sanitize()+" WHERE "+pgx.Identifier{key}.Sanitize()+
+		" = ANY($1::"+keyType+"[])", keys)
+	if err != nil {
+		return 0, fmt.Errorf("pgsink: delete from %s: %w", table.Sanitize(), err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+func writeIdents(b *strings.Builder, names []string) {
+	for i, n := range names {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(pgx.Identifier{n}.Sanitize())
+	}
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
