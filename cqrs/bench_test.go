@@ -3,6 +3,7 @@ package cqrs_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 
@@ -21,7 +22,7 @@ var benchSeq atomic.Int64
 func benchStore(b *testing.B) *pgstore.Store {
 	b.Helper()
 	pool, schema := pgtest.NewSchema(b)
-	s := pgstore.New(pool, pgstore.Config{Schema: schema})
+	s := pgstore.New(pool, pgstore.Config{Schema: schema, Logger: slog.New(slog.DiscardHandler)})
 	if err := s.Migrate(b.Context()); err != nil {
 		b.Fatal(err)
 	}

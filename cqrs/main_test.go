@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 
@@ -152,7 +153,7 @@ var backends = []struct {
 	{"memstore", func(*testing.T) es.Store { return memstore.New() }},
 	{"pgstore", func(t *testing.T) es.Store {
 		pool, schema := pgtest.NewSchema(t)
-		s := pgstore.New(pool, pgstore.Config{Schema: schema})
+		s := pgstore.New(pool, pgstore.Config{Schema: schema, Logger: slog.New(slog.DiscardHandler)})
 		if err := s.Migrate(t.Context()); err != nil {
 			t.Fatal(err)
 		}
