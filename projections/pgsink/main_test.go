@@ -206,3 +206,11 @@ func (e env) waitFor(t *testing.T, name string, pos es.Position) {
 		t.Fatalf("%v; status %+v", err, st)
 	}
 }
+
+func (p stock) Tables() []string { return []string{"applied", "stock"} }
+
+func (p stock) Setup(ctx context.Context, tx *pgsink.Tx) error {
+	_, err := tx.Exec(ctx, `CREATE TABLE `+tx.Table("applied").Sanitize()+` (event_id uuid PRIMARY KEY, n int NOT NULL);
+		CREATE TABLE `+tx.Table("stock").Sanitize()+` (sku text PRIMARY KEY, qty bigint NOT NULL, version bigint NOT NULL)`)
+	return err
+}

@@ -37,6 +37,10 @@ CREATE TABLE {{schema}}.projection_dead_letters (
 CREATE TABLE {{schema}}.projection_rebuilds (
     name         text        PRIMARY KEY,
     rebuild_name text        NOT NULL,
+    -- Appended to the names of the new generation's tables.
+    suffix       text        NOT NULL,
     started_at   timestamptz NOT NULL DEFAULT now(),
-    total        bigint      NOT NULL DEFAULT 0
+    -- The head of the log when the rebuild started, for progress.
+    head_commit  bigint      NOT NULL,
+    head_prepare bigint      NOT NULL
 );

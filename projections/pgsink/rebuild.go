@@ -1,0 +1,299 @@
+package pgsink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/projections"
+)
+
+// Rebuildable is a projection whose tables [Sink.Rebuild] can build anew.
+type Rebuildable interface {
+	projections.Projection[*Tx]
+	// Tables lists the projection's read-model tables, by the names
+	// handlers give [Tx.Table].
+	Tables() []string
+	// Setup creates the projection's tables, named through tx.Table, with
+	// their indexes. Index and constraint names must be left to PostgreSQL
+	// or derived from the table name, since generations live side by side.
+	Setup(ctx context.Context, tx *Tx) error
+}
+
+// RebuildProgress reports a rebuild's progress.
+type RebuildProgress struct {
+	Projection string
+	// Done and Total count events, estimated from log positions: Total is
+	// the head when the rebuild started.
+	Done, Total int64
+	Rate        float64       // events per second since this run started
+	ETA         time.Duration // 0 when unknown
+	Swapped     bool          // the new generation is live
+}
+
+// RebuildConfig tunes [Sink.Rebuild]. The zero value works.
+type RebuildConfig struct {
+	// Worker configures the worker that builds the new generation.
+	Worker projections.Config
+	// Progress, when set, is called about every ProgressEvery and once at
+	// the end.
+	Progress func(RebuildProgress)
+	// ProgressEvery defaults to 1s.
+	ProgressEvery time.Duration
+}
+
+type rebuildRow struct {
+	name, suffix string
+	head         es.Position
+}
+
+// Rebuild builds p's tables again from the start of the log, blue/green:
+// the new generation is written to tables of its own (the names of
+// p.Tables() with a suffix) under a checkpoint of its own, while the live
+// tables keep serving reads and the live worker keeps updating them. Once
+// the new generation has caught up, one transaction holds the live
+// checkpoint, lets the new generation catch up to it, renames the live
+// tables away and the new ones into their place, drops the old ones and
+// moves the live checkpoint to where the new generation is. Readers wait for
+// that transaction at most and never see a missing or partial table. A live
+// worker picks up from the moved checkpoint by itself.
+//
+// Rebuild is resumable: after a crash or a cancelled ctx, calling it again
+// continues the same generation from its checkpoint. Run one Rebuild per
+// projection at a time.
+func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p Rebuildable, cfg RebuildConfig) error {
+	name := p.Name()
+	row, resumed, err := s.startRebuild(ctx, store, p)
+	if err != nil {
+		return err
+	}
+	log := cfg.Worker.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log.InfoContext(ctx, "pgsink: rebuilding", slog.String("projection", name), slog.Bool("resumed", resumed),
+		slog.String("generation", row.suffix))
+	gen := &generation{sink: s, suffix: row.suffix}
+	wcfg := cfg.Worker
+	w := projections.NewWorker(store, reg, projections.Sink[*Tx](gen), projections.Projection[*Tx](renamed{p, row.name}), wcfg)
+
+	// Report progress while the worker runs.
+	every := cfg.ProgressEvery
+	if every <= 0 {
+		every = time.Second
+	}
+	began := time.Now()
+	startCP, err := s.Checkpoint(ctx, row.name)
+	if err != nil {
+		return err
+	}
+	report := func(swapped bool) {
+		if cfg.Progress == nil {
+			return
+		}
+		cp, err := s.Checkpoint(context.WithoutCancel(ctx), row.name)
+		if err != nil && !swapped {
+			return
+		}
+		pr := RebuildProgress{Projection: name, Total: int64(row.head.Prepare), Done: int64(cp.Position.Prepare), Swapped: swapped}
+		if swapped {
+			pr.Done = pr.Total
+		}
+		if el := time.Since(began).Seconds(); el > 0 {
+			pr.Rate = float64(pr.Done-int64(startCP.Position.Prepare)) / el
+		}
+		if pr.Rate > 0 && pr.Total > pr.Done {
+			pr.ETA = time.Duration(float64(pr.Total-pr.Done) / pr.Rate * float64(time.Second))
+		}
+		cfg.Progress(pr)
+	}
+
+	// Catch up with the log as it is, then swap.
+	for {
+		head, err := store.Head(ctx)
+		if err != nil {
+			return fmt.Errorf("pgsink: rebuild %s: %w", name, err)
+		}
+		if err := s.runUntil(ctx, w, row.name, head, every, func() { report(false) }); err != nil {
+			return err
+		}
+		swapped, err := s.swap(ctx, w, p, row, every, func() { report(false) })
+		if err != nil {
+			return err
+		}
+		if swapped {
+			report(true)
+			log.InfoContext(ctx, "pgsink: rebuild swapped in", slog.String("projection", name))
+			return nil
+		}
+	}
+}
+
+// startRebuild finds the rebuild in progress or starts one: it records it
+// and creates the new generation's tables.
+func (s *Sink) startRebuild(ctx context.Context, store es.Store, p Rebuildable) (rebuildRow, bool, error) {
+	name := p.Name()
+	row := rebuildRow{}
+	var hc, hp int64
+	err := s.pool.QueryRow(ctx, s.expand(`SELECT rebuild_name, suffix, head_commit, head_prepare
+		FROM {{schema}}.projection_rebuilds WHERE name = $1`), name).Scan(&row.name, &row.suffix, &hc, &hp)
+	if err == nil {
+		row.head = es.Position{Commit: uint64(hc), Prepare: uint64(hp)}
+		return row, true, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return row, false, fmt.Errorf("pgsink: rebuild %s: %w", name, err)
+	}
+	head, err := store.Head(ctx)
+	if err != nil {
+		return row, false, fmt.Errorf("pgsink: rebuild %s: %w", name, err)
+	}
+	row = rebuildRow{name: name + "#rebuild", suffix: fmt.Sprintf("__r%d", time.Now().Unix()), head: head}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, s.expand(`INSERT INTO {{schema}}.projection_rebuilds
+			(name, rebuild_name, suffix, head_commit, head_prepare) VALUES ($1, $2, $3, $4, $5)`),
+			name, row.name, row.suffix, int64(head.Commit), int64(head.Prepare)); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, s.expand(`INSERT INTO {{schema}}.projection_checkpoints AS c (name, state)
+			VALUES ($1, 'rebuilding') ON CONFLICT (name) DO UPDATE
+			SET commit_pos = 0, prepare_pos = 0, state = 'rebuilding', failure = NULL, updated_at = now()`), row.name); err != nil {
+			return err
+		}
+		for _, t := range p.Tables() {
+			if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{s.cfg.ReadSchema, t + row.suffix}.Sanitize()); err != nil {
+				return err
+			}
+		}
+		return p.Setup(ctx, &Tx{Tx: tx, readSchema: s.cfg.ReadSchema, suffix: row.suffix})
+	})
+	if err != nil {
+		return row, false, fmt.Errorf("pgsink: rebuild %s: start: %w", name, err)
+	}
+	return row, false, nil
+}
+
+// runUntil runs w until its checkpoint reaches pos.
+func (s *Sink) runUntil(ctx context.Context, w *projections.Worker[*Tx], cpName string, pos es.Position, every time.Duration, tick func()) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg     sync.WaitGroup
+		runErr error
+	)
+	wg.Go(func() {
+		runErr = w.Run(wctx)
+		cancel()
+	})
+	for {
+		tctx, tcancel := context.WithTimeout(wctx, every)
+		err := projections.WaitFor(tctx, s, cpName, pos)
+		tcancel()
+		if err == nil || wctx.Err() != nil {
+			break
+		}
+		tick()
+	}
+	cancel()
+	wg.Wait()
+	if runErr != nil {
+		return fmt.Errorf("pgsink: rebuild: %w", runErr)
+	}
+	return ctx.Err()
+}
+
+// swap puts the new generation in place of the live one, if it can catch
+// up with the live checkpoint while that is held.
+func (s *Sink) swap(ctx context.Context, w *projections.Worker[*Tx], p Rebuildable, row rebuildRow, every time.Duration, tick func()) (bool, error) {
+	name := p.Name()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return false, fmt.Errorf("pgsink: rebuild %s: swap: %w", name, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, s.q.ensure, name); err != nil {
+		return false, fmt.Errorf("pgsink: rebuild %s: swap: %w", name, err)
+	}
+	var lc, lp int64
+	if err := tx.QueryRow(ctx, s.q.lock, name).Scan(&lc, &lp); err != nil {
+		return false, fmt.Errorf("pgsink: rebuild %s: swap: hold the live checkpoint: %w", name, err)
+	}
+	live := es.Position{Commit: uint64(lc), Prepare: uint64(lp)}
+	// The live worker waits now; let the new generation reach it.
+	if err := s.runUntil(ctx, w, row.name, live, every, tick); err != nil {
+		return false, err
+	}
+	next, err := s.Checkpoint(ctx, row.name)
+	if err != nil {
+		return false, err
+	}
+	for _, t := range p.Tables() {
+		cur := pgx.Identifier{s.cfg.ReadSchema, t}
+		old := t + "__old"
+		if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{s.cfg.ReadSchema, old}.Sanitize()); err != nil {
+			return false, fmt.Errorf("pgsink: rebuild %s: swap: %w", name, err)
+		}
+		if _, err := tx.Exec(ctx, "ALTER TABLE IF EXISTS "+cur.Sanitize()+" RENAME TO "+pgx.Identifier{old}.Sanitize()); err != nil {
+			return false, fmt.Errorf("pgsink: rebuild %s: swap: %w", name, err)
+		}
+		if _, err := tx.Exec(ctx, "ALTER TABLE "+pgx.Identifier{s.cfg.ReadSchema, t + row.suffix}.Sanitize()+" RENAME TO "+pgx.Identifier{t}.Sanitize()); err != nil {
+			return false, fmt.Errorf("pgsink: rebuild %s: swap: %w", name, err)
+		}
+		if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{s.cfg.ReadSchema, old}.Sanitize()); err != nil {
+			return false, fmt.Errorf("pgsink: rebuild %s: swap: %w", name, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, s.q.advance, name, int64(next.Position.Commit), int64(next.Position.Prepare), nil); err != nil {
+		return false, fmt.Errorf("pgsink: rebuild %s: swap: %w", name, err)
+	}
+	if _, err := tx.Exec(ctx, s.expand(`DELETE FROM {{schema}}.projection_checkpoints WHERE name = $1`), row.name); err != nil {
+		return false, fmt.Errorf("pgsink: rebuild %s: swap: %w", name, err)
+	}
+	if _, err := tx.Exec(ctx, s.expand(`DELETE FROM {{schema}}.projection_rebuilds WHERE name = $1`), name); err != nil {
+		return false, fmt.Errorf("pgsink: rebuild %s: swap: %w", name, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return false, fmt.Errorf("pgsink: rebuild %s: swap: commit: %w", name, err)
+	}
+	return true, nil
+}
+
+// generation is the sink as seen by the worker that builds a new
+// generation: handlers write to the generation's tables, and there is no
+// lease (Rebuild is the only writer).
+type generation struct {
+	sink   *Sink
+	suffix string
+}
+
+func (g *generation) Apply(ctx context.Context, p projections.ApplyParams, handle func(context.Context, *Tx) error) error {
+	return g.sink.apply(ctx, p, g.suffix, handle)
+}
+
+func (g *generation) Checkpoint(ctx context.Context, name string) (projections.Checkpoint, error) {
+	cp, err := g.sink.Checkpoint(ctx, name)
+	if cp.State == projections.StateRebuilding {
+		cp.State = projections.StateRunning // to the worker, rebuilding is running
+	}
+	return cp, err
+}
+
+func (g *generation) SetState(ctx context.Context, name string, state projections.State, f *projections.Failure) error {
+	return g.sink.SetState(ctx, name, state, f)
+}
+
+func (g *generation) Transient(err error) bool { return IsTransient(err) }
+
+// renamed runs a projection under the rebuild's checkpoint name.
+type renamed struct {
+	projections.Projection[*Tx]
+	name string
+}
+
+func (r renamed) Name() string { return r.name }
