@@ -76,7 +76,7 @@ func (d Decider[C, T]) AggregateID(cmd C) string { return d.id(cmd) }
 // Defaults of [AggregateOptions].
 const (
 	DefaultMaxAttempts       = 3
-	DefaultIdempotencyWindow = 1000
+	DefaultIdempotencyWindow = 100
 )
 
 // AggregateOptions tune a handler made with [Aggregate]. The zero value
@@ -90,10 +90,13 @@ type AggregateOptions struct {
 	MaxAttempts int
 	// IdempotencyWindow is how many of a stream's latest events are searched
 	// for the events of an earlier dispatch of a command with the same ID
-	// (see [Identified]) when the append or the decision fails. A retry
-	// older than that is still never appended twice, but gets the error
-	// instead of the original result. Defaults to DefaultIdempotencyWindow
-	// (1000).
+	// (see [Identified]) when the append or the decision fails. Searching
+	// costs a read of the stream per 100 events, and only on those failures:
+	// a command with an ID that the aggregate refuses pays one read. A retry
+	// that more events than this have followed is still never appended
+	// twice, but gets the error instead of the original result. Commands
+	// handled with [OnNew] look at the stream's first events only. Defaults
+	// to DefaultIdempotencyWindow (100).
 	IdempotencyWindow int
 }
 
@@ -233,7 +236,11 @@ func (h *aggregateHandler[C, T]) original(ctx context.Context, s *scope, stream 
 	if s.commandID == "" {
 		return Result{}, failure
 	}
-	res, found, err := findCommand(ctx, h.repo.Store(), stream, h.name, s.commandID, h.opts.IdempotencyWindow)
+	window := h.opts.IdempotencyWindow
+	if h.d.intent == intentNew {
+		window = 0 // a command that created the stream wrote its first events
+	}
+	res, found, err := findCommand(ctx, h.repo.Store(), stream, h.name, s.commandID, window)
 	switch {
 	case err != nil:
 		return Result{}, errors.Join(failure, fmt.Errorf("cqrs: look for an earlier dispatch of %s %q: %w", h.name, s.commandID, err))

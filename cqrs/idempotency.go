@@ -13,9 +13,22 @@ const findPage = 100
 // findCommand looks among the latest window events of stream for the events
 // that the command of type name with ID commandID appended: a run of
 // consecutive events whose IDs are EventID(name, commandID, 0), 1, 2 and so
-// on. It returns the result of the run's last event.
+// on. It returns the result of the run's last event. A window of 0 looks for
+// the run at the start of the stream instead.
 func findCommand(ctx context.Context, store es.Store, stream, name, commandID string, window int) (Result, bool, error) {
 	first := EventID(name, commandID, 0)
+	if window == 0 {
+		recs, err := store.ReadStream(ctx, stream, es.ReadStreamOptions{Limit: 1})
+		switch {
+		case errors.Is(err, es.ErrStreamNotFound):
+			return Result{}, false, nil
+		case err != nil:
+			return Result{}, false, err
+		case recs[0].ID != first:
+			return Result{}, false, nil
+		}
+		return runEnd(ctx, store, recs[0], name, commandID)
+	}
 	from := int64(0) // reading backwards, 0 is the last event
 	for searched := 0; searched < window; {
 		limit := min(findPage, window-searched)

@@ -70,9 +70,18 @@ func TestRetryOnNew(t *testing.T) {
 		if got := strings.Join(types(read(t, store, "order-1")), ","); got != "OrderPlaced,ItemAdded" {
 			t.Fatalf("stream: %s", got)
 		}
-		// Without an ID, the second create is refused.
+		// Without an ID, or with another one, the second create is refused,
+		// after one look at the stream's first event.
 		if _, err := a.bus.Dispatch(t.Context(), PlaceOrder{OrderID: "1", Customer: "ann"}); !errors.Is(err, cqrs.ErrAggregateExists) {
 			t.Fatalf("create without an ID: %v", err)
+		}
+		counted := &countingStore{Store: store}
+		b := newApp(counted, cqrs.AggregateOptions{})
+		if _, err := b.bus.Dispatch(t.Context(), PlaceOrder{ID: "req-other", OrderID: "1", Customer: "ann"}); !errors.Is(err, cqrs.ErrAggregateExists) {
+			t.Fatalf("create with another ID: %v", err)
+		}
+		if n := counted.reads.Load(); n != 1 {
+			t.Fatalf("refusing a create read the stream %d times; want 1", n)
 		}
 	})
 }
@@ -94,8 +103,14 @@ func TestRetryDecideFails(t *testing.T) {
 			t.Fatalf("confirm: %+v", first)
 		}
 		// Another confirmation, with another ID, gets the domain error.
-		if _, err := a.bus.Dispatch(t.Context(), &ConfirmOrder{ID: "req-3", OrderID: "1"}); !errors.Is(err, ErrOrderConfirmed) {
+		counted := &countingStore{Store: store}
+		b := newApp(counted, cqrs.AggregateOptions{})
+		if _, err := b.bus.Dispatch(t.Context(), &ConfirmOrder{ID: "req-3", OrderID: "1"}); !errors.Is(err, ErrOrderConfirmed) {
 			t.Fatalf("second confirmation: %v", err)
+		}
+		// One read to load, one to look for an earlier dispatch.
+		if n := counted.reads.Load(); n != 2 {
+			t.Fatalf("refusing a command with an ID read the stream %d times; want 2", n)
 		}
 		if got := strings.Join(types(read(t, store, "order-1")), ","); got != "OrderPlaced,OrderConfirmed,NoteSet,NoteSet" {
 			t.Fatalf("stream: %s", got)
@@ -209,7 +224,7 @@ func TestIdempotencyWindow(t *testing.T) {
 func TestRetrySearchPages(t *testing.T) {
 	t.Parallel()
 	store := backends[0].open(t)
-	a := newApp(store, cqrs.AggregateOptions{})
+	a := newApp(store, cqrs.AggregateOptions{IdempotencyWindow: 1000})
 	a.mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
 	cmd := &ConfirmOrder{ID: "deep", OrderID: "1"}
 	first := a.mustDispatch(t, cmd)
