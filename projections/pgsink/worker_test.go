@@ -346,7 +346,25 @@ func TestErrorPolicies(t *testing.T) {
 func TestStatusHeldBack(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.importEvents(t, 10)
+	imported := e.importEvents(t, 10)
+	// Other tests' transactions may hold readers back too: wait until the
+	// import is visible.
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for {
+		head, err := e.store.Head(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if head == imported {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the import did not become visible")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 	tx, err := pgtest.Admin(t).Begin(t.Context())
 	if err != nil {
 		t.Fatal(err)
