@@ -48,6 +48,10 @@ func Main(m *testing.M) {
 	os.Exit(run(m))
 }
 
+// Run is [Main] without the exit: it returns the exit code, so that a
+// TestMain can set up other servers around it.
+func Run(m *testing.M) int { return run(m) }
+
 func run(m *testing.M) int {
 	var srv *localpg.Server
 	if os.Getenv(EnvURL) == "" {

@@ -1,0 +1,79 @@
+// Command withelastic runs a command with TEST_ELASTICSEARCH_URL pointing at
+// an Elasticsearch server, starting a throwaway one (see
+// internal/localelastic) when the variable is unset, so that every test
+// package of one `go test ./...` run shares one server:
+//
+//	go run ./internal/cmd/withelastic -- go test -race ./...
+//
+// It exits with the command's exit code.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/stratadev/strata/internal/elastictest"
+	"github.com/stratadev/strata/internal/localelastic"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) > 0 && args[0] == "--" {
+		args = args[1:]
+	}
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, "usage: withelastic -- command [args...]")
+		return 2
+	}
+	if os.Getenv(elastictest.EnvURL) == "" && os.Getenv(elastictest.EnvSkip) != "1" {
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+		srv, err := localelastic.Start(ctx, localelastic.Options{})
+		cancel()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer srv.Stop()
+		os.Setenv(elastictest.EnvURL, srv.URL())
+	}
+
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	// Interrupts reach the command through the terminal's process group; keep
+	// running until it exits so the server is stopped after it.
+	signal.Ignore(syscall.SIGINT, syscall.SIGQUIT)
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM, syscall.SIGHUP)
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(os.Stderr, "withelastic: %v\n", err)
+		return 1
+	}
+	go func() {
+		for sig := range term {
+			cmd.Process.Signal(sig)
+		}
+	}()
+	err := cmd.Wait()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &exit):
+		if code := exit.ExitCode(); code >= 0 {
+			return code
+		}
+		return 1 // killed by a signal
+	default:
+		fmt.Fprintf(os.Stderr, "withelastic: %v\n", err)
+		return 1
+	}
+}

@@ -1,0 +1,127 @@
+// Package elastictest gives tests a real Elasticsearch server.
+//
+// A test package runs its tests through [Run] from TestMain, around the
+// PostgreSQL setup when it needs both:
+//
+//	func TestMain(m *testing.M) { os.Exit(elastictest.Run(m, pgtest.Run)) }
+//
+// and each test takes the shared client and names of its own:
+//
+//	client := elastictest.Client(t)
+//	alias := elastictest.Name(t)
+//
+// The server is the one named by TEST_ELASTICSEARCH_URL. When that is
+// unset, Run starts a throwaway one (internal/localelastic) for the test
+// binary; `go run ./internal/cmd/withelastic -- go test ./...` starts one
+// for all packages instead. With neither, the tests fail with one line
+// saying how to get one; STRATA_SKIP_ELASTIC=1 skips them instead.
+package elastictest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/elastic/go-elasticsearch/v8"
+
+	"github.com/stratadev/strata/internal/localelastic"
+)
+
+const (
+	// EnvURL names the test server.
+	EnvURL = "TEST_ELASTICSEARCH_URL"
+	// EnvSkip, set to 1, skips the tests that need Elasticsearch.
+	EnvSkip = "STRATA_SKIP_ELASTIC"
+)
+
+var (
+	startErr   error
+	clientOnce sync.Once
+	client     *elasticsearch.Client
+	clientErr  error
+)
+
+// Run starts a throwaway server when TEST_ELASTICSEARCH_URL is unset (and
+// STRATA_SKIP_ELASTIC is not 1), runs next (pgtest.Run, or m.Run), stops
+// the server and returns next's exit code.
+func Run(m *testing.M, next func(*testing.M) int) int {
+	if next == nil {
+		next = func(m *testing.M) int { return m.Run() }
+	}
+	if os.Getenv(EnvURL) != "" || os.Getenv(EnvSkip) == "1" {
+		return next(m)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	srv, err := localelastic.Start(ctx, localelastic.Options{})
+	cancel()
+	if err != nil {
+		startErr = err // the tests that need it fail with it
+		return next(m)
+	}
+	os.Setenv(EnvURL, srv.URL())
+	code := next(m)
+	if err := srv.Stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "elastictest: stop the test server: %v\n", err)
+	}
+	return code
+}
+
+// URL returns the server's address. It skips the test when
+// STRATA_SKIP_ELASTIC=1 and fails it when there is no server.
+func URL(t testing.TB) string {
+	t.Helper()
+	if os.Getenv(EnvSkip) == "1" {
+		t.Skip(EnvSkip + "=1")
+	}
+	if startErr != nil {
+		t.Fatal(strings.SplitN(startErr.Error(), "\n", 2)[0])
+	}
+	url := os.Getenv(EnvURL)
+	if url == "" {
+		t.Fatal(localelastic.ErrNotInstalled)
+	}
+	return url
+}
+
+// Client returns a client of the test server, shared by the tests of the
+// binary.
+func Client(t testing.TB) *elasticsearch.Client {
+	t.Helper()
+	url := URL(t)
+	clientOnce.Do(func() {
+		client, clientErr = elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{url}})
+	})
+	if clientErr != nil {
+		t.Fatalf("elastictest: client for %s: %v", url, clientErr)
+	}
+	return client
+}
+
+// Name returns a name unique to the test, valid as an index or alias name:
+// "t-" + the test name's letters and digits + a random suffix.
+func Name(t testing.TB) string {
+	var b strings.Builder
+	b.WriteString("t-")
+	for _, r := range strings.ToLower(t.Name()) {
+		if b.Len() >= 40 {
+			break
+		}
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
+	}
+	var suffix [6]byte
+	rand.Read(suffix[:])
+	b.WriteByte('-')
+	b.WriteString(hex.EncodeToString(suffix[:]))
+	return b.String()
+}
