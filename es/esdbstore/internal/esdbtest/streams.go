@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"math"
 	"regexp"
 	"strconv"
 
@@ -179,10 +178,9 @@ func (d *db) check(stream string, st *streamState, expected int64, events []prop
 	matchFrom := func(from int) commitDecision {
 		for i, e := range events {
 			if from+i >= len(st.log) || d.log[st.log[from+i]].id != e.id {
-				if i == 0 {
-					return commitWrongExpectedVersion
-				}
-				return commitWrongExpectedVersion // corrupted idempotency
+				// Past the first event, the server calls this corrupted
+				// idempotency; the client sees a wrong expected version.
+				return commitWrongExpectedVersion
 			}
 		}
 		return commitIdempotent
@@ -545,4 +543,3 @@ func checkpoint(pos uint64) *streams.ReadResp {
 	}}}
 }
 
-var _ = math.MaxInt64
