@@ -542,4 +542,3 @@ func checkpoint(pos uint64) *streams.ReadResp {
 		CommitPosition: pos, PreparePosition: pos,
 	}}}
 }
-
