@@ -1,0 +1,342 @@
+package elasticsink
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/projections"
+	"github.com/stratadev/strata/projections/pgsink"
+)
+
+// RebuildConfig tunes [Sink.Rebuild]. The zero value works.
+type RebuildConfig struct {
+	// Worker configures the worker that builds the new generation.
+	Worker projections.Config
+	// Progress, when set, is called about every ProgressEvery and once at
+	// the end, with the same figures as pgsink's rebuilds.
+	Progress func(pgsink.RebuildProgress)
+	// ProgressEvery defaults to 1s.
+	ProgressEvery time.Duration
+}
+
+// rebuildSuffix names the checkpoint of the generation being built.
+const rebuildSuffix = "#rebuild"
+
+// Rebuild builds p's index again from the start of the log, blue/green: the
+// new generation is an index of its own (Alias-g<unix ms>, with p's current
+// mappings and settings) under a checkpoint of its own (the projection's
+// name + "#rebuild", with state rebuilding), while the alias keeps serving
+// the old generation and the live worker keeps updating it. Once the new
+// generation has caught up with the head of the log, one _aliases request
+// moves the alias to it (searches see the old index or the new one, never
+// neither), the live checkpoint is set to where the new generation is (a
+// live worker that was ahead replays the difference into the new index,
+// which the external versions make harmless), and the old index is
+// deleted.
+//
+// Rebuild is resumable: after a crash, a cancelled ctx or an error,
+// calling it again continues the same generation from its checkpoint, or
+// finishes a swap that was cut short. Elasticsearch or PostgreSQL going
+// away for a while is retried by the worker with backoff. Run one Rebuild
+// per projection at a time.
+func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p Projection, cfg RebuildConfig) error {
+	name, ix := p.Name(), p.Index()
+	log := cfg.Worker.Logger
+	if log == nil {
+		log = s.cfg.Logger
+	}
+	if _, err := s.EnsureIndex(ctx, p); err != nil {
+		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
+	}
+	gens, err := s.generations(ctx, ix.Alias)
+	if err != nil {
+		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
+	}
+	live, err := s.aliasIndices(ctx, ix.Alias)
+	if err != nil {
+		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
+	}
+	cpName := name + rebuildSuffix
+	// A swap cut short: the alias moved, the rest did not happen yet.
+	for _, idx := range live {
+		if m, ok := gens[idx]; ok && m.Rebuild {
+			log.InfoContext(ctx, "elasticsink: finishing an interrupted swap", slog.String("projection", name), slog.String("index", idx))
+			if err := s.finishSwap(ctx, name, cpName, idx, gens); err != nil {
+				return err
+			}
+			s.report(ctx, cfg, name, cpName, m, nil, true)
+			return nil
+		}
+	}
+	var (
+		index   string
+		m       meta
+		resumed bool
+	)
+	for _, idx := range slices.Sorted(mapsKeys(gens)) {
+		if gm := gens[idx]; gm.Rebuild && !slices.Contains(live, idx) {
+			index, m, resumed = idx, gm, true
+		}
+	}
+	if !resumed {
+		if index, m, err = s.startRebuild(ctx, store, name, cpName, ix); err != nil {
+			return err
+		}
+	}
+	log.InfoContext(ctx, "elasticsink: rebuilding", slog.String("projection", name), slog.Bool("resumed", resumed),
+		slog.String("index", index))
+
+	gen := &generation{sink: s, index: index}
+	w := projections.NewWorker(store, reg, projections.Sink[*Tx](gen),
+		projections.Projection[*Tx](renamed{flushing{p}, cpName}), cfg.Worker)
+	every := cfg.ProgressEvery
+	if every <= 0 {
+		every = time.Second
+	}
+	startCP, err := s.pg.Checkpoint(ctx, cpName)
+	if err != nil {
+		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
+	}
+	run := &progressRun{began: time.Now(), from: startCP.Position}
+	head, err := store.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
+	}
+	if err := s.runUntil(ctx, w, cpName, head, every, func() { s.report(ctx, cfg, name, cpName, m, run, false) }); err != nil {
+		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
+	}
+
+	// Swap: move the alias in one request, then the live checkpoint.
+	var actions []map[string]any
+	for _, idx := range live {
+		actions = append(actions, map[string]any{"remove": map[string]any{"index": idx, "alias": ix.Alias}})
+	}
+	actions = append(actions, map[string]any{"add": map[string]any{"index": index, "alias": ix.Alias, "is_write_index": true}})
+	body, err := json.Marshal(map[string]any{"actions": actions})
+	if err != nil {
+		return err
+	}
+	if err := do("rebuild "+name+": move alias "+ix.Alias,
+		done(s.client.Indices.UpdateAliases(bytes.NewReader(body), s.client.Indices.UpdateAliases.WithContext(ctx)))); err != nil {
+		return err
+	}
+	if err := s.finishSwap(ctx, name, cpName, index, gens); err != nil {
+		return err
+	}
+	s.report(ctx, cfg, name, cpName, m, run, true)
+	log.InfoContext(ctx, "elasticsink: rebuild swapped in", slog.String("projection", name), slog.String("index", index))
+	return nil
+}
+
+func mapsKeys[M ~map[K]V, K comparable, V any](m M) func(func(K) bool) {
+	return func(yield func(K) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// startRebuild resets the rebuild's checkpoint and creates the new
+// generation, recording the head of the log in its _meta for progress.
+func (s *Sink) startRebuild(ctx context.Context, store es.Store, name, cpName string, ix Index) (string, meta, error) {
+	head, err := store.Head(ctx)
+	if err != nil {
+		return "", meta{}, fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
+	}
+	// The checkpoint first: an index that exists always has its checkpoint.
+	if err := s.pg.Reset(ctx, cpName, es.Start); err != nil {
+		return "", meta{}, fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
+	}
+	if err := s.pg.SetState(ctx, cpName, projections.StateRebuilding, nil); err != nil {
+		return "", meta{}, fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
+	}
+	m := meta{Alias: ix.Alias, Rebuild: true, HeadCommit: head.Commit, HeadPrepare: head.Prepare}
+	body, err := createBody(ix, m, false)
+	if err != nil {
+		return "", meta{}, err
+	}
+	index := ix.Alias + "-g" + strconv.FormatInt(time.Now().UnixMilli(), 10)
+	if err := do("rebuild "+name+": create index "+index, done(s.client.Indices.Create(index,
+		s.client.Indices.Create.WithBody(bytes.NewReader(body)), s.client.Indices.Create.WithContext(ctx)))); err != nil {
+		return "", meta{}, err
+	}
+	return index, m, nil
+}
+
+// generations returns the indices named alias-g* that belong to alias,
+// with their _meta.strata.
+func (s *Sink) generations(ctx context.Context, alias string) (map[string]meta, error) {
+	get := s.client.Indices.GetMapping
+	res, err := get(get.WithIndex(alias+"-g*"), get.WithContext(ctx), get.WithAllowNoIndices(true))
+	if err := check(res, err, "read mappings of "+alias+"-g*"); err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	var out map[string]struct {
+		Mappings struct {
+			Meta struct {
+				Strata *meta `json:"strata"`
+			} `json:"_meta"`
+		} `json:"mappings"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("elasticsink: read mappings of %s-g*: %w", alias, err)
+	}
+	gens := make(map[string]meta)
+	for idx, v := range out {
+		if m := v.Mappings.Meta.Strata; m != nil && m.Alias == alias {
+			gens[idx] = *m
+		}
+	}
+	return gens, nil
+}
+
+// finishSwap completes a swap once the alias points at index: it moves the
+// live checkpoint to the new generation's, deletes the other generations
+// and the rebuild's checkpoint, and clears the rebuild mark.
+func (s *Sink) finishSwap(ctx context.Context, name, cpName, index string, gens map[string]meta) error {
+	cp, err := s.pg.Checkpoint(ctx, cpName)
+	if err != nil {
+		return fmt.Errorf("elasticsink: rebuild %s: swap: %w", name, err)
+	}
+	// Waits for a live batch in flight (it holds the checkpoint's row), then
+	// sets the checkpoint: a live worker restarts from there, into the new
+	// index.
+	if err := s.pg.Reset(ctx, name, cp.Position); err != nil {
+		return fmt.Errorf("elasticsink: rebuild %s: swap: %w", name, err)
+	}
+	var old []string
+	for idx := range gens {
+		if idx != index {
+			old = append(old, idx)
+		}
+	}
+	if len(old) > 0 {
+		slices.Sort(old)
+		del := s.client.Indices.Delete
+		if err := do(fmt.Sprintf("rebuild %s: delete old generations %v", name, old),
+			done(del(old, del.WithContext(ctx), del.WithIgnoreUnavailable(true)))); err != nil {
+			return err
+		}
+	}
+	// pgsink has no call to delete a checkpoint; its table is documented in
+	// its migrations.
+	if _, err := s.pg.Pool().Exec(ctx, `DELETE FROM `+pgx.Identifier{s.pg.Schema(), "projection_checkpoints"}.Sanitize()+
+		` WHERE name = $1`, cpName); err != nil {
+		return fmt.Errorf("elasticsink: rebuild %s: swap: delete the rebuild checkpoint: %w", name, err)
+	}
+	m := gens[index]
+	m.Rebuild = false
+	body, err := json.Marshal(map[string]any{"_meta": map[string]any{"strata": m}})
+	if err != nil {
+		return err
+	}
+	put := s.client.Indices.PutMapping
+	return do("rebuild "+name+": clear the rebuild mark", done(put([]string{index}, bytes.NewReader(body), put.WithContext(ctx))))
+}
+
+type progressRun struct {
+	began time.Time
+	from  es.Position
+}
+
+func (s *Sink) report(ctx context.Context, cfg RebuildConfig, name, cpName string, m meta, run *progressRun, swapped bool) {
+	if cfg.Progress == nil {
+		return
+	}
+	pr := pgsink.RebuildProgress{Projection: name, Total: int64(m.HeadPrepare), Swapped: swapped}
+	if swapped {
+		pr.Done = pr.Total
+	} else {
+		cp, err := s.pg.Checkpoint(context.WithoutCancel(ctx), cpName)
+		if err != nil {
+			return
+		}
+		pr.Done = int64(cp.Position.Prepare)
+	}
+	if run != nil {
+		if el := time.Since(run.began).Seconds(); el > 0 {
+			pr.Rate = float64(pr.Done-int64(run.from.Prepare)) / el
+		}
+	}
+	if pr.Rate > 0 && pr.Total > pr.Done {
+		pr.ETA = time.Duration(float64(pr.Total-pr.Done) / pr.Rate * float64(time.Second))
+	}
+	cfg.Progress(pr)
+}
+
+// runUntil runs w until its checkpoint reaches pos, calling tick about
+// every every.
+func (s *Sink) runUntil(ctx context.Context, w *projections.Worker[*Tx], cpName string, pos es.Position, every time.Duration, tick func()) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg     sync.WaitGroup
+		runErr error
+	)
+	wg.Go(func() {
+		runErr = w.Run(wctx)
+		cancel()
+	})
+	for {
+		tctx, tcancel := context.WithTimeout(wctx, every)
+		err := projections.WaitFor(tctx, s.pg, cpName, pos)
+		tcancel()
+		if err == nil || wctx.Err() != nil {
+			break
+		}
+		tick()
+	}
+	cancel()
+	wg.Wait()
+	if runErr != nil {
+		return runErr
+	}
+	return ctx.Err()
+}
+
+// generation is the sink as the worker that builds a new generation sees
+// it: handlers write to the generation's index, and there is no lease
+// (Rebuild is the only writer).
+type generation struct {
+	sink  *Sink
+	index string
+}
+
+func (g *generation) Apply(ctx context.Context, p projections.ApplyParams, handle func(context.Context, *Tx) error) error {
+	return g.sink.apply(ctx, p, target{index: g.index}, handle)
+}
+
+func (g *generation) Checkpoint(ctx context.Context, name string) (projections.Checkpoint, error) {
+	cp, err := g.sink.pg.Checkpoint(ctx, name)
+	if cp.State == projections.StateRebuilding {
+		cp.State = projections.StateRunning // to the worker, rebuilding is running
+	}
+	return cp, err
+}
+
+func (g *generation) SetState(ctx context.Context, name string, state projections.State, f *projections.Failure) error {
+	return g.sink.pg.SetState(ctx, name, state, f)
+}
+
+func (g *generation) Transient(err error) bool { return IsTransient(err) }
+
+// renamed runs a projection under the rebuild's checkpoint name.
+type renamed struct {
+	projections.Projection[*Tx]
+	name string
+}
+
+func (r renamed) Name() string { return r.name }

@@ -1,0 +1,232 @@
+package elasticsink_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/projections"
+	"github.com/stratadev/strata/projections/elasticsink"
+)
+
+func TestIndexUpdateDelete(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.run(t, projections.Config{})
+	p1 := e.append(t, "order-1", orderPlaced{Order: "o1", Customer: "ada", Product: "red chair", Total: 120, Status: "placed"})
+	e.append(t, "order-2", orderPlaced{Order: "o2", Customer: "bob", Product: "blue table", Total: 300, Status: "placed"},
+		statusChanged{Order: "o2", Status: "paid"})
+	p3 := e.append(t, "order-2", statusChanged{Order: "o2", Status: "shipped"})
+	e.append(t, "order-3", orderPlaced{Order: "o3", Customer: "cy", Product: "lamp", Total: 20, Status: "placed"})
+	last := e.append(t, "order-3", orderCancelled{Order: "o3"})
+	e.waitFor(t, last)
+
+	docs := e.docs(t)
+	if len(docs) != 2 {
+		t.Fatalf("got %d documents, want 2 (o3 deleted): %v", len(docs), docs)
+	}
+	if d := docs["o1"]; d.Source.Customer != "ada" || d.Source.Status != "placed" || d.Version != version(t, p1) {
+		t.Errorf("o1 = %+v, want ada placed at version %d", d, version(t, p1))
+	}
+	if d := docs["o2"]; d.Source.Customer != "bob" || d.Source.Status != "shipped" || d.Version != version(t, p3) {
+		t.Errorf("o2 = %+v, want bob shipped at version %d", d, version(t, p3))
+	}
+	st, err := projections.ReadStatus(t.Context(), projections.StatusOptions{Store: e.store, Checkpoints: e.sink}, e.proj.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Checkpoint != last || st.State != projections.StateRunning {
+		t.Errorf("status = %+v, want running at %s", st, last)
+	}
+	// The typed search: by customer and by a word of the product name.
+	r, err := elasticsink.Search[orderDoc](t.Context(), e.sink.Client(), e.proj.alias,
+		map[string]any{"query": map[string]any{"match": map[string]any{"product": "table"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Total != 1 || r.Hits[0].ID != "o2" {
+		t.Errorf("search for table = %+v, want o2", r)
+	}
+}
+
+// The same events delivered again, from an older checkpoint: every write is
+// a version conflict, counted as applied, and nothing changes.
+func TestReplayIsHarmless(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	stop := e.run(t, projections.Config{BatchSize: 3})
+	var last es.Position
+	for i := range 20 {
+		last = e.append(t, "order-r", orderPlaced{Order: "o" + string(rune('a'+i%5)), Customer: "c", Product: "p", Total: i, Status: "placed"})
+	}
+	e.waitFor(t, last)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	before := e.docs(t)
+
+	if err := e.pg.Reset(t.Context(), e.proj.Name(), es.Start); err != nil {
+		t.Fatal(err)
+	}
+	stop = e.run(t, projections.Config{BatchSize: 7})
+	e.waitFor(t, last)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	after := e.docs(t)
+	if len(after) != 5 || len(before) != 5 {
+		t.Fatalf("documents before %d, after %d; want 5", len(before), len(after))
+	}
+	for id, b := range before {
+		if a := after[id]; a != b {
+			t.Errorf("%s changed by the replay: %+v, then %+v", id, b, a)
+		}
+	}
+	if d := after["oa"]; d.Source.Total != float64(15) {
+		t.Errorf("oa total = %v, want 15 (its last event)", d.Source.Total)
+	}
+}
+
+// Events for one document applied in the wrong order, as by a worker that
+// lost its lease and has not noticed yet: the older write loses.
+func TestOutOfOrderWritesKeepNewest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.append(t, "order-x", orderPlaced{Order: "ox", Customer: "old", Product: "p", Total: 1, Status: "placed"})
+	e.append(t, "order-x", orderPlaced{Order: "ox", Customer: "new", Product: "p", Total: 2, Status: "placed"})
+	recs, err := e.store.ReadAll(t.Context(), es.Start, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := make([]projections.Event, len(recs))
+	for i, r := range recs {
+		v, err := e.reg.Decode(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		events[i] = projections.Event{Record: r, Data: v}
+	}
+	// The newer event first, in one batch, then the older in another.
+	apply := func(from, to es.Position, evs ...projections.Event) {
+		t.Helper()
+		err := e.sink.Apply(t.Context(), projections.ApplyParams{Projection: e.proj.Name(), From: from, To: to, Events: evs},
+			func(ctx context.Context, tx *elasticsink.Tx) error { return e.proj.HandleBatch(ctx, tx, evs) })
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(es.Start, recs[0].Position, events[1])
+	apply(recs[0].Position, recs[1].Position, events[0])
+	docs := e.docs(t)
+	if d := docs["ox"]; d.Source.Customer != "new" || d.Version != version(t, recs[1].Position) {
+		t.Errorf("ox = %+v, want the newer event's state and version %d", d, version(t, recs[1].Position))
+	}
+	// Within one batch too: the Tx keeps the later event's state.
+	e2 := newEnv(t)
+	e2.append(t, "order-y", orderPlaced{Order: "oy", Customer: "first", Product: "p", Total: 1, Status: "placed"},
+		orderPlaced{Order: "oy", Customer: "second", Product: "p", Total: 2, Status: "placed"})
+	stop := e2.run(t, projections.Config{})
+	head, _ := e2.store.Head(t.Context())
+	e2.waitFor(t, head)
+	stop()
+	if d := e2.docs(t)["oy"]; d.Source.Customer != "second" || d.Version != version(t, head) {
+		t.Errorf("oy = %+v, want second at %d", d, version(t, head))
+	}
+}
+
+// A document that does not fit the mapping stops the projection at its
+// event, with Elasticsearch's reason, under PolicyStop.
+func TestMappingErrorStalls(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	good := e.append(t, "order-g", orderPlaced{Order: "g1", Customer: "ada", Product: "p", Total: 1, Status: "placed"},
+		orderPlaced{Order: "g2", Customer: "ada", Product: "p", Total: 2, Status: "placed"})
+	bad := e.append(t, "order-b", orderPlaced{Order: "b1", Customer: "bob", Product: "p", Total: "lots", Status: "placed"})
+	e.append(t, "order-h", orderPlaced{Order: "h1", Customer: "cy", Product: "p", Total: 3, Status: "placed"})
+	w := elasticsink.NewWorker(e.store, e.reg, e.sink, e.proj, projections.Config{Logger: quiet})
+	err := w.Run(t.Context())
+	var stalled *projections.StalledError
+	if !errors.As(err, &stalled) {
+		t.Fatalf("Run = %v, want a StalledError", err)
+	}
+	f := stalled.Failure
+	if f.Stream != "order-b" || f.Position != bad || f.Type != "OrderPlaced" || !strings.Contains(f.Error, "failed to parse field [total]") {
+		t.Errorf("failure = %s, want order-b at %s failing to parse total", f, bad)
+	}
+	st, err := projections.ReadStatus(t.Context(), projections.StatusOptions{Store: e.store, Checkpoints: e.sink}, e.proj.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != projections.StateStalled || st.Checkpoint != good || st.LastError == nil || st.LastError.Position != bad {
+		t.Errorf("status = %+v, want stalled at %s after the event at %s", st, good, bad)
+	}
+	docs := e.docs(t)
+	if _, ok := docs["g2"]; !ok {
+		t.Errorf("g2 missing: the events before the bad one must be applied")
+	}
+}
+
+// Under PolicyDeadLetter the refused document's event is parked and the
+// projection goes on.
+func TestMappingErrorDeadLetter(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.append(t, "order-g", orderPlaced{Order: "g1", Customer: "ada", Product: "p", Total: 1, Status: "placed"})
+	bad := e.append(t, "order-b", orderPlaced{Order: "b1", Customer: "bob", Product: "p", Total: "lots", Status: "placed"})
+	last := e.append(t, "order-h", orderPlaced{Order: "h1", Customer: "cy", Product: "p", Total: 3, Status: "placed"})
+	e.run(t, projections.Config{ErrorPolicy: projections.PolicyDeadLetter})
+	e.waitFor(t, last)
+	docs := e.docs(t)
+	if _, ok := docs["b1"]; ok || len(docs) != 2 {
+		t.Errorf("documents = %v, want g1 and h1", docs)
+	}
+	var (
+		stream, reason string
+		prepare        int64
+	)
+	err := e.pool.QueryRow(t.Context(), `SELECT stream_id, prepare_pos, error FROM `+
+		pgx.Identifier{e.pg.Schema(), "projection_dead_letters"}.Sanitize()+` WHERE projection = $1`, e.proj.Name()).
+		Scan(&stream, &prepare, &reason)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stream != "order-b" || uint64(prepare) != bad.Prepare || !strings.Contains(reason, "failed to parse field [total]") {
+		t.Errorf("dead letter = %s at %d: %s; want order-b at %d failing to parse total", stream, prepare, reason, bad.Prepare)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	err := elasticsink.Config{FlushActions: -1, Concurrency: -2, Refresh: "soon"}.Validate()
+	for _, want := range []string{"FlushActions", "Concurrency", "Refresh"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate = %v, want it to name %s", err, want)
+		}
+	}
+	if err := (elasticsink.Config{}).Validate(); err != nil {
+		t.Errorf("zero Config: %v", err)
+	}
+}
+
+func TestPackedVersion(t *testing.T) {
+	t.Parallel()
+	ps := []es.Position{{Commit: 1, Prepare: 1}, {Commit: 1, Prepare: 9}, {Commit: 2, Prepare: 3},
+		{Commit: 2, Prepare: elasticsink.MaxPackedPrepare}, {Commit: elasticsink.MaxPackedCommit, Prepare: 0}}
+	var prev int64
+	for _, p := range ps {
+		v, err := elasticsink.PackedVersion(p)
+		if err != nil || v <= prev || v < 0 {
+			t.Errorf("PackedVersion(%s) = %d, %v; want above %d", p, v, err, prev)
+		}
+		prev = v
+	}
+	for _, p := range []es.Position{{Commit: elasticsink.MaxPackedCommit + 1}, {Commit: 1, Prepare: elasticsink.MaxPackedPrepare + 1}} {
+		if _, err := elasticsink.PackedVersion(p); !errors.Is(err, elasticsink.ErrVersionRange) {
+			t.Errorf("PackedVersion(%s) error = %v, want ErrVersionRange", p, err)
+		}
+	}
+}

@@ -1,0 +1,26 @@
+package elasticsink
+
+import (
+	"fmt"
+
+	"github.com/stratadev/strata/es"
+)
+
+// Limits of [PackedVersion].
+const (
+	MaxPackedCommit  = 1<<31 - 1
+	MaxPackedPrepare = 1<<32 - 1
+)
+
+// PackedVersion is the default [Config.Version]: Commit in the high 31 bits
+// and Prepare in the low 32 bits of a positive int64, which is monotonic in
+// log order and the same for the same position every time. It returns an
+// error wrapping [ErrVersionRange] when Commit > [MaxPackedCommit] or
+// Prepare > [MaxPackedPrepare].
+func PackedVersion(p es.Position) (int64, error) {
+	if p.Commit > MaxPackedCommit || p.Prepare > MaxPackedPrepare {
+		return 0, fmt.Errorf("%w: %s needs commit <= %d and prepare <= %d; set elasticsink.Config.Version",
+			ErrVersionRange, p, uint64(MaxPackedCommit), uint64(MaxPackedPrepare))
+	}
+	return int64(p.Commit<<32 | p.Prepare), nil
+}
