@@ -37,7 +37,8 @@ const rebuildSuffix = "#rebuild"
 // mappings and settings) under a checkpoint of its own (the projection's
 // name + "#rebuild", with state rebuilding), while the alias keeps serving
 // the old generation and the live worker keeps updating it. Once the new
-// generation has caught up with the head of the log, one _aliases request
+// generation has caught up with the head of the log and been refreshed, one
+// _aliases request
 // moves the alias to it (searches see the old index or the new one, never
 // neither), the live checkpoint is set to where the new generation is (a
 // live worker that was ahead replays the difference into the new index,
@@ -116,6 +117,12 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
 	}
 
+	// Make everything the new generation holds searchable, so that the
+	// alias does not move to an index that still looks partial.
+	ref := s.client.Indices.Refresh
+	if err := do("rebuild "+name+": refresh "+index, done(ref(ref.WithIndex(index), ref.WithContext(ctx)))); err != nil {
+		return err
+	}
 	// Swap: move the alias in one request, then the live checkpoint.
 	var actions []map[string]any
 	for _, idx := range live {

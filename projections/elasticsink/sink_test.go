@@ -127,10 +127,9 @@ func TestOutOfOrderWritesKeepNewest(t *testing.T) {
 	}
 	// Within one batch too: the Tx keeps the later event's state.
 	e2 := newEnv(t)
-	e2.append(t, "order-y", orderPlaced{Order: "oy", Customer: "first", Product: "p", Total: 1, Status: "placed"},
+	head := e2.append(t, "order-y", orderPlaced{Order: "oy", Customer: "first", Product: "p", Total: 1, Status: "placed"},
 		orderPlaced{Order: "oy", Customer: "second", Product: "p", Total: 2, Status: "placed"})
 	stop := e2.run(t, projections.Config{})
-	head, _ := e2.store.Head(t.Context())
 	e2.waitFor(t, head)
 	stop()
 	if d := e2.docs(t)["oy"]; d.Source.Customer != "second" || d.Version != version(t, head) {
