@@ -1,13 +1,18 @@
 # Tests and benchmarks run against real servers: `make test` installs the
 # PostgreSQL server binaries if needed (scripts/ensure-postgres.sh) and
 # starts one throwaway server for all packages (internal/cmd/withpg). Set
-# TEST_DATABASE_URL to use a server of your own instead.
+# TEST_DATABASE_URL to use a server of your own instead. Likewise for
+# Elasticsearch: scripts/ensure-elasticsearch.sh fetches Elastic's test
+# distribution once (mvn, Java 17) and internal/cmd/withelastic starts one
+# node for the run; set TEST_ELASTICSEARCH_URL to use your own, or
+# STRATA_SKIP_ELASTIC=1 to skip the Elasticsearch tests.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
 GO ?= go
 WITHPG = $(GO) run ./internal/cmd/withpg --
+WITHELASTIC = $(GO) run ./internal/cmd/withelastic --
 
 # Benchmarks: which ones, how long, how often (the table shows medians).
 BENCH ?= .
@@ -18,18 +23,21 @@ BENCH_PKGS ?= ./es/pgstore/
 # assertions; see docs/benchmarks.md).
 BENCH_TARGETS ?= -target AppendOne=0.8,AppendOneParallel=0.8,Append100=0.8,Import=0.85,ReadAll=0.7
 
-.PHONY: all test vet ensure-postgres bench
+.PHONY: all test vet ensure-postgres ensure-elasticsearch bench
 
 all: test
 
 ensure-postgres:
 	@./scripts/ensure-postgres.sh
 
+ensure-elasticsearch:
+	@if [[ -z "$${TEST_ELASTICSEARCH_URL:-}" && "$${STRATA_SKIP_ELASTIC:-}" != 1 ]]; then ./scripts/ensure-elasticsearch.sh >/dev/null; fi
+
 vet:
 	$(GO) vet ./...
 
-test: ensure-postgres vet
-	$(WITHPG) $(GO) test -race -count=1 ./...
+test: ensure-postgres ensure-elasticsearch vet
+	$(WITHPG) $(WITHELASTIC) $(GO) test -race -count=1 ./...
 
 bench: ensure-postgres
 	$(WITHPG) $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(BENCH_PKGS) \
