@@ -130,3 +130,43 @@ func BenchmarkOnExisting(b *testing.B) {
 		}
 	})
 }
+
+// nopStore appends nothing and takes no time, so BenchmarkCPU measures what
+// the bus and the handler cost on their own.
+type nopStore struct{ es.Store }
+
+func (nopStore) Append(_ context.Context, stream string, _ es.ExpectedVersion, _ ...es.EventData) (es.AppendResult, error) {
+	return es.AppendResult{Stream: stream, Version: 1, Position: es.Position{Commit: 1, Prepare: 1}}, nil
+}
+
+// BenchmarkCPU is BenchmarkOnNew on a store that does nothing: the
+// framework's own cost per command, without I/O.
+func BenchmarkCPU(b *testing.B) {
+	ctx := context.Background()
+	b.Run("strata", func(b *testing.B) {
+		bus, _ := newAccountsOn(nopStore{})
+		b.ReportAllocs()
+		for b.Loop() {
+			id := fmt.Sprint("s", benchSeq.Add(1))
+			if _, err := bus.Dispatch(ctx, OpenAccount{AccountID: id, Owner: "ann"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("raw", func(b *testing.B) {
+		store := nopStore{}
+		_, accounts := newAccountsOn(store)
+		reg := accounts.Registry()
+		b.ReportAllocs()
+		for b.Loop() {
+			id := fmt.Sprint("r", benchSeq.Add(1))
+			data, err := reg.Encode(AccountOpened{AccountID: id, Owner: "ann"}, benchMetadata)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := store.Append(ctx, "account-"+id, es.NoStream, data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
