@@ -14,10 +14,29 @@ import (
 	"github.com/stratadev/strata/es"
 )
 
-// Append implements [es.Store]. It takes one round trip: the checks and the
-// writes run in a function the migrations install.
+// Append implements [es.Store]. It usually takes one round trip: a single
+// statement that locks the stream, checks its version and inserts. When that
+// statement cannot decide (a conflict, an event ID that is already stored, a
+// concurrent writer) the append function installed by the migrations
+// decides, in a second round trip.
 func (s *Store) Append(ctx context.Context, stream string, expected es.ExpectedVersion, events ...es.EventData) (es.AppendResult, error) {
-	return s.append(ctx, s.pool, stream, expected, events)
+	a, err := newAppendArgs(stream, expected, events)
+	if err != nil {
+		return es.AppendResult{}, err
+	}
+	res, ok, err := s.appendFast(ctx, a)
+	if ok || err != nil {
+		return res, err
+	}
+	for try := 0; ; try++ {
+		res, err := s.appendFunc(ctx, s.pool, a, true)
+		// The stream's lock keeps appends apart, but not Import: when an
+		// import created the stream meanwhile, look again.
+		if try < 2 && isUniqueViolation(err, "events_pkey") {
+			continue
+		}
+		return res, err
+	}
 }
 
 // AppendTx appends like [Store.Append], inside the caller's transaction, so
@@ -28,10 +47,17 @@ func (s *Store) Append(ctx context.Context, stream string, expected es.ExpectedV
 // decided without raising an error in the database, so tx stays usable after
 // them (the caller may still roll back). Other errors abort tx.
 //
-// While tx is open it holds back every reader of the global log (see the
-// package documentation), so keep it short.
+// The append locks the stream until tx ends, and while tx is open it holds
+// back every reader of the global log (see the package documentation), so
+// keep it short.
 func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, stream string, expected es.ExpectedVersion, events ...es.EventData) (es.AppendResult, error) {
-	return s.append(ctx, tx, stream, expected, events)
+	a, err := newAppendArgs(stream, expected, events)
+	if err != nil {
+		return es.AppendResult{}, err
+	}
+	// No debounced notification: tx may stay open for long, and the
+	// appends that leave notifying to it would wait for it.
+	return s.appendFunc(ctx, tx, a, false)
 }
 
 type querier interface {
@@ -46,50 +72,94 @@ const (
 	statusDuplicate = 3
 )
 
-func (s *Store) append(ctx context.Context, q querier, stream string, expected es.ExpectedVersion, events []es.EventData) (es.AppendResult, error) {
+// appendArgs is a validated append, encoded for the database.
+type appendArgs struct {
+	stream   string
+	expected es.ExpectedVersion
+	events   []es.EventData
+	kind     int16 // see expectedArgs
+	version  int64
+	check    bool // some ID came from the caller
+	ids      []uuid.UUID
+	types    []string
+	data     [][]byte
+	metadata [][]byte
+}
+
+func newAppendArgs(stream string, expected es.ExpectedVersion, events []es.EventData) (*appendArgs, error) {
 	if err := validate(stream, events); err != nil {
-		return es.AppendResult{}, err
+		return nil, err
 	}
-	var (
-		ids      = make([]uuid.UUID, len(events))
-		types    = make([]string, len(events))
-		data     = make([][]byte, len(events))
-		metadata = make([][]byte, len(events))
-		check    bool
-	)
+	a := &appendArgs{
+		stream:   stream,
+		expected: expected,
+		events:   events,
+		ids:      make([]uuid.UUID, len(events)),
+		types:    make([]string, len(events)),
+		data:     make([][]byte, len(events)),
+		metadata: make([][]byte, len(events)),
+	}
+	a.kind, a.version = expectedArgs(expected)
 	for i, e := range events {
 		if e.ID == uuid.Nil {
 			id, err := uuid.NewV7()
 			if err != nil {
-				return es.AppendResult{}, fmt.Errorf("pgstore: append to %s: new event id: %w", stream, err)
+				return nil, fmt.Errorf("pgstore: append to %s: new event id: %w", stream, err)
 			}
-			ids[i] = id
+			a.ids[i] = id
 		} else {
-			ids[i] = e.ID
-			check = true
+			a.ids[i] = e.ID
+			a.check = true
 		}
-		types[i] = e.Type
-		data[i] = e.Data
+		a.types[i] = e.Type
+		a.data[i] = e.Data
 		md, err := encodeMetadata(e.Metadata)
 		if err != nil {
-			return es.AppendResult{}, &es.InvalidEventError{Stream: stream, Index: i, Type: e.Type, Reason: "metadata: " + err.Error()}
+			return nil, &es.InvalidEventError{Stream: stream, Index: i, Type: e.Type, Reason: "metadata: " + err.Error()}
 		}
-		metadata[i] = md
+		a.metadata[i] = md
 	}
-	kind, version := expectedArgs(expected)
+	return a, nil
+}
 
+// appendFast tries the single-statement append. ok is false when the
+// statement inserted nothing (the expected version did not match what it saw)
+// or hit a unique violation (a stored event ID, or a snapshot taken before
+// another writer released the stream): the append function must decide.
+func (s *Store) appendFast(ctx context.Context, a *appendArgs) (res es.AppendResult, ok bool, err error) {
+	var row pgx.Row
+	if len(a.events) == 1 {
+		row = s.pool.QueryRow(ctx, s.q.appendOne, a.stream, a.kind, a.version, a.ids[0], a.types[0], a.data[0], a.metadata[0])
+	} else {
+		row = s.pool.QueryRow(ctx, s.q.appendMany, a.stream, a.kind, a.version, a.ids, a.types, a.data, a.metadata)
+	}
+	var prepare int64
+	res.Stream = a.stream
+	err = row.Scan(&res.Position.Commit, &prepare, &res.Version, nil)
+	switch {
+	case err == nil:
+		res.Position.Prepare = uint64(prepare)
+		return res, true, nil
+	case errors.Is(err, pgx.ErrNoRows), isUniqueViolation(err, ""):
+		return es.AppendResult{}, false, nil
+	}
+	return es.AppendResult{}, false, s.appendError(a.stream, err)
+}
+
+// appendFunc appends with the append function. debounce: see notify.go.
+func (s *Store) appendFunc(ctx context.Context, q querier, a *appendArgs, debounce bool) (es.AppendResult, error) {
 	var (
 		status   int16
-		res      = es.AppendResult{Stream: stream}
+		res      = es.AppendResult{Stream: a.stream}
 		actual   *int64
 		commit   *uint64
 		position *int64
 		dupID    *uuid.UUID
 	)
-	err := q.QueryRow(ctx, s.q.append, stream, kind, version, check, ids, types, data, metadata).
+	err := q.QueryRow(ctx, s.q.append, a.stream, a.kind, a.version, a.check, debounce, a.ids, a.types, a.data, a.metadata).
 		Scan(&status, &actual, &commit, &position, &dupID)
 	if err != nil {
-		return es.AppendResult{}, s.appendError(stream, events, err)
+		return es.AppendResult{}, s.appendError(a.stream, err)
 	}
 	if actual != nil {
 		res.Version = *actual
@@ -99,11 +169,18 @@ func (s *Store) append(ctx context.Context, q querier, stream string, expected e
 		res.Position = es.Position{Commit: *commit, Prepare: uint64(*position)}
 		return res, nil
 	case statusConflict:
-		return es.AppendResult{}, &es.VersionConflictError{Stream: stream, Expected: expected, Actual: res.Version}
+		return es.AppendResult{}, &es.VersionConflictError{Stream: a.stream, Expected: a.expected, Actual: res.Version}
 	case statusDuplicate:
-		return es.AppendResult{}, &es.DuplicateEventIDError{Stream: stream, ID: *dupID}
+		return es.AppendResult{}, &es.DuplicateEventIDError{Stream: a.stream, ID: *dupID}
 	}
-	return es.AppendResult{}, fmt.Errorf("pgstore: append to %s: unexpected status %d from the append function", stream, status)
+	return es.AppendResult{}, fmt.Errorf("pgstore: append to %s: unexpected status %d from the append function", a.stream, status)
+}
+
+// isUniqueViolation reports whether err is a unique violation of the
+// constraint, or of any constraint when constraint is "".
+func isUniqueViolation(err error, constraint string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && (constraint == "" || pgErr.ConstraintName == constraint)
 }
 
 // expectedArgs encodes an expected version for the append function.
@@ -221,7 +298,7 @@ func hex4(b []byte) rune {
 // return: data exceptions become [*es.InvalidEventError], a unique violation
 // of the event ID (a concurrent append of the same ID to another stream)
 // becomes [*es.DuplicateEventIDError].
-func (s *Store) appendError(stream string, events []es.EventData, err error) error {
+func (s *Store) appendError(stream string, err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch {

@@ -17,13 +17,11 @@
 // ("strata" by default) and records the migrations it applied in
 // schema_migrations:
 //
-//   - streams(stream_id, version): one row per stream, the number of events
-//     it holds. Appends lock this row, which serializes writers of one
-//     stream and nobody else.
 //   - events(position, tx_id, event_id, stream_id, stream_version, type,
 //     data, metadata, recorded_at): the log. Unique on (stream_id,
 //     stream_version), on event_id, and on (tx_id, position), the index the
-//     global log is read from.
+//     global log is read from. A stream is the set of its events; its
+//     version is its highest stream_version.
 //   - snapshots(stream_id, version, revision, data, taken_at).
 //
 // Every statement names the schema; the store never depends on search_path.
@@ -64,17 +62,28 @@
 // transactions short, above all those that use [Store.AppendTx];
 // [Store.HeldBack] names the transaction, its process and how long it has
 // been open. Reads of one stream ([Store.ReadStream]) are not held back:
-// stream versions are assigned under the stream's row lock, so they cannot
+// stream versions are assigned under the stream's lock, so they cannot
 // commit out of order.
+//
+// Within a stream the log keeps version order: an event's tx_id is the
+// greater of its transaction's ID and the tx_id of the stream's previous
+// event. (A transaction that wrote before it appended, with [Store.AppendTx],
+// can have a lower ID than the one that appended the previous version.) This
+// keeps the gate safe, since a row's tx_id is never below its writer's ID.
 //
 // # Appends and idempotency
 //
-// An append is one round trip: a PL/pgSQL function checks the expected
-// version under the stream's row lock, inserts the events and sends a
+// An append takes a transaction-level advisory lock on its stream (keyed by
+// a number derived from the schema and hashtext(stream_id), in the two-key
+// space of pg_advisory_xact_lock(int, int)), checks the expected version
+// against the stream's last event, inserts the events and sends a
 // notification on the store's channel (see [Store.Channel]) that wakes
-// subscribers when the transaction commits. Concurrent appends to one stream
-// get exactly one winner per version; the others get an
-// [*es.VersionConflictError].
+// subscribers when the transaction commits. Usually that is one statement
+// and one round trip; when the statement cannot decide (a version conflict,
+// an event ID already stored, a writer that got the lock first), a PL/pgSQL
+// function installed by the migration decides in a second one. Concurrent
+// appends to one stream get exactly one winner per version; the others get
+// an [*es.VersionConflictError].
 //
 // Events without an ID get a version 7 UUID. When an append carries IDs that
 // are already stored:

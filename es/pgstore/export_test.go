@@ -2,3 +2,6 @@ package pgstore
 
 // ReadAllSQL returns the statement ReadAll runs, for EXPLAIN in tests.
 func ReadAllSQL(s *Store) string { return s.q.readAll }
+
+// LockClasses returns the first keys of the store's advisory locks.
+func LockClasses(s *Store) (stream, notify int32) { return s.streamLock, s.notifyLock }

@@ -386,7 +386,7 @@ func TestStreamOrderWithOlderTransactionAppendingLater(t *testing.T) {
 	// Wait until the older transaction waits for the stream's lock.
 	waitFor(t, func() bool {
 		var waiting bool
-		if err := pool.QueryRow(ctx, "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", olderPID).Scan(&waiting); err != nil {
+		if err := pool.QueryRow(ctx, "SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1", olderPID).Scan(&waiting); err != nil {
 			t.Fatal(err)
 		}
 		return waiting
@@ -407,4 +407,76 @@ func TestStreamOrderWithOlderTransactionAppendingLater(t *testing.T) {
 			t.Fatalf("log event %d is %s@%d; want %s@%d", i, got.Type, got.Version, want, i+1)
 		}
 	}
+}
+
+// An append that leaves notifying to another append in flight, and commits
+// after that one, is still delivered at once: the subscription sees that
+// appends are in flight and looks again within milliseconds.
+func TestSubscribeSeesAppendThatDidNotNotify(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t, pgstore.Config{PollInterval: time.Hour})
+	ctx := t.Context()
+	streamLock, notifyLock := pgstore.LockClasses(s)
+	live := subscribe(t, s, es.SubscribeOptions{})
+	first := ev("First", `{}`)
+	if _, err := s.Append(ctx, "other", es.NoStream, first); err != nil {
+		t.Fatal(err)
+	}
+	if got := live.next(t); got.ID != first.ID {
+		t.Fatalf("delivered %s; want First", got.Type)
+	}
+
+	// Stand in for an append that will notify: hold the right to, so that
+	// the append below does not notify.
+	notifier := begin(t, pool)
+	if _, err := notifier.Exec(ctx, "SELECT pg_advisory_xact_lock($1, 1)", notifyLock); err != nil {
+		t.Fatal(err)
+	}
+	// Keep the append below in flight by holding its stream's lock.
+	streamHolder := begin(t, pool)
+	if _, err := streamHolder.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext('s'))", streamLock); err != nil {
+		t.Fatal(err)
+	}
+	silent := ev("Silent", `{}`)
+	appended := make(chan error, 1)
+	go func() {
+		_, err := s.Append(ctx, "s", es.NoStream, silent)
+		appended <- err
+	}()
+	waitFor(t, func() bool {
+		var waiting bool
+		err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks
+			WHERE locktype = 'advisory' AND classid::int = $1 AND NOT granted)`, streamLock).Scan(&waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return waiting
+	})
+	// The notifying append commits first: the subscription wakes up and
+	// finds nothing, while the silent one is still in flight.
+	if _, err := pool.Exec(ctx, "SELECT pg_notify($1, '')", s.Channel()); err != nil {
+		t.Fatal(err)
+	}
+	if err := streamHolder.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-appended; err != nil {
+		t.Fatal(err)
+	}
+	if got := live.next(t); got.ID != silent.ID {
+		t.Fatalf("delivered %s; want Silent", got.Type)
+	}
+	if err := notifier.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func begin(t *testing.T, pool *pgxpool.Pool) pgx.Tx {
+	t.Helper()
+	tx, err := pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback(context.Background()) })
+	return tx
 }

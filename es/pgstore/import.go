@@ -70,16 +70,7 @@ func (s *Store) Import(ctx context.Context, events iter.Seq2[ImportEvent, error]
 		return ImportResult{}, nil
 	}
 
-	streams := make([]string, 0, len(src.versions))
-	versions := make([]int64, 0, len(src.versions))
-	for stream, v := range src.versions {
-		streams = append(streams, stream)
-		versions = append(versions, v)
-	}
-	if _, err := tx.Exec(ctx, s.q.importStreams, streams, versions); err != nil {
-		return ImportResult{}, s.importError(ctx, src, err)
-	}
-	res := ImportResult{Streams: len(streams), Events: int(n)}
+	res := ImportResult{Streams: len(src.versions), Events: int(n)}
 	var prepare int64
 	if err := tx.QueryRow(ctx, s.expand(`SELECT tx_id, position FROM {{schema}}.events
 		WHERE tx_id = pg_current_xact_id() ORDER BY position DESC LIMIT 1`)).Scan(&res.Position.Commit, &prepare); err != nil {
@@ -164,7 +155,7 @@ func (s *Store) importError(ctx context.Context, src *importSource, err error) e
 		switch pgErr.ConstraintName {
 		case "events_event_id_key":
 			return &es.DuplicateEventIDError{Stream: "", ID: idFromDetail(pgErr.Detail)}
-		case "events_pkey", "streams_pkey":
+		case "events_pkey":
 			// The transaction is aborted: look on a connection of the pool.
 			if stream, v, ok := s.existingStream(ctx, src); ok {
 				return &es.VersionConflictError{Stream: stream, Expected: es.NoStream, Actual: v}

@@ -11,19 +11,44 @@ const visibleXmin = `pg_snapshot_xmin(pg_current_snapshot())`
 // included.
 type queries struct {
 	append        string
-	streamVersion string
+	appendOne     string
+	appendMany    string
+	streamExists  string
 	readForwards  string
 	readBackwards string
 	readAll       string
 	head          string
 	pending       string
+	appendsIdle   string
 	hold          string
 	loadSnapshot  string
 	saveSnapshot  string
-	importStreams string
 	existing      string
 	notify        string
 }
+
+// appendFastFrom is the FROM clause of the fast appends: $1 is the stream,
+// $2 and $3 the expected version (see expectedArgs). It takes the locks, then
+// cur is the stream's last event (version v, tx_id), or NULLs for a new
+// stream.
+const appendFastFrom = `FROM (
+				SELECT pg_advisory_xact_lock_shared({{notifylock}}, 0),
+					pg_advisory_xact_lock({{streamlock}}, hashtext($1))
+			) lock
+			LEFT JOIN LATERAL (
+				SELECT e.stream_version AS v, e.tx_id FROM {{schema}}.events e
+				WHERE e.stream_id = $1 ORDER BY e.stream_version DESC LIMIT 1
+			) cur ON true
+			WHERE CASE $2::smallint
+				WHEN 1 THEN cur.v IS NULL
+				WHEN 2 THEN cur.v IS NOT NULL
+				WHEN 3 THEN coalesce(cur.v, 0) = $3::bigint
+				ELSE true
+			END`
+
+// notifyOnce notifies unless another append in flight holds the right to.
+const notifyOnce = `CASE WHEN pg_try_advisory_xact_lock({{notifylock}}, 1)
+				THEN pg_notify({{channel}}, '')::text END`
 
 // recordColumns are the columns scanned by scanRecord, in its order.
 const recordColumns = `tx_id, position, event_id, stream_id, stream_version, type, data, metadata, recorded_at`
@@ -31,9 +56,32 @@ const recordColumns = `tx_id, position, event_id, stream_id, stream_version, typ
 func newQueries(expand func(string) string) queries {
 	return queries{
 		append: expand(`SELECT o_status, o_version, o_tx_id, o_position, o_duplicate_id
-			FROM {{schema}}.append($1, $2, $3, $4, $5, $6, $7, $8)`),
+			FROM {{schema}}.append($1, $2, $3, $4, $5, $6, $7, $8, $9)`),
 
-		streamVersion: expand(`SELECT version FROM {{schema}}.streams WHERE stream_id = $1`),
+		// The fast appends: lock the stream, read its version from the
+		// statement's snapshot, insert if the expected version holds. The
+		// snapshot was taken before the lock, so after waiting for another
+		// writer it is stale; then the insert hits a version that exists and
+		// fails with a unique violation, and the append function, whose
+		// statements see the other writer's events, decides. The lock keeps
+		// the function from writing between this read and this insert.
+		appendOne: expand(`INSERT INTO {{schema}}.events (tx_id, event_id, stream_id, stream_version, type, data, metadata)
+			SELECT greatest(cur.tx_id, pg_current_xact_id()), $4, $1, coalesce(cur.v, 0) + 1, $5, $6, $7
+			` + appendFastFrom + `
+			RETURNING tx_id, position, stream_version, ` + notifyOnce),
+
+		appendMany: expand(`WITH ins AS (
+				INSERT INTO {{schema}}.events (tx_id, event_id, stream_id, stream_version, type, data, metadata)
+				SELECT greatest(cur.tx_id, pg_current_xact_id()), u.id, $1, coalesce(cur.v, 0) + u.ord, u.type, u.data, u.meta
+				FROM (` + `SELECT cur.* ` + appendFastFrom + `) cur,
+					unnest($4::uuid[], $5::text[], $6::jsonb[], $7::jsonb[]) WITH ORDINALITY AS u(id, type, data, meta, ord)
+				ORDER BY u.ord
+				RETURNING tx_id, position, stream_version
+			)
+			SELECT tx_id, position, stream_version, ` + notifyOnce + `
+			FROM ins ORDER BY position DESC LIMIT 1`),
+
+		streamExists: expand(`SELECT EXISTS (SELECT FROM {{schema}}.events WHERE stream_id = $1)`),
 
 		readForwards: expand(`SELECT ` + recordColumns + `
 			FROM {{schema}}.events
@@ -69,6 +117,11 @@ func newQueries(expand func(string) string) queries {
 		pending: expand(`SELECT EXISTS (
 			SELECT FROM {{schema}}.events WHERE (tx_id, position) > ($1, $2))`),
 
+		// Whether no append is in flight: nobody holds (notifyLock, 0).
+		// Taking it exclusively for the rest of the batch it runs in makes
+		// new appends wait for a moment.
+		appendsIdle: expand(`SELECT pg_try_advisory_xact_lock({{notifylock}}, 0)`),
+
 		// The first held-back event and the transaction holding it: the
 		// oldest running one, from pg_stat_activity, or a prepared
 		// transaction.
@@ -100,11 +153,14 @@ func newQueries(expand func(string) string) queries {
 			    data = excluded.data, taken_at = excluded.taken_at
 			WHERE s.version <= excluded.version`),
 
-		importStreams: expand(`INSERT INTO {{schema}}.streams (stream_id, version, tx_id)
-			SELECT s, v, pg_current_xact_id() FROM unnest($1::text[], $2::bigint[]) AS u(s, v)`),
-
-		existing: expand(`SELECT stream_id, version FROM {{schema}}.streams
-			WHERE stream_id = ANY($1) ORDER BY stream_id LIMIT 1`),
+		// One of the given streams that has events, and its version.
+		existing: expand(`SELECT s.id, last.stream_version
+			FROM unnest($1::text[]) AS s(id)
+			CROSS JOIN LATERAL (
+				SELECT e.stream_version FROM {{schema}}.events e
+				WHERE e.stream_id = s.id ORDER BY e.stream_version DESC LIMIT 1
+			) last
+			LIMIT 1`),
 
 		notify: expand(`SELECT pg_notify({{channel}}, '')`),
 	}

@@ -1,9 +1,7 @@
 package pgstore
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -16,8 +14,8 @@ import (
 )
 
 // ReadStream implements [es.Store]. Reads of one stream need no visibility
-// gate: versions are assigned under the stream's row lock, so a version
-// cannot commit before the ones below it.
+// gate: versions are assigned under the stream's lock, so a version cannot
+// commit before the ones below it.
 func (s *Store) ReadStream(ctx context.Context, stream string, opts es.ReadStreamOptions) ([]es.Record, error) {
 	if opts.From < 0 || opts.Limit < 0 {
 		return nil, fmt.Errorf("pgstore: read %s: From (%d) and Limit (%d) must not be negative", stream, opts.From, opts.Limit)
@@ -44,13 +42,12 @@ func (s *Store) ReadStream(ctx context.Context, stream string, opts es.ReadStrea
 	}
 	if len(recs) == 0 {
 		// Empty: a missing stream, or a range beyond its end.
-		var v int64
-		err := s.pool.QueryRow(ctx, s.q.streamVersion, stream).Scan(&v)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, &es.StreamNotFoundError{Stream: stream}
-		}
-		if err != nil {
+		var exists bool
+		if err := s.pool.QueryRow(ctx, s.q.streamExists, stream).Scan(&exists); err != nil {
 			return nil, fmt.Errorf("pgstore: read %s: %w", stream, err)
+		}
+		if !exists {
+			return nil, &es.StreamNotFoundError{Stream: stream}
 		}
 	}
 	return recs, nil
@@ -126,26 +123,6 @@ func collectRecords(rows pgx.Rows, sizeHint int) ([]es.Record, error) {
 		return nil, err
 	}
 	return recs, nil
-}
-
-var emptyObject = []byte("{}")
-
-func encodeMetadata(md es.Metadata) ([]byte, error) {
-	if len(md) == 0 {
-		return emptyObject, nil
-	}
-	return json.Marshal(md)
-}
-
-func decodeMetadata(b []byte) (es.Metadata, error) {
-	if len(b) == 0 || bytes.Equal(b, emptyObject) {
-		return nil, nil
-	}
-	var md es.Metadata
-	if err := json.Unmarshal(b, &md); err != nil {
-		return nil, fmt.Errorf("decode metadata: %w", err)
-	}
-	return md, nil
 }
 
 // timeOrNil returns nil for the zero time, so SQL can fill in now().

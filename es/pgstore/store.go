@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -68,7 +70,13 @@ type Store struct {
 	cfg     Config
 	schema  string // quoted identifier
 	channel string // notification channel name, unquoted
-	q       queries
+	// streamLock is the first key of the advisory locks that serialize
+	// appends to a stream: (streamLock, hashtext(stream)). notifyLock is the
+	// first key of the two locks that let appends skip most notifications:
+	// (notifyLock, 0), held shared by every append in flight, and
+	// (notifyLock, 1), held by the one append that will notify.
+	streamLock, notifyLock int32
+	q                      queries
 }
 
 var (
@@ -93,6 +101,8 @@ func New(pool *pgxpool.Pool, cfg Config) *Store {
 		schema:  pgx.Identifier{cfg.Schema}.Sanitize(),
 		channel: channelName(cfg.Schema),
 	}
+	s.streamLock = lockClass("strata/pgstore/streams/" + cfg.Schema)
+	s.notifyLock = lockClass("strata/pgstore/notify/" + cfg.Schema)
 	s.q = newQueries(s.expand)
 	return s
 }
@@ -105,11 +115,14 @@ func (s *Store) Schema() string { return s.cfg.Schema }
 func (s *Store) Channel() string { return s.channel }
 
 // expand fills the placeholders of a SQL text: {{schema}} with the quoted
-// schema and {{channel}} with the channel as a string literal.
+// schema, {{channel}} with the channel as a string literal, and
+// {{streamlock}} and {{notifylock}} with the advisory lock classes.
 func (s *Store) expand(sql string) string {
 	return strings.NewReplacer(
 		"{{schema}}", s.schema,
 		"{{channel}}", quoteLiteral(s.channel),
+		"{{streamlock}}", strconv.Itoa(int(s.streamLock)),
+		"{{notifylock}}", strconv.Itoa(int(s.notifyLock)),
 	).Replace(sql)
 }
 
@@ -122,6 +135,13 @@ func channelName(schema string) string {
 	}
 	sum := sha256.Sum256([]byte(schema))
 	return "strata.events." + hex.EncodeToString(sum[:16])
+}
+
+// lockClass derives the first key of a family of advisory locks from a name.
+func lockClass(name string) int32 {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return int32(h.Sum32())
 }
 
 func quoteLiteral(s string) string {

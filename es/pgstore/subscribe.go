@@ -15,7 +15,8 @@ import (
 	"github.com/stratadev/strata/es"
 )
 
-// Backoff while committed events are held back by a running transaction: a
+// Backoff while appends are in flight, or committed events are held back by
+// a running transaction: an append may not notify (see notify.go), and a
 // holder that rolls back sends no notification, so the subscription looks
 // again soon instead of waiting a whole poll interval.
 const (
@@ -24,10 +25,10 @@ const (
 )
 
 // Subscribe implements [es.Store]. It catches up with ReadAll pages, then
-// waits on a connection of its own that listens to the store's channel: every
-// append notifies it on commit. It also looks for new events every
-// PollInterval, and every few milliseconds while committed events are held
-// back by a running transaction. It starts no goroutine: all waiting happens
+// waits on a connection of its own that listens to the store's channel, which
+// appends notify on commit. It also looks for new events every PollInterval,
+// and every few milliseconds while appends are in flight or committed events
+// are held back by a running transaction. It starts no goroutine: all waiting happens
 // inside the iteration, and the listening connection is closed when the
 // iteration ends.
 func (s *Store) Subscribe(ctx context.Context, opts es.SubscribeOptions) iter.Seq2[[]es.Record, error] {
@@ -82,7 +83,7 @@ func (sub *subscription) run(ctx context.Context, yield func([]es.Record, error)
 				continue // read again: an event may have committed before LISTEN
 			}
 		}
-		pending, err := sub.pending(ctx)
+		idle, err := s.appendsIdle(ctx, sub.after.Commit, clampInt64(sub.after.Prepare))
 		if err != nil {
 			if ctx.Err() == nil {
 				yield(nil, fmt.Errorf("pgstore: subscribe: %w", err))
@@ -90,7 +91,7 @@ func (sub *subscription) run(ctx context.Context, yield func([]es.Record, error)
 			return
 		}
 		wait := s.cfg.PollInterval
-		if pending {
+		if !idle {
 			sub.backoff = min(max(2*sub.backoff, heldBackoffMin), heldBackoffMax)
 			wait = sub.backoff
 		} else {
@@ -100,16 +101,6 @@ func (sub *subscription) run(ctx context.Context, yield func([]es.Record, error)
 			return
 		}
 	}
-}
-
-// pending reports whether committed events exist after the subscription's
-// position that its last read did not return: held back by a running
-// transaction, or committed since the read (whose notification may already
-// have been consumed).
-func (sub *subscription) pending(ctx context.Context) (bool, error) {
-	var pending bool
-	err := sub.store.pool.QueryRow(ctx, sub.store.q.pending, sub.after.Commit, clampInt64(sub.after.Prepare)).Scan(&pending)
-	return pending, err
 }
 
 // listen opens the subscription's own connection, with the pool's

@@ -1,13 +1,15 @@
--- The event log, stream versions and snapshots.
+-- The event log and snapshots.
 --
--- {{schema}} is replaced with the quoted schema name and {{channel}} with the
--- quoted notification channel before this runs.
-
-CREATE TABLE {{schema}}.streams (
-    stream_id text   PRIMARY KEY,
-    version   bigint NOT NULL CHECK (version > 0), -- the number of events in the stream
-    tx_id     xid8   NOT NULL                      -- the tx_id of its last event
-);
+-- {{schema}} is replaced with the quoted schema name, {{channel}} with the
+-- notification channel as a string literal, and {{streamlock}} and
+-- {{notifylock}} with the numbers that key the store's advisory locks,
+-- before this runs.
+--
+-- There is no table of streams: a stream's version is its highest
+-- stream_version, one probe of the primary key away, and appends to a stream
+-- are serialized with a transaction-level advisory lock keyed by
+-- ({{streamlock}}, hashtext(stream_id)). That saves the update of a stream
+-- row on every append.
 
 CREATE TABLE {{schema}}.events (
     -- Assigned at insert. Transactions commit out of order, so position alone
@@ -41,27 +43,32 @@ CREATE TABLE {{schema}}.snapshots (
 -- append writes events to the end of a stream if its version satisfies the
 -- expected version, in one round trip. It reports conflicts and idempotent
 -- retries as a status rather than raising, so a caller's transaction stays
--- usable after a version conflict.
+-- usable after a version conflict. The store also has a faster single
+-- statement for the common case (see append.go), which hands over to this
+-- function whenever it cannot decide.
 --
 -- p_kind: 0 any, 1 no stream, 2 stream exists, 3 exact (p_expected).
 -- p_check: whether any ID came from the caller (and so may be stored already).
+-- p_debounce: notify only if no other append in flight will (see
+-- notify.go); false always notifies, for appends in a caller's transaction.
 -- status: 0 appended, 1 already stored (idempotent retry), 2 version
 -- conflict (o_version is the stream's version), 3 an ID is stored elsewhere
 -- (o_duplicate_id).
 --
 -- The events' tx_id is the greater of this transaction's ID and the tx_id of
 -- the stream's last event. A transaction gets its ID when it first writes,
--- which may be before it waits for the stream's lock, so a transaction with
--- a lower ID can append after one with a higher ID: taking the higher one
--- keeps every stream in version order in the log. It is still safe for
--- readers: a row's tx_id is never below its writer's ID, so the row stays
--- behind the gate while its writer runs, and every transaction that could
--- still write a lower tx_id has an ID below it and so holds the gate too.
+-- which may be before it appends (AppendTx), so a transaction with a lower ID
+-- can append after one with a higher ID: taking the higher one keeps every
+-- stream in version order in the log. It is still safe for readers: a row's
+-- tx_id is never below its writer's ID, so the row stays behind the gate
+-- while its writer runs, and every transaction that could still write a
+-- lower tx_id has an ID below it and so holds the gate too.
 CREATE FUNCTION {{schema}}.append(
     p_stream   text,
     p_kind     smallint,
     p_expected bigint,
     p_check    boolean,
+    p_debounce boolean,
     p_ids      uuid[],
     p_types    text[],
     p_data     jsonb[],
@@ -73,89 +80,69 @@ CREATE FUNCTION {{schema}}.append(
     OUT o_duplicate_id uuid)
 LANGUAGE plpgsql AS $$
 DECLARE
-    n          bigint := cardinality(p_ids);
-    cur        bigint;
-    last_tx    xid8;
-    stored     bigint;
-    in_place   bigint;
-    base_min   bigint;
-    base_max   bigint;
+    n        bigint := cardinality(p_ids);
+    cur      bigint;
+    last_tx  xid8;
+    stored   bigint;
+    in_place bigint;
+    base_min bigint;
+    base_max bigint;
 BEGIN
-    -- Fast path: the stream exists, no caller-supplied ID can be stored
-    -- already, and the condition holds. One statement locks, checks and bumps.
-    IF NOT p_check AND p_kind <> 1 THEN
-        UPDATE {{schema}}.streams s
-           SET version = s.version + n,
-               tx_id = greatest(s.tx_id, pg_current_xact_id())
-         WHERE s.stream_id = p_stream
-           AND (p_kind <> 3 OR s.version = p_expected)
-        RETURNING s.version - n, s.tx_id INTO cur, o_tx_id;
+    IF p_debounce THEN
+        PERFORM pg_advisory_xact_lock_shared({{notifylock}}, 0);
+    END IF;
+    -- Held until the transaction ends. Each statement below takes a new
+    -- snapshot, so it sees what the previous holder committed.
+    PERFORM pg_advisory_xact_lock({{streamlock}}, hashtext(p_stream));
+
+    SELECT e.stream_version, e.tx_id INTO cur, last_tx
+      FROM {{schema}}.events e
+     WHERE e.stream_id = p_stream
+     ORDER BY e.stream_version DESC
+     LIMIT 1;
+    IF NOT FOUND THEN
+        cur := 0;
     END IF;
 
-    IF cur IS NULL THEN
-        LOOP
-            SELECT s.version, s.tx_id INTO cur, last_tx
-              FROM {{schema}}.streams s
-             WHERE s.stream_id = p_stream
-               FOR UPDATE;
-            IF NOT FOUND THEN
-                cur := 0;
+    IF p_check THEN
+        SELECT count(e.event_id),
+               count(e.event_id) FILTER (WHERE e.stream_id = p_stream),
+               min(e.stream_version - u.ord) FILTER (WHERE e.stream_id = p_stream),
+               max(e.stream_version - u.ord) FILTER (WHERE e.stream_id = p_stream),
+               (array_agg(u.id ORDER BY u.ord) FILTER (WHERE e.event_id IS NOT NULL))[1]
+          INTO stored, in_place, base_min, base_max, o_duplicate_id
+          FROM unnest(p_ids) WITH ORDINALITY AS u(id, ord)
+          LEFT JOIN {{schema}}.events e ON e.event_id = u.id;
+        IF stored > 0 THEN
+            IF stored = n AND in_place = n AND base_min = base_max
+               AND (p_kind NOT IN (1, 3) OR base_min = p_expected) THEN
+                o_status := 1;
+                o_duplicate_id := NULL;
+                SELECT e.stream_version, e.tx_id, e.position
+                  INTO o_version, o_tx_id, o_position
+                  FROM {{schema}}.events e
+                 WHERE e.event_id = p_ids[n];
+            ELSE
+                o_status := 3;
             END IF;
+            RETURN;
+        END IF;
+    END IF;
 
-            -- Idempotency, checked under the stream's lock so that a
-            -- concurrent append of the same IDs is seen once it commits.
-            IF p_check THEN
-                SELECT count(e.event_id),
-                       count(e.event_id) FILTER (WHERE e.stream_id = p_stream),
-                       min(e.stream_version - u.ord) FILTER (WHERE e.stream_id = p_stream),
-                       max(e.stream_version - u.ord) FILTER (WHERE e.stream_id = p_stream),
-                       (array_agg(u.id ORDER BY u.ord) FILTER (WHERE e.event_id IS NOT NULL))[1]
-                  INTO stored, in_place, base_min, base_max, o_duplicate_id
-                  FROM unnest(p_ids) WITH ORDINALITY AS u(id, ord)
-                  LEFT JOIN {{schema}}.events e ON e.event_id = u.id;
-                IF stored > 0 THEN
-                    IF stored = n AND in_place = n AND base_min = base_max
-                       AND (p_kind NOT IN (1, 3) OR base_min = p_expected) THEN
-                        o_status := 1;
-                        o_duplicate_id := NULL;
-                        SELECT e.stream_version, e.tx_id, e.position
-                          INTO o_version, o_tx_id, o_position
-                          FROM {{schema}}.events e
-                         WHERE e.event_id = p_ids[n];
-                    ELSE
-                        o_status := 3;
-                    END IF;
-                    RETURN;
-                END IF;
-            END IF;
-
-            IF NOT (CASE p_kind
-                        WHEN 1 THEN cur = 0
-                        WHEN 2 THEN cur > 0
-                        WHEN 3 THEN cur = p_expected
-                        ELSE true
-                    END) THEN
-                o_status := 2;
-                o_version := cur;
-                RETURN;
-            END IF;
-
-            o_tx_id := greatest(last_tx, pg_current_xact_id());
-            IF cur > 0 THEN
-                UPDATE {{schema}}.streams s SET version = cur + n, tx_id = o_tx_id
-                 WHERE s.stream_id = p_stream;
-                EXIT;
-            END IF;
-            -- A new stream. If another transaction creates it first, this
-            -- waits for that one to end and then looks again.
-            INSERT INTO {{schema}}.streams (stream_id, version, tx_id) VALUES (p_stream, n, o_tx_id)
-                ON CONFLICT DO NOTHING;
-            EXIT WHEN FOUND;
-        END LOOP;
+    IF NOT (CASE p_kind
+                WHEN 1 THEN cur = 0
+                WHEN 2 THEN cur > 0
+                WHEN 3 THEN cur = p_expected
+                ELSE true
+            END) THEN
+        o_status := 2;
+        o_version := cur;
+        RETURN;
     END IF;
 
     o_status := 0;
     o_version := cur + n;
+    o_tx_id := greatest(last_tx, pg_current_xact_id());
     WITH ins AS (
         INSERT INTO {{schema}}.events (tx_id, event_id, stream_id, stream_version, type, data, metadata)
         SELECT o_tx_id, u.id, p_stream, cur + u.ord, u.type, u.data, u.meta
@@ -165,6 +152,8 @@ BEGIN
     )
     SELECT max(ins.position) INTO o_position FROM ins;
 
-    PERFORM pg_notify({{channel}}, '');
+    IF NOT p_debounce OR pg_try_advisory_xact_lock({{notifylock}}, 1) THEN
+        PERFORM pg_notify({{channel}}, '');
+    END IF;
 END
 $$;

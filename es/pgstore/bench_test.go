@@ -1,0 +1,367 @@
+package pgstore_test
+
+// Each benchmark has two sub-benchmarks doing the same work against the same
+// server: "strata" through the store, "raw" with plain pgx on a table of the
+// same shape (raw_events: LIKE events INCLUDING ALL, so the same columns,
+// defaults and indexes). `make bench` prints their throughput ratios; see
+// docs/benchmarks.md.
+
+import (
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/es/pgstore"
+	"github.com/stratadev/strata/internal/pgtest"
+)
+
+// orderPlaced is the payload of the benchmark events: about 250 bytes of
+// JSON, a typical domain event.
+type orderPlaced struct {
+	OrderID  string     `json:"order_id"`
+	Customer string     `json:"customer"`
+	Currency string     `json:"currency"`
+	Lines    []lineItem `json:"lines"`
+}
+
+type lineItem struct {
+	ProductID string `json:"product_id"`
+	Name      string `json:"name"`
+	Quantity  int    `json:"quantity"`
+	Cents     int64  `json:"cents"`
+}
+
+func benchData(i int) []byte {
+	b, _ := json.Marshal(orderPlaced{
+		OrderID:  fmt.Sprintf("order-%d", i),
+		Customer: "customer-1234",
+		Currency: "EUR",
+		Lines: []lineItem{
+			{ProductID: "product-17", Name: "Espresso machine", Quantity: 1, Cents: 34900},
+			{ProductID: "product-42", Name: "Coffee beans, 1 kg", Quantity: 3, Cents: 1899},
+		},
+	})
+	return b
+}
+
+var benchMetadata = es.Metadata{
+	es.MetaCorrelationID: "0b7e4c1e-5b1a-4a57-9d9e-1f0c6f3c2b11",
+	es.MetaCausationID:   "5d2f3e4a-8c7b-4b1a-9e6f-2a3b4c5d6e7f",
+}
+
+type benchEnv struct {
+	store  *pgstore.Store
+	pool   *pgxpool.Pool
+	schema string
+	raw    string // quoted raw_events table
+	data   []byte
+	meta   []byte
+}
+
+func newBenchEnv(b *testing.B) *benchEnv {
+	b.Helper()
+	pool, schema := pgtest.NewSchemaWith(b, pgtest.Options{MaxConns: 16})
+	s := pgstore.New(pool, pgstore.Config{Schema: schema})
+	if err := s.Migrate(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	env := &benchEnv{store: s, pool: pool, schema: schema, raw: pgx.Identifier{schema, "raw_events"}.Sanitize(), data: benchData(1)}
+	env.meta, _ = json.Marshal(benchMetadata)
+	if _, err := pool.Exec(b.Context(), fmt.Sprintf("CREATE TABLE %s (LIKE %s INCLUDING ALL)",
+		env.raw, pgx.Identifier{schema, "events"}.Sanitize())); err != nil {
+		b.Fatal(err)
+	}
+	return env
+}
+
+func (env *benchEnv) event() es.EventData {
+	return es.EventData{Type: "OrderPlaced", Data: env.data, Metadata: benchMetadata}
+}
+
+// streams hands out streams and their versions round-robin, as a workload
+// that appends to many aggregates does.
+type streams struct {
+	prefix   string
+	versions []int64
+	next     int
+}
+
+func newStreams(prefix string, n int) *streams {
+	return &streams{prefix: prefix, versions: make([]int64, n)}
+}
+
+// take returns a stream and its version, and counts k events appended to it.
+func (s *streams) take(k int) (string, int64) {
+	i := s.next
+	s.next = (s.next + 1) % len(s.versions)
+	v := s.versions[i]
+	s.versions[i] += int64(k)
+	return fmt.Sprintf("%s-%d", s.prefix, i), v
+}
+
+const rawInsertColumns = "(event_id, stream_id, stream_version, type, data, metadata)"
+
+// A single-event append with an exact expected version, against an
+// autocommit INSERT of the same row.
+func BenchmarkAppendOne(b *testing.B) {
+	env := newBenchEnv(b)
+	ctx := b.Context()
+	b.Run("strata", func(b *testing.B) {
+		ss := newStreams(fmt.Sprintf("one-%d", b.N), 1000)
+		for b.Loop() {
+			stream, v := ss.take(1)
+			if _, err := env.store.Append(ctx, stream, es.Exact(v), env.event()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("raw", func(b *testing.B) {
+		ss := newStreams(fmt.Sprintf("one-%d", b.N), 1000)
+		insert := "INSERT INTO " + env.raw + " " + rawInsertColumns + " VALUES ($1, $2, $3, $4, $5, $6)"
+		for b.Loop() {
+			stream, v := ss.take(1)
+			if _, err := env.pool.Exec(ctx, insert, uuid.Must(uuid.NewV7()), stream, v+1, "OrderPlaced", env.data, env.meta); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// The same with 8 concurrent clients, each on streams of its own.
+func BenchmarkAppendOneParallel(b *testing.B) {
+	env := newBenchEnv(b)
+	ctx := b.Context()
+	var run atomic.Int64
+	parallel := func(b *testing.B, body func(ss *streams) error) {
+		b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0)))
+		r := run.Add(1)
+		var client atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			ss := newStreams(fmt.Sprintf("par-%d-%d", r, client.Add(1)), 200)
+			for pb.Next() {
+				if err := body(ss); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	b.Run("strata", func(b *testing.B) {
+		parallel(b, func(ss *streams) error {
+			stream, v := ss.take(1)
+			_, err := env.store.Append(ctx, stream, es.Exact(v), env.event())
+			return err
+		})
+	})
+	b.Run("raw", func(b *testing.B) {
+		insert := "INSERT INTO " + env.raw + " " + rawInsertColumns + " VALUES ($1, $2, $3, $4, $5, $6)"
+		parallel(b, func(ss *streams) error {
+			stream, v := ss.take(1)
+			_, err := env.pool.Exec(ctx, insert, uuid.Must(uuid.NewV7()), stream, v+1, "OrderPlaced", env.data, env.meta)
+			return err
+		})
+	})
+}
+
+// A 100-event append against a multi-row INSERT of the same rows.
+func BenchmarkAppend100(b *testing.B) {
+	const n = 100
+	env := newBenchEnv(b)
+	ctx := b.Context()
+	b.Run("strata", func(b *testing.B) {
+		ss := newStreams(fmt.Sprintf("hundred-%d", b.N), 100)
+		evs := make([]es.EventData, n)
+		for b.Loop() {
+			for i := range evs {
+				evs[i] = env.event()
+			}
+			stream, v := ss.take(n)
+			if _, err := env.store.Append(ctx, stream, es.Exact(v), evs...); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
+	})
+	b.Run("raw", func(b *testing.B) {
+		ss := newStreams(fmt.Sprintf("hundred-%d", b.N), 100)
+		var sql strings.Builder
+		sql.WriteString("INSERT INTO " + env.raw + " " + rawInsertColumns + " VALUES ")
+		for i := range n {
+			if i > 0 {
+				sql.WriteString(", ")
+			}
+			fmt.Fprintf(&sql, "($%d, $%d, $%d, $%d, $%d, $%d)", 6*i+1, 6*i+2, 6*i+3, 6*i+4, 6*i+5, 6*i+6)
+		}
+		insert := sql.String()
+		args := make([]any, 0, 6*n)
+		for b.Loop() {
+			stream, v := ss.take(n)
+			args = args[:0]
+			for i := range n {
+				args = append(args, uuid.Must(uuid.NewV7()), stream, v+int64(i)+1, "OrderPlaced", env.data, env.meta)
+			}
+			if _, err := env.pool.Exec(ctx, insert, args...); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
+	})
+}
+
+// Import of 10,000 events into 100 new streams against a CopyFrom of the
+// same rows.
+func BenchmarkImport(b *testing.B) {
+	const n, perStream = 10000, 100
+	env := newBenchEnv(b)
+	ctx := b.Context()
+	var batch atomic.Int64
+	b.Run("strata", func(b *testing.B) {
+		for b.Loop() {
+			prefix := fmt.Sprintf("import-%d", batch.Add(1))
+			res, err := env.store.Import(ctx, func(yield func(pgstore.ImportEvent, error) bool) {
+				for i := range n {
+					if !yield(pgstore.ImportEvent{Stream: fmt.Sprintf("%s-%d", prefix, i/perStream), Event: env.event()}, nil) {
+						return
+					}
+				}
+			})
+			if err != nil || res.Events != n {
+				b.Fatal(res, err)
+			}
+		}
+		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
+	})
+	b.Run("raw", func(b *testing.B) {
+		columns := []string{"event_id", "stream_id", "stream_version", "type", "data", "metadata"}
+		for b.Loop() {
+			prefix := fmt.Sprintf("import-%d", batch.Add(1))
+			i := 0
+			row := make([]any, 6)
+			copied, err := env.pool.CopyFrom(ctx, pgx.Identifier{env.schema, "raw_events"}, columns, pgx.CopyFromFunc(func() ([]any, error) {
+				if i == n {
+					return nil, nil
+				}
+				row[0], row[1], row[2], row[3], row[4], row[5] = uuid.Must(uuid.NewV7()), fmt.Sprintf("%s-%d", prefix, i/perStream), int64(i%perStream+1), "OrderPlaced", env.data, env.meta
+				i++
+				return row, nil
+			}))
+			if err != nil || copied != n {
+				b.Fatal(copied, err)
+			}
+		}
+		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
+	})
+}
+
+// Reading a log of 10,000 events in pages of 500 and decoding each event,
+// against paging through the same rows by position with plain pgx.
+func BenchmarkReadAll(b *testing.B) {
+	const n, page = 10000, 500
+	env := newBenchEnv(b)
+	ctx := b.Context()
+	// The log: 1,000 appends of 10 events, to 100 streams.
+	ss := newStreams("read", 100)
+	evs := make([]es.EventData, 10)
+	for range n / len(evs) {
+		for i := range evs {
+			evs[i] = env.event()
+		}
+		stream, v := ss.take(len(evs))
+		if _, err := env.store.Append(ctx, stream, es.Exact(v), evs...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// The raw table gets the same rows, and the index a position-paged read needs.
+	events := pgx.Identifier{env.schema, "events"}.Sanitize()
+	for _, sql := range []string{
+		"INSERT INTO " + env.raw + " (tx_id, event_id, stream_id, stream_version, type, data, metadata, recorded_at) OVERRIDING SYSTEM VALUE " +
+			"SELECT tx_id, event_id, stream_id, stream_version, type, data, metadata, recorded_at FROM " + events + " ORDER BY tx_id, position",
+		"CREATE INDEX ON " + env.raw + " (position)",
+		"VACUUM ANALYZE " + env.raw,
+		"VACUUM ANALYZE " + events,
+	} {
+		if _, err := env.pool.Exec(ctx, sql); err != nil {
+			b.Fatal(err)
+		}
+	}
+
+	b.Run("strata", func(b *testing.B) {
+		for b.Loop() {
+			read := 0
+			for after := es.Start; ; {
+				recs, err := env.store.ReadAll(ctx, after, page)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(recs) == 0 {
+					break
+				}
+				for _, r := range recs {
+					var o orderPlaced
+					if err := json.Unmarshal(r.Data, &o); err != nil {
+						b.Fatal(err)
+					}
+				}
+				read += len(recs)
+				after = recs[len(recs)-1].Position
+			}
+			if read != n {
+				b.Fatalf("read %d events, want %d", read, n)
+			}
+		}
+		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
+	})
+	b.Run("raw", func(b *testing.B) {
+		query := "SELECT position, event_id, stream_id, stream_version, type, data, metadata, recorded_at FROM " + env.raw +
+			" WHERE position > $1 ORDER BY position LIMIT $2"
+		type row struct {
+			position, version int64
+			id                uuid.UUID
+			stream, typ       string
+			data, metadata    []byte
+			recordedAt        time.Time
+		}
+		for b.Loop() {
+			read := 0
+			for after := int64(0); ; {
+				rows, err := env.pool.Query(ctx, query, after, page)
+				if err != nil {
+					b.Fatal(err)
+				}
+				got := 0
+				for rows.Next() {
+					var r row
+					if err := rows.Scan(&r.position, &r.id, &r.stream, &r.version, &r.typ, &r.data, &r.metadata, &r.recordedAt); err != nil {
+						b.Fatal(err)
+					}
+					var o orderPlaced
+					if err := json.Unmarshal(r.data, &o); err != nil {
+						b.Fatal(err)
+					}
+					after = r.position
+					got++
+				}
+				if err := rows.Err(); err != nil {
+					b.Fatal(err)
+				}
+				if got == 0 {
+					break
+				}
+				read += got
+			}
+			if read != n {
+				b.Fatalf("read %d events, want %d", read, n)
+			}
+		}
+		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
+	})
+}

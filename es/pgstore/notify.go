@@ -1,0 +1,49 @@
+package pgstore
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Notifications
+//
+// Subscribers wait for a NOTIFY on the store's channel. PostgreSQL
+// serializes the commits of all transactions that notify (PreCommit_Notify
+// takes one lock for the whole database and holds it until the commit is
+// done), so a NOTIFY in every append caps concurrent appends far below what
+// the server can insert. Appends made with [Store.Append] therefore notify
+// only when no other append in flight is going to:
+//
+//   - every such append takes the advisory lock (notifyLock, 0) in shared
+//     mode before anything else, and holds it until it commits;
+//   - after inserting, it tries to take (notifyLock, 1) exclusively, until it
+//     commits, and notifies only if it got it. If it did not, the holder is
+//     another append that has inserted, has not committed yet, and will
+//     notify when it does.
+//
+// An append that did not notify may commit after the one that did, so a
+// subscriber woken by that notification may read too early. Before it goes
+// back to waiting, a subscriber therefore checks that (notifyLock, 0) is
+// free, i.e. that no append is in flight, and only then that no committed
+// event is pending; otherwise it looks again within milliseconds. Both
+// checks run in that order in one batch, so an append that commits between
+// them is seen by the second.
+//
+// If the notifying append's transaction fails after it took the lock (its
+// commit fails), the appends that relied on it are seen at the next poll,
+// PollInterval later: late, never skipped. [Store.AppendTx] and
+// [Store.Import] always notify.
+
+// appendsIdle reports whether no append is in flight and no committed event
+// after the position after is pending, checked in that order. See above.
+func (s *Store) appendsIdle(ctx context.Context, after uint64, afterPrepare int64) (idle bool, err error) {
+	batch := &pgx.Batch{}
+	var free, pending bool
+	batch.Queue(s.q.appendsIdle).QueryRow(func(row pgx.Row) error { return row.Scan(&free) })
+	batch.Queue(s.q.pending, after, afterPrepare).QueryRow(func(row pgx.Row) error { return row.Scan(&pending) })
+	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
+		return false, err
+	}
+	return free && !pending, nil
+}
