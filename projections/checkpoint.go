@@ -67,7 +67,10 @@ type Sink[Tx any] interface {
 	// also moves the checkpoint from p.From to p.To and stores
 	// p.DeadLetters: all of it takes effect or none. When the checkpoint is
 	// not at p.From, Apply does not call handle and returns a
-	// [*CheckpointMovedError]. handle is not called when p.Events is empty.
+	// [*CheckpointMovedError]. When the projection is paused
+	// ([StatePaused], checked under the same lock), Apply does not call
+	// handle and returns an error that wraps [ErrPaused], so a pause takes
+	// effect between batches. handle is not called when p.Events is empty.
 	Apply(ctx context.Context, p ApplyParams, handle func(ctx context.Context, tx Tx) error) error
 	// Transient reports whether err is worth retrying: a lost connection,
 	// a serialization failure, a deadlock.

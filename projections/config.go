@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // ErrorPolicy says what a worker does with an event its projection cannot
@@ -53,6 +56,9 @@ type Config struct {
 	ErrorPolicy ErrorPolicy
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// TracerProvider makes the span of each batch, which the handler's ctx
+	// carries (see [Worker.Run]). Defaults to otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
 }
 
 // Validate reports every problem with c at once.
@@ -88,6 +94,9 @@ func (c Config) withDefaults() Config {
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, ShutdownTimeoutDefault)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = otel.GetTracerProvider()
 	}
 	return c
 }

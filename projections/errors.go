@@ -17,7 +17,9 @@ var (
 	// applied it, or an earlier attempt committed after all. Workers recover
 	// from it by reading the checkpoint again.
 	ErrCheckpointMoved = errors.New("projections: checkpoint moved")
-	// ErrPaused means a projection is paused.
+	// ErrPaused means a projection is paused: [Sink.Apply] returns an error
+	// that wraps it instead of applying a batch, and the worker then waits
+	// for the projection to be resumed (see [Pause]).
 	ErrPaused = errors.New("projections: projection paused")
 )
 

@@ -14,12 +14,16 @@ const (
 	waitMax = 100 * time.Millisecond
 )
 
-// CheckpointWaiter is implemented by checkpoint stores that can tell when a
-// checkpoint moves, so that [WaitFor] need not poll.
-type CheckpointWaiter interface {
-	// WaitCheckpoint returns when the checkpoint of projection may have
-	// moved, or when ctx ends.
-	WaitCheckpoint(ctx context.Context, projection string) error
+// CheckpointWatcher is implemented by checkpoint stores that can tell when a
+// checkpoint moves, so that [WaitFor] and paused workers need not poll
+// often.
+type CheckpointWatcher interface {
+	// WatchCheckpoint returns, once it is watching, a channel that
+	// receives a value when the checkpoint or state of projection may have
+	// changed after the call, and a function that stops watching. Signals
+	// may be spurious or coalesced; the channel is never closed. On error
+	// the caller polls instead.
+	WatchCheckpoint(ctx context.Context, projection string) (changed <-chan struct{}, stop func(), err error)
 }
 
 // WaitFor returns nil once the projection's checkpoint has reached pos,
@@ -27,7 +31,18 @@ type CheckpointWaiter interface {
 // sees that command's writes. It gives up when ctx ends, with an error that
 // wraps ctx.Err(): bound it with a timeout. A stalled projection returns a
 // [*StalledError] at once, since it will not get there on its own.
+//
+// When cps is a [CheckpointWatcher], WaitFor wakes up when the checkpoint
+// moves, and looks again every 100ms in case a signal was lost; otherwise
+// it polls, from every 2ms up to every 100ms.
 func WaitFor(ctx context.Context, cps Checkpoints, projection string, pos es.Position) error {
+	var changed <-chan struct{}
+	if w, ok := cps.(CheckpointWatcher); ok {
+		if ch, stop, err := w.WatchCheckpoint(ctx, projection); err == nil {
+			defer stop()
+			changed = ch
+		}
+	}
 	d := waitMin
 	for {
 		cp, err := cps.Checkpoint(ctx, projection)
@@ -44,16 +59,28 @@ func WaitFor(ctx context.Context, cps Checkpoints, projection string, pos es.Pos
 			}
 			return &StalledError{Projection: projection, Failure: f}
 		}
-		if w, ok := cps.(CheckpointWaiter); ok {
-			if err := w.WaitCheckpoint(ctx, projection); err != nil && ctx.Err() == nil {
-				return fmt.Errorf("projections: wait for %s to reach %s: %w", projection, pos, err)
-			}
-		} else {
-			sleep(ctx, d)
-			d = min(2*d, waitMax)
+		if changed != nil {
+			d = waitMax
 		}
+		wait(ctx, changed, d)
+		d = min(2*d, waitMax)
 		if ctx.Err() != nil {
 			return fmt.Errorf("projections: wait for %s to reach %s (at %s): %w", projection, pos, cp.Position, ctx.Err())
 		}
+	}
+}
+
+// wait returns when changed receives, d has passed or ctx ends. It
+// reports false when ctx ended first.
+func wait(ctx context.Context, changed <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-changed:
+		return true
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/stratadev/strata/es"
 )
 
@@ -23,6 +25,7 @@ type Worker[Tx any] struct {
 	name    string
 	handles map[string]bool
 	cfg     Config
+	tracer  trace.Tracer
 
 	pos     es.Position // the committed checkpoint, while running
 	retries int         // consecutive transient failures
@@ -47,9 +50,10 @@ func NewWorker[Tx any](store es.Store, reg *es.Registry, sink Sink[Tx], p Projec
 	for _, t := range p.Handles() {
 		handles[t] = true
 	}
+	cfg = cfg.withDefaults()
 	return &Worker[Tx]{
 		store: store, reg: reg, sink: sink, proj: p, name: p.Name(),
-		handles: handles, cfg: cfg.withDefaults(),
+		handles: handles, cfg: cfg, tracer: cfg.TracerProvider.Tracer(TracerName),
 	}
 }
 
@@ -141,8 +145,32 @@ func (w *Worker[Tx]) acquire(ctx context.Context) (Lease, error) {
 }
 
 type subMsg struct {
-	recs []es.Record
-	err  error
+	items []item
+	err   error
+}
+
+// item is a record of the log as the worker sees it: decoded by the
+// subscription's goroutine, so that decoding the next page overlaps with
+// applying the current one.
+type item struct {
+	ev      Event
+	handled bool  // the projection declares the type
+	err     error // decoding failed
+}
+
+// decode turns recs into items.
+func (w *Worker[Tx]) decode(recs []es.Record) []item {
+	items := make([]item, len(recs))
+	for i := range recs {
+		it := &items[i]
+		it.ev.Record = recs[i]
+		if !w.handles[recs[i].Type] {
+			continue
+		}
+		it.handled = true
+		it.ev.Data, it.err = w.reg.Decode(recs[i])
+	}
+	return items
 }
 
 // runLeased applies the projection while the lease holds. It returns nil
@@ -176,8 +204,7 @@ func (w *Worker[Tx]) runLeased(ctx context.Context, lease Lease) error {
 		}
 		return &StalledError{Projection: w.name, Failure: f}
 	case StatePaused:
-		sleep(lctx, w.cfg.LeasePoll)
-		return nil
+		return w.waitPaused(lctx)
 	}
 	w.pos = cp.Position
 
@@ -187,8 +214,12 @@ func (w *Worker[Tx]) runLeased(ctx context.Context, lease Lease) error {
 	wg.Go(func() {
 		defer close(ch)
 		for recs, err := range w.store.Subscribe(subCtx, es.SubscribeOptions{After: cp.Position, BatchSize: w.cfg.BatchSize}) {
+			m := subMsg{err: err}
+			if err == nil {
+				m.items = w.decode(recs)
+			}
 			select {
-			case ch <- subMsg{recs, err}:
+			case ch <- m:
 			case <-subCtx.Done():
 				return
 			}
@@ -204,7 +235,7 @@ func (w *Worker[Tx]) runLeased(ctx context.Context, lease Lease) error {
 		wg.Wait()
 	}()
 
-	var pending []es.Record
+	var pending []item
 	recv := func(block bool, timeout <-chan time.Time) (bool, error) {
 		if block {
 			select {
@@ -250,6 +281,11 @@ func (w *Worker[Tx]) runLeased(ctx context.Context, lease Lease) error {
 		batch := pending[:n:n]
 		pending = pending[n:]
 		if err := w.process(lctx, batch); err != nil {
+			if errors.Is(err, ErrPaused) {
+				// The batch in flight committed; wait, then start over
+				// from the checkpoint.
+				return w.waitPaused(lctx)
+			}
 			return err
 		}
 		w.retries = 0
@@ -260,7 +296,7 @@ func (w *Worker[Tx]) runLeased(ctx context.Context, lease Lease) error {
 }
 
 // take adds a subscription message to pending.
-func (w *Worker[Tx]) take(ctx context.Context, pending *[]es.Record, m subMsg, ok bool) (bool, error) {
+func (w *Worker[Tx]) take(ctx context.Context, pending *[]item, m subMsg, ok bool) (bool, error) {
 	if !ok {
 		if ctx.Err() != nil {
 			return false, nil
@@ -270,41 +306,40 @@ func (w *Worker[Tx]) take(ctx context.Context, pending *[]es.Record, m subMsg, o
 	if m.err != nil {
 		return false, fmt.Errorf("%w: subscription: %w", errRestart, m.err)
 	}
-	*pending = append(*pending, m.recs...)
+	*pending = append(*pending, m.items...)
 	return true, nil
 }
 
-// process applies recs, which follow the checkpoint w.pos, in as few
+// process applies items, which follow the checkpoint w.pos, in as few
 // batches as the error policy allows. The work is finished even when ctx
 // ends, unless that takes longer than the shutdown timeout.
-func (w *Worker[Tx]) process(ctx context.Context, recs []es.Record) error {
+func (w *Worker[Tx]) process(ctx context.Context, items []item) error {
 	actx, done := w.inFlight(ctx)
 	defer done()
-	for i := 0; i < len(recs); {
+	for i := 0; i < len(items); {
 		var (
-			events []Event
 			bad    error
 			j      = i
+			events = make([]Event, 0, len(items)-i)
 		)
-		for ; j < len(recs); j++ {
-			rec := recs[j]
-			if !w.handles[rec.Type] {
+		for ; j < len(items); j++ {
+			it := &items[j]
+			if !it.handled {
 				continue
 			}
-			v, err := w.reg.Decode(rec)
-			if err != nil {
-				bad = err
+			if it.err != nil {
+				bad = it.err
 				break
 			}
-			events = append(events, Event{Record: rec, Data: v})
+			events = append(events, it.ev)
 		}
 		if j > i {
-			if err := w.applySegment(ctx, actx, events, recs[j-1].Position); err != nil {
+			if err := w.applySegment(ctx, actx, events, items[j-1].ev.Record.Position); err != nil {
 				return err
 			}
 		}
 		if bad != nil {
-			if err := w.fail(ctx, actx, recs[j], bad); err != nil {
+			if err := w.fail(ctx, actx, items[j].ev.Record, bad); err != nil {
 				return err
 			}
 		}
@@ -377,7 +412,9 @@ func (w *Worker[Tx]) apply(ctx, actx context.Context, p ApplyParams) error {
 	for {
 		var herr error
 		err := w.sink.Apply(actx, p, func(hctx context.Context, tx Tx) error {
+			hctx, span := w.startBatch(hctx, p)
 			herr = w.proj.HandleBatch(hctx, tx, p.Events)
+			endBatch(span, herr)
 			return herr
 		})
 		switch {
@@ -389,7 +426,7 @@ func (w *Worker[Tx]) apply(ctx, actx context.Context, p ApplyParams) error {
 			return fmt.Errorf("apply batch to %s: %w", p.To, actx.Err())
 		case herr != nil && !w.sink.Transient(herr) && !errors.Is(herr, context.Canceled):
 			return &handlerError{herr}
-		case errors.Is(err, ErrCheckpointMoved):
+		case errors.Is(err, ErrCheckpointMoved), errors.Is(err, ErrPaused):
 			return err
 		case w.sink.Transient(err) || herr != nil:
 			w.cfg.Logger.WarnContext(ctx, "projections: transient error; retrying",

@@ -7,6 +7,7 @@ package memsink
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"sync"
 	"time"
@@ -16,27 +17,27 @@ import (
 
 // Sink is an in-memory sink. The zero value is not usable; call [New].
 type Sink struct {
-	mu      sync.Mutex
-	tables  map[string]map[string]any
-	cps     map[string]projections.Checkpoint
-	dead    []projections.DeadLetter
-	leases  map[string]*lease
-	changed chan struct{} // closed and replaced by every checkpoint change
+	mu     sync.Mutex
+	tables map[string]map[string]any
+	cps    map[string]projections.Checkpoint
+	dead   []projections.DeadLetter
+	leases map[string]*lease
+	watch  map[chan struct{}]string // watchers of a projection's checkpoint
 }
 
 var (
-	_ projections.Sink[*Tx]        = (*Sink)(nil)
-	_ projections.Locker           = (*Sink)(nil)
-	_ projections.CheckpointWaiter = (*Sink)(nil)
+	_ projections.Sink[*Tx]         = (*Sink)(nil)
+	_ projections.Locker            = (*Sink)(nil)
+	_ projections.CheckpointWatcher = (*Sink)(nil)
 )
 
 // New returns an empty sink.
 func New() *Sink {
 	return &Sink{
-		tables:  map[string]map[string]any{},
-		cps:     map[string]projections.Checkpoint{},
-		leases:  map[string]*lease{},
-		changed: make(chan struct{}),
+		tables: map[string]map[string]any{},
+		cps:    map[string]projections.Checkpoint{},
+		leases: map[string]*lease{},
+		watch:  map[chan struct{}]string{},
 	}
 }
 
@@ -81,6 +82,9 @@ func (s *Sink) Apply(ctx context.Context, p projections.ApplyParams, handle func
 	cp := s.checkpoint(p.Projection)
 	if cp.Position != p.From {
 		return &projections.CheckpointMovedError{Projection: p.Projection, Expected: p.From, Actual: cp.Position}
+	}
+	if cp.State == projections.StatePaused {
+		return fmt.Errorf("memsink: apply to %s: %w", p.Projection, projections.ErrPaused)
 	}
 	tx := &Tx{s: s}
 	if len(p.Events) > 0 {
@@ -127,8 +131,14 @@ func (s *Sink) checkpoint(name string) projections.Checkpoint {
 
 func (s *Sink) setCheckpoint(cp projections.Checkpoint) {
 	s.cps[cp.Name] = cp
-	close(s.changed)
-	s.changed = make(chan struct{})
+	for ch, name := range s.watch {
+		if name == cp.Name {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
 }
 
 // Checkpoint implements [projections.Checkpoints].
@@ -159,17 +169,17 @@ func (s *Sink) SetState(ctx context.Context, name string, state projections.Stat
 	return nil
 }
 
-// WaitCheckpoint implements [projections.CheckpointWaiter].
-func (s *Sink) WaitCheckpoint(ctx context.Context, _ string) error {
+// WatchCheckpoint implements [projections.CheckpointWatcher].
+func (s *Sink) WatchCheckpoint(_ context.Context, name string) (<-chan struct{}, func(), error) {
+	ch := make(chan struct{}, 1)
 	s.mu.Lock()
-	ch := s.changed
+	s.watch[ch] = name
 	s.mu.Unlock()
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return ch, func() {
+		s.mu.Lock()
+		delete(s.watch, ch)
+		s.mu.Unlock()
+	}, nil
 }
 
 // Rows returns a copy of table.
