@@ -65,10 +65,33 @@ type rebuildRow struct {
 // worker picks up from the moved checkpoint by itself.
 //
 // Rebuild is resumable: after a crash or a cancelled ctx, calling it again
-// continues the same generation from its checkpoint. Run one Rebuild per
-// projection at a time.
+// continues the same generation from its checkpoint. One Rebuild of a
+// projection runs at a time, in any process: it holds an advisory lock (a
+// lease, like a worker's) while it runs, and a second call returns a
+// [*RebuildRunningError] with the running one's progress at once.
 func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p Rebuildable, cfg RebuildConfig) error {
 	name := p.Name()
+	lease, got, err := s.TryLock(ctx, name+"#rebuild")
+	if err != nil {
+		return fmt.Errorf("pgsink: rebuild %s: %w", name, err)
+	}
+	if !got {
+		pr, _, err := s.RebuildStatus(ctx, name)
+		if err != nil {
+			return fmt.Errorf("pgsink: rebuild %s: another rebuild is running: %w", name, err)
+		}
+		return &RebuildRunningError{Projection: name, Progress: pr}
+	}
+	defer lease.Release(context.WithoutCancel(ctx))
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-lease.Lost():
+			cancel(errors.New("pgsink: rebuild: lost the rebuild's lock"))
+		case <-ctx.Done():
+		}
+	}()
 	row, resumed, err := s.startRebuild(ctx, store, p)
 	if err != nil {
 		return err
@@ -133,6 +156,56 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 			return nil
 		}
 	}
+}
+
+// ErrRebuildRunning means a rebuild of the projection is running already.
+var ErrRebuildRunning = errors.New("pgsink: a rebuild of the projection is running")
+
+// RebuildRunningError is returned by [Sink.Rebuild] when another rebuild of
+// the projection holds its lock, with that rebuild's progress.
+type RebuildRunningError struct {
+	Projection string
+	Progress   RebuildProgress
+}
+
+func (e *RebuildRunningError) Error() string {
+	p := e.Progress
+	return fmt.Sprintf("pgsink: rebuild %s: another rebuild is running: %d of %d events, %.0f events/s, ETA %s",
+		e.Projection, p.Done, p.Total, p.Rate, p.ETA.Round(time.Second))
+}
+
+func (e *RebuildRunningError) Unwrap() error { return ErrRebuildRunning }
+
+// RebuildStatus reports the progress of the rebuild of a projection that is
+// in progress (running, or interrupted and waiting to be resumed), and
+// false when there is none. Rate and ETA are averaged since the rebuild
+// first started.
+func (s *Sink) RebuildStatus(ctx context.Context, name string) (RebuildProgress, bool, error) {
+	var (
+		rebuildName string
+		started     time.Time
+		hc, hp      int64
+	)
+	err := s.pool.QueryRow(ctx, s.expand(`SELECT rebuild_name, started_at, head_commit, head_prepare
+		FROM {{schema}}.projection_rebuilds WHERE name = $1`), name).Scan(&rebuildName, &started, &hc, &hp)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return RebuildProgress{}, false, nil
+	}
+	if err != nil {
+		return RebuildProgress{}, false, fmt.Errorf("pgsink: rebuild status of %s: %w", name, err)
+	}
+	cp, err := s.Checkpoint(ctx, rebuildName)
+	if err != nil {
+		return RebuildProgress{}, false, err
+	}
+	pr := RebuildProgress{Projection: name, Total: hp, Done: int64(cp.Position.Prepare)}
+	if el := time.Since(started).Seconds(); el > 0 {
+		pr.Rate = float64(pr.Done) / el
+	}
+	if pr.Rate > 0 && pr.Total > pr.Done {
+		pr.ETA = time.Duration(float64(pr.Total-pr.Done) / pr.Rate * float64(time.Second))
+	}
+	return pr, true, nil
 }
 
 // startRebuild finds the rebuild in progress or starts one: it records it
@@ -220,8 +293,11 @@ func (s *Sink) swap(ctx context.Context, w *projections.Worker[*Tx], p Rebuildab
 	if _, err := tx.Exec(ctx, s.q.ensure, name); err != nil {
 		return false, fmt.Errorf("pgsink: rebuild %s: swap: %w", name, err)
 	}
-	var lc, lp int64
-	if err := tx.QueryRow(ctx, s.q.lock, name).Scan(&lc, &lp); err != nil {
+	var (
+		lc, lp int64
+		state  string
+	)
+	if err := tx.QueryRow(ctx, s.q.lock, name).Scan(&lc, &lp, &state); err != nil {
 		return false, fmt.Errorf("pgsink: rebuild %s: swap: hold the live checkpoint: %w", name, err)
 	}
 	live := es.Position{Commit: uint64(lc), Prepare: uint64(lp)}

@@ -128,3 +128,43 @@ func TestRebuildResumes(t *testing.T) {
 		t.Errorf("rebuilt read model: %d rows, %v", n, err)
 	}
 }
+
+func TestRebuildRunsOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	head := e.importEvents(t, 2000)
+	inside, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	slow := stock{name: "stock", before: func(context.Context, *pgsink.Tx, []projections.Event) error {
+		once.Do(func() {
+			close(inside)
+			<-release
+		})
+		return nil
+	}}
+	first := make(chan error, 1)
+	go func() {
+		first <- e.sink.Rebuild(t.Context(), e.store, e.reg, slow, pgsink.RebuildConfig{Worker: projections.Config{Logger: quiet, BatchSize: 500}})
+	}()
+	<-inside
+	err := e.sink.Rebuild(t.Context(), e.store, e.reg, stock{name: "stock"}, pgsink.RebuildConfig{Worker: projections.Config{Logger: quiet}})
+	var running *pgsink.RebuildRunningError
+	if !errors.As(err, &running) || !errors.Is(err, pgsink.ErrRebuildRunning) {
+		t.Fatalf("second Rebuild = %v; want a RebuildRunningError", err)
+	}
+	if running.Progress.Projection != "stock" || running.Progress.Total != int64(head.Prepare) || running.Progress.Done != 0 {
+		t.Errorf("progress of the running rebuild %+v; want 0 of %d", running.Progress, head.Prepare)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if _, inProgress, err := e.sink.RebuildStatus(t.Context(), "stock"); err != nil || inProgress {
+		t.Errorf("RebuildStatus after the swap: %v, %v; want none", inProgress, err)
+	}
+	// The lock is free again.
+	if err := e.sink.Rebuild(t.Context(), e.store, e.reg, stock{name: "stock"}, pgsink.RebuildConfig{Worker: projections.Config{Logger: quiet}}); err != nil {
+		t.Fatal(err)
+	}
+	e.checkAppliedOnce(t, nil)
+}

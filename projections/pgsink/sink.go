@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -67,15 +68,21 @@ func (c Config) withDefaults() Config {
 // [projections.Sink] whose handlers get a [*Tx], a [projections.Locker]
 // with advisory-lock leases, and a [projections.Checkpoints].
 type Sink struct {
-	pool   *pgxpool.Pool
-	cfg    Config
-	schema string // quoted
-	q      queries
+	pool    *pgxpool.Pool
+	cfg     Config
+	schema  string // quoted
+	channel string // of checkpoint notifications
+	q       queries
+
+	mu       sync.Mutex
+	listener *listener // of WatchCheckpoint, while someone watches
 }
 
 var (
 	_ projections.Sink[*Tx] = (*Sink)(nil)
 	_ projections.Locker    = (*Sink)(nil)
+
+	_ projections.CheckpointWatcher = (*Sink)(nil)
 )
 
 // New returns a sink on pool, which the caller owns. Call [Sink.Migrate]
@@ -88,8 +95,8 @@ func New(pool *pgxpool.Pool, cfg Config) *Sink {
 		panic(err)
 	}
 	cfg = cfg.withDefaults()
-	s := &Sink{pool: pool, cfg: cfg, schema: pgx.Identifier{cfg.Schema}.Sanitize()}
-	s.q = newQueries(s.expand)
+	s := &Sink{pool: pool, cfg: cfg, schema: pgx.Identifier{cfg.Schema}.Sanitize(), channel: channelName(cfg.Schema)}
+	s.q = newQueries(s.expand, s.channel)
 	return s
 }
 
@@ -107,26 +114,28 @@ type queries struct {
 	ensure, lock, advance, insertDead, read, setState string
 }
 
-func newQueries(expand func(string) string) queries {
+func newQueries(expand func(string) string, channel string) queries {
+	notify := `SELECT pg_catalog.pg_notify(` + quoteLiteral(channel) + `, name) FROM c`
 	return queries{
 		ensure: expand(`INSERT INTO {{schema}}.projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING`),
-		lock: expand(`SELECT commit_pos, prepare_pos FROM {{schema}}.projection_checkpoints
+		lock: expand(`SELECT commit_pos, prepare_pos, state FROM {{schema}}.projection_checkpoints
 			WHERE name = $1 FOR UPDATE`),
-		advance: expand(`UPDATE {{schema}}.projection_checkpoints
+		advance: expand(`WITH c AS (UPDATE {{schema}}.projection_checkpoints
 			SET commit_pos = $2, prepare_pos = $3, failure = coalesce($4, failure), updated_at = now()
-			WHERE name = $1`),
+			WHERE name = $1 RETURNING name) ` + notify),
 		insertDead: expand(`INSERT INTO {{schema}}.projection_dead_letters
 			(projection, event_id, stream_id, stream_version, commit_pos, prepare_pos, type, data, metadata, recorded_at, error)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 			ON CONFLICT DO NOTHING`),
 		read: expand(`SELECT commit_pos, prepare_pos, state, failure, updated_at
 			FROM {{schema}}.projection_checkpoints WHERE name = $1`),
-		setState: expand(`INSERT INTO {{schema}}.projection_checkpoints AS c (name, state, failure) VALUES ($1, $2, $3)
+		setState: expand(`WITH c AS (INSERT INTO {{schema}}.projection_checkpoints AS cp (name, state, failure) VALUES ($1, $2, $3)
 			ON CONFLICT (name) DO UPDATE
 			SET state = excluded.state,
 			    failure = CASE WHEN excluded.failure IS NOT NULL THEN excluded.failure
-			                   WHEN excluded.state = 'running' THEN NULL ELSE c.failure END,
-			    updated_at = now()`),
+			                   WHEN excluded.state = 'running' THEN NULL ELSE cp.failure END,
+			    updated_at = now()
+			RETURNING name) ` + notify),
 	}
 }
 
@@ -191,9 +200,10 @@ func failureJSON(f *projections.Failure) ([]byte, error) {
 // Reset sets the checkpoint of a projection to pos, to replay it from there
 // into the tables it has (for a replay into new tables, see [Rebuild]).
 func (s *Sink) Reset(ctx context.Context, name string, pos es.Position) error {
-	_, err := s.pool.Exec(ctx, s.expand(`INSERT INTO {{schema}}.projection_checkpoints AS c (name, commit_pos, prepare_pos)
+	_, err := s.pool.Exec(ctx, s.expand(`WITH c AS (INSERT INTO {{schema}}.projection_checkpoints AS cp (name, commit_pos, prepare_pos)
 		VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE
-		SET commit_pos = excluded.commit_pos, prepare_pos = excluded.prepare_pos, updated_at = now()`),
+		SET commit_pos = excluded.commit_pos, prepare_pos = excluded.prepare_pos, updated_at = now()
+		RETURNING name) SELECT pg_catalog.pg_notify(`+quoteLiteral(s.channel)+`, name) FROM c`),
 		name, int64(pos.Commit), int64(pos.Prepare))
 	if err != nil {
 		return fmt.Errorf("pgsink: reset %s to %s: %w", name, pos, err)

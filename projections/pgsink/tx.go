@@ -43,11 +43,14 @@ func (s *Sink) apply(ctx context.Context, p projections.ApplyParams, suffix stri
 		return fmt.Errorf("pgsink: apply to %s: begin: %w", p.Projection, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	var commit, prepare int64
-	err = tx.QueryRow(ctx, s.q.lock, p.Projection).Scan(&commit, &prepare)
+	var (
+		commit, prepare int64
+		state           string
+	)
+	err = tx.QueryRow(ctx, s.q.lock, p.Projection).Scan(&commit, &prepare, &state)
 	if errors.Is(err, pgx.ErrNoRows) {
 		if _, err = tx.Exec(ctx, s.q.ensure, p.Projection); err == nil {
-			err = tx.QueryRow(ctx, s.q.lock, p.Projection).Scan(&commit, &prepare)
+			err = tx.QueryRow(ctx, s.q.lock, p.Projection).Scan(&commit, &prepare, &state)
 		}
 	}
 	if err != nil {
@@ -55,6 +58,9 @@ func (s *Sink) apply(ctx context.Context, p projections.ApplyParams, suffix stri
 	}
 	if at := (es.Position{Commit: uint64(commit), Prepare: uint64(prepare)}); at != p.From {
 		return &projections.CheckpointMovedError{Projection: p.Projection, Expected: p.From, Actual: at}
+	}
+	if projections.State(state) == projections.StatePaused {
+		return fmt.Errorf("pgsink: apply to %s: %w", p.Projection, projections.ErrPaused)
 	}
 	if len(p.Events) > 0 {
 		if err := handle(ctx, &Tx{Tx: tx, readSchema: s.cfg.ReadSchema, suffix: suffix}); err != nil {
@@ -179,4 +185,14 @@ func contains(s []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// BeginFunc runs fn in a transaction whose [Tx.Table] names the live
+// read-model tables, and commits it when fn returns nil: to create the
+// tables of a projection (its [Rebuildable.Setup]) or to change them
+// outside a batch.
+func (s *Sink) BeginFunc(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		return fn(ctx, &Tx{Tx: tx, readSchema: s.cfg.ReadSchema})
+	})
 }

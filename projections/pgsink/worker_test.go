@@ -254,8 +254,10 @@ func TestTakeover(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if standby.Applied() < 1 || holder.Applied()+standby.Applied() != 501 {
-				t.Errorf("holder applied %d, standby %d; want 501 in all, the last by the standby", holder.Applied(), standby.Applied())
+			// A holder whose lease connection was terminated lives on and
+			// races the standby for the lease again; either may win.
+			if how == "cancel" && standby.Applied() < 1 || holder.Applied()+standby.Applied() != 501 {
+				t.Errorf("holder applied %d, standby %d; want 501 in all, the last by the standby after a cancel", holder.Applied(), standby.Applied())
 			}
 			e.checkAppliedOnce(t, nil)
 		})

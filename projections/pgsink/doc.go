@@ -1,0 +1,52 @@
+// Package pgsink keeps PostgreSQL read models for projections: each batch's
+// read-model changes and the projection's checkpoint commit in one
+// transaction, so every event takes effect exactly once, whatever crashes.
+//
+// A projection writes through the [*Tx] it is handed, naming its tables
+// with [Tx.Table] (so that [Sink.Rebuild] can build a new generation beside
+// the live one) and batching its writes with [Tx.Upsert]:
+//
+//	type ordersByProduct struct{}
+//
+//	func (ordersByProduct) Name() string      { return "orders_by_product" }
+//	func (ordersByProduct) Handles() []string { return []string{"LineItemAdded"} }
+//	func (ordersByProduct) Tables() []string  { return []string{"orders_by_product"} }
+//
+//	func (ordersByProduct) Setup(ctx context.Context, tx *pgsink.Tx) error {
+//		_, err := tx.Exec(ctx, `CREATE TABLE `+tx.Table("orders_by_product").Sanitize()+
+//			` (product_id text, order_id text, PRIMARY KEY (product_id, order_id))`)
+//		return err
+//	}
+//
+//	func (ordersByProduct) HandleBatch(ctx context.Context, tx *pgsink.Tx, events []projections.Event) error {
+//		var products, orders []string
+//		for _, ev := range events {
+//			e := ev.Data.(order.LineItemAdded)
+//			products, orders = append(products, e.ProductID), append(orders, ev.Record.Stream)
+//		}
+//		_, err := tx.Upsert(ctx, pgsink.Upsert{
+//			Table:   tx.Table("orders_by_product"),
+//			Columns: []string{"product_id", "order_id"}, Types: []string{"text", "text"},
+//			Key:     []string{"product_id", "order_id"},
+//		}, products, orders)
+//		return err
+//	}
+//
+// Run it with a [projections.Worker] on the sink; the caller owns the pool:
+//
+//	sink := pgsink.New(pool, pgsink.Config{})
+//	if err := sink.Migrate(ctx); err != nil { ... }
+//	if err := sink.BeginFunc(ctx, ordersByProduct{}.Setup); err != nil { ... } // once
+//	w := projections.NewWorker(store, registry, sink, ordersByProduct{}, projections.Config{})
+//	err := w.Run(ctx) // nil on a clean stop
+//
+// The sink is also a [projections.Locker]: workers of the same projection
+// in any number of processes take turns through an advisory lock, and a
+// standby takes over within about a second of the holder's death. It is a
+// [projections.CheckpointWatcher] through LISTEN/NOTIFY, so
+// [projections.WaitFor] wakes up as soon as a batch commits.
+// [Sink.Rebuild] builds a projection's tables anew, blue/green, while the
+// live ones serve; [HeldBack] makes [projections.ReadStatus] say which
+// transaction holds readers of a pgstore log back. Package pgsinktest tests
+// a projection in isolation: given events, then rows.
+package pgsink
