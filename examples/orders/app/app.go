@@ -1,0 +1,197 @@
+// Package app wires the order example together: the PostgreSQL event
+// store, the command bus, the projections and their sinks, and the HTTP
+// API, so that one process (or a test) runs all of it:
+//
+//	a, err := app.New(ctx, app.Config{Pool: pool, Elastic: client})
+//	go a.Run(ctx) // the projection workers
+//	http.ListenAndServe(addr, a.Handler)
+package app
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/stratadev/strata/cqrs"
+	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/es/pgstore"
+	"github.com/stratadev/strata/examples/orders"
+	"github.com/stratadev/strata/examples/orders/httpapi"
+	"github.com/stratadev/strata/examples/orders/readmodel"
+	"github.com/stratadev/strata/projections"
+	"github.com/stratadev/strata/projections/elasticsink"
+	"github.com/stratadev/strata/projections/pgsink"
+)
+
+// SchemaDefault is the schema of the example's tables.
+const SchemaDefault = "orders"
+
+// SearchOffDefault says how to turn search on.
+const SearchOffDefault = "search is off: this server runs without Elasticsearch. " +
+	"Install Java 17+ and run scripts/ensure-elasticsearch.sh (make demo does), " +
+	"or set ELASTICSEARCH_URL to a server, then start again"
+
+// Config configures an [App]. Pool is required.
+type Config struct {
+	// Pool is the PostgreSQL database of the event store, the checkpoints
+	// and the read models. The caller owns it.
+	Pool *pgxpool.Pool
+	// Schema holds every table. Defaults to SchemaDefault ("orders").
+	Schema string
+	// Elastic is the Elasticsearch client of the order_search read model.
+	// Nil turns search off.
+	Elastic *elasticsearch.Client
+	// SearchAlias is the alias of the order_search index. Defaults to
+	// readmodel.OrderSearchName.
+	SearchAlias string
+	// SearchOff says, when Elastic is nil, why search is off and how to turn
+	// it on. Defaults to SearchOffDefault.
+	SearchOff string
+	// ReadWait bounds how long a read with a consistency token waits.
+	// Defaults to httpapi.ReadWaitDefault (2s).
+	ReadWait time.Duration
+	// Worker configures the projection workers; its Logger defaults to
+	// Logger.
+	Worker projections.Config
+	// PollInterval is the event store's fallback poll interval. Defaults to
+	// pgstore's default.
+	PollInterval time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// App is the example's running parts.
+type App struct {
+	Pool     *pgxpool.Pool
+	Schema   string
+	Store    *pgstore.Store
+	Registry *es.Registry
+	Repos    orders.Repositories
+	Bus      *cqrs.Bus
+	Sink     *pgsink.Sink
+	// Elastic is nil when search is off.
+	Elastic *elasticsink.Sink
+	Reader  *readmodel.Reader
+	Search  *readmodel.Search // nil when search is off
+	// Handler serves the write and read APIs.
+	Handler http.Handler
+
+	cfg Config
+	log *slog.Logger
+}
+
+// Projections are the PostgreSQL projections.
+func Projections() []pgsink.Rebuildable {
+	return []pgsink.Rebuildable{readmodel.OrderViews{}, readmodel.OrdersByProduct{}}
+}
+
+// New migrates the store and the sink, creates the read models' tables and
+// index if they are missing and wires the bus and the API. It fails fast
+// when a database is unreachable.
+func New(ctx context.Context, cfg Config) (*App, error) {
+	if cfg.Pool == nil {
+		return nil, errors.New("app: Config.Pool is required")
+	}
+	cfg.Schema = cmp.Or(cfg.Schema, SchemaDefault)
+	cfg.SearchOff = cmp.Or(cfg.SearchOff, SearchOffDefault)
+	log := cmp.Or(cfg.Logger, slog.Default())
+	if cfg.Worker.Logger == nil {
+		cfg.Worker.Logger = log
+	}
+	a := &App{Pool: cfg.Pool, Schema: cfg.Schema, Registry: orders.NewRegistry(), cfg: cfg, log: log}
+	a.Store = pgstore.New(cfg.Pool, pgstore.Config{Schema: cfg.Schema, Logger: log, PollInterval: cfg.PollInterval})
+	if err := a.Store.Migrate(ctx); err != nil {
+		return nil, err
+	}
+	a.Sink = pgsink.New(cfg.Pool, pgsink.Config{Schema: cfg.Schema, Logger: log})
+	if err := a.Sink.Migrate(ctx); err != nil {
+		return nil, err
+	}
+	for _, p := range Projections() {
+		if err := a.setup(ctx, p); err != nil {
+			return nil, err
+		}
+	}
+	a.Repos = orders.NewRepositories(a.Store, a.Registry)
+	a.Bus = cqrs.NewBus()
+	orders.Register(a.Bus, a.Repos)
+	a.Reader = readmodel.NewReader(cfg.Pool, cfg.Schema)
+
+	api := httpapi.Config{Bus: a.Bus, Store: a.Store, Reader: a.Reader, Checkpoints: a.Sink,
+		ReadWait: cfg.ReadWait, Logger: log, SearchOffMessage: cfg.SearchOff}
+	if cfg.Elastic != nil {
+		a.Elastic = elasticsink.New(cfg.Elastic, a.Sink, elasticsink.Config{Logger: log})
+		if _, err := a.Elastic.EnsureIndex(ctx, a.OrderSearch()); err != nil {
+			return nil, fmt.Errorf("app: order_search index: %w", err)
+		}
+		if err := pgx.BeginFunc(ctx, cfg.Pool, func(tx pgx.Tx) error {
+			return readmodel.OrderSearch{}.SetupState(ctx, tx, cfg.Schema)
+		}); err != nil {
+			return nil, fmt.Errorf("app: order_search state tables: %w", err)
+		}
+		a.Search = &readmodel.Search{Client: cfg.Elastic, Alias: cfg.SearchAlias}
+		api.Search = a.Search
+	}
+	a.Handler = httpapi.New(api)
+	return a, nil
+}
+
+// setup creates p's tables unless its first table exists.
+func (a *App) setup(ctx context.Context, p pgsink.Rebuildable) error {
+	return a.Sink.BeginFunc(ctx, func(ctx context.Context, tx *pgsink.Tx) error {
+		// Serialize concurrent starts.
+		if _, err := tx.Exec(ctx, `SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))`,
+			"orders/setup/"+a.Schema+"/"+p.Name()); err != nil {
+			return err
+		}
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT pg_catalog.to_regclass($1) IS NOT NULL`, tx.Table(p.Tables()[0]).Sanitize()).Scan(&exists); err != nil {
+			return fmt.Errorf("app: look for %s's tables: %w", p.Name(), err)
+		}
+		if exists {
+			return nil
+		}
+		if err := p.Setup(ctx, tx); err != nil {
+			return fmt.Errorf("app: create %s's tables: %w", p.Name(), err)
+		}
+		return nil
+	})
+}
+
+// Run runs the projection workers until ctx ends, and returns nil then, or
+// the first worker's error (a stalled projection, say).
+func (a *App) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for _, p := range Projections() {
+		w := projections.NewWorker(a.Store, a.Registry, projections.Sink[*pgsink.Tx](a.Sink), projections.Projection[*pgsink.Tx](p), a.cfg.Worker)
+		g.Go(func() error { return w.Run(ctx) })
+	}
+	if a.Elastic != nil {
+		w := elasticsink.NewWorker(a.Store, a.Registry, a.Elastic, a.OrderSearch(), a.cfg.Worker)
+		g.Go(func() error { return w.Run(ctx) })
+	}
+	return g.Wait()
+}
+
+// OrderSearch returns the order_search projection as configured.
+func (a *App) OrderSearch() readmodel.OrderSearch {
+	return readmodel.OrderSearch{Alias: a.cfg.SearchAlias}
+}
+
+// ProjectionNames lists the projections this app runs.
+func (a *App) ProjectionNames() []string {
+	names := []string{readmodel.OrderViewName, readmodel.OrdersByProductName}
+	if a.Elastic != nil {
+		names = append(names, readmodel.OrderSearchName)
+	}
+	return names
+}

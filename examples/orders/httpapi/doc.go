@@ -1,0 +1,37 @@
+// Package httpapi is the order example's HTTP/JSON API, on the standard
+// library's router: a write API that turns requests into commands on a
+// [cqrs.Bus], and the read API that UIs call, served from the read models.
+//
+// Write API (every command answers 202 Accepted with the stream, its
+// version and the consistency token, also in the X-Consistency-Token
+// header; an Idempotency-Key header makes a retry harmless):
+//
+//	POST   /products                        {"product_id"?, "name", "price_cents"}
+//	POST   /products/{id}/rename            {"name"}
+//	POST   /products/{id}/reprice           {"price_cents"}
+//	POST   /products/{id}/discontinue
+//	POST   /orders                          {"order_id"?, "customer_id", "customer_name", "lines": [{"product_id", "quantity"}]}
+//	POST   /orders/{id}/items               {"product_id", "quantity"}
+//	DELETE /orders/{id}/items/{product}
+//	POST   /orders/{id}/confirm
+//	POST   /orders/{id}/pay                 {"amount_cents"}
+//	POST   /orders/{id}/ship
+//	POST   /orders/{id}/cancel              {"reason"?}
+//
+// Read API:
+//
+//	GET /orders/{id}
+//	GET /products/{id}/orders?status=&from=&to=&limit=&cursor=
+//	GET /orders/search?q=&status=&from=&to=&min_total=&max_total=&sort=&limit=&offset=
+//
+// A read that carries a consistency token (the X-Consistency-Token header,
+// or ?after=) waits, up to [Config.ReadWait], until the read model has
+// reached it; if it has not by then, it answers with what the read model
+// has and the header X-Stale: true. A read model that is being built for
+// the first time answers 503.
+//
+// Errors are JSON, {"error": {"code", "message", "fields"?}}: 400 for bad
+// input (nothing is written), 404 for an unknown order or product, 409 for
+// a command the order's state refuses, 503 while a read model is first
+// built or search is off.
+package httpapi

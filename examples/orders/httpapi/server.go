@@ -1,0 +1,170 @@
+package httpapi
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/stratadev/strata/cqrs"
+	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/examples/orders/readmodel"
+	"github.com/stratadev/strata/projections"
+)
+
+// ReadWaitDefault is how long a read with a consistency token waits for the
+// read model by default.
+const ReadWaitDefault = 2 * time.Second
+
+// Config is what the API serves from. Bus, Store, Reader and Checkpoints
+// are required.
+type Config struct {
+	Bus *cqrs.Bus
+	// Store is the event store: its head tells a read model that is being
+	// built for the first time from one that is up to date.
+	Store es.Store
+	// Reader reads the PostgreSQL read models.
+	Reader *readmodel.Reader
+	// Checkpoints are the projections' checkpoints, for consistency tokens
+	// and readiness.
+	Checkpoints projections.Checkpoints
+	// Search serves GET /orders/search. Nil turns search off: the endpoint
+	// answers 503 with SearchOffMessage.
+	Search Searcher
+	// SearchOffMessage says why search is off and how to turn it on.
+	// Defaults to a generic message.
+	SearchOffMessage string
+	// ReadWait bounds how long a read with a consistency token waits.
+	// Defaults to ReadWaitDefault (2s).
+	ReadWait time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Searcher runs order searches. [*readmodel.Search] is one.
+type Searcher interface {
+	Search(ctx context.Context, q readmodel.SearchQuery) (*readmodel.SearchResult, error)
+	// Refresh makes every document written so far searchable; a search
+	// that waited for a consistency token calls it first.
+	Refresh(ctx context.Context) error
+}
+
+type server struct {
+	Config
+	log   *slog.Logger
+	ready map[string]*atomic.Bool
+}
+
+// New returns the API's handler.
+func New(cfg Config) http.Handler {
+	if cfg.Bus == nil || cfg.Store == nil || cfg.Reader == nil || cfg.Checkpoints == nil {
+		panic("httpapi: New: Bus, Store, Reader and Checkpoints are required")
+	}
+	cfg.ReadWait = cmp.Or(cfg.ReadWait, ReadWaitDefault)
+	cfg.SearchOffMessage = cmp.Or(cfg.SearchOffMessage, "search is off: this server runs without Elasticsearch")
+	s := &server{Config: cfg, log: cmp.Or(cfg.Logger, slog.Default()), ready: map[string]*atomic.Bool{}}
+	for _, name := range []string{readmodel.OrderViewName, readmodel.OrdersByProductName, readmodel.OrderSearchName} {
+		s.ready[name] = new(atomic.Bool)
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /products", s.createProduct)
+	mux.HandleFunc("POST /products/{id}/rename", s.renameProduct)
+	mux.HandleFunc("POST /products/{id}/reprice", s.repriceProduct)
+	mux.HandleFunc("POST /products/{id}/discontinue", s.discontinueProduct)
+	mux.HandleFunc("POST /orders", s.placeOrder)
+	mux.HandleFunc("POST /orders/{id}/items", s.addItem)
+	mux.HandleFunc("DELETE /orders/{id}/items/{product}", s.removeItem)
+	mux.HandleFunc("POST /orders/{id}/confirm", s.confirmOrder)
+	mux.HandleFunc("POST /orders/{id}/pay", s.payOrder)
+	mux.HandleFunc("POST /orders/{id}/ship", s.shipOrder)
+	mux.HandleFunc("POST /orders/{id}/cancel", s.cancelOrder)
+
+	mux.HandleFunc("GET /orders/{id}", s.getOrder)
+	mux.HandleFunc("GET /products/{id}/orders", s.getProductOrders)
+	mux.HandleFunc("GET /orders/search", s.searchOrders)
+
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, &apiError{status: http.StatusNotFound, code: "not_found", msg: "no such endpoint: " + r.Method + " " + r.URL.Path})
+	})
+	return mux
+}
+
+// errRebuilding is the 503 of a read model being built for the first time.
+func errRebuilding(name string) *apiError {
+	return &apiError{status: http.StatusServiceUnavailable, code: "read_model_building",
+		msg: "the read model " + name + " is being built for the first time; try again shortly"}
+}
+
+// isReady reports whether the projection has a read model to serve: it has
+// applied events, or the log has none. Once true it stays true.
+func (s *server) isReady(ctx context.Context, name string) (bool, error) {
+	flag := s.ready[name]
+	if flag.Load() {
+		return true, nil
+	}
+	cp, err := s.Checkpoints.Checkpoint(ctx, name)
+	if err != nil {
+		return false, err
+	}
+	if cp.Position.IsZero() {
+		head, err := s.Store.Head(ctx)
+		if err != nil {
+			return false, err
+		}
+		if !head.IsZero() {
+			return false, nil
+		}
+	}
+	flag.Store(true)
+	return true, nil
+}
+
+// token returns the request's consistency token, or "".
+func token(r *http.Request) string {
+	if t := r.Header.Get("X-Consistency-Token"); t != "" {
+		return t
+	}
+	return r.URL.Query().Get("after")
+}
+
+// consistency reads the request's consistency token, waits up to ReadWait
+// for projection to reach it and reports whether the answer may be stale.
+// It also refuses with 503 a read model that is being built for the first
+// time.
+func (s *server) consistency(r *http.Request, projection string) (stale bool, err error) {
+	ctx := r.Context()
+	token := token(r)
+	var pos es.Position
+	if token != "" {
+		if pos, err = es.ParsePosition(token); err != nil {
+			return false, badRequest("invalid_consistency_token", "the consistency token must be a position like 123:456, as the write API returned it")
+		}
+	}
+	ready, err := s.isReady(ctx, projection)
+	if err != nil {
+		return false, err
+	}
+	if !ready && pos.IsZero() {
+		return false, errRebuilding(projection)
+	}
+	if pos.IsZero() {
+		return false, nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, s.ReadWait)
+	defer cancel()
+	err = projections.WaitFor(wctx, s.Checkpoints, projection, pos)
+	switch {
+	case err == nil:
+		return false, nil
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil, errors.Is(err, projections.ErrStalled):
+		if ok, _ := s.isReady(ctx, projection); !ok {
+			return false, errRebuilding(projection)
+		}
+		return true, nil
+	}
+	return false, err
+}
