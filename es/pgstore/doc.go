@@ -73,17 +73,21 @@
 //
 // # Appends and idempotency
 //
-// An append takes a transaction-level advisory lock on its stream (keyed by
-// a number derived from the schema and hashtext(stream_id), in the two-key
-// space of pg_advisory_xact_lock(int, int)), checks the expected version
-// against the stream's last event, inserts the events and sends a
-// notification on the store's channel (see [Store.Channel]) that wakes
-// subscribers when the transaction commits. Usually that is one statement
-// and one round trip; when the statement cannot decide (a version conflict,
-// an event ID already stored, a writer that got the lock first), a PL/pgSQL
-// function installed by the migration decides in a second one. Concurrent
-// appends to one stream get exactly one winner per version; the others get
-// an [*es.VersionConflictError].
+// An append takes a transaction-level advisory lock on its stream, checks
+// the expected version against the stream's last event, inserts the events
+// and, when needed, sends a notification on the store's channel (see
+// [Store.Channel]) that wakes subscribers when the transaction commits.
+// Usually that is one statement and one round trip; when the statement
+// cannot decide (a version conflict, an event ID already stored, a writer
+// that got the lock first), a PL/pgSQL function installed by the migration
+// decides in a second one. Concurrent appends to one stream get exactly one
+// winner per version; the others get an [*es.VersionConflictError].
+//
+// The store's advisory locks use the two-key form, pg_advisory_xact_lock(int,
+// int), with first keys derived from the schema name: one for the streams
+// (second key hashtext(stream_id)) and one for notifications (second keys 0
+// and 1). Locks an application takes with the one-key form never collide
+// with them.
 //
 // Events without an ID get a version 7 UUID. When an append carries IDs that
 // are already stored:
@@ -101,6 +105,13 @@
 // [Store.Subscribe] catches up with ReadAll pages, then waits on a
 // connection of its own that listens for the store's notifications, looking
 // again every [Config.PollInterval] in case one is missed, and every few
-// milliseconds while committed events are held back by a running
-// transaction (which may roll back without notifying anybody).
+// milliseconds while appends are in flight or committed events are held back
+// by a running transaction (which may roll back without notifying anybody).
+//
+// PostgreSQL serializes the commits of all transactions that send a
+// notification, so an append made with [Store.Append] does not notify when
+// another append in flight is going to: at most one notifying append commits
+// at a time, and concurrent appends scale. A subscriber makes up for the
+// appends that did not notify by looking again while any append is in
+// flight. [Store.AppendTx] and [Store.Import] always notify.
 package pgstore

@@ -89,11 +89,12 @@ func appendJSONString(b []byte, s string) []byte {
 }
 
 // decodeMetadata parses a JSON object of strings. The empty object is nil.
-func decodeMetadata(b []byte) (es.Metadata, error) {
+// keys, if not nil, shares the strings of repeated keys.
+func decodeMetadata(b []byte, keys interner) (es.Metadata, error) {
 	if len(b) == 0 || string(b) == "{}" {
 		return nil, nil
 	}
-	if md, ok := parseFlatObject(b); ok {
+	if md, ok := parseFlatObject(b, keys); ok {
 		return md, nil
 	}
 	var md es.Metadata
@@ -106,7 +107,7 @@ func decodeMetadata(b []byte) (es.Metadata, error) {
 // parseFlatObject parses {"k": "v", ...} with strings free of escapes
 // other than the simple ones, as PostgreSQL prints jsonb. ok is false for
 // anything else, which the caller leaves to encoding/json.
-func parseFlatObject(b []byte) (md es.Metadata, ok bool) {
+func parseFlatObject(b []byte, keys interner) (md es.Metadata, ok bool) {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return nil, false
@@ -118,14 +119,14 @@ func parseFlatObject(b []byte) (md es.Metadata, ok bool) {
 	}
 	for {
 		var k, v string
-		if k, i, ok = parseString(b, i); !ok {
+		if k, i, ok = parseString(b, i, keys); !ok {
 			return nil, false
 		}
 		i = skipSpace(b, i)
 		if i >= len(b) || b[i] != ':' {
 			return nil, false
 		}
-		if v, i, ok = parseString(b, skipSpace(b, i+1)); !ok {
+		if v, i, ok = parseString(b, skipSpace(b, i+1), nil); !ok {
 			return nil, false
 		}
 		md[k] = v
@@ -154,7 +155,8 @@ func skipSpace(b []byte, i int) int {
 // parseString parses the JSON string at b[i:] and returns it and the index
 // after it. It handles the escapes \" \\ \/ \n \r \t \b \f and \u of the
 // Basic Multilingual Plane outside the surrogates; anything else is not ok.
-func parseString(b []byte, i int) (string, int, bool) {
+// A string without escapes comes from in, if not nil.
+func parseString(b []byte, i int, in interner) (string, int, bool) {
 	if i >= len(b) || b[i] != '"' {
 		return "", i, false
 	}
@@ -164,8 +166,10 @@ func parseString(b []byte, i int) (string, int, bool) {
 		i++
 	}
 	if i < len(b) && b[i] == '"' {
-		s := string(b[start:i])
-		return s, i + 1, utf8.ValidString(s)
+		if !utf8.Valid(b[start:i]) {
+			return "", i, false
+		}
+		return in.string(b[start:i]), i + 1, true
 	}
 	// Slow path: escapes.
 	out := append([]byte(nil), b[start:i]...)
@@ -214,4 +218,23 @@ func parseString(b []byte, i int) (string, int, bool) {
 		i += 2
 	}
 	return "", i, false
+}
+
+// interner shares the strings of values that repeat, such as event types,
+// stream IDs and metadata keys, among the records of one read. A nil
+// interner allocates every time.
+type interner map[string]string
+
+// maxInterned bounds an interner: past it, new strings are not kept.
+const maxInterned = 1024
+
+func (in interner) string(b []byte) string {
+	if s, ok := in[string(b)]; ok { // no allocation: the conversion is only a key
+		return s
+	}
+	s := string(b)
+	if in != nil && len(in) < maxInterned {
+		in[s] = s
+	}
+	return s
 }

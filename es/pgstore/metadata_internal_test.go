@@ -27,7 +27,7 @@ func TestMetadataRoundTrip(t *testing.T) {
 		if len(md) > 0 && !maps.Equal(viaJSON, md) {
 			t.Errorf("encodeMetadata(%q) = %s, reads back as %q", md, b, viaJSON)
 		}
-		got, err := decodeMetadata(b)
+		got, err := decodeMetadata(b, nil)
 		if err != nil || !maps.Equal(got, md) {
 			t.Errorf("decodeMetadata(%s) = %q, %v; want %q", b, got, err, md)
 		}
@@ -46,13 +46,13 @@ func TestDecodeMetadata(t *testing.T) {
 		if err := json.Unmarshal([]byte(in), &want); err != nil {
 			t.Fatal(err)
 		}
-		got, err := decodeMetadata([]byte(in))
+		got, err := decodeMetadata([]byte(in), interner{})
 		if err != nil || !maps.Equal(got, want) {
 			t.Errorf("decodeMetadata(%s) = %q, %v; want %q", in, got, err, want)
 		}
 	}
 	for _, in := range []string{`{"a": 1}`, `[]`, `{"a": "b"`, `{"a" "b"}`, `"x"`} {
-		if _, err := decodeMetadata([]byte(in)); err == nil {
+		if _, err := decodeMetadata([]byte(in), interner{}); err == nil {
 			t.Errorf("decodeMetadata(%s) succeeded; want an error", in)
 		}
 	}
@@ -67,7 +67,7 @@ func FuzzDecodeMetadata(f *testing.F) {
 		}
 		var want es.Metadata
 		wantErr := json.Unmarshal([]byte(in), &want)
-		got, err := decodeMetadata([]byte(in))
+		got, err := decodeMetadata([]byte(in), interner{})
 		if (err != nil) != (wantErr != nil) {
 			t.Fatalf("decodeMetadata(%q) error %v; encoding/json says %v", in, err, wantErr)
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/stratadev/strata/es"
 )
@@ -100,19 +101,22 @@ func collectRecords(rows pgx.Rows, sizeHint int) ([]es.Record, error) {
 	defer rows.Close()
 	recs := make([]es.Record, 0, min(max(sizeHint, 0), 1024))
 	var (
-		commit   uint64
-		prepare  int64
-		id       uuid.UUID
-		metadata []byte
+		commit                uint64
+		prepare               int64
+		id                    uuid.UUID
+		stream, typ, metadata pgtype.DriverBytes // valid until the next row
+		strs                  = make(interner)
 	)
 	for rows.Next() {
 		var r es.Record
-		if err := rows.Scan(&commit, &prepare, &id, &r.Stream, &r.Version, &r.Type, &r.Data, &metadata, &r.RecordedAt); err != nil {
+		if err := rows.Scan(&commit, &prepare, &id, &stream, &r.Version, &typ, &r.Data, &metadata, &r.RecordedAt); err != nil {
 			return nil, err
 		}
 		r.ID = id
+		r.Stream = strs.string(stream)
+		r.Type = strs.string(typ)
 		r.Position = es.Position{Commit: commit, Prepare: uint64(prepare)}
-		md, err := decodeMetadata(metadata)
+		md, err := decodeMetadata(metadata, strs)
 		if err != nil {
 			return nil, fmt.Errorf("event %s: %w", r.ID, err)
 		}
