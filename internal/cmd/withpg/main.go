@@ -48,18 +48,22 @@ func run(args []string) int {
 
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	// Interrupts reach the command through the terminal's process group; keep
-	// running until it exits so the server is stopped after it.
-	signal.Ignore(syscall.SIGINT, syscall.SIGQUIT)
-	term := make(chan os.Signal, 1)
-	signal.Notify(term, syscall.SIGTERM, syscall.SIGHUP)
+	// Keep running until the command exits, so that the server is stopped
+	// after it. A Ctrl-C reaches the command through the terminal's process
+	// group; other signals are passed on. (Catching rather than ignoring
+	// them leaves the command's own handling alone: ignored signals would
+	// stay ignored in it.)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGHUP)
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(os.Stderr, "withpg: %v\n", err)
 		return 1
 	}
 	go func() {
-		for sig := range term {
-			cmd.Process.Signal(sig)
+		for sig := range sigs {
+			if sig == syscall.SIGTERM || sig == syscall.SIGHUP {
+				cmd.Process.Signal(sig)
+			}
 		}
 	}()
 	err := cmd.Wait()
