@@ -18,10 +18,10 @@ WITHELASTIC = $(GO) run ./internal/cmd/withelastic --
 BENCH ?= .
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 3
-BENCH_PKGS ?= ./es/pgstore/
+BENCH_PKGS ?= ./es/pgstore/ ./projections/pgsink/
 # Minimum strata/raw throughput ratios that benchratio marks (figures, not
 # assertions; see docs/benchmarks.md).
-BENCH_TARGETS ?= -target AppendOne=0.8,AppendOneParallel=0.8,Append100=0.8,Import=0.85,ReadAll=0.7
+BENCH_TARGETS ?= -target AppendOne=0.8,AppendOneParallel=0.8,Append100=0.8,Import=0.85,ReadAll=0.7,CatchUp=0.75
 
 .PHONY: all test vet ensure-postgres ensure-elasticsearch bench
 
@@ -42,3 +42,11 @@ test: ensure-postgres ensure-elasticsearch vet
 bench: ensure-postgres
 	$(WITHPG) $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(BENCH_PKGS) \
 		| $(GO) run ./internal/cmd/benchratio $(BENCH_TARGETS)
+
+# The order example: throwaway PostgreSQL (and Elasticsearch when Java is
+# there; otherwise search is off and the demo says how to turn it on), the
+# APIs and projections in one process, a scripted scenario, then serving
+# until Ctrl-C (DEMO_EXIT=1 stops after the scenario).
+demo: ensure-postgres
+	@./scripts/ensure-elasticsearch.sh >/dev/null || echo "demo: continuing without Elasticsearch; search will be off"
+	$(GO) run ./examples/orders/cmd/orders demo

@@ -32,8 +32,9 @@ import (
 	"github.com/stratadev/strata/projections/pgsink"
 )
 
-// SchemaDefault is the schema of the example's tables.
-const SchemaDefault = "orders"
+// SchemaDefault is the schema of the example's tables: pgstore's and the
+// strata CLI's default, so that the CLI finds them without flags.
+const SchemaDefault = pgstore.SchemaDefault
 
 // SearchOffDefault says how to turn search on.
 const SearchOffDefault = "search is off: this server runs without Elasticsearch. " +
@@ -45,7 +46,7 @@ type Config struct {
 	// Pool is the PostgreSQL database of the event store, the checkpoints
 	// and the read models. The caller owns it.
 	Pool *pgxpool.Pool
-	// Schema holds every table. Defaults to SchemaDefault ("orders").
+	// Schema holds every table. Defaults to SchemaDefault ("strata").
 	Schema string
 	// Elastic is the Elasticsearch client of the order_search read model.
 	// Nil turns search off.

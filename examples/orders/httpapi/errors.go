@@ -20,9 +20,15 @@ type ErrorBody struct {
 
 // ErrorDetail says what went wrong.
 type ErrorDetail struct {
-	Code    string            `json:"code"`
-	Message string            `json:"message"`
-	Fields  []cqrs.FieldError `json:"fields,omitempty"`
+	Code    string       `json:"code"`
+	Message string       `json:"message"`
+	Fields  []FieldError `json:"fields,omitempty"`
+}
+
+// FieldError is one invalid field of a request.
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
 }
 
 // apiError is an error with its HTTP status and code.
@@ -118,7 +124,11 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.ErrorContext(r.Context(), "orders api: request failed", slog.String("method", r.Method),
 			slog.String("path", r.URL.Path), slog.Any("error", err))
 	}
-	writeJSON(w, ae.status, ErrorBody{Error: ErrorDetail{Code: ae.code, Message: ae.msg, Fields: ae.fields}})
+	body := ErrorBody{Error: ErrorDetail{Code: ae.code, Message: ae.msg}}
+	for _, f := range ae.fields {
+		body.Error.Fields = append(body.Error.Fields, FieldError{Field: f.Field, Message: f.Message})
+	}
+	writeJSON(w, ae.status, body)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -84,7 +84,9 @@ func (s *server) dispatch(w http.ResponseWriter, r *http.Request, id string, cmd
 	writeJSON(w, http.StatusAccepted, Accepted{ID: id, Stream: res.Stream, Version: res.Version, ConsistencyToken: token})
 }
 
-func key(r *http.Request) orders.Key { return orders.Key{IdempotencyKey: r.Header.Get("Idempotency-Key")} }
+func key(r *http.Request) orders.Key {
+	return orders.Key{IdempotencyKey: r.Header.Get("Idempotency-Key")}
+}
 
 func newID() string { return uuid.Must(uuid.NewV7()).String() }
 

@@ -105,7 +105,7 @@ func (OrderViews) HandleBatch(ctx context.Context, tx *pgsink.Tx, events []proje
 type fold struct {
 	productsTable pgx.Identifier
 	views         map[string]*OrderView
-	order         []string          // view IDs in the order first touched
+	order         []string               // view IDs in the order first touched
 	names         map[string]productName // product ID → name, as loaded and changed
 	namesChanged  map[string]bool
 	renamed       []string                     // products renamed in the batch, in order

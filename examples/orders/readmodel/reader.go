@@ -14,7 +14,7 @@ import (
 
 // Reader queries the PostgreSQL read models.
 type Reader struct {
-	pool                      *pgxpool.Pool
+	pool                       *pgxpool.Pool
 	orderView, ordersByProduct string // sanitized table names
 }
 

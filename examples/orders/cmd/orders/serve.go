@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/stratadev/strata/cmd/strata/cli"
+	"github.com/stratadev/strata/examples/orders/app"
+)
+
+func serveCommand() *cobra.Command {
+	var addr string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the write and read APIs and run the projection workers",
+		Long: `Serve the write and read APIs and run the projection workers, in one process,
+on the PostgreSQL database of --database-url (or ` + cli.EnvDatabaseURL + `) and, when
+--elasticsearch-url (or ` + cli.EnvElasticsearchURL + `) is set, Elasticsearch for search.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			dbURL := setting(cmd, "database-url", cli.EnvDatabaseURL)
+			if dbURL == "" {
+				return fmt.Errorf("no database: set --database-url or %s", cli.EnvDatabaseURL)
+			}
+			pool, err := pgxpool.New(ctx, dbURL)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			cfg := app.Config{Pool: pool, Schema: setting(cmd, "schema", cli.EnvSchema), Logger: logger()}
+			if u := setting(cmd, "elasticsearch-url", cli.EnvElasticsearchURL); u != "" {
+				if cfg.Elastic, err = elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{u}}); err != nil {
+					return err
+				}
+			} else {
+				cfg.SearchOff = "search is off: set --elasticsearch-url or " + cli.EnvElasticsearchURL + " to an Elasticsearch 8 server and start again"
+			}
+			a, err := app.New(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "serving the order API at http://%s\n", ln.Addr())
+			return serve(ctx, a, ln)
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "address to listen on")
+	return cmd
+}
+
+func logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// serve runs a's workers and its API on ln until ctx ends.
+func serve(ctx context.Context, a *app.App, ln net.Listener) error {
+	srv := &http.Server{Handler: a.Handler, ReadHeaderTimeout: 10 * time.Second}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.Run(ctx) })
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	return g.Wait()
+}
