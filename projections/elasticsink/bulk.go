@@ -177,7 +177,7 @@ func (s *Sink) send(ctx context.Context, body *bytes.Buffer, acts []action, toAl
 	if err != nil {
 		return nil, fmt.Errorf("elasticsink: bulk: %w", err)
 	}
-	defer res.Body.Close()
+	defer drain(res.Body)
 	if res.IsError() {
 		b, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
 		return nil, &ResponseError{Op: "bulk", Status: res.StatusCode, Body: string(bytes.TrimSpace(b))}
@@ -232,7 +232,7 @@ func (s *Sink) mget(ctx context.Context, keys []docKey) (map[docKey]map[string]a
 	if err != nil {
 		return nil, fmt.Errorf("elasticsink: read documents to update: %w", err)
 	}
-	defer res.Body.Close()
+	defer drain(res.Body)
 	if res.IsError() {
 		b, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
 		return nil, &ResponseError{Op: "mget", Status: res.StatusCode, Body: string(bytes.TrimSpace(b))}

@@ -126,7 +126,7 @@ func (s *Sink) aliasIndices(ctx context.Context, alias string) ([]string, error)
 	if err != nil {
 		return nil, fmt.Errorf("elasticsink: get alias %s: %w", alias, err)
 	}
-	defer res.Body.Close()
+	defer drain(res.Body)
 	if res.StatusCode == http.StatusNotFound {
 		return nil, nil
 	}
@@ -164,6 +164,13 @@ func check(res *esapi.Response, err error, op string) error {
 func isType(err error, typ string) bool {
 	var re *ResponseError
 	return errors.As(err, &re) && strings.Contains(re.Body, `"type":"`+typ+`"`)
+}
+
+// drain reads what is left of a response body and closes it, so that its
+// connection can serve the next request.
+func drain(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, body)
+	_ = body.Close()
 }
 
 // done checks a response whose body does not matter, and closes it.

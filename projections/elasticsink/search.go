@@ -42,7 +42,7 @@ func Search[T any](ctx context.Context, client *elasticsearch.Client, index stri
 	if err := check(res, err, "search "+index); err != nil {
 		return Result[T]{}, err
 	}
-	defer res.Body.Close()
+	defer drain(res.Body)
 	var out struct {
 		Hits struct {
 			Total struct {
