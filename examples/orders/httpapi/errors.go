@@ -120,7 +120,7 @@ func joinLines(s string) string { return strings.ReplaceAll(s, "\n", "; ") }
 
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	ae := toAPIError(err)
-	if ae.status >= 500 && ae.code == "internal" {
+	if ae.status >= 500 && ae.code == "internal" && r.Context().Err() == nil {
 		s.log.ErrorContext(r.Context(), "orders api: request failed", slog.String("method", r.Method),
 			slog.String("path", r.URL.Path), slog.Any("error", err))
 	}
