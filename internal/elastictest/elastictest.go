@@ -22,9 +22,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -40,12 +40,7 @@ const (
 	EnvSkip = "STRATA_SKIP_ELASTIC"
 )
 
-var (
-	startErr   error
-	clientOnce sync.Once
-	client     *elasticsearch.Client
-	clientErr  error
-)
+var startErr error
 
 // Run starts a throwaway server when TEST_ELASTICSEARCH_URL is unset (and
 // STRATA_SKIP_ELASTIC is not 1), runs next (pgtest.Run, or m.Run), stops
@@ -89,17 +84,24 @@ func URL(t testing.TB) string {
 	return url
 }
 
-// Client returns a client of the test server, shared by the tests of the
-// binary.
+// Client returns a client of the test server for the test; its idle
+// connections are closed when the test ends, so goleak finds no goroutine
+// of theirs.
 func Client(t testing.TB) *elasticsearch.Client {
 	t.Helper()
-	url := URL(t)
-	clientOnce.Do(func() {
-		client, clientErr = elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{url}})
-	})
-	if clientErr != nil {
-		t.Fatalf("elastictest: client for %s: %v", url, clientErr)
+	return ClientOf(t, URL(t))
+}
+
+// ClientOf is [Client] for another address, such as a proxy's.
+func ClientOf(t testing.TB, url string) *elasticsearch.Client {
+	t.Helper()
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 16
+	client, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{url}, Transport: tr})
+	if err != nil {
+		t.Fatalf("elastictest: client for %s: %v", url, err)
 	}
+	t.Cleanup(tr.CloseIdleConnections)
 	return client
 }
 
