@@ -306,7 +306,11 @@ func (w *Worker[Tx]) take(ctx context.Context, pending *[]item, m subMsg, ok boo
 	if m.err != nil {
 		return false, fmt.Errorf("%w: subscription: %w", errRestart, m.err)
 	}
-	*pending = append(*pending, m.items...)
+	if len(*pending) == 0 {
+		*pending = m.items
+	} else {
+		*pending = append(*pending, m.items...)
+	}
 	return true, nil
 }
 
