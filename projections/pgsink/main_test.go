@@ -214,3 +214,25 @@ func (p stock) Setup(ctx context.Context, tx *pgsink.Tx) error {
 		CREATE TABLE `+tx.Table("stock").Sanitize()+` (sku text PRIMARY KEY, qty bigint NOT NULL, version bigint NOT NULL)`)
 	return err
 }
+
+// waitVisible waits until readers of the log see pos: another test's open
+// transaction may hold them back for a while.
+func (e env) waitVisible(t *testing.T, pos es.Position) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for {
+		head, err := e.store.Head(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !head.Before(pos) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s did not become visible; head is %s", pos, head)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}

@@ -95,6 +95,7 @@ func TestRebuildResumes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	head := e.importEvents(t, 3000)
+	e.waitVisible(t, head)
 	ctx, cancel := context.WithCancel(t.Context())
 	var batches atomic.Int32
 	crashing := stock{name: "stock", before: func(context.Context, *pgsink.Tx, []projections.Event) error {
@@ -133,6 +134,7 @@ func TestRebuildRunsOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	head := e.importEvents(t, 2000)
+	e.waitVisible(t, head) // else the rebuild may find nothing to do
 	inside, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	slow := stock{name: "stock", before: func(context.Context, *pgsink.Tx, []projections.Event) error {
@@ -146,7 +148,11 @@ func TestRebuildRunsOnce(t *testing.T) {
 	go func() {
 		first <- e.sink.Rebuild(t.Context(), e.store, e.reg, slow, pgsink.RebuildConfig{Worker: projections.Config{Logger: quiet, BatchSize: 500}})
 	}()
-	<-inside
+	select {
+	case <-inside:
+	case err := <-first:
+		t.Fatalf("Rebuild returned %v before its first batch", err)
+	}
 	err := e.sink.Rebuild(t.Context(), e.store, e.reg, stock{name: "stock"}, pgsink.RebuildConfig{Worker: projections.Config{Logger: quiet}})
 	var running *pgsink.RebuildRunningError
 	if !errors.As(err, &running) || !errors.Is(err, pgsink.ErrRebuildRunning) {
