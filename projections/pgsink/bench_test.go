@@ -47,6 +47,13 @@ func (lastQty) HandleBatch(ctx context.Context, tx *pgsink.Tx, events []projecti
 	return err
 }
 
+func (lastQty) Tables() []string { return []string{"last_qty"} }
+
+func (lastQty) Setup(ctx context.Context, tx *pgsink.Tx) error {
+	_, err := tx.Exec(ctx, `CREATE TABLE `+tx.Table("last_qty").Sanitize()+` (sku text PRIMARY KEY, qty bigint NOT NULL)`)
+	return err
+}
+
 // foldLast keeps the last quantity of each SKU of a batch.
 func foldLast(n int, at func(int) itemAdded) ([]string, []int64) {
 	idx := make(map[string]int, n)
@@ -125,6 +132,23 @@ func BenchmarkCatchUp(b *testing.B) {
 			}
 			cancel()
 			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			check(b)
+			b.StartTimer()
+		}
+		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	})
+
+	// Rebuild: a new generation from the start of the log, swapped in.
+	b.Run("rebuild", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			reset(b)
+			b.StartTimer()
+			err := sink.Rebuild(ctx, store, reg, lastQty{}, pgsink.RebuildConfig{Worker: projections.Config{Logger: quiet, BatchSize: 2000}})
+			if err != nil {
 				b.Fatal(err)
 			}
 			b.StopTimer()
