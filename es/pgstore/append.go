@@ -80,7 +80,9 @@ type appendArgs struct {
 	kind     int16 // see expectedArgs
 	version  int64
 	check    bool // some ID came from the caller
-	ids      []uuid.UUID
+	// ids are plain arrays: pgx encodes those in binary, but a uuid.UUID
+	// through its driver.Valuer, as text.
+	ids      [][16]byte
 	types    []string
 	data     [][]byte
 	metadata [][]byte
@@ -94,7 +96,7 @@ func newAppendArgs(stream string, expected es.ExpectedVersion, events []es.Event
 		stream:   stream,
 		expected: expected,
 		events:   events,
-		ids:      make([]uuid.UUID, len(events)),
+		ids:      make([][16]byte, len(events)),
 		types:    make([]string, len(events)),
 		data:     make([][]byte, len(events)),
 		metadata: make([][]byte, len(events)),

@@ -137,7 +137,7 @@ func (src *importSource) Next() bool {
 	if at.IsZero() {
 		at = src.now
 	}
-	src.row = append(src.row[:0], e.ID, ev.Stream, v, e.Type, e.Data, md, at)
+	src.row = append(src.row[:0], [16]byte(e.ID), ev.Stream, v, e.Type, e.Data, md, at)
 	return true
 }
 

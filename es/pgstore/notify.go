@@ -15,8 +15,10 @@ import (
 // the server can insert. Appends made with [Store.Append] therefore notify
 // only when no other append in flight is going to:
 //
-//   - every such append takes the advisory lock (notifyLock, 0) in shared
-//     mode before anything else, and holds it until it commits;
+//   - every such append takes one of the advisory locks (notifyLock, 2…17),
+//     chosen by its stream, in shared mode before anything else, and holds
+//     it until it commits (sixteen rather than one, so that concurrent
+//     appends do not all queue for the same lock manager partition);
 //   - after inserting, it tries to take (notifyLock, 1) exclusively, until it
 //     commits, and notifies only if it got it. If it did not, the holder is
 //     another append that has inserted, has not committed yet, and will
@@ -24,8 +26,8 @@ import (
 //
 // An append that did not notify may commit after the one that did, so a
 // subscriber woken by that notification may read too early. Before it goes
-// back to waiting, a subscriber therefore checks that (notifyLock, 0) is
-// free, i.e. that no append is in flight, and only then that no committed
+// back to waiting, a subscriber therefore checks that those sixteen locks
+// are free, i.e. that no append is in flight, and only then that no committed
 // event is pending; otherwise it looks again within milliseconds. Both
 // checks run in that order in one batch, so an append that commits between
 // them is seen by the second.

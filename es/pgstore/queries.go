@@ -32,7 +32,7 @@ type queries struct {
 // cur is the stream's last event (version v, tx_id), or NULLs for a new
 // stream.
 const appendFastFrom = `FROM (
-				SELECT pg_advisory_xact_lock_shared({{notifylock}}, 0),
+				SELECT pg_advisory_xact_lock_shared({{notifylock}}, 2 + (hashtext($1) & 15)),
 					pg_advisory_xact_lock({{streamlock}}, hashtext($1))
 			) lock
 			LEFT JOIN LATERAL (
@@ -117,10 +117,11 @@ func newQueries(expand func(string) string) queries {
 		pending: expand(`SELECT EXISTS (
 			SELECT FROM {{schema}}.events WHERE (tx_id, position) > ($1, $2))`),
 
-		// Whether no append is in flight: nobody holds (notifyLock, 0).
-		// Taking it exclusively for the rest of the batch it runs in makes
-		// new appends wait for a moment.
-		appendsIdle: expand(`SELECT pg_try_advisory_xact_lock({{notifylock}}, 0)`),
+		// Whether no append is in flight: nobody holds any of the locks
+		// (notifyLock, 2…17). Taking them exclusively for the rest of the
+		// batch this runs in makes new appends wait for a moment.
+		appendsIdle: expand(`SELECT bool_and(pg_try_advisory_xact_lock({{notifylock}}, k))
+			FROM generate_series(2, 17) AS k`),
 
 		// The first held-back event and the transaction holding it: the
 		// oldest running one, from pg_stat_activity, or a prepared

@@ -72,9 +72,11 @@ type Store struct {
 	channel string // notification channel name, unquoted
 	// streamLock is the first key of the advisory locks that serialize
 	// appends to a stream: (streamLock, hashtext(stream)). notifyLock is the
-	// first key of the two locks that let appends skip most notifications:
-	// (notifyLock, 0), held shared by every append in flight, and
-	// (notifyLock, 1), held by the one append that will notify.
+	// first key of the locks that let appends skip most notifications:
+	// (notifyLock, 1), held by the one append in flight that will notify,
+	// and (notifyLock, 2…17), one of which every append in flight holds in
+	// shared mode (chosen by its stream, to spread them over the lock
+	// manager's partitions).
 	streamLock, notifyLock int32
 	q                      queries
 }

@@ -89,7 +89,7 @@ DECLARE
     base_max bigint;
 BEGIN
     IF p_debounce THEN
-        PERFORM pg_advisory_xact_lock_shared({{notifylock}}, 0);
+        PERFORM pg_advisory_xact_lock_shared({{notifylock}}, 2 + (hashtext(p_stream) & 15));
     END IF;
     -- Held until the transaction ends. Each statement below takes a new
     -- snapshot, so it sees what the previous holder committed.
