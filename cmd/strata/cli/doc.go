@@ -1,0 +1,18 @@
+// Package cli holds the commands of the strata binary, on cobra, for an
+// application to mount in its own binary with its projections:
+//
+//	root := cli.New(cli.Config{Name: "orders", Registry: reg,
+//		Projections: []cli.Projection{{Projection: orderViews{}}}})
+//	os.Exit(cli.Main(context.Background(), root, os.Args[1:]))
+//
+// Then `orders projections rebuild order_view` works. The generic strata
+// binary is [New] with a zero [Config]: it runs every command that needs no
+// application code (migrate, streams, events, projections list, status,
+// reset, pause, resume, dead-letters list and skip) by reading the store and
+// the checkpoint tables.
+//
+// Settings come from flags, then the environment: STRATA_DATABASE_URL,
+// STRATA_ESDB_URL, STRATA_ELASTICSEARCH_URL and STRATA_SCHEMA. [Main]
+// returns the exit code: 0 success, 1 the operation failed, 2 usage error,
+// and prints errors on one line (with detail under --verbose).
+package cli

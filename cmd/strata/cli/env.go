@@ -1,0 +1,310 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+
+	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/es/esdbstore"
+	"github.com/stratadev/strata/es/pgstore"
+	"github.com/stratadev/strata/projections/pgsink"
+)
+
+// Environment variables read when the matching flag is not given.
+const (
+	EnvDatabaseURL      = "STRATA_DATABASE_URL"
+	EnvESDBURL          = "STRATA_ESDB_URL"
+	EnvElasticsearchURL = "STRATA_ELASTICSEARCH_URL"
+	EnvSchema           = "STRATA_SCHEMA"
+)
+
+// connectTimeout bounds the first connection, so that an unreachable
+// database fails fast.
+const connectTimeout = 10 * time.Second
+
+type flags struct {
+	databaseURL, esdbURL, elasticURL string
+	schema, readSchema               string
+	output                           string
+	verbose                          bool
+
+	cmd *cobra.Command // the root, to see which flags were set
+}
+
+func (f *flags) register(root *cobra.Command) {
+	f.cmd = root
+	pf := root.PersistentFlags()
+	pf.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL URL of the event store and the checkpoints (env "+EnvDatabaseURL+")")
+	pf.StringVar(&f.esdbURL, "esdb-url", "", "EventStoreDB/KurrentDB connection string: read events from there; checkpoints stay in PostgreSQL (env "+EnvESDBURL+")")
+	pf.StringVar(&f.elasticURL, "elasticsearch-url", "", "Elasticsearch URL for the application's Elasticsearch projections (env "+EnvElasticsearchURL+")")
+	pf.StringVar(&f.schema, "schema", pgstore.SchemaDefault, "PostgreSQL schema of the event store and the checkpoints (env "+EnvSchema+")")
+	pf.StringVar(&f.readSchema, "read-schema", "", "PostgreSQL schema of the read-model tables (default: --schema)")
+	pf.StringVarP(&f.output, "output", "o", "", "output format: table, json or lines (default: table on a terminal, lines otherwise)")
+	pf.BoolVarP(&f.verbose, "verbose", "v", false, "log what happens and print the detail of errors")
+	root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json", "lines"}, cobra.ShellCompDirectiveNoFileComp))
+}
+
+// resolve fills in what the flags left unset from the environment, and
+// checks the values.
+func (f *flags) resolve(getenv func(string) string) error {
+	fill := func(v *string, flag, env string) {
+		if !f.cmd.PersistentFlags().Changed(flag) {
+			if e := getenv(env); e != "" {
+				*v = e
+			}
+		}
+	}
+	fill(&f.databaseURL, "database-url", EnvDatabaseURL)
+	fill(&f.esdbURL, "esdb-url", EnvESDBURL)
+	fill(&f.elasticURL, "elasticsearch-url", EnvElasticsearchURL)
+	fill(&f.schema, "schema", EnvSchema)
+	switch f.output {
+	case "", "table", "json", "lines":
+	default:
+		return usagef("invalid argument %q for --output: want table, json or lines", f.output)
+	}
+	if err := (pgsink.Config{Schema: f.schema, ReadSchema: f.readSchema}).Validate(); err != nil {
+		return usagef("invalid --schema or --read-schema: %v", err)
+	}
+	return nil
+}
+
+// settings are the connection settings the commands resolved from flags
+// and the environment.
+type settings struct {
+	DatabaseURL      string
+	ESDBURL          string
+	ElasticsearchURL string
+	Schema           string // of the event store and the checkpoints
+	ReadSchema       string // of the read-model tables
+}
+
+func (a *app) settings() settings {
+	f := a.flags
+	rs := f.readSchema
+	if rs == "" {
+		rs = f.schema
+	}
+	return settings{DatabaseURL: f.databaseURL, ESDBURL: f.esdbURL, ElasticsearchURL: f.elasticURL, Schema: f.schema, ReadSchema: rs}
+}
+
+// logger logs to stderr: warnings and errors, and everything with --verbose.
+func (a *app) logger() *slog.Logger {
+	level := slog.LevelWarn
+	if a.flags.verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(a.cfg.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// conn holds what a command works with. The PostgreSQL pool is always
+// there, for the checkpoints; the events come from pg or from esdb.
+type conn struct {
+	pool  *pgxpool.Pool
+	sink  *pgsink.Sink
+	store es.Store
+	pg    *pgstore.Store   // nil when the events live in EventStoreDB
+	esdb  *esdbstore.Store // nil when they live in PostgreSQL
+	url   string           // the database URL without its password
+	log   *slog.Logger
+}
+
+func (c *conn) close() {
+	if c.esdb != nil {
+		c.esdb.Close()
+	}
+	c.pool.Close()
+}
+
+// connect opens the database (and EventStoreDB when asked), failing fast
+// with an error that names the URL without its password.
+func (a *app) connect(ctx context.Context) (*conn, error) {
+	s := a.settings()
+	if s.DatabaseURL == "" {
+		return nil, usagef("no database: set --database-url or %s", EnvDatabaseURL)
+	}
+	cfg, err := pgxpool.ParseConfig(s.DatabaseURL)
+	if err != nil {
+		return nil, usagef("invalid database URL: %s", redactParseError(err))
+	}
+	cfg.ConnConfig.ConnectTimeout = min(cmpNonZero(cfg.ConnConfig.ConnectTimeout, connectTimeout), connectTimeout)
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = a.cfg.Name
+	}
+	display := displayURL(&cfg.ConnConfig.Config)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, &connectError{url: display, err: err}
+	}
+	pctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	err = pool.Ping(pctx)
+	cancel()
+	if err != nil {
+		pool.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, &connectError{url: display, err: err}
+	}
+	log := a.logger()
+	c := &conn{pool: pool, url: display, log: log}
+	c.sink = pgsink.New(pool, pgsink.Config{Schema: s.Schema, ReadSchema: s.ReadSchema, Logger: log})
+	if s.ESDBURL != "" {
+		st, err := esdbstore.Open(ctx, esdbstore.Config{ConnectionString: s.ESDBURL, Logger: log})
+		if err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("cannot connect to EventStoreDB %s: %w", redactURL(s.ESDBURL), err)
+		}
+		c.esdb, c.store = st, st
+	} else {
+		c.pg = pgstore.New(pool, pgstore.Config{Schema: s.Schema, Logger: log})
+		c.store = c.pg
+	}
+	return c, nil
+}
+
+func cmpNonZero(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// connectError is a failure to reach the database.
+type connectError struct {
+	url string
+	err error
+}
+
+func (e *connectError) Error() string { return fmt.Sprintf("cannot connect to %s: %v", e.url, e.err) }
+func (e *connectError) Unwrap() error { return e.err }
+
+// short says what went wrong in a few words: "connection refused",
+// "password authentication failed for user x", "no such host".
+func (e *connectError) short() string {
+	return fmt.Sprintf("cannot connect to %s: %s", e.url, rootCause(e.err))
+}
+
+func rootCause(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Message
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return "no such host " + dnsErr.Name
+	}
+	var sysErr *os.SyscallError
+	if errors.As(err, &sysErr) {
+		return sysErr.Err.Error()
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Err != nil {
+		return opErr.Err.Error()
+	}
+	if errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
+		return "timed out after " + connectTimeout.String()
+	}
+	return err.Error()
+}
+
+// displayURL renders a connection config as a URL without the password.
+func displayURL(c *pgconn.Config) string {
+	u := url.URL{Scheme: "postgres", Path: "/" + c.Database}
+	if c.User != "" {
+		u.User = url.User(c.User)
+	}
+	host := c.Host
+	if len(host) > 0 && host[0] == '/' { // a Unix socket directory
+		u.Host = ""
+		q := url.Values{"host": {host}}
+		if c.Port != 0 && c.Port != 5432 {
+			q.Set("port", strconv.Itoa(int(c.Port)))
+		}
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	u.Host = net.JoinHostPort(host, strconv.Itoa(int(c.Port)))
+	return u.String()
+}
+
+// redactURL drops the password of a URL, if it parses as one.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" {
+		return "(the configured URL)"
+	}
+	if u.User != nil {
+		u.User = url.User(u.User.Username())
+	}
+	q := u.Query()
+	if q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
+}
+
+// redactParseError returns pgx's parse error, which already masks
+// passwords, in one line.
+func redactParseError(err error) string {
+	var pe *pgconn.ParseConfigError
+	if errors.As(err, &pe) {
+		return pe.Error()
+	}
+	return err.Error()
+}
+
+// detail lists what --verbose adds to an error's line: the whole chain and
+// PostgreSQL's detail and hint.
+func detail(err error) []string {
+	var out []string
+	var c *connectError
+	if errors.As(err, &c) {
+		out = append(out, "error: "+c.err.Error())
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		out = append(out, fmt.Sprintf("postgres: %s (SQLSTATE %s)", pgErr.Message, pgErr.Code))
+		if pgErr.Detail != "" {
+			out = append(out, "detail: "+pgErr.Detail)
+		}
+		if pgErr.Hint != "" {
+			out = append(out, "hint: "+pgErr.Hint)
+		}
+		if pgErr.Where != "" {
+			out = append(out, "where: "+pgErr.Where)
+		}
+	}
+	return out
+}
+
+// explain turns "relation does not exist" into advice.
+func (a *app) explain(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") {
+		return fmt.Errorf("schema %q has no strata tables: run '%s migrate' first (%w)", a.flags.schema, a.cfg.Name, err)
+	}
+	return err
+}
+
+// pgstoreWithLogger returns c's PostgreSQL store logging to log.
+func pgstoreWithLogger(c *conn, log *slog.Logger) *pgstore.Store {
+	return pgstore.New(c.pool, pgstore.Config{Schema: c.pg.Schema(), Logger: log})
+}
+
+// sinkWithLogger returns c's sink logging to log.
+func sinkWithLogger(c *conn, s settings, log *slog.Logger) *pgsink.Sink {
+	return pgsink.New(c.pool, pgsink.Config{Schema: s.Schema, ReadSchema: s.ReadSchema, Logger: log})
+}

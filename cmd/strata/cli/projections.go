@@ -1,0 +1,606 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/spf13/cobra"
+
+	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/projections"
+	"github.com/stratadev/strata/projections/pgsink"
+)
+
+func (a *app) projectionsCommand() *cobra.Command {
+	cmd := group("projections", "List, watch, run, rebuild, pause and resume projections",
+		fmt.Sprintf(`  %[1]s projections status --watch
+  %[1]s projections run
+  %[1]s projections rebuild order_view`, a.cfg.Name),
+		a.projectionsListCommand(), a.projectionsStatusCommand(), a.runCommand(), a.rebuildCommand(),
+		a.resetCommand(), a.pauseCommand(), a.resumeCommand(), a.deadLettersCommand())
+	cmd.Aliases = []string{"projection", "proj"}
+	return cmd
+}
+
+// checkpointNames lists the projections that have a checkpoint or a
+// rebuild in progress.
+func checkpointNames(ctx context.Context, c *conn) ([]string, error) {
+	rows, err := c.pool.Query(ctx, `SELECT name FROM `+pgx.Identifier{c.sink.Schema(), "projection_checkpoints"}.Sanitize()+
+		` WHERE name NOT LIKE '%#rebuild' UNION SELECT name FROM `+pgx.Identifier{c.sink.Schema(), "projection_rebuilds"}.Sanitize()+
+		` ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("list projections: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list projections: %w", err)
+	}
+	return names, nil
+}
+
+// knownNames lists the projections with a checkpoint or registered here.
+func (a *app) knownNames(ctx context.Context, c *conn) ([]string, error) {
+	names, err := checkpointNames(ctx, c)
+	if err != nil {
+		return nil, a.explain(err)
+	}
+	for _, n := range a.registeredNames() {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// known checks that name is a projection: registered here or with a
+// checkpoint.
+func (a *app) known(ctx context.Context, c *conn, name string) error {
+	names, err := a.knownNames(ctx, c)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(names, name) {
+		return nil
+	}
+	if len(names) == 0 {
+		return usagef("unknown projection %q: there are no projections in schema %s yet", name, a.flags.schema)
+	}
+	return usagef("unknown projection %q; known projections: %s", name, strings.Join(names, ", "))
+}
+
+// completeProjections completes projection names from the registered ones.
+func (a *app) completeProjections(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	return a.registeredNames(), cobra.ShellCompDirectiveNoFileComp
+}
+
+func (a *app) projectionsListCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List projections with their state and checkpoint",
+		Long: `List the projections that have a checkpoint in --schema, and those this
+binary registers, with their state and checkpoint. For lag, throughput and
+errors see 'projections status'.`,
+		Example: fmt.Sprintf("  %[1]s projections list\n  %[1]s projections list -o json", a.cfg.Name),
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			c, err := a.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			names, err := a.knownNames(ctx, c)
+			if err != nil {
+				return err
+			}
+			type item struct {
+				Name       string            `json:"name"`
+				State      projections.State `json:"state"`
+				Checkpoint es.Position       `json:"checkpoint"`
+				Registered bool              `json:"registered"`
+				UpdatedAt  time.Time         `json:"updated_at"`
+			}
+			items := []item{}
+			for _, n := range names {
+				cp, err := c.sink.Checkpoint(ctx, n)
+				if err != nil {
+					return err
+				}
+				_, reg := a.registered(n)
+				items = append(items, item{Name: n, State: cp.State, Checkpoint: cp.Position, Registered: reg, UpdatedAt: cp.UpdatedAt})
+			}
+			if a.format() == formatJSON {
+				return a.writeJSON(items)
+			}
+			t := a.newTable("NAME", "STATE", "CHECKPOINT", "UPDATED")
+			for _, it := range items {
+				t.row(it.Name, string(it.State), it.Checkpoint.String(), formatTime(it.UpdatedAt))
+			}
+			t.flush()
+			return nil
+		},
+	}
+}
+
+// projStatus is what status shows of a projection.
+type projStatus struct {
+	Name         string               `json:"name"`
+	State        projections.State    `json:"state"`
+	Checkpoint   es.Position          `json:"checkpoint"`
+	Head         es.Position          `json:"head"`
+	LagEvents    int64                `json:"lag_events"`
+	LagEstimated bool                 `json:"lag_estimated,omitempty"`
+	LagSeconds   float64              `json:"lag_seconds"`
+	Throughput   *float64             `json:"throughput_per_second,omitempty"`
+	WorkerPID    int                  `json:"worker_pid,omitempty"`
+	Rebuild      *rebuildJSON         `json:"rebuild,omitempty"`
+	DeadLetters  int64                `json:"dead_letters"`
+	LastError    *projections.Failure `json:"last_error,omitempty"`
+	UpdatedAt    time.Time            `json:"updated_at"`
+	HeldBack     string               `json:"held_back,omitempty"`
+
+	lag time.Duration
+}
+
+type rebuildJSON struct {
+	Done       int64   `json:"done"`
+	Total      int64   `json:"total"`
+	Rate       float64 `json:"rate"`
+	ETASeconds float64 `json:"eta_seconds"`
+	Running    bool    `json:"running"` // a process is rebuilding it now
+}
+
+// sample is a set of checkpoints at a time, for throughput.
+type sample struct {
+	at  time.Time
+	cps map[string]es.Position
+}
+
+func (a *app) takeSample(ctx context.Context, c *conn, names []string) (sample, error) {
+	s := sample{at: time.Now(), cps: map[string]es.Position{}}
+	for _, n := range names {
+		cp, err := c.sink.Checkpoint(ctx, n)
+		if err != nil {
+			return s, err
+		}
+		s.cps[n] = cp.Position
+	}
+	return s, nil
+}
+
+// statuses reads the status of each projection; with prev, it adds the
+// throughput since then.
+func (a *app) statuses(ctx context.Context, c *conn, names []string, prev *sample) ([]projStatus, sample, error) {
+	opts := projections.StatusOptions{Store: c.store, Checkpoints: c.sink}
+	if c.pg != nil {
+		opts.HeldBack = pgsink.HeldBack(c.pg)
+	}
+	now := sample{at: time.Now(), cps: map[string]es.Position{}}
+	out := make([]projStatus, 0, len(names))
+	dead, err := deadLetterCounts(ctx, c)
+	if err != nil {
+		return nil, now, a.explain(err)
+	}
+	for _, n := range names {
+		st, err := projections.ReadStatus(ctx, opts, n)
+		if err != nil {
+			return nil, now, a.explain(err)
+		}
+		now.cps[n] = st.Checkpoint
+		ps := projStatus{
+			Name: n, State: st.State, Checkpoint: st.Checkpoint, Head: st.Head,
+			LagEvents: st.LagEvents, LagEstimated: st.LagEstimated, LagSeconds: st.Lag.Seconds(), lag: st.Lag,
+			LastError: st.LastError, UpdatedAt: st.UpdatedAt, HeldBack: st.HeldBack, DeadLetters: dead[n],
+		}
+		if prev != nil {
+			if from, ok := prev.cps[n]; ok {
+				k, err := countBetween(ctx, c.store, from, st.Checkpoint)
+				if err != nil {
+					return nil, now, err
+				}
+				r := 0.0
+				if el := now.at.Sub(prev.at).Seconds(); el > 0 {
+					r = float64(k) / el
+				}
+				ps.Throughput = &r
+			}
+		}
+		if pid, held, err := c.sink.LeaseHolder(ctx, n); err != nil {
+			return nil, now, err
+		} else if held {
+			ps.WorkerPID = pid
+		}
+		if pr, ok, err := c.sink.RebuildStatus(ctx, n); err != nil {
+			return nil, now, a.explain(err)
+		} else if ok {
+			_, running, err := c.sink.LeaseHolder(ctx, n+"#rebuild")
+			if err != nil {
+				return nil, now, err
+			}
+			ps.Rebuild = &rebuildJSON{Done: pr.Done, Total: pr.Total, Rate: pr.Rate, ETASeconds: pr.ETA.Seconds(), Running: running}
+		}
+		out = append(out, ps)
+	}
+	return out, now, nil
+}
+
+// countBetween counts the events after from up to to, reading at most
+// projections.LagCountLimit of them; beyond that it estimates from the
+// positions.
+func countBetween(ctx context.Context, store es.Store, from, to es.Position) (int64, error) {
+	var n int64
+	for from.Before(to) && n < projections.LagCountLimit {
+		recs, err := store.ReadAll(ctx, from, 1000)
+		if err != nil {
+			return 0, err
+		}
+		for _, r := range recs {
+			if to.Before(r.Position) {
+				return n, nil
+			}
+			n++
+		}
+		if len(recs) == 0 {
+			return n, nil
+		}
+		from = recs[len(recs)-1].Position
+	}
+	if from.Before(to) && to.Prepare > from.Prepare {
+		n += int64(to.Prepare - from.Prepare)
+	}
+	return n, nil
+}
+
+func deadLetterCounts(ctx context.Context, c *conn) (map[string]int64, error) {
+	rows, err := c.pool.Query(ctx, `SELECT projection, count(*) FROM `+
+		pgx.Identifier{c.sink.Schema(), "projection_dead_letters"}.Sanitize()+` GROUP BY projection`)
+	if err != nil {
+		return nil, fmt.Errorf("count dead letters: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var (
+			name string
+			n    int64
+		)
+		if err := rows.Scan(&name, &n); err != nil {
+			return nil, err
+		}
+		out[name] = n
+	}
+	return out, rows.Err()
+}
+
+func (a *app) projectionsStatusCommand() *cobra.Command {
+	var (
+		watch    bool
+		interval time.Duration
+		sampleD  time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "status [name]",
+		Short: "Show state, checkpoint, head, lag, throughput and last error",
+		Long: `Show what projections are doing: state, checkpoint, the head of the log,
+lag in events and in time (how long the oldest event not yet applied has
+been stored), throughput, the worker holding the lease, a rebuild in
+progress, dead letters and the last error. When an open transaction holds
+readers of the log back, status says which.
+
+Throughput is measured over --sample (or between refreshes with --watch).
+--watch refreshes every --interval until interrupted.`,
+		Example: fmt.Sprintf(`  %[1]s projections status
+  %[1]s projections status order_view
+  %[1]s projections status --watch --interval 5s
+  %[1]s projections status -o json --sample 0`, a.cfg.Name),
+		Args:              rangeArgs(0, 1, "at most one projection name"),
+		ValidArgsFunction: a.completeProjections,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if interval <= 0 || sampleD < 0 {
+				return usagef("--interval must be positive and --sample must not be negative")
+			}
+			ctx := cmd.Context()
+			c, err := a.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			names, err := a.knownNames(ctx, c)
+			if err != nil {
+				return err
+			}
+			if len(args) == 1 {
+				if err := a.known(ctx, c, args[0]); err != nil {
+					return err
+				}
+				names = args
+			}
+			var prev *sample
+			if !watch && sampleD > 0 {
+				s, err := a.takeSample(ctx, c, names)
+				if err != nil {
+					return err
+				}
+				if !sleepCtx(ctx, sampleD) {
+					return nil
+				}
+				prev = &s
+			}
+			for frame := 0; ; frame++ {
+				sts, now, err := a.statuses(ctx, c, names, prev)
+				if err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return err
+				}
+				if err := a.renderStatus(sts, len(args) == 1, watch, frame); err != nil {
+					return err
+				}
+				if !watch {
+					return nil
+				}
+				prev = &now
+				if !sleepCtx(ctx, interval) {
+					return nil
+				}
+			}
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVarP(&watch, "watch", "w", false, "refresh until interrupted")
+	f.DurationVar(&interval, "interval", 2*time.Second, "time between refreshes with --watch")
+	f.DurationVar(&sampleD, "sample", time.Second, "measure throughput over this long (0: do not)")
+	return cmd
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (a *app) renderStatus(sts []projStatus, one, watch bool, frame int) error {
+	w := a.stdout()
+	format := a.format()
+	if format == formatJSON {
+		if watch { // one document per refresh, one per line
+			return writeCompactJSON(w, sts)
+		}
+		if one {
+			return a.writeJSON(sts[0])
+		}
+		return a.writeJSON(sts)
+	}
+	if watch && format == formatTable {
+		if a.tty() {
+			fmt.Fprint(w, "\x1b[H\x1b[2J") // redraw in place
+		} else if frame > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "%s  (every refresh; Ctrl-C to stop)\n\n", time.Now().Format("15:04:05"))
+	}
+	if one && format == formatTable {
+		a.renderStatusDetail(w, sts[0])
+		return nil
+	}
+	t := a.newTable("NAME", "STATE", "CHECKPOINT", "HEAD", "LAG", "LAG TIME", "RATE", "WORKER", "LAST ERROR")
+	for _, s := range sts {
+		t.row(s.Name, stateCell(s), s.Checkpoint.String(), s.Head.String(), lagCell(s), formatAge(s.lag),
+			rateCell(s), workerCell(s), errorCell(s, !t.lines))
+	}
+	t.flush()
+	if len(sts) > 0 && sts[0].HeldBack != "" && format == formatTable {
+		fmt.Fprintf(w, "\nreaders of the log are %s\n", sts[0].HeldBack)
+	}
+	return nil
+}
+
+func (a *app) renderStatusDetail(w io.Writer, s projStatus) {
+	t := a.newTable("", "")
+	t.wrote = true // no header
+	t.row("projection", s.Name)
+	t.row("state", stateCell(s))
+	t.row("checkpoint", s.Checkpoint.String())
+	t.row("head", s.Head.String())
+	t.row("lag", fmt.Sprintf("%s events, %s", lagCell(s), formatAge(s.lag)))
+	t.row("throughput", rateCell(s))
+	t.row("worker", workerCell(s))
+	if s.Rebuild != nil {
+		r := s.Rebuild
+		how := "interrupted; run rebuild again to resume"
+		if r.Running {
+			how = "running"
+		}
+		t.row("rebuild", fmt.Sprintf("%s of %s events (%s), %s", formatCount(r.Done), formatCount(r.Total), percent(r.Done, r.Total), how))
+	} else {
+		t.row("rebuild", "-")
+	}
+	t.row("dead letters", formatCount(s.DeadLetters))
+	t.row("last error", errorCell(s, false))
+	t.row("updated", formatTime(s.UpdatedAt))
+	if s.HeldBack != "" {
+		t.row("held back", s.HeldBack)
+	}
+	t.flush()
+}
+
+func stateCell(s projStatus) string {
+	if s.Rebuild != nil && s.Rebuild.Running {
+		return string(s.State) + "+rebuilding"
+	}
+	return string(s.State)
+}
+
+func lagCell(s projStatus) string {
+	if s.LagEstimated {
+		return "~" + formatCount(s.LagEvents)
+	}
+	return formatCount(s.LagEvents)
+}
+
+func rateCell(s projStatus) string {
+	if s.Throughput == nil {
+		return "-"
+	}
+	return formatRate(*s.Throughput)
+}
+
+func workerCell(s projStatus) string {
+	if s.WorkerPID == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("pid %d", s.WorkerPID)
+}
+
+func errorCell(s projStatus, short bool) string {
+	if s.LastError == nil {
+		return "-"
+	}
+	e := s.LastError.String()
+	if short {
+		return truncate(e, 60)
+	}
+	return e
+}
+
+func percent(done, total int64) string {
+	if total <= 0 {
+		return "100%"
+	}
+	return fmt.Sprintf("%d%%", min(done*100/total, 100))
+}
+
+func (a *app) resetCommand() *cobra.Command {
+	var to string
+	cmd := &cobra.Command{
+		Use:   "reset <name>",
+		Short: "Move a projection's checkpoint, to replay the log into its tables",
+		Long: `Move a projection's checkpoint back to the start of the log (or to --to), so
+that its worker applies the events again into the tables it has. Handlers
+must then be idempotent; to build the tables anew while the old ones serve,
+use 'projections rebuild'. A running worker notices and replays at once.`,
+		Example: fmt.Sprintf(`  %[1]s projections reset order_view
+  %[1]s projections reset order_view --to 812:40`, a.cfg.Name),
+		Args:              exactArgs(1, "one projection name"),
+		ValidArgsFunction: a.completeProjections,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pos := es.Start
+			if to != "start" {
+				p, err := es.ParsePosition(to)
+				if err != nil {
+					return usagef("invalid argument %q for --to: want start or a position like 812:40", to)
+				}
+				pos = p
+			}
+			ctx := cmd.Context()
+			c, err := a.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			name := args[0]
+			if err := a.known(ctx, c, name); err != nil {
+				return err
+			}
+			before, err := c.sink.Checkpoint(ctx, name)
+			if err != nil {
+				return err
+			}
+			if err := c.sink.Reset(ctx, name, pos); err != nil {
+				return err
+			}
+			if a.format() == formatJSON {
+				return a.writeJSON(map[string]any{"name": name, "from": before.Position, "to": pos})
+			}
+			fmt.Fprintf(a.stdout(), "reset %s: checkpoint %s -> %s; its worker applies the events after it again\n", name, before.Position, pos)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "start", "the new checkpoint: start, or a position like 812:40")
+	return cmd
+}
+
+func (a *app) pauseCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "pause <name>",
+		Short: "Pause a projection: its worker finishes its batch and waits",
+		Example: fmt.Sprintf(`  %[1]s projections pause order_view
+  %[1]s projections resume order_view`, a.cfg.Name),
+		Args:              exactArgs(1, "one projection name"),
+		ValidArgsFunction: a.completeProjections,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.setState(cmd.Context(), args[0], projections.StatePaused)
+		},
+	}
+}
+
+func (a *app) resumeCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "resume <name>",
+		Short: "Resume a paused or stalled projection",
+		Long: `Resume a paused or stalled projection. A paused worker goes on by itself.
+A stalled projection's worker has stopped: start it again ('projections
+run'), after fixing the cause or moving the checkpoint past the event.`,
+		Example:           fmt.Sprintf(`  %[1]s projections resume order_view`, a.cfg.Name),
+		Args:              exactArgs(1, "one projection name"),
+		ValidArgsFunction: a.completeProjections,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.setState(cmd.Context(), args[0], projections.StateRunning)
+		},
+	}
+}
+
+func (a *app) setState(ctx context.Context, name string, state projections.State) error {
+	c, err := a.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	if err := a.known(ctx, c, name); err != nil {
+		return err
+	}
+	before, err := c.sink.Checkpoint(ctx, name)
+	if err != nil {
+		return err
+	}
+	if state == projections.StatePaused {
+		err = projections.Pause(ctx, c.sink, name)
+	} else {
+		err = projections.Resume(ctx, c.sink, name)
+	}
+	if err != nil {
+		return err
+	}
+	if a.format() == formatJSON {
+		return a.writeJSON(map[string]any{"name": name, "state": state, "previous_state": before.State, "checkpoint": before.Position})
+	}
+	w := a.stdout()
+	switch {
+	case state == projections.StatePaused:
+		fmt.Fprintf(w, "paused %s at %s (was %s); its worker finishes the batch in flight and waits\n", name, before.Position, before.State)
+	case before.State == projections.StateStalled:
+		fmt.Fprintf(w, "resumed %s (was stalled at %s); start its worker again: %s projections run %s\n", name, failureText(before.Failure), a.cfg.Name, name)
+	default:
+		fmt.Fprintf(w, "resumed %s at %s (was %s)\n", name, before.Position, before.State)
+	}
+	return nil
+}
+
+func failureText(f *projections.Failure) string {
+	if f == nil {
+		return "an unknown event"
+	}
+	return f.String()
+}

@@ -1,0 +1,223 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stratadev/strata/projections/pgsink"
+)
+
+// Default time between progress reports of a rebuild.
+const (
+	progressEveryTTY   = 200 * time.Millisecond
+	progressEveryLines = 5 * time.Second
+)
+
+func (a *app) rebuildCommand() *cobra.Command {
+	var (
+		wait  bool
+		every time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "rebuild <name>",
+		Short: "Build a projection's tables anew, blue/green, with progress",
+		Long: `Build a projection's tables anew from the start of the log, beside the live
+ones, which keep serving reads and following the log; once the new
+generation has caught up, swap it in atomically and drop the old one.
+
+A progress bar (events done / total, rate, ETA) is redrawn on a terminal;
+elsewhere a progress line is printed every --progress-interval. The command
+returns when the new tables are live.
+
+Ctrl-C stops the rebuild cleanly (exit 0); running the command again
+resumes it where it stopped. Only one rebuild of a projection runs at a
+time: when another process is rebuilding it, the command reports that
+rebuild's progress and exits 1, or with --wait follows it until it swaps.`,
+		Example: fmt.Sprintf(`  %[1]s projections rebuild order_view
+  %[1]s projections rebuild order_view --wait      # or follow the one running elsewhere
+  %[1]s projections rebuild order_view 2>&1 | tee rebuild.log`, a.cfg.Name),
+		Args:              exactArgs(1, "one projection name"),
+		ValidArgsFunction: a.completeProjections,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if every < 0 {
+				return usagef("--progress-interval must not be negative")
+			}
+			name := args[0]
+			if _, err := a.selectProjections([]string{name}); err != nil {
+				return err
+			}
+			p, _ := a.registered(name)
+			rb, ok := p.Projection.(pgsink.Rebuildable)
+			if !ok {
+				return usagef("projection %q cannot be rebuilt: it does not name its tables (pgsink.Rebuildable: Tables and Setup); use 'projections reset' to replay it into its tables", name)
+			}
+			if every == 0 {
+				every = progressEveryLines
+				if a.tty() {
+					every = progressEveryTTY
+				}
+			}
+			ctx := cmd.Context()
+			c, err := a.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			return a.rebuild(ctx, c, p, rb, every, wait)
+		},
+	}
+	cmd.Flags().BoolVar(&wait, "wait", false, "when another process is rebuilding the projection, follow its progress until it swaps")
+	cmd.Flags().DurationVar(&every, "progress-interval", 0, "time between progress reports (default: 200ms on a terminal, 5s otherwise)")
+	return cmd
+}
+
+func (a *app) rebuild(ctx context.Context, c *conn, p Projection, rb pgsink.Rebuildable, every time.Duration, wait bool) error {
+	name := p.name()
+	w := a.stdout()
+	prev, inProgress, err := c.sink.RebuildStatus(ctx, name)
+	if err != nil {
+		return a.explain(err)
+	}
+	_, running, err := c.sink.LeaseHolder(ctx, name+"#rebuild")
+	if err != nil {
+		return err
+	}
+	if inProgress && !running {
+		fmt.Fprintf(w, "resuming the rebuild of %s at %s of %s events\n", name, formatCount(prev.Done), formatCount(prev.Total))
+	}
+	bar := &progressBar{w: w, tty: a.tty(), name: name, began: time.Now()}
+	wcfg := p.Worker
+	if wcfg.Logger == nil {
+		wcfg.Logger = c.log
+	}
+	err = c.sink.Rebuild(ctx, c.store, a.cfg.Registry, rb, pgsink.RebuildConfig{
+		Worker: wcfg, Progress: bar.update, ProgressEvery: every,
+	})
+	var busy *pgsink.RebuildRunningError
+	switch {
+	case err == nil:
+		bar.finish()
+		fmt.Fprintf(w, "swapped: %s now serves the new generation (%s events in %s)\n", name, formatCount(bar.last.Total), formatAge(time.Since(bar.began)))
+		return nil
+	case errors.As(err, &busy):
+		if !wait {
+			pr := busy.Progress
+			return fmt.Errorf("a rebuild of %s is already running: %s of %s events (%s), %s, ETA %s; not starting another (--wait follows it)",
+				name, formatCount(pr.Done), formatCount(pr.Total), percent(pr.Done, pr.Total), formatRate(pr.Rate), etaText(pr.ETA))
+		}
+		fmt.Fprintf(w, "a rebuild of %s is running in another process; following it\n", name)
+		return a.follow(ctx, c, name, bar, every)
+	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+		bar.finish()
+		pr, _, _ := c.sink.RebuildStatus(context.WithoutCancel(ctx), name)
+		fmt.Fprintf(w, "stopped the rebuild of %s at %s of %s events; run '%s projections rebuild %s' again to resume\n",
+			name, formatCount(pr.Done), formatCount(pr.Total), a.cfg.Name, name)
+		return nil
+	default:
+		bar.finish()
+		return a.explain(err)
+	}
+}
+
+// follow reports the progress of a rebuild another process runs until it
+// swaps.
+func (a *app) follow(ctx context.Context, c *conn, name string, bar *progressBar, every time.Duration) error {
+	for {
+		pr, ok, err := c.sink.RebuildStatus(ctx, name)
+		if ctx.Err() != nil {
+			bar.finish()
+			return nil
+		}
+		if err != nil {
+			bar.finish()
+			return a.explain(err)
+		}
+		if !ok {
+			bar.finish()
+			fmt.Fprintf(a.stdout(), "swapped: %s now serves the new generation\n", name)
+			return nil
+		}
+		_, running, err := c.sink.LeaseHolder(ctx, name+"#rebuild")
+		if err != nil {
+			bar.finish()
+			return err
+		}
+		if !running {
+			// It may have just swapped: look once more.
+			if _, ok, err := c.sink.RebuildStatus(ctx, name); err == nil && !ok {
+				continue
+			}
+			bar.finish()
+			return fmt.Errorf("the rebuild of %s stopped at %s of %s events before swapping; run '%s projections rebuild %s' to resume it",
+				name, formatCount(pr.Done), formatCount(pr.Total), a.cfg.Name, name)
+		}
+		bar.update(pr)
+		if !sleepCtx(ctx, every) {
+			bar.finish()
+			return nil
+		}
+	}
+}
+
+// progressBar renders rebuild progress: a bar redrawn with \r on a
+// terminal, a line per report elsewhere.
+type progressBar struct {
+	w     io.Writer
+	tty   bool
+	name  string
+	began time.Time
+
+	mu    sync.Mutex
+	last  pgsink.RebuildProgress
+	drawn bool
+}
+
+const barWidth = 30
+
+func (b *progressBar) update(p pgsink.RebuildProgress) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.last = p
+	if p.Swapped {
+		p.Done = max(p.Done, p.Total)
+	}
+	counts := fmt.Sprintf("%s/%s events", formatCount(p.Done), formatCount(p.Total))
+	if !b.tty {
+		fmt.Fprintf(b.w, "%s: %s (%s), %s, ETA %s\n", b.name, counts, percent(p.Done, p.Total), formatRate(p.Rate), etaText(p.ETA))
+		return
+	}
+	filled := barWidth
+	if p.Total > 0 {
+		filled = int(min(p.Done, p.Total) * barWidth / p.Total)
+	}
+	bar := strings.Repeat("=", filled)
+	if filled < barWidth {
+		bar += ">" + strings.Repeat(" ", barWidth-filled-1)
+	}
+	fmt.Fprintf(b.w, "\r\x1b[K%s [%s] %4s  %s  %s  ETA %s", b.name, bar, percent(p.Done, p.Total), counts, formatRate(p.Rate), etaText(p.ETA))
+	b.drawn = true
+}
+
+// finish ends the bar's line.
+func (b *progressBar) finish() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.drawn {
+		fmt.Fprintln(b.w)
+		b.drawn = false
+	}
+}
+
+func etaText(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return formatAge(d.Round(time.Second))
+}

@@ -1,0 +1,113 @@
+package cli_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stratadev/strata/cmd/strata/cli"
+)
+
+func TestRebuild(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	v := &orderView{}
+	o := opts{projections: []cli.Projection{{Projection: v}}, tty: true}
+	res := e.place(t, 1, 2, 3)
+	e.runUntil(t, o, res.Position)
+	e.waitVisible(t, res.Position)
+	e.exec(t, `UPDATE {{schema}}.order_view SET total = 0`) // the rebuild repairs this
+
+	r := e.mustRun(t, o, "projections", "rebuild", "order_view", "--progress-interval", "1ms")
+	out := r.stdout.String()
+	if !strings.Contains(out, "\r\x1b[Korder_view [==============================] 100%") ||
+		!strings.Contains(out, "\nswapped: order_view now serves the new generation (") {
+		t.Errorf("rebuild on a terminal printed %q", out)
+	}
+	var sum int
+	if err := e.pool.QueryRow(t.Context(), `SELECT sum(total) FROM `+e.schema+`.order_view`).Scan(&sum); err != nil || sum != 6 {
+		t.Errorf("sum of totals after the rebuild: %d, %v; want 6", sum, err)
+	}
+
+	// Not a terminal: plain lines.
+	o.tty = false
+	r = e.mustRun(t, o, "projections", "rebuild", "order_view")
+	if out := r.stdout.String(); strings.Contains(out, "\r") || !strings.Contains(out, "order_view: 3/3 events (100%), ") {
+		t.Errorf("rebuild, piped, printed %q", out)
+	}
+
+	// Projections that are not registered, or not rebuildable.
+	e.cli(t.Context(), opts{}, "projections", "rebuild", "order_view").check(t, cli.ExitUsage, "this binary has no projections registered")
+	e.cli(t.Context(), opts{projections: []cli.Projection{{Projection: plain{v}}}}, "projections", "rebuild", "order_view").
+		check(t, cli.ExitUsage, `projection "order_view" cannot be rebuilt`)
+}
+
+// plain hides the Rebuildable methods of a projection.
+type plain struct{ *orderView }
+
+func (plain) Tables() {}
+
+// TestRebuildRunningElsewhere: a second rebuild reports the first and its
+// progress and does not start; with --wait it follows the first until the
+// swap.
+func TestRebuildRunningElsewhere(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	v := &orderView{gate: make(chan struct{}), entered: make(chan struct{}, 1)}
+	open := sync.OnceFunc(func() { close(v.gate) })
+	t.Cleanup(open) // let a rebuild a failed test left behind finish
+	o := opts{projections: []cli.Projection{{Projection: v}}}
+	e.waitVisible(t, e.place(t, 1, 2, 3).Position)
+
+	first := make(chan run)
+	go func() { first <- e.cli(t.Context(), o, "projections", "rebuild", "order_view") }()
+	<-v.entered // the first rebuild is applying a batch
+
+	e.cli(t.Context(), o, "projections", "rebuild", "order_view").check(t, cli.ExitFailed,
+		"strata: a rebuild of order_view is already running: 0 of ", "not starting another (--wait follows it)")
+	e.mustRun(t, opts{tty: true}, "projections", "status", "order_view", "--sample", "0").check(t, 0,
+		"state         running+rebuilding", "rebuild       0 of ")
+
+	out := newBuffer()
+	second := make(chan run)
+	go func() {
+		second <- e.cli(t.Context(), opts{projections: o.projections, stdout: out}, "projections", "rebuild", "order_view", "--wait", "--progress-interval", "5ms")
+	}()
+	out.waitFor(t, "following it")
+	open()
+	(<-first).check(t, 0, "swapped: order_view")
+	(<-second).check(t, 0, "swapped: order_view now serves the new generation")
+	if n := e.count(t, "order_view"); n != 3 {
+		t.Errorf("order_view has %d rows, want 3", n)
+	}
+}
+
+// TestRebuildInterrupted: Ctrl-C stops a rebuild cleanly and the next one
+// resumes it.
+func TestRebuildInterrupted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	v := &orderView{gate: make(chan struct{}), entered: make(chan struct{}, 1)}
+	open := sync.OnceFunc(func() { close(v.gate) })
+	t.Cleanup(open) // let a rebuild a failed test left behind finish
+	o := opts{projections: []cli.Projection{{Projection: v}}}
+	e.waitVisible(t, e.place(t, 1, 2, 3).Position)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan run)
+	go func() { done <- e.cli(ctx, o, "projections", "rebuild", "order_view") }()
+	<-v.entered
+	cancel() // as SIGINT does; the batch in flight finishes
+	open()
+	(<-done).check(t, 0, "stopped the rebuild of order_view at ", "run 'strata projections rebuild order_view' again to resume")
+	if _, ok, err := e.sink.RebuildStatus(t.Context(), "order_view"); err != nil || !ok {
+		t.Fatalf("no rebuild in progress after the interruption: %v", err)
+	}
+
+	e.mustRun(t, o, "projections", "rebuild", "order_view").check(t, 0,
+		"resuming the rebuild of order_view at ", "swapped: order_view now serves the new generation")
+	if n := e.count(t, "order_view"); n != 3 {
+		t.Errorf("order_view has %d rows, want 3", n)
+	}
+}

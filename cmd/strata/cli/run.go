@@ -1,0 +1,176 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stratadev/strata/projections"
+	"github.com/stratadev/strata/projections/pgsink"
+)
+
+func (a *app) runCommand() *cobra.Command {
+	var onError string
+	cmd := &cobra.Command{
+		Use:   "run [name...]",
+		Short: "Run projection workers in the foreground until interrupted",
+		Long: `Run the workers of the named projections (default: every projection this
+binary registers) until SIGINT or SIGTERM; then finish the batch in flight
+and exit 0. Workers of the same projection in other processes take turns
+through a lease: a second 'run' stands by and takes over when the first
+stops. A projection whose tables do not exist yet gets them created first
+(when it is a pgsink.Rebuildable).
+
+A projection that stalls on an event it cannot handle stops, and the others
+go on; the command then exits 1 once interrupted. With --on-error
+dead-letter such events are parked instead (see 'projections dead-letters').`,
+		Example: fmt.Sprintf(`  %[1]s projections run
+  %[1]s projections run order_view product_search
+  %[1]s projections run --on-error dead-letter`, a.cfg.Name),
+		ValidArgsFunction: a.completeProjections,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var policy *projections.ErrorPolicy
+			switch onError {
+			case "":
+			case "stop":
+				p := projections.PolicyStop
+				policy = &p
+			case "dead-letter":
+				p := projections.PolicyDeadLetter
+				policy = &p
+			default:
+				return usagef("invalid argument %q for --on-error: want stop or dead-letter", onError)
+			}
+			ps, err := a.selectProjections(args)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			c, err := a.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			return a.run(ctx, c, ps, policy)
+		},
+	}
+	cmd.Flags().StringVar(&onError, "on-error", "", "what to do with an event a projection cannot handle: stop or dead-letter (default: as the application configured, else stop)")
+	return cmd
+}
+
+// selectProjections returns the registered projections of those names, or
+// all of them.
+func (a *app) selectProjections(names []string) ([]Projection, error) {
+	if len(a.cfg.Projections) == 0 {
+		what := "any projection"
+		if len(names) > 0 {
+			what = fmt.Sprintf("%q", names[0])
+		}
+		return nil, usagef("cannot run %s: this binary has no projections registered; "+
+			"applications mount these commands in their own binary with their projections (see cli.New)", what)
+	}
+	if len(names) == 0 {
+		return a.cfg.Projections, nil
+	}
+	var ps []Projection
+	for _, n := range names {
+		p, ok := a.registered(n)
+		if !ok {
+			return nil, a.unknownRegistered(n)
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
+}
+
+func (a *app) run(ctx context.Context, c *conn, ps []Projection, policy *projections.ErrorPolicy) error {
+	w := a.stdout()
+	for _, p := range ps {
+		created, err := a.setupTables(ctx, c, p)
+		if err != nil {
+			return a.explain(err)
+		}
+		if created {
+			fmt.Fprintf(w, "created the tables of %s\n", p.name())
+		}
+	}
+	names := make([]string, len(ps))
+	workers := make([]*projections.Worker[*pgsink.Tx], len(ps))
+	for i, p := range ps {
+		cfg := p.Worker
+		if cfg.Logger == nil {
+			cfg.Logger = c.log
+		}
+		if policy != nil {
+			cfg.ErrorPolicy = *policy
+		}
+		names[i] = p.name()
+		workers[i] = projections.NewWorker(c.store, a.cfg.Registry, projections.Sink[*pgsink.Tx](c.sink), p.Projection, cfg)
+	}
+	fmt.Fprintf(w, "running %s (Ctrl-C to stop)\n", strings.Join(names, ", "))
+	errs := make([]error, len(ps))
+	var wg sync.WaitGroup
+	for i, wk := range workers {
+		wg.Go(func() {
+			errs[i] = wk.Run(ctx)
+			if errs[i] != nil && ctx.Err() == nil {
+				fmt.Fprintf(a.cfg.Stderr, "%s: %s: %s\n", a.cfg.Name, names[i], oneLine(errs[i]))
+			}
+		})
+	}
+	wg.Wait()
+	var failed []error
+	for i, wk := range workers {
+		cp, err := c.sink.Checkpoint(context.WithoutCancel(ctx), names[i])
+		at := "?"
+		if err == nil {
+			at = cp.Position.String()
+		}
+		status := "stopped"
+		if errs[i] != nil {
+			status = "failed"
+			if errors.Is(errs[i], projections.ErrStalled) {
+				status = "stalled"
+			}
+			failed = append(failed, fmt.Errorf("%s %s", names[i], status))
+		}
+		fmt.Fprintf(w, "%s: %s at %s after applying %s events\n", names[i], status, at, formatCount(wk.Applied()))
+	}
+	if len(failed) > 0 {
+		if len(failed) == 1 && len(errs) == 1 {
+			return a.explain(errs[0])
+		}
+		return fmt.Errorf("%w (see 'projections status')", errors.Join(failed...))
+	}
+	return nil
+}
+
+// setupTables creates the tables of a rebuildable projection when none of
+// them exists yet.
+func (a *app) setupTables(ctx context.Context, c *conn, p Projection) (bool, error) {
+	rb, ok := p.Projection.(pgsink.Rebuildable)
+	if !ok || len(rb.Tables()) == 0 {
+		return false, nil
+	}
+	rs := a.settings().ReadSchema
+	for _, t := range rb.Tables() {
+		var exists bool
+		if err := c.pool.QueryRow(ctx, `SELECT pg_catalog.to_regclass($1) IS NOT NULL`,
+			quoteIdent(rs)+"."+quoteIdent(t)).Scan(&exists); err != nil {
+			return false, fmt.Errorf("look for the tables of %s: %w", p.name(), err)
+		}
+		if exists {
+			return false, nil
+		}
+	}
+	if err := c.sink.BeginFunc(ctx, rb.Setup); err != nil {
+		return false, fmt.Errorf("create the tables of %s: %w", p.name(), err)
+	}
+	return true, nil
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
