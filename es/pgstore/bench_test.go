@@ -191,6 +191,7 @@ func BenchmarkAppend100(b *testing.B) {
 	b.Run("strata", func(b *testing.B) {
 		ss := newStreams(fmt.Sprintf("hundred-%d", runs.Add(1)), 100)
 		evs := make([]es.EventData, n)
+		cpu := startCPU(b, env.pool)
 		for b.Loop() {
 			for i := range evs {
 				evs[i] = env.event()
@@ -200,6 +201,7 @@ func BenchmarkAppend100(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		cpu.stop(b)
 		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
 	})
 	b.Run("raw", func(b *testing.B) {
@@ -214,6 +216,7 @@ func BenchmarkAppend100(b *testing.B) {
 		}
 		insert := sql.String()
 		args := make([]any, 0, 6*n)
+		cpu := startCPU(b, env.pool)
 		for b.Loop() {
 			stream, v := ss.take(n)
 			args = args[:0]
@@ -224,6 +227,7 @@ func BenchmarkAppend100(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		cpu.stop(b)
 		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
 	})
 }
@@ -235,6 +239,7 @@ func BenchmarkImport(b *testing.B) {
 	env := newBenchEnv(b)
 	ctx := b.Context()
 	b.Run("strata", func(b *testing.B) {
+		cpu := startCPU(b, env.pool)
 		for b.Loop() {
 			prefix := fmt.Sprintf("import-%d", runs.Add(1))
 			res, err := env.store.Import(ctx, func(yield func(pgstore.ImportEvent, error) bool) {
@@ -248,10 +253,12 @@ func BenchmarkImport(b *testing.B) {
 				b.Fatal(res, err)
 			}
 		}
+		cpu.stop(b)
 		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
 	})
 	b.Run("raw", func(b *testing.B) {
 		columns := []string{"event_id", "stream_id", "stream_version", "type", "data", "metadata"}
+		cpu := startCPU(b, env.pool)
 		for b.Loop() {
 			prefix := fmt.Sprintf("import-%d", runs.Add(1))
 			i := 0
@@ -268,6 +275,7 @@ func BenchmarkImport(b *testing.B) {
 				b.Fatal(copied, err)
 			}
 		}
+		cpu.stop(b)
 		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
 	})
 }
@@ -305,6 +313,7 @@ func BenchmarkReadAll(b *testing.B) {
 	}
 
 	b.Run("strata", func(b *testing.B) {
+		cpu := startCPU(b, env.pool)
 		for b.Loop() {
 			read := 0
 			for after := es.Start; ; {
@@ -328,6 +337,7 @@ func BenchmarkReadAll(b *testing.B) {
 				b.Fatalf("read %d events, want %d", read, n)
 			}
 		}
+		cpu.stop(b)
 		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
 	})
 	b.Run("raw", func(b *testing.B) {
@@ -340,6 +350,7 @@ func BenchmarkReadAll(b *testing.B) {
 			data, metadata    []byte
 			recordedAt        time.Time
 		}
+		cpu := startCPU(b, env.pool)
 		for b.Loop() {
 			read := 0
 			for after := int64(0); ; {
@@ -372,6 +383,7 @@ func BenchmarkReadAll(b *testing.B) {
 				b.Fatalf("read %d events, want %d", read, n)
 			}
 		}
+		cpu.stop(b)
 		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
 	})
 }
