@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/pgsink"
 )
 
@@ -22,8 +23,9 @@ const (
 
 func (a *app) rebuildCommand() *cobra.Command {
 	var (
-		wait  bool
-		every time.Duration
+		wait    bool
+		every   time.Duration
+		onError string
 	)
 	cmd := &cobra.Command{
 		Use:   "rebuild <name>",
@@ -49,6 +51,10 @@ rebuild's progress and exits 1, or with --wait follows it until it swaps.`,
 			if every < 0 {
 				return usagef("--progress-interval must not be negative")
 			}
+			policy, err := parsePolicy(onError)
+			if err != nil {
+				return err
+			}
 			name := args[0]
 			if _, err := a.selectProjections([]string{name}); err != nil {
 				return err
@@ -70,9 +76,13 @@ rebuild's progress and exits 1, or with --wait follows it until it swaps.`,
 				return err
 			}
 			defer c.close()
+			if policy != nil {
+				p.Worker.ErrorPolicy = *policy
+			}
 			return a.rebuild(ctx, c, p, rb, every, wait)
 		},
 	}
+	cmd.Flags().StringVar(&onError, "on-error", "", "what to do with an event the projection cannot handle: stop or dead-letter (default: as the application configured, else stop)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "when another process is rebuilding the projection, follow its progress until it swaps")
 	cmd.Flags().DurationVar(&every, "progress-interval", 0, "time between progress reports (default: 200ms on a terminal, 5s otherwise)")
 	return cmd
@@ -91,6 +101,17 @@ func (a *app) rebuild(ctx context.Context, c *conn, p Projection, rb pgsink.Rebu
 	}
 	if inProgress && !running {
 		fmt.Fprintf(w, "resuming the rebuild of %s at %s of %s events\n", name, formatCount(prev.Done), formatCount(prev.Total))
+		// A rebuild that stalled is tried again: the operator asked for it,
+		// usually after a fix or with --on-error dead-letter.
+		cp, err := c.sink.Checkpoint(ctx, name+"#rebuild")
+		if err != nil {
+			return err
+		}
+		if cp.State == projections.StateStalled {
+			if err := c.sink.SetState(ctx, name+"#rebuild", projections.StateRebuilding, nil); err != nil {
+				return err
+			}
+		}
 	}
 	bar := &progressBar{w: w, tty: a.tty(), name: name, began: time.Now()}
 	wcfg := p.Worker
@@ -100,7 +121,10 @@ func (a *app) rebuild(ctx context.Context, c *conn, p Projection, rb pgsink.Rebu
 	err = c.sink.Rebuild(ctx, c.store, a.cfg.Registry, rb, pgsink.RebuildConfig{
 		Worker: wcfg, Progress: bar.update, ProgressEvery: every,
 	})
-	var busy *pgsink.RebuildRunningError
+	var (
+		busy    *pgsink.RebuildRunningError
+		stalled *projections.StalledError
+	)
 	switch {
 	case err == nil:
 		bar.finish()
@@ -120,6 +144,10 @@ func (a *app) rebuild(ctx context.Context, c *conn, p Projection, rb pgsink.Rebu
 		fmt.Fprintf(w, "stopped the rebuild of %s at %s of %s events; run '%s projections rebuild %s' again to resume\n",
 			name, formatCount(pr.Done), formatCount(pr.Total), a.cfg.Name, name)
 		return nil
+	case errors.As(err, &stalled):
+		bar.finish()
+		return fmt.Errorf("the rebuild of %s stalled at %s; fix the projection and rebuild again to resume, or rebuild with --on-error dead-letter",
+			name, stalled.Failure)
 	default:
 		bar.finish()
 		return a.explain(err)

@@ -111,3 +111,22 @@ func TestRebuildInterrupted(t *testing.T) {
 		t.Errorf("order_view has %d rows, want 3", n)
 	}
 }
+
+// TestRebuildStalls: a rebuild that stalls says where; rebuilding again
+// with --on-error dead-letter resumes it and parks the event.
+func TestRebuildStalls(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	v := &orderView{reject: true}
+	o := opts{projections: []cli.Projection{{Projection: v}}}
+	e.waitVisible(t, e.place(t, 1, -5, 2).Position)
+
+	e.cli(t.Context(), o, "projections", "rebuild", "order_view").check(t, cli.ExitFailed,
+		"strata: the rebuild of order_view stalled at event order-o-5@1", "or rebuild with --on-error dead-letter")
+	e.mustRun(t, o, "projections", "rebuild", "order_view", "--on-error", "dead-letter").check(t, 0,
+		"resuming the rebuild of order_view at ", "swapped: order_view")
+	if n := e.count(t, "order_view"); n != 2 {
+		t.Errorf("order_view has %d rows, want 2", n)
+	}
+	e.mustRun(t, opts{}, "projections", "dead-letters", "list").check(t, 0, "negative total -5")
+}

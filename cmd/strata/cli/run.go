@@ -33,17 +33,9 @@ dead-letter such events are parked instead (see 'projections dead-letters').`,
   %[1]s projections run --on-error dead-letter`, a.cfg.Name),
 		ValidArgsFunction: a.completeProjections,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var policy *projections.ErrorPolicy
-			switch onError {
-			case "":
-			case "stop":
-				p := projections.PolicyStop
-				policy = &p
-			case "dead-letter":
-				p := projections.PolicyDeadLetter
-				policy = &p
-			default:
-				return usagef("invalid argument %q for --on-error: want stop or dead-letter", onError)
+			policy, err := parsePolicy(onError)
+			if err != nil {
+				return err
 			}
 			ps, err := a.selectProjections(args)
 			if err != nil {
@@ -174,3 +166,19 @@ func (a *app) setupTables(ctx context.Context, c *conn, p Projection) (bool, err
 }
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// parsePolicy reads --on-error: nil when unset.
+func parsePolicy(s string) (*projections.ErrorPolicy, error) {
+	var p projections.ErrorPolicy
+	switch s {
+	case "":
+		return nil, nil
+	case "stop":
+		p = projections.PolicyStop
+	case "dead-letter":
+		p = projections.PolicyDeadLetter
+	default:
+		return nil, usagef("invalid argument %q for --on-error: want stop or dead-letter", s)
+	}
+	return &p, nil
+}
