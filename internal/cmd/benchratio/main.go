@@ -6,6 +6,11 @@
 //
 //	go test -run '^$' -bench . ./es/pgstore | go run ./internal/cmd/benchratio -target Append=0.8
 //
+// When both sides report the metrics client-µs/op and server-µs/op (CPU
+// time in the benchmark process and in the database server), the table also
+// shows their sums and the ratio of those, which a busy machine distorts far
+// less than wall time.
+//
 // A -target X=R flag marks the pair X (or every pair whose name starts with
 // X/) as BELOW when its ratio is under R. The figures are for reading, not
 // assertions: the exit status is 0 unless the input cannot be read.
@@ -66,11 +71,19 @@ func main() {
 	}
 }
 
-// benchLine matches "BenchmarkX/strata-2   1000   1234 ns/op ...".
-var benchLine = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+\d+\s+([0-9.e+]+) ns/op`)
+// benchLine matches "BenchmarkX/strata-2   1000   1234 ns/op ...", and
+// metric matches each "value unit" pair after the iteration count.
+var (
+	benchLine = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+\d+\s+([0-9.e+]+) ns/op`)
+	metric    = regexp.MustCompile(`([0-9.e+]+) (\S+)`)
+)
+
+// cpuMetrics are summed into the CPU column.
+var cpuMetrics = []string{"client-µs/op", "server-µs/op"}
 
 func run(in io.Reader, out io.Writer, tg targets) error {
 	runs := map[string][]float64{} // full name → ns/op of each run
+	cpu := map[string][]float64{}  // full name → CPU µs/op of each run that reports it
 	var order []string
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1024*1024), 1024*1024)
@@ -89,14 +102,27 @@ func run(in io.Reader, out io.Writer, tg targets) error {
 			order = append(order, m[1])
 		}
 		runs[m[1]] = append(runs[m[1]], ns)
+		found, sum := 0, 0.0
+		for _, mm := range metric.FindAllStringSubmatch(line, -1) {
+			if slices.Contains(cpuMetrics, mm[2]) {
+				if v, err := strconv.ParseFloat(mm[1], 64); err == nil {
+					found++
+					sum += v
+				}
+			}
+		}
+		if found == len(cpuMetrics) {
+			cpu[m[1]] = append(cpu[m[1]], sum)
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return err
 	}
 
 	type pair struct {
-		name        string
-		strata, raw float64
+		name              string
+		strata, raw       float64
+		cpuStrata, cpuRaw float64 // 0 when not reported
 	}
 	var pairs []pair
 	for _, name := range order {
@@ -108,14 +134,18 @@ func run(in io.Reader, out io.Writer, tg targets) error {
 		if !ok {
 			continue
 		}
-		pairs = append(pairs, pair{base, median(runs[name]), median(raw)})
+		p := pair{name: base, strata: median(runs[name]), raw: median(raw)}
+		if cs, cr := cpu[name], cpu[base+"/raw"]; len(cs) > 0 && len(cr) > 0 {
+			p.cpuStrata, p.cpuRaw = median(cs), median(cr)
+		}
+		pairs = append(pairs, p)
 	}
 	if len(pairs) == 0 {
 		return nil
 	}
 	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "benchmark\tstrata ns/op\traw ns/op\tstrata/raw\ttarget\t\t")
+	fmt.Fprintln(tw, "benchmark\tstrata ns/op\traw ns/op\tstrata/raw\ttarget\t\tCPU µs/op strata\traw\tCPU strata/raw\t")
 	for _, p := range pairs {
 		ratio := p.raw / p.strata
 		target, verdict := "", ""
@@ -126,7 +156,11 @@ func run(in io.Reader, out io.Writer, tg targets) error {
 				verdict = "BELOW"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.2f\t%s\t%s\t\n", p.name, p.strata, p.raw, ratio, target, verdict)
+		cpuCols := "\t\t"
+		if p.cpuStrata > 0 && p.cpuRaw > 0 {
+			cpuCols = fmt.Sprintf("%.1f\t%.1f\t%.2f", p.cpuStrata, p.cpuRaw, p.cpuRaw/p.cpuStrata)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.2f\t%s\t%s\t%s\t\n", p.name, p.strata, p.raw, ratio, target, verdict, cpuCols)
 	}
 	return tw.Flush()
 }

@@ -7,8 +7,8 @@ import (
 
 func TestRun(t *testing.T) {
 	in := `goos: linux
-BenchmarkAppendOne/strata-2         	    1000	      1250 ns/op	     300 B/op
-BenchmarkAppendOne/raw-2            	    1000	      1000 ns/op
+BenchmarkAppendOne/strata-2         	    1000	      1250 ns/op	  10.0 client-µs/op	  40.0 server-µs/op	     300 B/op
+BenchmarkAppendOne/raw-2            	    1000	      1000 ns/op	   8.0 client-µs/op	  32.0 server-µs/op
 BenchmarkAppendOne/strata-2         	    1000	      1200 ns/op
 BenchmarkAppendOne/raw-2            	    1000	      1100 ns/op
 BenchmarkAppendOne/strata-2         	    1000	      5000 ns/op
@@ -32,7 +32,7 @@ PASS
 	}
 	table := strings.TrimPrefix(got, in)
 	for _, want := range []string{
-		"AppendOne          1250       1000        0.80  >= 0.90  BELOW",
+		"AppendOne          1250       1000        0.80  >= 0.90  BELOW   50.0  40.0  0.80",
 		"ReadAll/batch=500           100         90        0.90  >= 0.80     ok",
 	} {
 		if !strings.Contains(strings.Join(strings.Fields(table), " "), strings.Join(strings.Fields(want), " ")) {
