@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stratadev/strata/cqrs"
 	"github.com/stratadev/strata/es"
@@ -68,6 +69,79 @@ func BenchmarkOnNew(b *testing.B) {
 	})
 }
 
+// interleave runs strata and raw by turns, one operation each, and reports
+// the time of each side and raw/strata, the throughput ratio (ns/op is the
+// time of one of each). Taking turns
+// exposes both sides to the same load, which a shared machine varies a lot
+// between the separate X/strata and X/raw runs.
+func interleave(b *testing.B, strata, raw func(i int)) {
+	b.Helper()
+	timed := func(f func(int), i int) time.Duration {
+		start := time.Now()
+		f(i)
+		return time.Since(start)
+	}
+	var ts, tr time.Duration
+	n := 0
+	for b.Loop() {
+		n++
+		if n%2 == 1 {
+			ts += timed(strata, n)
+			tr += timed(raw, n)
+		} else {
+			tr += timed(raw, n)
+			ts += timed(strata, n)
+		}
+	}
+	b.ReportMetric(float64(ts.Nanoseconds())/float64(n), "strata-ns/op")
+	b.ReportMetric(float64(tr.Nanoseconds())/float64(n), "raw-ns/op")
+	b.ReportMetric(float64(tr)/float64(ts), "raw/strata")
+}
+
+// BenchmarkInterleaved runs the pairs of BenchmarkOnNew and
+// BenchmarkOnExisting by turns (see interleave), on one schema.
+func BenchmarkInterleaved(b *testing.B) {
+	ctx := context.Background()
+	store := benchStore(b)
+	bus, accounts := newAccountsOn(store)
+	reg := accounts.Registry()
+	b.Run("OnNew", func(b *testing.B) {
+		interleave(b, func(int) {
+			_, err := bus.Dispatch(ctx, OpenAccount{AccountID: fmt.Sprint("s", benchSeq.Add(1)), Owner: "ann"})
+			check(b, err)
+		}, func(int) {
+			id := fmt.Sprint("r", benchSeq.Add(1))
+			data, err := reg.Encode(AccountOpened{AccountID: id, Owner: "ann"}, benchMetadata)
+			check(b, err)
+			_, err = store.Append(ctx, "account-"+id, es.NoStream, data)
+			check(b, err)
+		})
+	})
+	b.Run("OnExisting", func(b *testing.B) {
+		const streams = 200
+		prefix := fmt.Sprint("e", benchSeq.Add(1), "-")
+		for i := range streams {
+			for _, side := range []string{"s", "r"} {
+				_, err := bus.Dispatch(ctx, OpenAccount{AccountID: fmt.Sprint(prefix, side, i), Owner: "ann"})
+				check(b, err)
+			}
+		}
+		interleave(b, func(i int) {
+			_, err := bus.Dispatch(ctx, Deposit{AccountID: fmt.Sprint(prefix, "s", i%streams), Amount: 1})
+			check(b, err)
+		}, func(i int) {
+			check(b, rawDeposit(ctx, store, reg, fmt.Sprint(prefix, "r", i%streams)))
+		})
+	})
+}
+
+func check(b *testing.B, err error) {
+	b.Helper()
+	if err != nil {
+		b.Fatal(err)
+	}
+}
+
 // BenchmarkOnExisting: one command that loads an aggregate of a few events,
 // decides and appends one event, against reading the stream, applying its
 // events and appending by hand.
@@ -102,33 +176,39 @@ func BenchmarkOnExisting(b *testing.B) {
 		i := 0
 		for b.Loop() {
 			i++
-			id := fmt.Sprint(i % streams)
-			recs, err := store.ReadStream(ctx, "account-"+id, es.ReadStreamOptions{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			acc := newAccount(id)
-			for _, rec := range recs {
-				e, err := reg.Decode(rec)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := acc.Apply(e); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if !acc.Open {
-				b.Fatal("account is not open")
-			}
-			data, err := reg.Encode(MoneyDeposited{AccountID: id, Amount: 1}, benchMetadata)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := store.Append(ctx, "account-"+id, es.Exact(recs[len(recs)-1].Version), data); err != nil {
+			if err := rawDeposit(ctx, store, reg, fmt.Sprint(i%streams)); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
+}
+
+// rawDeposit does by hand what the deposit handler does: read the stream,
+// apply its events, decide and append with the expected version.
+func rawDeposit(ctx context.Context, store es.Store, reg *es.Registry, id string) error {
+	recs, err := store.ReadStream(ctx, "account-"+id, es.ReadStreamOptions{})
+	if err != nil {
+		return err
+	}
+	acc := newAccount(id)
+	for _, rec := range recs {
+		e, err := reg.Decode(rec)
+		if err != nil {
+			return err
+		}
+		if err := acc.Apply(e); err != nil {
+			return err
+		}
+	}
+	if !acc.Open {
+		return errAccountClosed
+	}
+	data, err := reg.Encode(MoneyDeposited{AccountID: id, Amount: 1}, benchMetadata)
+	if err != nil {
+		return err
+	}
+	_, err = store.Append(ctx, "account-"+id, es.Exact(recs[len(recs)-1].Version), data)
+	return err
 }
 
 // nopStore appends nothing and takes no time, so BenchmarkCPU measures what
