@@ -211,7 +211,7 @@ func rawDeposit(ctx context.Context, store es.Store, reg *es.Registry, id string
 	return err
 }
 
-// nopStore appends nothing and takes no time, so BenchmarkCPU measures what
+// nopStore appends nothing and takes no time, so BenchmarkNoIO measures what
 // the bus and the handler cost on their own.
 type nopStore struct{ es.Store }
 
@@ -219,9 +219,9 @@ func (nopStore) Append(_ context.Context, stream string, _ es.ExpectedVersion, _
 	return es.AppendResult{Stream: stream, Version: 1, Position: es.Position{Commit: 1, Prepare: 1}}, nil
 }
 
-// BenchmarkCPU is BenchmarkOnNew on a store that does nothing: the
+// BenchmarkNoIO is BenchmarkOnNew on a store that does nothing: the
 // framework's own cost per command, without I/O.
-func BenchmarkCPU(b *testing.B) {
+func BenchmarkNoIO(b *testing.B) {
 	ctx := context.Background()
 	b.Run("strata", func(b *testing.B) {
 		bus, _ := newAccountsOn(nopStore{})
