@@ -86,7 +86,7 @@
 // The store's advisory locks use the two-key form, pg_advisory_xact_lock(int,
 // int), with first keys derived from the schema name: one for the streams
 // (second key hashtext(stream_id)) and one for notifications (second keys 1
-// to 17). Locks an application takes with the one-key form never collide
+// to 33). Locks an application takes with the one-key form never collide
 // with them.
 //
 // Events without an ID get a version 7 UUID. When an append carries IDs that
@@ -109,9 +109,11 @@
 // by a running transaction (which may roll back without notifying anybody).
 //
 // PostgreSQL serializes the commits of all transactions that send a
-// notification, so an append made with [Store.Append] does not notify when
-// another append in flight is going to: at most one notifying append commits
-// at a time, and concurrent appends scale. A subscriber makes up for the
-// appends that did not notify by looking again while any append is in
-// flight. [Store.AppendTx] and [Store.Import] always notify.
+// notification, and a notification costs about as much as the rest of a
+// small append. So an append made with [Store.Append] notifies only when a
+// subscriber listens and no other append in flight is going to: at most one
+// notifying append commits at a time, and concurrent appends scale. A
+// subscriber makes up for the appends that did not notify by looking again
+// while any append is in flight. [Store.AppendTx] and [Store.Import] always
+// notify.
 package pgstore

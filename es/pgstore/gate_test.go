@@ -480,3 +480,38 @@ func begin(t *testing.T, pool *pgxpool.Pool) pgx.Tx {
 	t.Cleanup(func() { tx.Rollback(context.Background()) })
 	return tx
 }
+
+// An append that found nobody listening does not notify. A subscriber that
+// starts while it is in flight waits for it before listening, and then
+// reads its event, without waiting for the poll interval.
+func TestSubscribeStartsWhileUnnotifiedAppendInFlight(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t, pgstore.Config{PollInterval: time.Hour})
+	ctx := t.Context()
+	// An append as Store.Append makes it, held open: the append function
+	// with debouncing, inside a transaction.
+	tx := begin(t, pool)
+	id := uuid.New()
+	if _, err := tx.Exec(ctx, "SELECT * FROM "+pgx.Identifier{s.Schema(), "append"}.Sanitize()+
+		"($1, 0::smallint, 0, false, true, ARRAY[$2::uuid], ARRAY['T'], ARRAY['{}'::jsonb], ARRAY['{}'::jsonb])", "s", id); err != nil {
+		t.Fatal(err)
+	}
+	live := subscribe(t, s, es.SubscribeOptions{})
+	// Wait until the subscriber waits for the append's locks.
+	_, notifyLock := pgstore.LockClasses(s)
+	waitFor(t, func() bool {
+		var waiting bool
+		err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks
+			WHERE locktype = 'advisory' AND classid::int = $1 AND NOT granted)`, notifyLock).Scan(&waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return waiting
+	})
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := live.next(t); got.ID != id {
+		t.Fatalf("delivered %v; want the append's event %v", got.ID, id)
+	}
+}

@@ -11,26 +11,34 @@ import (
 // Subscribers wait for a NOTIFY on the store's channel. PostgreSQL
 // serializes the commits of all transactions that notify (PreCommit_Notify
 // takes one lock for the whole database and holds it until the commit is
-// done), so a NOTIFY in every append caps concurrent appends far below what
-// the server can insert. Appends made with [Store.Append] therefore notify
-// only when no other append in flight is going to:
+// done), and a notification costs the committing backend as much as the
+// rest of a small append. So appends made with [Store.Append] notify only
+// when a subscriber listens and no other append in flight is going to:
 //
 //   - every such append takes one of the advisory locks (notifyLock, 2…17),
 //     chosen by its stream, in shared mode before anything else, and holds
 //     it until it commits (sixteen rather than one, so that concurrent
-//     appends do not all queue for the same lock manager partition);
-//   - after inserting, it tries to take (notifyLock, 1) exclusively, until it
+//     appends do not all queue on the same lock);
+//   - after inserting, it tries to take its stream's lock among (notifyLock,
+//     18…33) exclusively, until it commits. A listening subscriber holds all
+//     sixteen in shared mode, so getting it means nobody listens, and the
+//     append does not notify;
+//   - otherwise it tries to take (notifyLock, 1) exclusively, until it
 //     commits, and notifies only if it got it. If it did not, the holder is
 //     another append that has inserted, has not committed yet, and will
 //     notify when it does.
 //
-// An append that did not notify may commit after the one that did, so a
-// subscriber woken by that notification may read too early. Before it goes
-// back to waiting, a subscriber therefore checks that those sixteen locks
-// are free, i.e. that no append is in flight, and only then that no committed
-// event is pending; otherwise it looks again within milliseconds. Both
-// checks run in that order in one batch, so an append that commits between
-// them is seen by the second.
+// A subscriber takes its sixteen locks before it listens, which waits for
+// the appends in flight that found nobody listening; it reads the log after
+// that, so it sees their events.
+//
+// An append that left notifying to another may commit after that one, so a
+// subscriber woken by the notification may read too early. Before it goes
+// back to waiting, a subscriber therefore checks that the locks (notifyLock,
+// 2…17) are free, i.e. that no append is in flight, and only then that no
+// committed event is pending; otherwise it looks again within milliseconds.
+// Both checks run in that order in one batch, so an append that commits
+// between them is seen by the second.
 //
 // If the notifying append's transaction fails after it took the lock (its
 // commit fails), the appends that relied on it are seen at the next poll,

@@ -20,6 +20,7 @@ type queries struct {
 	head          string
 	pending       string
 	appendsIdle   string
+	listening     string
 	hold          string
 	loadSnapshot  string
 	saveSnapshot  string
@@ -46,9 +47,14 @@ const appendFastFrom = `FROM (
 				ELSE true
 			END`
 
-// notifyOnce notifies unless another append in flight holds the right to.
-const notifyOnce = `CASE WHEN pg_try_advisory_xact_lock({{notifylock}}, 1)
-				THEN pg_notify({{channel}}, '')::text END`
+// notifyOnce notifies unless no subscriber listens (it gets its stream's
+// lock among (notifyLock, 18…33), which every listening subscriber holds in
+// shared mode) or another append in flight holds the right to notify,
+// (notifyLock, 1). See notify.go.
+const notifyOnce = `CASE
+				WHEN pg_try_advisory_xact_lock({{notifylock}}, 18 + (hashtext($1) & 15)) THEN NULL
+				WHEN pg_try_advisory_xact_lock({{notifylock}}, 1) THEN pg_notify({{channel}}, '')::text
+			END`
 
 // recordColumns are the columns scanned by scanRecord, in its order.
 const recordColumns = `tx_id, position, event_id, stream_id, stream_version, type, data, metadata, recorded_at`
@@ -122,6 +128,11 @@ func newQueries(expand func(string) string) queries {
 		// batch this runs in makes new appends wait for a moment.
 		appendsIdle: expand(`SELECT bool_and(pg_try_advisory_xact_lock({{notifylock}}, k))
 			FROM generate_series(2, 17) AS k`),
+
+		// Tell appends that a subscriber listens: session locks, held by
+		// the listening connection until it closes.
+		listening: expand(`SELECT pg_advisory_lock_shared({{notifylock}}, k)
+			FROM generate_series(18, 33) AS k`),
 
 		// The first held-back event and the transaction holding it: the
 		// oldest running one, from pg_stat_activity, or a prepared

@@ -72,11 +72,11 @@ type Store struct {
 	channel string // notification channel name, unquoted
 	// streamLock is the first key of the advisory locks that serialize
 	// appends to a stream: (streamLock, hashtext(stream)). notifyLock is the
-	// first key of the locks that let appends skip most notifications:
-	// (notifyLock, 1), held by the one append in flight that will notify,
-	// and (notifyLock, 2…17), one of which every append in flight holds in
-	// shared mode (chosen by its stream, to spread them over the lock
-	// manager's partitions).
+	// first key of the locks that let appends skip most notifications (see
+	// notify.go): (notifyLock, 1), held by the one append in flight that
+	// will notify; (notifyLock, 2…17), one of which every append in flight
+	// holds in shared mode; and (notifyLock, 18…33), which every listening
+	// subscriber holds in shared mode.
 	streamLock, notifyLock int32
 	q                      queries
 }

@@ -116,6 +116,13 @@ func (sub *subscription) listen(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// First tell appends that a subscriber listens (see notify.go): this
+	// waits for the appends in flight that decided not to notify, whose
+	// events the next read sees. Then listen.
+	if _, err := conn.Exec(ctx, sub.store.q.listening); err != nil {
+		closeConn(conn)
+		return err
+	}
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{sub.store.channel}.Sanitize()); err != nil {
 		closeConn(conn)
 		return err

@@ -49,8 +49,9 @@ CREATE TABLE {{schema}}.snapshots (
 --
 -- p_kind: 0 any, 1 no stream, 2 stream exists, 3 exact (p_expected).
 -- p_check: whether any ID came from the caller (and so may be stored already).
--- p_debounce: notify only if no other append in flight will (see
--- notify.go); false always notifies, for appends in a caller's transaction.
+-- p_debounce: notify only if a subscriber listens and no other append in
+-- flight will notify (see notify.go); false always notifies, for appends in
+-- a caller's transaction.
 -- status: 0 appended, 1 already stored (idempotent retry), 2 version
 -- conflict (o_version is the stream's version), 3 an ID is stored elsewhere
 -- (o_duplicate_id).
@@ -152,8 +153,13 @@ BEGIN
     )
     SELECT max(ins.position) INTO o_position FROM ins;
 
-    IF NOT p_debounce OR pg_try_advisory_xact_lock({{notifylock}}, 1) THEN
+    IF NOT p_debounce THEN
         PERFORM pg_notify({{channel}}, '');
+    ELSIF NOT pg_try_advisory_xact_lock({{notifylock}}, 18 + (hashtext(p_stream) & 15)) THEN
+        -- A subscriber listens (or another append has the same lock).
+        IF pg_try_advisory_xact_lock({{notifylock}}, 1) THEN
+            PERFORM pg_notify({{channel}}, '');
+        END IF;
     END IF;
 END
 $$;
