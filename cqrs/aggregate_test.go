@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stratadev/strata/cqrs"
@@ -215,20 +214,10 @@ func TestConcurrentWriters(t *testing.T) {
 		a.mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
 
 		const writers = 8
-		var (
-			wg      sync.WaitGroup
-			start   = make(chan struct{})
-			results = make([]cqrs.Result, writers)
-			errs    = make([]error, writers)
-		)
-		for i := range writers {
-			wg.Go(func() {
-				<-start
-				results[i], errs[i] = a.bus.Dispatch(context.Background(), AddItem{OrderID: "1", SKU: string(rune('a' + i)), Quantity: 1})
-			})
-		}
-		close(start)
-		wg.Wait()
+		results, errs := make([]cqrs.Result, writers), make([]error, writers)
+		together(writers, func(i int) {
+			results[i], errs[i] = a.bus.Dispatch(context.Background(), AddItem{OrderID: "1", SKU: string(rune('a' + i)), Quantity: 1})
+		})
 
 		recs := read(t, store, "order-1")
 		for i, r := range recs {

@@ -26,6 +26,10 @@ type Result struct {
 	Position es.Position
 }
 
+func appendResult(r es.AppendResult) Result {
+	return Result{Stream: r.Stream, Version: r.Version, Position: r.Position}
+}
+
 // Handler handles commands of type C. It returns what it wrote, or an error;
 // handlers made with [Aggregate] cover the common case.
 type Handler[C any] func(ctx context.Context, cmd C) (Result, error)

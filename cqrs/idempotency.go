@@ -77,7 +77,3 @@ func runEnd(ctx context.Context, store es.Store, first es.Record, name, commandI
 func resultOf(rec es.Record) Result {
 	return Result{Stream: rec.Stream, Version: rec.Version, Position: rec.Position}
 }
-
-func appendResult(r es.AppendResult) Result {
-	return Result{Stream: r.Stream, Version: r.Version, Position: r.Position}
-}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stratadev/strata/cqrs"
@@ -150,19 +149,10 @@ func TestConcurrentRetry(t *testing.T) {
 			a.mustDispatch(t, PlaceOrder{OrderID: order, Customer: "ann"})
 			cmd := AddItem{ID: "twice-" + order, OrderID: order, SKU: "tea", Quantity: 1}
 			var (
-				wg    sync.WaitGroup
-				start = make(chan struct{})
-				res   [2]cqrs.Result
-				errs  [2]error
+				res  [2]cqrs.Result
+				errs [2]error
 			)
-			for i := range 2 {
-				wg.Go(func() {
-					<-start
-					res[i], errs[i] = a.bus.Dispatch(context.Background(), cmd)
-				})
-			}
-			close(start)
-			wg.Wait()
+			together(2, func(i int) { res[i], errs[i] = a.bus.Dispatch(context.Background(), cmd) })
 			if errs[0] != nil || errs[1] != nil {
 				t.Fatalf("round %d: %v, %v", round, errs[0], errs[1])
 			}

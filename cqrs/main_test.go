@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -217,6 +218,21 @@ func types(recs []es.Record) []string {
 		out[i] = r.Type
 	}
 	return out
+}
+
+// together runs f(0) … f(n-1) in n goroutines released at the same moment,
+// and returns when all are done.
+func together(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			f(i)
+		})
+	}
+	close(start)
+	wg.Wait()
 }
 
 // countingStore wraps a real store and counts the calls that read or write
