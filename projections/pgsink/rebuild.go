@@ -35,6 +35,9 @@ type RebuildProgress struct {
 	Rate        float64       // events per second since this run started
 	ETA         time.Duration // 0 when unknown
 	Swapped     bool          // the new generation is live
+	// Running says that a process holds the rebuild's lock, so that it is
+	// running now rather than interrupted; set by [Sink.RebuildStatus].
+	Running bool
 }
 
 // RebuildConfig tunes [Sink.Rebuild]. The zero value works.
@@ -64,14 +67,22 @@ type rebuildRow struct {
 // that transaction at most and never see a missing or partial table. A live
 // worker picks up from the moved checkpoint by itself.
 //
+// Events the new generation cannot handle follow cfg.Worker.ErrorPolicy.
+// Those it parks are kept under its own checkpoint's name until the swap,
+// whose transaction makes them the projection's dead letters in place of
+// the old generation's: every event those covered was handed to the new
+// generation, which applied it or parked it again.
+//
 // Rebuild is resumable: after a crash or a cancelled ctx, calling it again
-// continues the same generation from its checkpoint. One Rebuild of a
+// continues the same generation from its checkpoint; a generation that
+// stalled tries the event it stalled at again (after a fix, or with
+// [projections.PolicyDeadLetter]). One Rebuild of a
 // projection runs at a time, in any process: it holds an advisory lock (a
 // lease, like a worker's) while it runs, and a second call returns a
 // [*RebuildRunningError] with the running one's progress at once.
 func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p Rebuildable, cfg RebuildConfig) error {
 	name := p.Name()
-	lease, got, err := s.TryLock(ctx, name+"#rebuild")
+	lease, got, err := s.TryLock(ctx, name+RebuildSuffix)
 	if err != nil {
 		return fmt.Errorf("pgsink: rebuild %s: %w", name, err)
 	}
@@ -95,6 +106,19 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 	row, resumed, err := s.startRebuild(ctx, store, p)
 	if err != nil {
 		return err
+	}
+	if resumed {
+		// Calling Rebuild again is the request to try a stalled generation
+		// again.
+		cp, err := s.Checkpoint(ctx, row.name)
+		if err != nil {
+			return err
+		}
+		if cp.State == projections.StateStalled {
+			if err := s.SetState(ctx, row.name, projections.StateRebuilding, nil); err != nil {
+				return err
+			}
+		}
 	}
 	log := cfg.Worker.Logger
 	if log == nil {
@@ -179,7 +203,7 @@ func (e *RebuildRunningError) Unwrap() error { return ErrRebuildRunning }
 // RebuildStatus reports the progress of the rebuild of a projection that is
 // in progress (running, or interrupted and waiting to be resumed), and
 // false when there is none. Rate and ETA are averaged since the rebuild
-// first started.
+// first started. Running says whether a process is running it now.
 func (s *Sink) RebuildStatus(ctx context.Context, name string) (RebuildProgress, bool, error) {
 	var (
 		rebuildName string
@@ -198,7 +222,11 @@ func (s *Sink) RebuildStatus(ctx context.Context, name string) (RebuildProgress,
 	if err != nil {
 		return RebuildProgress{}, false, err
 	}
-	pr := RebuildProgress{Projection: name, Total: hp, Done: int64(cp.Position.Prepare)}
+	_, running, err := s.LeaseHolder(ctx, rebuildName)
+	if err != nil {
+		return RebuildProgress{}, false, err
+	}
+	pr := RebuildProgress{Projection: name, Total: hp, Done: int64(cp.Position.Prepare), Running: running}
 	if el := time.Since(started).Seconds(); el > 0 {
 		pr.Rate = float64(pr.Done) / el
 	}
@@ -227,7 +255,7 @@ func (s *Sink) startRebuild(ctx context.Context, store es.Store, p Rebuildable) 
 	if err != nil {
 		return row, false, fmt.Errorf("pgsink: rebuild %s: %w", name, err)
 	}
-	row = rebuildRow{name: name + "#rebuild", suffix: fmt.Sprintf("__r%d", time.Now().Unix()), head: head}
+	row = rebuildRow{name: name + RebuildSuffix, suffix: fmt.Sprintf("__r%d", time.Now().Unix()), head: head}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, s.expand(`INSERT INTO {{schema}}.projection_rebuilds
 			(name, rebuild_name, suffix, head_commit, head_prepare) VALUES ($1, $2, $3, $4, $5)`),
@@ -237,6 +265,10 @@ func (s *Sink) startRebuild(ctx context.Context, store es.Store, p Rebuildable) 
 		if _, err := tx.Exec(ctx, s.expand(`INSERT INTO {{schema}}.projection_checkpoints AS c (name, state)
 			VALUES ($1, 'rebuilding') ON CONFLICT (name) DO UPDATE
 			SET commit_pos = 0, prepare_pos = 0, state = 'rebuilding', failure = NULL, updated_at = now()`), row.name); err != nil {
+			return err
+		}
+		// Dead letters of a generation abandoned before its swap.
+		if _, err := tx.Exec(ctx, s.expand(`DELETE FROM {{schema}}.projection_dead_letters WHERE projection = $1`), row.name); err != nil {
 			return err
 		}
 		for _, t := range p.Tables() {
@@ -327,6 +359,9 @@ func (s *Sink) swap(ctx context.Context, w *projections.Worker[*Tx], p Rebuildab
 	}
 	if _, err := tx.Exec(ctx, s.q.advance, name, int64(next.Position.Commit), int64(next.Position.Prepare), nil); err != nil {
 		return false, fmt.Errorf("pgsink: rebuild %s: swap: %w", name, err)
+	}
+	if err := s.adoptDeadLetters(ctx, tx, row.name, name); err != nil {
+		return false, fmt.Errorf("pgsink: rebuild %s: swap: move dead letters: %w", name, err)
 	}
 	if _, err := tx.Exec(ctx, s.expand(`DELETE FROM {{schema}}.projection_checkpoints WHERE name = $1`), row.name); err != nil {
 		return false, fmt.Errorf("pgsink: rebuild %s: swap: %w", name, err)

@@ -3,11 +3,13 @@ package pgsink_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/pgsink"
 )
@@ -173,4 +175,79 @@ func TestRebuildRunsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.checkAppliedOnce(t, nil)
+}
+
+// TestRebuildDeadLetters: what a new generation parks stays apart from the
+// live projection's dead letters until the swap, which replaces these with
+// those; what an abandoned generation parked is not carried over.
+func TestRebuildDeadLetters(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rebuildName := "stock" + pgsink.RebuildSuffix
+	_, poison := e.parkTwo(t)
+	// Left over from a generation that never swapped.
+	first, err := e.store.ReadAll(t.Context(), es.Start, 1)
+	if err != nil || len(first) != 1 {
+		t.Fatal(first, err)
+	}
+	stale := first[0]
+	if err := e.sink.Apply(t.Context(), projections.ApplyParams{Projection: rebuildName, To: stale.Position,
+		DeadLetters: []projections.DeadLetter{{Projection: rebuildName, Record: stale, Failure: projections.Failure{Error: "stale"}}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.appendOne(t, "other", "ItemAdded", `{"sku":"o","qty":1}`)
+	last := e.appendOne(t, "last", "ItemAdded", `{"sku":"l","qty":1}`)
+	e.waitVisible(t, last.Position)
+
+	// The fixed projection handles poison, and refuses other; the first
+	// run stops once it has parked other.
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	fixed := stock{name: "stock", fail: func(ev projections.Event) bool { return ev.Record.Stream == "other" },
+		before: func(_ context.Context, _ *pgsink.Tx, evs []projections.Event) error {
+			if len(evs) == 1 && evs[0].Record.Stream == "last" {
+				cancel()
+			}
+			return nil
+		}}
+	cfg := pgsink.RebuildConfig{Worker: projections.Config{Logger: quiet, ErrorPolicy: projections.PolicyDeadLetter, BatchSize: 10}}
+	if err := e.sink.Rebuild(ctx, e.store, e.reg, fixed, cfg); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted Rebuild = %v, want context.Canceled", err)
+	}
+	streams := func(name string) string {
+		t.Helper()
+		ds, err := e.sink.DeadLetters(t.Context(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s []string
+		for _, d := range ds {
+			s = append(s, d.Projection+":"+d.Record.Stream)
+		}
+		return strings.Join(s, ",")
+	}
+	if got := streams(""); got != "stock:bad,"+rebuildName+":bad,stock:poison,"+rebuildName+":other" {
+		t.Errorf("dead letters during the rebuild: %s; want the live ones and the new generation's apart", got)
+	}
+	infos, err := e.sink.Projections(t.Context())
+	if err != nil || len(infos) != 1 || infos[0].Name != "stock" || !infos[0].Rebuilding || infos[0].DeadLetters != 2 {
+		t.Errorf("Projections during the rebuild = %+v, %v", infos, err)
+	}
+
+	fixed.before = nil
+	if err := e.sink.Rebuild(t.Context(), e.store, e.reg, fixed, cfg); err != nil {
+		t.Fatal(err)
+	}
+	// bad does not decode for the new generation either; poison is applied.
+	if got := streams(""); got != "stock:bad,stock:other" {
+		t.Errorf("dead letters after the swap: %s; want stock:bad,stock:other", got)
+	}
+	infos, err = e.sink.Projections(t.Context())
+	if err != nil || len(infos) != 1 || infos[0].Rebuilding || infos[0].DeadLetters != 2 || infos[0].Checkpoint.Position != last.Position {
+		t.Errorf("Projections after the swap = %+v, %v", infos, err)
+	}
+	var qty int64
+	if err := e.pool.QueryRow(t.Context(), replaceSchema(`SELECT qty FROM {{schema}}.stock WHERE sku = 'p'`, e.sink.Schema())).Scan(&qty); err != nil || qty != 3 {
+		t.Errorf("stock of %s's sku after the rebuild = %d, %v; want 3", poison.Position, qty, err)
+	}
 }

@@ -210,3 +210,91 @@ func (s *Sink) Reset(ctx context.Context, name string, pos es.Position) error {
 	}
 	return nil
 }
+
+// DeleteCheckpoint deletes the checkpoint of a projection: it is no longer
+// listed by [Sink.Projections] (unless it has dead letters or a rebuild in
+// progress), and a worker would start it from the start of the log. Its
+// dead letters stay (see [Sink.DeleteDeadLetters] and
+// [Sink.MoveDeadLetters]). Deleting a checkpoint that does not exist does
+// nothing.
+func (s *Sink) DeleteCheckpoint(ctx context.Context, name string) error {
+	if _, err := s.pool.Exec(ctx, s.expand(`DELETE FROM {{schema}}.projection_checkpoints WHERE name = $1`), name); err != nil {
+		return fmt.Errorf("pgsink: delete checkpoint of %s: %w", name, err)
+	}
+	return nil
+}
+
+// RebuildSuffix ends the name of the checkpoint a rebuild builds a new
+// generation under: the projection's name + RebuildSuffix. [Sink.Rebuild]
+// and elasticsink's rebuild use it.
+const RebuildSuffix = "#rebuild"
+
+// ProjectionInfo is what the sink keeps of a projection, as
+// [Sink.Projections] lists it.
+type ProjectionInfo struct {
+	Name string
+	// Checkpoint is the projection's checkpoint: position Start and
+	// StateRunning when it has none (yet).
+	Checkpoint projections.Checkpoint
+	// Rebuilding says that a new generation is being built, by a process
+	// now or by a rebuild that was interrupted (see [Sink.RebuildStatus]).
+	Rebuilding bool
+	// DeadLetters counts the projection's dead letters (those of a
+	// generation being built are not among them until its swap).
+	DeadLetters int64
+}
+
+// Projections lists, by name, the projections that have a checkpoint, a
+// rebuild in progress or dead letters. The checkpoints of generations being
+// built (named with [RebuildSuffix]) are not listed apart: they set
+// Rebuilding on their projection.
+func (s *Sink) Projections(ctx context.Context) ([]ProjectionInfo, error) {
+	rows, err := s.pool.Query(ctx, s.expand(`WITH names AS (
+			SELECT CASE WHEN right(name, $1) = $2 THEN left(name, -$1) ELSE name END AS name
+			FROM {{schema}}.projection_checkpoints
+			UNION SELECT name FROM {{schema}}.projection_rebuilds
+			UNION SELECT CASE WHEN right(projection, $1) = $2 THEN left(projection, -$1) ELSE projection END
+			FROM {{schema}}.projection_dead_letters
+		)
+		SELECT n.name, c.commit_pos, c.prepare_pos, c.state, c.failure, c.updated_at,
+			EXISTS (SELECT FROM {{schema}}.projection_rebuilds r WHERE r.name = n.name)
+				OR EXISTS (SELECT FROM {{schema}}.projection_checkpoints r WHERE r.name = n.name || $2),
+			(SELECT count(*) FROM {{schema}}.projection_dead_letters d WHERE d.projection = n.name)
+		FROM names n LEFT JOIN {{schema}}.projection_checkpoints c ON c.name = n.name
+		ORDER BY n.name`), len(RebuildSuffix), RebuildSuffix)
+	if err != nil {
+		return nil, fmt.Errorf("pgsink: list projections: %w", err)
+	}
+	defer rows.Close()
+	out := []ProjectionInfo{}
+	for rows.Next() {
+		var (
+			p               ProjectionInfo
+			commit, prepare *int64
+			state           *string
+			failure         []byte
+			updated         *time.Time
+		)
+		if err := rows.Scan(&p.Name, &commit, &prepare, &state, &failure, &updated, &p.Rebuilding, &p.DeadLetters); err != nil {
+			return nil, fmt.Errorf("pgsink: list projections: %w", err)
+		}
+		p.Checkpoint = projections.Checkpoint{Name: p.Name, State: projections.StateRunning}
+		if state != nil {
+			p.Checkpoint.Position = es.Position{Commit: uint64(*commit), Prepare: uint64(*prepare)}
+			p.Checkpoint.State = projections.State(*state)
+			p.Checkpoint.UpdatedAt = *updated
+		}
+		if failure != nil {
+			var f projections.Failure
+			if err := json.Unmarshal(failure, &f); err != nil {
+				return nil, fmt.Errorf("pgsink: list projections: failure of %s: %w", p.Name, err)
+			}
+			p.Checkpoint.Failure = &f
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("pgsink: list projections: %w", err)
+	}
+	return out, nil
+}
