@@ -125,15 +125,24 @@ func (s *Sink) adoptDeadLetters(ctx context.Context, tx pgx.Tx, from, to string)
 	return err
 }
 
-// MoveDeadLetters makes the dead letters parked under the checkpoint name
-// from those of the projection to, in one transaction, deleting to's own
-// first. It is for a rebuild that keeps a checkpoint of its own, at its
-// swap: the events to's old generation parked were handed to the new one,
-// which applied or parked them again. [Sink.Rebuild] does this itself.
-func (s *Sink) MoveDeadLetters(ctx context.Context, from, to string) error {
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return s.adoptDeadLetters(ctx, tx, from, to) })
+// DeleteRebuildCheckpoint ends a rebuild of a projection that builds its
+// new generation under a checkpoint of its own (name + [RebuildSuffix]) and
+// swaps it in by itself, as elasticsink's does: one transaction deletes
+// that checkpoint and makes the dead letters parked under it the
+// projection's, in place of the projection's own (every event those covered
+// was handed to the new generation, which applied it or parked it again).
+// When that checkpoint is gone already, it does nothing, so a swap that was
+// cut short may call it again. [Sink.Rebuild] does this in its swap.
+func (s *Sink) DeleteRebuildCheckpoint(ctx context.Context, name string) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, s.expand(`DELETE FROM {{schema}}.projection_checkpoints WHERE name = $1`), name+RebuildSuffix)
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		return s.adoptDeadLetters(ctx, tx, name+RebuildSuffix, name)
+	})
 	if err != nil {
-		return fmt.Errorf("pgsink: move dead letters of %s to %s: %w", from, to, err)
+		return fmt.Errorf("pgsink: delete the rebuild checkpoint of %s: %w", name, err)
 	}
 	return nil
 }

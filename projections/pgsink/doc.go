@@ -48,8 +48,8 @@
 // [Sink.Rebuild] builds a projection's tables anew, blue/green, while the
 // live ones serve; [HeldBack] makes [projections.ReadStatus] say which
 // transaction holds readers of a pgstore log back. [Sink.Projections],
-// [Sink.DeadLetters], [Sink.RetryDeadLetter], [Sink.DeleteDeadLetters] and
-// [Sink.DeleteCheckpoint] are what tools such as the strata CLI need of the
+// [Sink.DeadLetters], [Sink.RetryDeadLetter], [Sink.DeleteDeadLetters],
+// [Sink.DeleteCheckpoint] and [Sink.SchemaVersion] are what tools such as the strata CLI need of the
 // sink's tables, which are its own. Package pgsinktest tests
 // a projection in isolation: given events, then rows.
 package pgsink

@@ -98,3 +98,14 @@ func (s *Sink) Migrate(ctx context.Context) error {
 	}
 	return nil
 }
+
+// SchemaVersion returns the version of the last migration [Sink.Migrate]
+// applied to the sink's schema: 0 when it has applied none.
+func (s *Sink) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := s.pool.QueryRow(ctx, s.expand(`SELECT coalesce(max(version), 0) FROM {{schema}}.pgsink_migrations`)).Scan(&v)
+	if err != nil {
+		return 0, fmt.Errorf("pgsink: schema version of %s: %w", s.cfg.Schema, err)
+	}
+	return v, nil
+}

@@ -214,8 +214,8 @@ func (s *Sink) Reset(ctx context.Context, name string, pos es.Position) error {
 // DeleteCheckpoint deletes the checkpoint of a projection: it is no longer
 // listed by [Sink.Projections] (unless it has dead letters or a rebuild in
 // progress), and a worker would start it from the start of the log. Its
-// dead letters stay (see [Sink.DeleteDeadLetters] and
-// [Sink.MoveDeadLetters]). Deleting a checkpoint that does not exist does
+// dead letters stay (see [Sink.DeleteDeadLetters]; for the checkpoint of a
+// rebuild, [Sink.DeleteRebuildCheckpoint]). Deleting a checkpoint that does not exist does
 // nothing.
 func (s *Sink) DeleteCheckpoint(ctx context.Context, name string) error {
 	if _, err := s.pool.Exec(ctx, s.expand(`DELETE FROM {{schema}}.projection_checkpoints WHERE name = $1`), name); err != nil {
