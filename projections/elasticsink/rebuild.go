@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/pgsink"
@@ -238,11 +236,9 @@ func (s *Sink) finishSwap(ctx context.Context, name, cpName, index string, gens 
 			return err
 		}
 	}
-	// pgsink has no call to delete a checkpoint; its table is documented in
-	// its migrations.
-	if _, err := s.pg.Pool().Exec(ctx, `DELETE FROM `+pgx.Identifier{s.pg.Schema(), "projection_checkpoints"}.Sanitize()+
-		` WHERE name = $1`, cpName); err != nil {
-		return fmt.Errorf("elasticsink: rebuild %s: swap: delete the rebuild checkpoint: %w", name, err)
+	// The generation's dead letters become the projection's with it.
+	if err := s.pg.DeleteRebuildCheckpoint(ctx, name); err != nil {
+		return fmt.Errorf("elasticsink: rebuild %s: swap: %w", name, err)
 	}
 	m := gens[index]
 	m.Rebuild = false

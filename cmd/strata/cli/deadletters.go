@@ -8,12 +8,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
-	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/projections"
-	"github.com/stratadev/strata/projections/pgsink"
 )
 
 func (a *app) deadLettersCommand() *cobra.Command {
@@ -26,61 +23,17 @@ func (a *app) deadLettersCommand() *cobra.Command {
 	return cmd
 }
 
-type deadLetter struct {
-	Projection string    `json:"projection"`
-	Record     es.Record `json:"-"`
-	Error      string    `json:"error"`
-	ParkedAt   time.Time `json:"parked_at"`
-}
+// deadLetterJSON is a dead letter as -o json prints it.
+type deadLetterJSON projections.DeadLetter
 
-func (d deadLetter) MarshalJSON() ([]byte, error) {
+func (d deadLetterJSON) MarshalJSON() ([]byte, error) {
 	type out struct {
 		Projection string     `json:"projection"`
 		Event      recordJSON `json:"event"`
 		Error      string     `json:"error"`
 		ParkedAt   time.Time  `json:"parked_at"`
 	}
-	return json.Marshal(out{d.Projection, toJSON(d.Record), d.Error, d.ParkedAt})
-}
-
-// deadLetters reads the dead letters of a projection ("" for all), in log
-// order; ids, when not empty, select some.
-func deadLetters(ctx context.Context, q interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}, schema, projection string, ids []uuid.UUID) ([]deadLetter, error) {
-	rows, err := q.Query(ctx, `SELECT projection, event_id, stream_id, stream_version, commit_pos, prepare_pos,
-			type, data, metadata, recorded_at, error, parked_at
-		FROM `+pgx.Identifier{schema, "projection_dead_letters"}.Sanitize()+`
-		WHERE ($1 = '' OR projection = $1) AND (coalesce(cardinality($2::uuid[]), 0) = 0 OR event_id = ANY($2))
-		ORDER BY commit_pos, prepare_pos, projection`, projection, ids)
-	if err != nil {
-		return nil, fmt.Errorf("read dead letters: %w", err)
-	}
-	defer rows.Close()
-	var out []deadLetter
-	for rows.Next() {
-		var (
-			d               deadLetter
-			commit, prepare int64
-			md              []byte
-		)
-		r := &d.Record
-		if err := rows.Scan(&d.Projection, &r.ID, &r.Stream, &r.Version, &commit, &prepare,
-			&r.Type, &r.Data, &md, &r.RecordedAt, &d.Error, &d.ParkedAt); err != nil {
-			return nil, fmt.Errorf("read dead letters: %w", err)
-		}
-		r.Position = es.Position{Commit: uint64(commit), Prepare: uint64(prepare)}
-		if len(md) > 0 && string(md) != "{}" {
-			if err := json.Unmarshal(md, &r.Metadata); err != nil {
-				return nil, fmt.Errorf("read dead letter %s: metadata: %w", r.ID, err)
-			}
-		}
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read dead letters: %w", err)
-	}
-	return out, nil
+	return json.Marshal(out{d.Projection, toJSON(d.Record), d.Failure.Error, d.Failure.At})
 }
 
 func (a *app) deadListCommand() *cobra.Command {
@@ -105,24 +58,25 @@ func (a *app) deadListCommand() *cobra.Command {
 					return err
 				}
 			}
-			ds, err := deadLetters(ctx, c.pool, c.sink.Schema(), name, nil)
+			ds, err := c.sink.DeadLetters(ctx, name)
 			if err != nil {
 				return a.explain(err)
 			}
 			if a.format() == formatJSON {
-				if ds == nil {
-					ds = []deadLetter{}
+				out := make([]deadLetterJSON, len(ds))
+				for i, d := range ds {
+					out[i] = deadLetterJSON(d)
 				}
-				return a.writeJSON(ds)
+				return a.writeJSON(out)
 			}
 			t := a.newTable("PROJECTION", "EVENT ID", "POSITION", "STREAM", "VERSION", "TYPE", "PARKED", "ERROR")
 			for _, d := range ds {
-				e := d.Error
+				e := d.Failure.Error
 				if !t.lines {
 					e = truncate(e, 60)
 				}
 				t.row(d.Projection, d.Record.ID.String(), d.Record.Position.String(), d.Record.Stream,
-					strconv.FormatInt(d.Record.Version, 10), d.Record.Type, formatTime(d.ParkedAt), e)
+					strconv.FormatInt(d.Record.Version, 10), d.Record.Type, formatTime(d.Failure.At), e)
 			}
 			t.flush()
 			return nil
@@ -187,30 +141,19 @@ retry when the projection's handling of them does not depend on order.`,
 
 func (a *app) retry(ctx context.Context, c *conn, p Projection, ids []uuid.UUID) error {
 	name := p.name()
-	ds, err := deadLetters(ctx, c.pool, c.sink.Schema(), name, ids)
+	ds, err := c.sink.DeadLetters(ctx, name, ids...)
 	if err != nil {
 		return a.explain(err)
 	}
 	if err := missing(name, ids, ds); err != nil {
 		return err
 	}
-	del := `DELETE FROM ` + pgx.Identifier{c.sink.Schema(), "projection_dead_letters"}.Sanitize() + ` WHERE projection = $1 AND event_id = $2`
 	w := a.stdout()
 	for i, d := range ds {
-		err := c.sink.BeginFunc(ctx, func(ctx context.Context, tx *pgsink.Tx) error {
-			data, err := a.cfg.Registry.Decode(d.Record)
-			if err != nil {
-				return err
-			}
-			if err := p.Projection.HandleBatch(ctx, tx, []projections.Event{{Record: d.Record, Data: data}}); err != nil {
-				return err
-			}
-			_, err = tx.Exec(ctx, del, name, d.Record.ID)
-			return err
-		})
-		if err != nil {
+		if err := c.sink.RetryDeadLetter(ctx, a.cfg.Registry, p.Projection, d); err != nil {
+			r := d.Record
 			return fmt.Errorf("retry %s@%d (event %s, type %q) failed again; it stays parked (%d of %d retried): %w",
-				d.Record.Stream, d.Record.Version, d.Record.ID, d.Record.Type, i, len(ds), err)
+				r.Stream, r.Version, r.ID, r.Type, i, len(ds), err)
 		}
 		fmt.Fprintf(w, "retried %s@%d (%s, position %s)\n", d.Record.Stream, d.Record.Version, d.Record.Type, d.Record.Position)
 	}
@@ -219,7 +162,7 @@ func (a *app) retry(ctx context.Context, c *conn, p Projection, ids []uuid.UUID)
 }
 
 // missing reports the IDs that name no dead letter of the projection.
-func missing(name string, ids []uuid.UUID, ds []deadLetter) error {
+func missing(name string, ids []uuid.UUID, ds []projections.DeadLetter) error {
 	for _, id := range ids {
 		found := false
 		for _, d := range ds {
@@ -260,22 +203,19 @@ apply them. The events stay in the log. Its checkpoint is already past them.`,
 			if err := a.known(ctx, c, name); err != nil {
 				return err
 			}
-			ds, err := deadLetters(ctx, c.pool, c.sink.Schema(), name, ids)
+			ds, err := c.sink.DeadLetters(ctx, name, ids...)
 			if err != nil {
 				return a.explain(err)
 			}
 			if err := missing(name, ids, ds); err != nil {
 				return err
 			}
-			if len(ds) > 0 {
-				del := make([]uuid.UUID, len(ds))
-				for i, d := range ds {
-					del[i] = d.Record.ID
-				}
-				if _, err := c.pool.Exec(ctx, `DELETE FROM `+pgx.Identifier{c.sink.Schema(), "projection_dead_letters"}.Sanitize()+
-					` WHERE projection = $1 AND event_id = ANY($2)`, name, del); err != nil {
-					return fmt.Errorf("skip dead letters of %s: %w", name, err)
-				}
+			del := make([]uuid.UUID, len(ds))
+			for i, d := range ds {
+				del[i] = d.Record.ID
+			}
+			if _, err := c.sink.DeleteDeadLetters(ctx, name, del); err != nil {
+				return err
 			}
 			for _, d := range ds {
 				fmt.Fprintf(a.stdout(), "skipped %s@%d (%s, position %s)\n", d.Record.Stream, d.Record.Version, d.Record.Type, d.Record.Position)

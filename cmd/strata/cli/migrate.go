@@ -60,7 +60,7 @@ func (a *app) runMigrate(cmd *cobra.Command, args []string) error {
 	if err := sink.Migrate(ctx); err != nil {
 		return err
 	}
-	v, err := schemaVersion(ctx, c, schema, "pgsink_migrations")
+	v, err := sink.SchemaVersion(ctx)
 	if err != nil {
 		return err
 	}

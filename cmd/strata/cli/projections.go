@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/stratadev/strata/es"
@@ -27,27 +26,16 @@ func (a *app) projectionsCommand() *cobra.Command {
 	return cmd
 }
 
-// checkpointNames lists the projections that have a checkpoint or a
-// rebuild in progress.
-func checkpointNames(ctx context.Context, c *conn) ([]string, error) {
-	rows, err := c.pool.Query(ctx, `SELECT name FROM `+pgx.Identifier{c.sink.Schema(), "projection_checkpoints"}.Sanitize()+
-		` WHERE name NOT LIKE '%#rebuild' UNION SELECT name FROM `+pgx.Identifier{c.sink.Schema(), "projection_rebuilds"}.Sanitize()+
-		` ORDER BY name`)
-	if err != nil {
-		return nil, fmt.Errorf("list projections: %w", err)
-	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("list projections: %w", err)
-	}
-	return names, nil
-}
-
-// knownNames lists the projections with a checkpoint or registered here.
+// knownNames lists the projections the sink has (a checkpoint, a rebuild in
+// progress or dead letters) or that are registered here.
 func (a *app) knownNames(ctx context.Context, c *conn) ([]string, error) {
-	names, err := checkpointNames(ctx, c)
+	infos, err := c.sink.Projections(ctx)
 	if err != nil {
 		return nil, a.explain(err)
+	}
+	var names []string
+	for _, p := range infos {
+		names = append(names, p.Name)
 	}
 	for _, n := range a.registeredNames() {
 		if !slices.Contains(names, n) {
@@ -183,9 +171,13 @@ func (a *app) statuses(ctx context.Context, c *conn, names []string, prev *sampl
 	}
 	now := sample{at: time.Now(), cps: map[string]es.Position{}}
 	out := make([]projStatus, 0, len(names))
-	dead, err := deadLetterCounts(ctx, c)
+	infos, err := c.sink.Projections(ctx)
 	if err != nil {
 		return nil, now, a.explain(err)
+	}
+	dead := map[string]int64{}
+	for _, p := range infos {
+		dead[p.Name] = p.DeadLetters
 	}
 	for _, n := range names {
 		st, err := projections.ReadStatus(ctx, opts, n)
@@ -219,11 +211,7 @@ func (a *app) statuses(ctx context.Context, c *conn, names []string, prev *sampl
 		if pr, ok, err := c.sink.RebuildStatus(ctx, n); err != nil {
 			return nil, now, a.explain(err)
 		} else if ok {
-			_, running, err := c.sink.LeaseHolder(ctx, n+"#rebuild")
-			if err != nil {
-				return nil, now, err
-			}
-			ps.Rebuild = &rebuildJSON{Done: pr.Done, Total: pr.Total, Rate: pr.Rate, ETASeconds: pr.ETA.Seconds(), Running: running}
+			ps.Rebuild = &rebuildJSON{Done: pr.Done, Total: pr.Total, Rate: pr.Rate, ETASeconds: pr.ETA.Seconds(), Running: pr.Running}
 		}
 		out = append(out, ps)
 	}
@@ -255,27 +243,6 @@ func countBetween(ctx context.Context, store es.Store, from, to es.Position) (in
 		n += int64(to.Prepare - from.Prepare)
 	}
 	return n, nil
-}
-
-func deadLetterCounts(ctx context.Context, c *conn) (map[string]int64, error) {
-	rows, err := c.pool.Query(ctx, `SELECT projection, count(*) FROM `+
-		pgx.Identifier{c.sink.Schema(), "projection_dead_letters"}.Sanitize()+` GROUP BY projection`)
-	if err != nil {
-		return nil, fmt.Errorf("count dead letters: %w", err)
-	}
-	defer rows.Close()
-	out := map[string]int64{}
-	for rows.Next() {
-		var (
-			name string
-			n    int64
-		)
-		if err := rows.Scan(&name, &n); err != nil {
-			return nil, err
-		}
-		out[name] = n
-	}
-	return out, rows.Err()
 }
 
 func (a *app) projectionsStatusCommand() *cobra.Command {

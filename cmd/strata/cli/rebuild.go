@@ -95,23 +95,11 @@ func (a *app) rebuild(ctx context.Context, c *conn, p Projection, rb pgsink.Rebu
 	if err != nil {
 		return a.explain(err)
 	}
-	_, running, err := c.sink.LeaseHolder(ctx, name+"#rebuild")
-	if err != nil {
-		return err
-	}
-	if inProgress && !running {
+	if inProgress && !prev.Running {
+		// A rebuild that stalled is tried again (pgsink's Rebuild does
+		// that): the operator asked for it, usually after a fix or with
+		// --on-error dead-letter.
 		fmt.Fprintf(w, "resuming the rebuild of %s at %s of %s events\n", name, formatCount(prev.Done), formatCount(prev.Total))
-		// A rebuild that stalled is tried again: the operator asked for it,
-		// usually after a fix or with --on-error dead-letter.
-		cp, err := c.sink.Checkpoint(ctx, name+"#rebuild")
-		if err != nil {
-			return err
-		}
-		if cp.State == projections.StateStalled {
-			if err := c.sink.SetState(ctx, name+"#rebuild", projections.StateRebuilding, nil); err != nil {
-				return err
-			}
-		}
 	}
 	bar := &progressBar{w: w, tty: a.tty(), name: name, began: time.Now()}
 	wcfg := p.Worker
@@ -172,12 +160,7 @@ func (a *app) follow(ctx context.Context, c *conn, name string, bar *progressBar
 			fmt.Fprintf(a.stdout(), "swapped: %s now serves the new generation\n", name)
 			return nil
 		}
-		_, running, err := c.sink.LeaseHolder(ctx, name+"#rebuild")
-		if err != nil {
-			bar.finish()
-			return err
-		}
-		if !running {
+		if !pr.Running {
 			// It may have just swapped: look once more.
 			if _, ok, err := c.sink.RebuildStatus(ctx, name); err == nil && !ok {
 				continue

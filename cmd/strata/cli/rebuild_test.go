@@ -128,5 +128,10 @@ func TestRebuildStalls(t *testing.T) {
 	if n := e.count(t, "order_view"); n != 2 {
 		t.Errorf("order_view has %d rows, want 2", n)
 	}
-	e.mustRun(t, opts{}, "projections", "dead-letters", "list").check(t, 0, "negative total -5")
+	// What the new generation parked is the projection's after the swap.
+	e.mustRun(t, opts{}, "projections", "dead-letters", "list", "order_view").check(t, 0, "order_view\t", "negative total -5")
+	e.mustRun(t, opts{tty: true}, "projections", "status", "order_view", "--sample", "0").check(t, 0, "dead letters  1\n")
+	if r := e.mustRun(t, opts{}, "projections", "list"); strings.Contains(r.stdout.String(), "#rebuild") {
+		t.Errorf("projections list shows a rebuild checkpoint:\n%s", r.stdout)
+	}
 }
