@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/google/uuid"
@@ -79,7 +80,14 @@ type appendArgs struct {
 	events   []es.EventData
 	kind     int16 // see expectedArgs
 	version  int64
-	check    bool // some ID came from the caller
+	// min and max are the lowest and highest stream version the expected
+	// version allows, for the fast statement.
+	min, max int64
+	// key is the stream's advisory lock key; its low four bits pick the
+	// stream's notification locks (see notify.go).
+	key   int32
+	slot  int32
+	check bool // some ID came from the caller
 	// ids are plain arrays: pgx encodes those in binary, but a uuid.UUID
 	// through its driver.Valuer, as text.
 	ids      [][16]byte
@@ -102,6 +110,9 @@ func newAppendArgs(stream string, expected es.ExpectedVersion, events []es.Event
 		metadata: make([][]byte, len(events)),
 	}
 	a.kind, a.version = expectedArgs(expected)
+	a.min, a.max = expectedRange(expected)
+	a.key = streamKey(stream)
+	a.slot = a.key & 15
 	for i, e := range events {
 		if e.ID == uuid.Nil {
 			id, err := uuid.NewV7()
@@ -131,9 +142,9 @@ func newAppendArgs(stream string, expected es.ExpectedVersion, events []es.Event
 func (s *Store) appendFast(ctx context.Context, a *appendArgs) (res es.AppendResult, ok bool, err error) {
 	var row pgx.Row
 	if len(a.events) == 1 {
-		row = s.pool.QueryRow(ctx, s.q.appendOne, a.stream, a.kind, a.version, a.ids[0], a.types[0], a.data[0], a.metadata[0])
+		row = s.pool.QueryRow(ctx, s.q.appendOne, a.stream, a.min, a.max, a.ids[0], a.types[0], a.data[0], a.metadata[0], a.key, a.slot)
 	} else {
-		row = s.pool.QueryRow(ctx, s.q.appendMany, a.stream, a.kind, a.version, a.ids, a.types, a.data, a.metadata)
+		row = s.pool.QueryRow(ctx, s.q.appendMany, a.stream, a.min, a.max, a.ids, a.types, a.data, a.metadata, a.key, a.slot)
 	}
 	var prepare int64
 	res.Stream = a.stream
@@ -158,7 +169,7 @@ func (s *Store) appendFunc(ctx context.Context, q querier, a *appendArgs, deboun
 		position *int64
 		dupID    *uuid.UUID
 	)
-	err := q.QueryRow(ctx, s.q.append, a.stream, a.kind, a.version, a.check, debounce, a.ids, a.types, a.data, a.metadata).
+	err := q.QueryRow(ctx, s.q.append, a.stream, a.key, a.kind, a.version, a.check, debounce, a.ids, a.types, a.data, a.metadata).
 		Scan(&status, &actual, &commit, &position, &dupID)
 	if err != nil {
 		return es.AppendResult{}, s.appendError(a.stream, err)
@@ -198,6 +209,29 @@ func expectedArgs(e es.ExpectedVersion) (kind int16, version int64) {
 		return 1, 0 // no stream
 	}
 	return 3, v
+}
+
+// expectedRange returns the lowest and highest stream version e allows.
+func expectedRange(e es.ExpectedVersion) (lo, hi int64) {
+	switch {
+	case e.IsAny():
+		return 0, math.MaxInt64
+	case e.IsStreamExists():
+		return 1, math.MaxInt64
+	}
+	v, _ := e.Version()
+	return v, v
+}
+
+// streamKey is the stream's advisory lock key: the 32-bit FNV-1a hash of its
+// ID.
+func streamKey(stream string) int32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(stream); i++ {
+		h ^= uint32(stream[i])
+		h *= 16777619
+	}
+	return int32(h)
 }
 
 // validate runs [es.ValidateAppend] and then refuses what PostgreSQL cannot

@@ -85,8 +85,8 @@
 //
 // The store's advisory locks use the two-key form, pg_advisory_xact_lock(int,
 // int), with first keys derived from the schema name: one for the streams
-// (second key hashtext(stream_id)) and one for notifications (second keys 1
-// to 33). Locks an application takes with the one-key form never collide
+// (second key a 32-bit FNV-1a hash of the stream ID) and one for
+// notifications (second keys 1 to 33). Locks an application takes with the one-key form never collide
 // with them.
 //
 // Events without an ID get a version 7 UUID. When an append carries IDs that

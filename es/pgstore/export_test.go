@@ -5,3 +5,6 @@ func ReadAllSQL(s *Store) string { return s.q.readAll }
 
 // LockClasses returns the first keys of the store's advisory locks.
 func LockClasses(s *Store) (stream, notify int32) { return s.streamLock, s.notifyLock }
+
+// StreamKey returns the second key of a stream's advisory lock.
+func StreamKey(stream string) int32 { return streamKey(stream) }

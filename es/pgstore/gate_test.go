@@ -434,7 +434,7 @@ func TestSubscribeSeesAppendThatDidNotNotify(t *testing.T) {
 	}
 	// Keep the append below in flight by holding its stream's lock.
 	streamHolder := begin(t, pool)
-	if _, err := streamHolder.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext('s'))", streamLock); err != nil {
+	if _, err := streamHolder.Exec(ctx, "SELECT pg_advisory_xact_lock($1, $2)", streamLock, pgstore.StreamKey("s")); err != nil {
 		t.Fatal(err)
 	}
 	silent := ev("Silent", `{}`)
@@ -493,7 +493,8 @@ func TestSubscribeStartsWhileUnnotifiedAppendInFlight(t *testing.T) {
 	tx := begin(t, pool)
 	id := uuid.New()
 	if _, err := tx.Exec(ctx, "SELECT * FROM "+pgx.Identifier{s.Schema(), "append"}.Sanitize()+
-		"($1, 0::smallint, 0, false, true, ARRAY[$2::uuid], ARRAY['T'], ARRAY['{}'::jsonb], ARRAY['{}'::jsonb])", "s", id); err != nil {
+		"($1, $2, 0::smallint, 0, false, true, ARRAY[$3::uuid], ARRAY['T'], ARRAY['{}'::jsonb], ARRAY['{}'::jsonb])",
+		"s", pgstore.StreamKey("s"), id); err != nil {
 		t.Fatal(err)
 	}
 	live := subscribe(t, s, es.SubscribeOptions{})

@@ -29,30 +29,26 @@ type queries struct {
 }
 
 // appendFastFrom is the FROM clause of the fast appends: $1 is the stream,
-// $2 and $3 the expected version (see expectedArgs). It takes the locks, then
-// cur is the stream's last event (version v, tx_id), or NULLs for a new
-// stream.
+// $2 and $3 the lowest and highest version the expected version allows,
+// $8 the stream's lock key and $9 its slot (see appendArgs). It takes the
+// locks, then cur is the stream's last event (version v, tx_id), or NULLs
+// for a new stream.
 const appendFastFrom = `FROM (
-				SELECT pg_advisory_xact_lock_shared({{notifylock}}, 2 + (hashtext($1) & 15)),
-					pg_advisory_xact_lock({{streamlock}}, hashtext($1))
+				SELECT pg_advisory_xact_lock_shared({{notifylock}}, 2 + $9::int),
+					pg_advisory_xact_lock({{streamlock}}, $8::int)
 			) lock
 			LEFT JOIN LATERAL (
 				SELECT e.stream_version AS v, e.tx_id FROM {{schema}}.events e
 				WHERE e.stream_id = $1 ORDER BY e.stream_version DESC LIMIT 1
 			) cur ON true
-			WHERE CASE $2::smallint
-				WHEN 1 THEN cur.v IS NULL
-				WHEN 2 THEN cur.v IS NOT NULL
-				WHEN 3 THEN coalesce(cur.v, 0) = $3::bigint
-				ELSE true
-			END`
+			WHERE coalesce(cur.v, 0) BETWEEN $2::bigint AND $3::bigint`
 
 // notifyOnce notifies unless no subscriber listens (it gets its stream's
 // lock among (notifyLock, 18…33), which every listening subscriber holds in
 // shared mode) or another append in flight holds the right to notify,
 // (notifyLock, 1). See notify.go.
 const notifyOnce = `CASE
-				WHEN pg_try_advisory_xact_lock({{notifylock}}, 18 + (hashtext($1) & 15)) THEN NULL
+				WHEN pg_try_advisory_xact_lock({{notifylock}}, 18 + $9::int) THEN NULL
 				WHEN pg_try_advisory_xact_lock({{notifylock}}, 1) THEN pg_notify({{channel}}, '')::text
 			END`
 
@@ -62,7 +58,7 @@ const recordColumns = `tx_id, position, event_id, stream_id, stream_version, typ
 func newQueries(expand func(string) string) queries {
 	return queries{
 		append: expand(`SELECT o_status, o_version, o_tx_id, o_position, o_duplicate_id
-			FROM {{schema}}.append($1, $2, $3, $4, $5, $6, $7, $8, $9)`),
+			FROM {{schema}}.append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`),
 
 		// The fast appends: lock the stream, read its version from the
 		// statement's snapshot, insert if the expected version holds. The

@@ -71,7 +71,7 @@ type Store struct {
 	schema  string // quoted identifier
 	channel string // notification channel name, unquoted
 	// streamLock is the first key of the advisory locks that serialize
-	// appends to a stream: (streamLock, hashtext(stream)). notifyLock is the
+	// appends to a stream: (streamLock, streamKey(stream)). notifyLock is the
 	// first key of the locks that let appends skip most notifications (see
 	// notify.go): (notifyLock, 1), held by the one append in flight that
 	// will notify; (notifyLock, 2…17), one of which every append in flight

@@ -8,8 +8,9 @@
 -- There is no table of streams: a stream's version is its highest
 -- stream_version, one probe of the primary key away, and appends to a stream
 -- are serialized with a transaction-level advisory lock keyed by
--- ({{streamlock}}, hashtext(stream_id)). That saves the update of a stream
--- row on every append.
+-- ({{streamlock}}, the stream's key), which the store computes (a 32-bit
+-- FNV-1a hash of the stream ID). That saves the update of a stream row on
+-- every append.
 
 CREATE TABLE {{schema}}.events (
     -- Assigned at insert. Transactions commit out of order, so position alone
@@ -47,6 +48,8 @@ CREATE TABLE {{schema}}.snapshots (
 -- statement for the common case (see append.go), which hands over to this
 -- function whenever it cannot decide.
 --
+-- p_key: the stream's lock key; its low four bits pick its notification
+-- locks (see notify.go).
 -- p_kind: 0 any, 1 no stream, 2 stream exists, 3 exact (p_expected).
 -- p_check: whether any ID came from the caller (and so may be stored already).
 -- p_debounce: notify only if a subscriber listens and no other append in
@@ -66,6 +69,7 @@ CREATE TABLE {{schema}}.snapshots (
 -- lower tx_id has an ID below it and so holds the gate too.
 CREATE FUNCTION {{schema}}.append(
     p_stream   text,
+    p_key      integer,
     p_kind     smallint,
     p_expected bigint,
     p_check    boolean,
@@ -90,11 +94,11 @@ DECLARE
     base_max bigint;
 BEGIN
     IF p_debounce THEN
-        PERFORM pg_advisory_xact_lock_shared({{notifylock}}, 2 + (hashtext(p_stream) & 15));
+        PERFORM pg_advisory_xact_lock_shared({{notifylock}}, 2 + (p_key & 15));
     END IF;
     -- Held until the transaction ends. Each statement below takes a new
     -- snapshot, so it sees what the previous holder committed.
-    PERFORM pg_advisory_xact_lock({{streamlock}}, hashtext(p_stream));
+    PERFORM pg_advisory_xact_lock({{streamlock}}, p_key);
 
     SELECT e.stream_version, e.tx_id INTO cur, last_tx
       FROM {{schema}}.events e
@@ -155,7 +159,7 @@ BEGIN
 
     IF NOT p_debounce THEN
         PERFORM pg_notify({{channel}}, '');
-    ELSIF NOT pg_try_advisory_xact_lock({{notifylock}}, 18 + (hashtext(p_stream) & 15)) THEN
+    ELSIF NOT pg_try_advisory_xact_lock({{notifylock}}, 18 + (p_key & 15)) THEN
         -- A subscriber listens (or another append has the same lock).
         IF pg_try_advisory_xact_lock({{notifylock}}, 1) THEN
             PERFORM pg_notify({{channel}}, '');
