@@ -16,6 +16,7 @@ import (
 
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/projections"
+	"github.com/stratadev/strata/projections/elasticsink"
 	"github.com/stratadev/strata/projections/pgsink"
 )
 
@@ -36,9 +37,17 @@ type Config struct {
 	// Name is the binary's name, used in usage lines and error messages.
 	// Defaults to "strata".
 	Name string
-	// Projections are the application's projections, which projections run
-	// and rebuild and dead-letters retry work on.
+	// Projections are the application's projections kept in PostgreSQL,
+	// which projections run and rebuild and dead-letters retry work on.
 	Projections []Projection
+	// ElasticProjections are the application's projections kept in
+	// Elasticsearch (--elasticsearch-url), which projections run and
+	// rebuild work on. Their checkpoints, leases and dead letters are in
+	// PostgreSQL with the others', so every other command sees them too.
+	ElasticProjections []ElasticProjection
+	// Elasticsearch configures the sink of ElasticProjections. The zero
+	// value works; Logger defaults to the command's logger.
+	Elasticsearch elasticsink.Config
 	// Registry decodes events for the projections. Defaults to an empty
 	// registry.
 	Registry *es.Registry
@@ -67,11 +76,25 @@ type Projection struct {
 
 func (p Projection) name() string { return p.Projection.Name() }
 
+// ElasticProjection is a projection of the application kept in
+// Elasticsearch by projections/elasticsink.
+type ElasticProjection struct {
+	// Projection is run by projections run (its index is created first
+	// when missing) and built anew, behind its alias, by projections
+	// rebuild.
+	Projection elasticsink.Projection
+	// Worker configures its worker, as for [Projection].
+	Worker projections.Config
+}
+
+func (p ElasticProjection) name() string { return p.Projection.Name() }
+
 // app is the state the commands share: the configuration and the flags.
 type app struct {
 	cfg   Config
 	flags flags
 	root  *cobra.Command
+	logs  *logWriter // stderr, for the logger
 }
 
 // New returns the root command, named cfg.Name, with every command below
@@ -80,7 +103,8 @@ type app struct {
 // running it with [Main]:
 //
 //	root := cli.New(cli.Config{Name: "orders", Registry: reg,
-//		Projections: []cli.Projection{{Projection: orderViews{}}}})
+//		Projections:        []cli.Projection{{Projection: orderViews{}}},
+//		ElasticProjections: []cli.ElasticProjection{{Projection: orderSearch{}}}})
 //	root.AddCommand(serveCmd)
 //	os.Exit(cli.Main(context.Background(), root, os.Args[1:]))
 func New(cfg Config) *cobra.Command {
@@ -100,17 +124,28 @@ func New(cfg Config) *cobra.Command {
 	if cfg.IsTerminal == nil {
 		cfg.IsTerminal = isTerminal
 	}
+	if err := cfg.Elasticsearch.Validate(); err != nil {
+		panic(fmt.Sprintf("cli: New: Config.Elasticsearch: %v", err))
+	}
+	var names []string
 	for i, p := range cfg.Projections {
 		if p.Projection == nil || p.Projection.Name() == "" {
 			panic(fmt.Sprintf("cli: New: Config.Projections[%d] has no projection or no name", i))
 		}
-		for _, q := range cfg.Projections[:i] {
-			if q.name() == p.name() {
-				panic(fmt.Sprintf("cli: New: projection %q is registered twice", p.name()))
-			}
+		names = append(names, p.name())
+	}
+	for i, p := range cfg.ElasticProjections {
+		if p.Projection == nil || p.Projection.Name() == "" {
+			panic(fmt.Sprintf("cli: New: Config.ElasticProjections[%d] has no projection or no name", i))
+		}
+		names = append(names, p.name())
+	}
+	for i, n := range names {
+		if slices.Contains(names[:i], n) {
+			panic(fmt.Sprintf("cli: New: projection %q is registered twice", n))
 		}
 	}
-	a := &app{cfg: cfg}
+	a := &app{cfg: cfg, logs: &logWriter{w: cfg.Stderr}}
 	a.root = a.rootCommand()
 	return a.root
 }
@@ -275,9 +310,22 @@ func (a *app) registered(name string) (Projection, bool) {
 	return a.cfg.Projections[i], true
 }
 
+// registeredElastic returns the registered Elasticsearch projection of
+// that name.
+func (a *app) registeredElastic(name string) (ElasticProjection, bool) {
+	i := slices.IndexFunc(a.cfg.ElasticProjections, func(p ElasticProjection) bool { return p.name() == name })
+	if i < 0 {
+		return ElasticProjection{}, false
+	}
+	return a.cfg.ElasticProjections[i], true
+}
+
 func (a *app) registeredNames() []string {
-	names := make([]string, 0, len(a.cfg.Projections))
+	names := make([]string, 0, len(a.cfg.Projections)+len(a.cfg.ElasticProjections))
 	for _, p := range a.cfg.Projections {
+		names = append(names, p.name())
+	}
+	for _, p := range a.cfg.ElasticProjections {
 		names = append(names, p.name())
 	}
 	slices.Sort(names)

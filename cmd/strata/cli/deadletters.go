@@ -122,9 +122,13 @@ retry when the projection's handling of them does not depend on order.`,
 			if err != nil {
 				return err
 			}
-			ps, err := a.selectProjections(args[:1])
+			sel, err := a.selectProjections(args[:1])
 			if err != nil {
 				return err
+			}
+			if len(sel.pg) == 0 {
+				return usagef("cannot retry the dead letters of %s: retrying is for PostgreSQL projections; "+
+					"skip them, or rebuild the projection once its handler is fixed", args[0])
 			}
 			ctx := cmd.Context()
 			c, err := a.connect(ctx)
@@ -132,7 +136,7 @@ retry when the projection's handling of them does not depend on order.`,
 				return err
 			}
 			defer c.close()
-			return a.retry(ctx, c, ps[0], ids)
+			return a.retry(ctx, c, sel.pg[0], ids)
 		},
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "retry every dead letter of the projection")

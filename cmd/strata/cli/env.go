@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"strconv"
 	"time"
 
+	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
@@ -18,6 +20,7 @@ import (
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/es/esdbstore"
 	"github.com/stratadev/strata/es/pgstore"
+	"github.com/stratadev/strata/projections/elasticsink"
 	"github.com/stratadev/strata/projections/pgsink"
 )
 
@@ -100,12 +103,14 @@ func (a *app) settings() settings {
 }
 
 // logger logs to stderr: warnings and errors, and everything with --verbose.
+// A progress bar on a terminal is cleared before each log line and drawn
+// again after it (see logWriter).
 func (a *app) logger() *slog.Logger {
 	level := slog.LevelWarn
 	if a.flags.verbose {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(a.cfg.Stderr, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewTextHandler(a.logs, &slog.HandlerOptions{Level: level}))
 }
 
 // conn holds what a command works with. The PostgreSQL pool is always
@@ -118,9 +123,39 @@ type conn struct {
 	esdb  *esdbstore.Store // nil when they live in PostgreSQL
 	url   string           // the database URL without its password
 	log   *slog.Logger
+
+	elasticURL       string
+	elasticCfg       elasticsink.Config
+	elastic          *elasticsink.Sink // made by elasticSink
+	elasticTransport *http.Transport
+}
+
+// elasticSink returns the sink of Elasticsearch projections, making its
+// client on first use.
+func (c *conn) elasticSink() (*elasticsink.Sink, error) {
+	if c.elastic != nil {
+		return c.elastic, nil
+	}
+	if c.elasticURL == "" {
+		return nil, usagef("no Elasticsearch: set --elasticsearch-url or %s", EnvElasticsearchURL)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	client, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{c.elasticURL}, Transport: tr})
+	if err != nil {
+		return nil, usagef("invalid Elasticsearch URL %s: %v", redactURL(c.elasticURL), err)
+	}
+	cfg := c.elasticCfg
+	if cfg.Logger == nil {
+		cfg.Logger = c.log
+	}
+	c.elastic, c.elasticTransport = elasticsink.New(client, c.sink, cfg), tr
+	return c.elastic, nil
 }
 
 func (c *conn) close() {
+	if c.elasticTransport != nil {
+		c.elasticTransport.CloseIdleConnections()
+	}
 	if c.esdb != nil {
 		c.esdb.Close()
 	}
@@ -158,7 +193,7 @@ func (a *app) connect(ctx context.Context) (*conn, error) {
 		return nil, &connectError{url: display, err: err}
 	}
 	log := a.logger()
-	c := &conn{pool: pool, url: display, log: log}
+	c := &conn{pool: pool, url: display, log: log, elasticURL: s.ElasticsearchURL, elasticCfg: a.cfg.Elasticsearch}
 	c.sink = pgsink.New(pool, pgsink.Config{Schema: s.Schema, ReadSchema: s.ReadSchema, Logger: log})
 	if s.ESDBURL != "" {
 		st, err := esdbstore.Open(ctx, esdbstore.Config{ConnectionString: s.ESDBURL, Logger: log})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -17,12 +18,13 @@ import (
 	"github.com/stratadev/strata/cmd/strata/cli"
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/es/pgstore"
+	"github.com/stratadev/strata/internal/elastictest"
 	"github.com/stratadev/strata/internal/pgtest"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/pgsink"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) { os.Exit(elastictest.Run(m, pgtest.Run)) }
 
 var quiet = slog.New(slog.DiscardHandler)
 
@@ -199,6 +201,7 @@ type run struct {
 // opts tune how a test runs a command.
 type opts struct {
 	projections []cli.Projection
+	elastic     []cli.ElasticProjection
 	tty         bool
 	env         map[string]string
 	noDB        bool // do not pass --database-url and --schema
@@ -216,16 +219,17 @@ func (e *env) cli(ctx context.Context, o opts, args ...string) run {
 		r.stderr = newBuffer()
 	}
 	var reg *es.Registry
-	if len(o.projections) > 0 {
+	if len(o.projections)+len(o.elastic) > 0 {
 		reg = newRegistry()
 	}
 	root := cli.New(cli.Config{
-		Projections: o.projections,
-		Registry:    reg,
-		Stdout:      r.stdout,
-		Stderr:      r.stderr,
-		Getenv:      func(k string) string { return o.env[k] },
-		IsTerminal:  func(io.Writer) bool { return o.tty },
+		Projections:        o.projections,
+		ElasticProjections: o.elastic,
+		Registry:           reg,
+		Stdout:             r.stdout,
+		Stderr:             r.stderr,
+		Getenv:             func(k string) string { return o.env[k] },
+		IsTerminal:         func(io.Writer) bool { return o.tty },
 	})
 	if !o.noDB {
 		args = append([]string{"--database-url", e.url, "--schema", e.schema}, args...)

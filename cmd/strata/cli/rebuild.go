@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stratadev/strata/projections"
+	"github.com/stratadev/strata/projections/elasticsink"
 	"github.com/stratadev/strata/projections/pgsink"
 )
 
@@ -56,19 +57,33 @@ rebuild's progress and exits 1, or with --wait follows it until it swaps.`,
 				return err
 			}
 			name := args[0]
-			if _, err := a.selectProjections([]string{name}); err != nil {
+			sel, err := a.selectProjections([]string{name})
+			if err != nil {
 				return err
-			}
-			p, _ := a.registered(name)
-			rb, ok := p.Projection.(pgsink.Rebuildable)
-			if !ok {
-				return usagef("projection %q cannot be rebuilt: it does not name its tables (pgsink.Rebuildable: Tables and Setup); use 'projections reset' to replay it into its tables", name)
 			}
 			if every == 0 {
 				every = progressEveryLines
 				if a.tty() {
 					every = progressEveryTTY
 				}
+			}
+			if len(sel.elastic) == 1 {
+				p := sel.elastic[0]
+				if policy != nil {
+					p.Worker.ErrorPolicy = *policy
+				}
+				ctx := cmd.Context()
+				c, err := a.connect(ctx)
+				if err != nil {
+					return err
+				}
+				defer c.close()
+				return a.rebuildElastic(ctx, c, p, every)
+			}
+			p := sel.pg[0]
+			rb, ok := p.Projection.(pgsink.Rebuildable)
+			if !ok {
+				return usagef("projection %q cannot be rebuilt: it does not name its tables (pgsink.Rebuildable: Tables and Setup); use 'projections reset' to replay it into its tables", name)
 			}
 			ctx := cmd.Context()
 			c, err := a.connect(ctx)
@@ -101,7 +116,8 @@ func (a *app) rebuild(ctx context.Context, c *conn, p Projection, rb pgsink.Rebu
 		// --on-error dead-letter.
 		fmt.Fprintf(w, "resuming the rebuild of %s at %s of %s events\n", name, formatCount(prev.Done), formatCount(prev.Total))
 	}
-	bar := &progressBar{w: w, tty: a.tty(), name: name, began: time.Now()}
+	bar := a.newProgressBar(name)
+	defer a.logs.attach(nil)
 	wcfg := p.Worker
 	if wcfg.Logger == nil {
 		wcfg.Logger = c.log
@@ -109,16 +125,8 @@ func (a *app) rebuild(ctx context.Context, c *conn, p Projection, rb pgsink.Rebu
 	err = c.sink.Rebuild(ctx, c.store, a.cfg.Registry, rb, pgsink.RebuildConfig{
 		Worker: wcfg, Progress: bar.update, ProgressEvery: every,
 	})
-	var (
-		busy    *pgsink.RebuildRunningError
-		stalled *projections.StalledError
-	)
-	switch {
-	case err == nil:
-		bar.finish()
-		fmt.Fprintf(w, "swapped: %s now serves the new generation (%s events in %s)\n", name, formatCount(bar.last.Total), formatAge(time.Since(bar.began)))
-		return nil
-	case errors.As(err, &busy):
+	var busy *pgsink.RebuildRunningError
+	if errors.As(err, &busy) {
 		if !wait {
 			pr := busy.Progress
 			return fmt.Errorf("a rebuild of %s is already running: %s of %s events (%s), %s, ETA %s; not starting another (--wait follows it)",
@@ -126,9 +134,70 @@ func (a *app) rebuild(ctx context.Context, c *conn, p Projection, rb pgsink.Rebu
 		}
 		fmt.Fprintf(w, "a rebuild of %s is running in another process; following it\n", name)
 		return a.follow(ctx, c, name, bar, every)
+	}
+	return a.rebuilt(ctx, c, bar, err)
+}
+
+// rebuildElastic rebuilds an Elasticsearch projection: a new index behind
+// its alias.
+func (a *app) rebuildElastic(ctx context.Context, c *conn, p ElasticProjection, every time.Duration) error {
+	name := p.name()
+	s, err := c.elasticSink()
+	if err != nil {
+		return err
+	}
+	cp, err := c.sink.Checkpoint(ctx, name+pgsink.RebuildSuffix)
+	if err != nil {
+		return a.explain(err)
+	}
+	switch cp.State {
+	case projections.StateRebuilding:
+		fmt.Fprintf(a.stdout(), "resuming the rebuild of %s at %s\n", name, cp.Position)
+	case projections.StateStalled:
+		// Tried again: the operator asked for it, usually after a fix or
+		// with --on-error dead-letter.
+		fmt.Fprintf(a.stdout(), "resuming the rebuild of %s at %s\n", name, cp.Position)
+		if err := c.sink.SetState(ctx, name+pgsink.RebuildSuffix, projections.StateRebuilding, nil); err != nil {
+			return err
+		}
+	}
+	bar := a.newProgressBar(name)
+	defer a.logs.attach(nil)
+	wcfg := p.Worker
+	if wcfg.Logger == nil {
+		wcfg.Logger = c.log
+	}
+	err = s.Rebuild(ctx, c.store, a.cfg.Registry, p.Projection, elasticsink.RebuildConfig{
+		Worker: wcfg, Progress: bar.update, ProgressEvery: every,
+	})
+	return a.rebuilt(ctx, c, bar, err)
+}
+
+// newProgressBar returns the bar of a rebuild; on a terminal, log lines go
+// around it until a.logs.attach(nil).
+func (a *app) newProgressBar(name string) *progressBar {
+	bar := &progressBar{w: a.stdout(), tty: a.tty(), name: name, began: time.Now()}
+	if bar.tty {
+		a.logs.attach(bar)
+	}
+	return bar
+}
+
+// rebuilt reports how a rebuild that ran here ended.
+func (a *app) rebuilt(ctx context.Context, c *conn, bar *progressBar, err error) error {
+	name, w := bar.name, a.stdout()
+	var stalled *projections.StalledError
+	switch {
+	case err == nil:
+		bar.finish()
+		fmt.Fprintf(w, "swapped: %s now serves the new generation (%s events in %s)\n", name, formatCount(bar.last.Total), formatAge(time.Since(bar.began)))
+		return nil
 	case ctx.Err() != nil && errors.Is(err, context.Canceled):
 		bar.finish()
-		pr, _, _ := c.sink.RebuildStatus(context.WithoutCancel(ctx), name)
+		pr, ok, _ := c.sink.RebuildStatus(context.WithoutCancel(ctx), name)
+		if !ok { // an Elasticsearch rebuild: as far as it reported
+			pr = bar.progress()
+		}
 		fmt.Fprintf(w, "stopped the rebuild of %s at %s of %s events; run '%s projections rebuild %s' again to resume\n",
 			name, formatCount(pr.Done), formatCount(pr.Total), a.cfg.Name, name)
 		return nil
@@ -188,6 +257,7 @@ type progressBar struct {
 	mu    sync.Mutex
 	last  pgsink.RebuildProgress
 	drawn bool
+	line  string // as last drawn
 }
 
 const barWidth = 30
@@ -212,8 +282,57 @@ func (b *progressBar) update(p pgsink.RebuildProgress) {
 	if filled < barWidth {
 		bar += ">" + strings.Repeat(" ", barWidth-filled-1)
 	}
-	fmt.Fprintf(b.w, "\r\x1b[K%s [%s] %4s  %s  %s  ETA %s", b.name, bar, percent(p.Done, p.Total), counts, formatRate(p.Rate), etaText(p.ETA))
+	b.line = fmt.Sprintf("\r\x1b[K%s [%s] %4s  %s  %s  ETA %s", b.name, bar, percent(p.Done, p.Total), counts, formatRate(p.Rate), etaText(p.ETA))
+	fmt.Fprint(b.w, b.line)
 	b.drawn = true
+}
+
+// logWriter is where the logger writes: stderr. While a progress bar is
+// drawn on a terminal, a log line would land at the end of the bar's line:
+// the bar is cleared first and drawn again below the log line.
+type logWriter struct {
+	w io.Writer
+
+	mu  sync.Mutex
+	bar *progressBar
+}
+
+// attach makes log lines go around bar while it is drawn; nil detaches.
+func (l *logWriter) attach(bar *progressBar) {
+	l.mu.Lock()
+	l.bar = bar
+	l.mu.Unlock()
+}
+
+func (l *logWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	bar := l.bar
+	l.mu.Unlock()
+	if bar == nil {
+		return l.w.Write(p)
+	}
+	return bar.around(func() (int, error) { return l.w.Write(p) })
+}
+
+// around runs write, which prints a whole line elsewhere on the terminal,
+// with the bar cleared and then drawn again.
+func (b *progressBar) around(write func() (int, error)) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.drawn {
+		return write()
+	}
+	fmt.Fprint(b.w, "\r\x1b[K")
+	n, err := write()
+	fmt.Fprint(b.w, b.line)
+	return n, err
+}
+
+// progress returns the last progress reported.
+func (b *progressBar) progress() pgsink.RebuildProgress {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.last
 }
 
 // finish ends the bar's line.

@@ -30,6 +30,23 @@ func TestRebuild(t *testing.T) {
 		t.Errorf("sum of totals after the rebuild: %d, %v; want 6", sum, err)
 	}
 
+	// Log lines on the same terminal do not land on the bar's line: it is
+	// cleared before each and drawn again after.
+	term := newBuffer()
+	r = e.mustRun(t, opts{projections: o.projections, tty: true, stdout: term, stderr: term},
+		"projections", "rebuild", "order_view", "--verbose", "--progress-interval", "1ms")
+	out = term.String()
+	if !strings.Contains(out, "\r\x1b[Ktime=") || !strings.Contains(out, "pgsink: rebuild swapped in") {
+		t.Errorf("a verbose rebuild on a terminal printed no log line after clearing the bar: %q", out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		for _, seg := range strings.Split(line, "\r\x1b[K") {
+			if strings.Contains(seg, "ETA") && strings.Contains(seg, "level=") {
+				t.Errorf("a log line shares the bar's line: %q", seg)
+			}
+		}
+	}
+
 	// Not a terminal: plain lines.
 	o.tty = false
 	r = e.mustRun(t, o, "projections", "rebuild", "order_view")

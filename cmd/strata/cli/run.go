@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stratadev/strata/projections"
+	"github.com/stratadev/strata/projections/elasticsink"
 	"github.com/stratadev/strata/projections/pgsink"
 )
 
@@ -23,7 +24,8 @@ binary registers) until SIGINT or SIGTERM; then finish the batch in flight
 and exit 0. Workers of the same projection in other processes take turns
 through a lease: a second 'run' stands by and takes over when the first
 stops. A projection whose tables do not exist yet gets them created first
-(when it is a pgsink.Rebuildable).
+(when it is a pgsink.Rebuildable); an Elasticsearch projection gets its
+index created behind its alias (--elasticsearch-url).
 
 A projection that stalls on an event it cannot handle stops, and the others
 go on; the command then exits 1 once interrupted. With --on-error
@@ -37,7 +39,7 @@ dead-letter such events are parked instead (see 'projections dead-letters').`,
 			if err != nil {
 				return err
 			}
-			ps, err := a.selectProjections(args)
+			sel, err := a.selectProjections(args)
 			if err != nil {
 				return err
 			}
@@ -47,41 +49,55 @@ dead-letter such events are parked instead (see 'projections dead-letters').`,
 				return err
 			}
 			defer c.close()
-			return a.run(ctx, c, ps, policy)
+			return a.run(ctx, c, sel, policy)
 		},
 	}
 	cmd.Flags().StringVar(&onError, "on-error", "", "what to do with an event a projection cannot handle: stop or dead-letter (default: as the application configured, else stop)")
 	return cmd
 }
 
+// selection is the registered projections a command works on.
+type selection struct {
+	pg      []Projection
+	elastic []ElasticProjection
+}
+
 // selectProjections returns the registered projections of those names, or
 // all of them.
-func (a *app) selectProjections(names []string) ([]Projection, error) {
-	if len(a.cfg.Projections) == 0 {
+func (a *app) selectProjections(names []string) (selection, error) {
+	if len(a.cfg.Projections)+len(a.cfg.ElasticProjections) == 0 {
 		what := "any projection"
 		if len(names) > 0 {
 			what = fmt.Sprintf("%q", names[0])
 		}
-		return nil, usagef("cannot run %s: this binary has no projections registered; "+
+		return selection{}, usagef("cannot run %s: this binary has no projections registered; "+
 			"applications mount these commands in their own binary with their projections (see cli.New)", what)
 	}
 	if len(names) == 0 {
-		return a.cfg.Projections, nil
+		return selection{pg: a.cfg.Projections, elastic: a.cfg.ElasticProjections}, nil
 	}
-	var ps []Projection
+	var sel selection
 	for _, n := range names {
-		p, ok := a.registered(n)
-		if !ok {
-			return nil, a.unknownRegistered(n)
+		if p, ok := a.registered(n); ok {
+			sel.pg = append(sel.pg, p)
+		} else if p, ok := a.registeredElastic(n); ok {
+			sel.elastic = append(sel.elastic, p)
+		} else {
+			return selection{}, a.unknownRegistered(n)
 		}
-		ps = append(ps, p)
 	}
-	return ps, nil
+	return sel, nil
 }
 
-func (a *app) run(ctx context.Context, c *conn, ps []Projection, policy *projections.ErrorPolicy) error {
+// worker is a projections.Worker of either sink.
+type worker interface {
+	Run(ctx context.Context) error
+	Applied() int64
+}
+
+func (a *app) run(ctx context.Context, c *conn, sel selection, policy *projections.ErrorPolicy) error {
 	w := a.stdout()
-	for _, p := range ps {
+	for _, p := range sel.pg {
 		created, err := a.setupTables(ctx, c, p)
 		if err != nil {
 			return a.explain(err)
@@ -90,21 +106,41 @@ func (a *app) run(ctx context.Context, c *conn, ps []Projection, policy *project
 			fmt.Fprintf(w, "created the tables of %s\n", p.name())
 		}
 	}
-	names := make([]string, len(ps))
-	workers := make([]*projections.Worker[*pgsink.Tx], len(ps))
-	for i, p := range ps {
-		cfg := p.Worker
+	var esSink *elasticsink.Sink
+	if len(sel.elastic) > 0 {
+		var err error
+		if esSink, err = c.elasticSink(); err != nil {
+			return err
+		}
+	}
+	for _, p := range sel.elastic {
+		if _, err := esSink.EnsureIndex(ctx, p.Projection); err != nil {
+			return fmt.Errorf("create the index of %s: %w", p.name(), err)
+		}
+	}
+	workerConfig := func(cfg projections.Config) projections.Config {
 		if cfg.Logger == nil {
 			cfg.Logger = c.log
 		}
 		if policy != nil {
 			cfg.ErrorPolicy = *policy
 		}
-		names[i] = p.name()
-		workers[i] = projections.NewWorker(c.store, a.cfg.Registry, projections.Sink[*pgsink.Tx](c.sink), p.Projection, cfg)
+		return cfg
+	}
+	var (
+		names   []string
+		workers []worker
+	)
+	for _, p := range sel.pg {
+		names = append(names, p.name())
+		workers = append(workers, projections.NewWorker(c.store, a.cfg.Registry, projections.Sink[*pgsink.Tx](c.sink), p.Projection, workerConfig(p.Worker)))
+	}
+	for _, p := range sel.elastic {
+		names = append(names, p.name())
+		workers = append(workers, elasticsink.NewWorker(c.store, a.cfg.Registry, esSink, p.Projection, workerConfig(p.Worker)))
 	}
 	fmt.Fprintf(w, "running %s (Ctrl-C to stop)\n", strings.Join(names, ", "))
-	errs := make([]error, len(ps))
+	errs := make([]error, len(workers))
 	var wg sync.WaitGroup
 	for i, wk := range workers {
 		wg.Go(func() {
