@@ -2,6 +2,7 @@ package pgstore_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -416,7 +417,7 @@ func TestSubscribeSeesAppendThatDidNotNotify(t *testing.T) {
 	t.Parallel()
 	s, pool := newStore(t, pgstore.Config{PollInterval: time.Hour})
 	ctx := t.Context()
-	streamLock, notifyLock := pgstore.LockClasses(s)
+	_, notifyLock := pgstore.LockClasses(s)
 	live := subscribe(t, s, es.SubscribeOptions{})
 	first := ev("First", `{}`)
 	if _, err := s.Append(ctx, "other", es.NoStream, first); err != nil {
@@ -426,48 +427,33 @@ func TestSubscribeSeesAppendThatDidNotNotify(t *testing.T) {
 		t.Fatalf("delivered %s; want First", got.Type)
 	}
 
-	// Stand in for an append that will notify: hold the right to, so that
-	// the append below does not notify.
+	// Stand in for an append that holds the right to notify and will
+	// notify when it commits.
 	notifier := begin(t, pool)
-	if _, err := notifier.Exec(ctx, "SELECT pg_advisory_xact_lock($1, 1)", notifyLock); err != nil {
+	if _, err := notifier.Exec(ctx, "SELECT pg_advisory_xact_lock($1, 1), pg_notify($2, '')", notifyLock, s.Channel()); err != nil {
 		t.Fatal(err)
 	}
-	// Keep the append below in flight by holding its stream's lock.
-	streamHolder := begin(t, pool)
-	if _, err := streamHolder.Exec(ctx, "SELECT pg_advisory_xact_lock($1, $2)", streamLock, pgstore.StreamKey("s")); err != nil {
+	// An append as Store.Append makes it (the append function with
+	// debouncing), held open: it finds the right to notify taken, so it
+	// does not notify.
+	silent := begin(t, pool)
+	id := uuid.New()
+	if _, err := silent.Exec(ctx, "SELECT * FROM "+pgx.Identifier{s.Schema(), "append"}.Sanitize()+
+		"($1, $2, 0::smallint, 0, false, true, ARRAY[$3::uuid], ARRAY['T'], ARRAY['{}'::jsonb], ARRAY['{}'::jsonb])",
+		"s", pgstore.StreamKey("s"), id); err != nil {
 		t.Fatal(err)
 	}
-	silent := ev("Silent", `{}`)
-	appended := make(chan error, 1)
-	go func() {
-		_, err := s.Append(ctx, "s", es.NoStream, silent)
-		appended <- err
-	}()
-	waitFor(t, func() bool {
-		var waiting bool
-		err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks
-			WHERE locktype = 'advisory' AND classid::int = $1 AND NOT granted)`, streamLock).Scan(&waiting)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return waiting
-	})
 	// The notifying append commits first: the subscription wakes up and
-	// finds nothing, while the silent one is still in flight.
-	if _, err := pool.Exec(ctx, "SELECT pg_notify($1, '')", s.Channel()); err != nil {
-		t.Fatal(err)
-	}
-	if err := streamHolder.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-appended; err != nil {
-		t.Fatal(err)
-	}
-	if got := live.next(t); got.ID != silent.ID {
-		t.Fatalf("delivered %s; want Silent", got.Type)
-	}
+	// finds nothing, while the silent one is still in flight. Then that
+	// one commits, without a notification.
 	if err := notifier.Commit(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if err := silent.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := live.next(t); got.ID != id {
+		t.Fatalf("delivered %v; want the silent append's event %v", got.ID, id)
 	}
 }
 
@@ -514,5 +500,77 @@ func TestSubscribeStartsWhileUnnotifiedAppendInFlight(t *testing.T) {
 	}
 	if got := live.next(t); got.ID != id {
 		t.Fatalf("delivered %v; want the append's event %v", got.ID, id)
+	}
+}
+
+// While a subscriber listens, an append that may not notify marks itself as
+// in flight until it commits; subscribers look again while one is.
+func TestAppendsInFlightWhileSubscriberListens(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t, pgstore.Config{})
+	ctx := t.Context()
+	_, notifyLock := pgstore.LockClasses(s)
+	appendInTx := func() pgx.Tx {
+		tx := begin(t, pool)
+		if _, err := tx.Exec(ctx, "SELECT * FROM "+pgx.Identifier{s.Schema(), "append"}.Sanitize()+
+			"($1, $2, 0::smallint, 0, false, true, ARRAY[$3::uuid], ARRAY['T'], ARRAY['{}'::jsonb], ARRAY['{}'::jsonb])",
+			"s", pgstore.StreamKey("s"), uuid.New()); err != nil {
+			t.Fatal(err)
+		}
+		return tx
+	}
+	// The last committed event, visible or not.
+	last := func() es.Position {
+		t.Helper()
+		var p es.Position
+		var prepare int64
+		err := pool.QueryRow(ctx, "SELECT tx_id, position FROM "+pgx.Identifier{s.Schema(), "events"}.Sanitize()+
+			" ORDER BY tx_id DESC, position DESC LIMIT 1").Scan(&p.Commit, &prepare)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			t.Fatal(err)
+		}
+		p.Prepare = uint64(prepare)
+		return p
+	}
+	idle := func() bool {
+		t.Helper()
+		ok, err := pgstore.AppendsIdle(s, ctx, last())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+
+	// Nobody listens: the append does not notify and needs no mark.
+	tx := appendInTx()
+	if !idle() {
+		t.Error("appends not idle while the only append in flight found nobody listening")
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// A subscriber listens (its locks, taken as Subscribe does).
+	listener, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Release()
+	if _, err := listener.Exec(ctx, "SELECT pg_advisory_lock_shared($1, k) FROM generate_series(18, 33) AS k", notifyLock); err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Exec(context.Background(), "SELECT pg_advisory_unlock_all()")
+	tx = appendInTx()
+	if idle() {
+		t.Error("appends idle while an append that may not have notified is in flight")
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !idle() {
+		t.Error("appends not idle after the append in flight committed")
+	}
+	if ok, err := pgstore.AppendsIdle(s, ctx, es.Start); err != nil || ok {
+		t.Errorf("AppendsIdle(Start) = %v, %v; want false: committed events are pending after Start", ok, err)
 	}
 }

@@ -13,32 +13,35 @@ import (
 // takes one lock for the whole database and holds it until the commit is
 // done), and a notification costs the committing backend as much as the
 // rest of a small append. So appends made with [Store.Append] notify only
-// when a subscriber listens and no other append in flight is going to:
+// when a subscriber listens and no other append in flight is going to.
+// After inserting, such an append
 //
-//   - every such append takes one of the advisory locks (notifyLock, 2…17),
-//     chosen by its stream, in shared mode before anything else, and holds
-//     it until it commits (sixteen rather than one, so that concurrent
-//     appends do not all queue on the same lock);
-//   - after inserting, it tries to take its stream's lock among (notifyLock,
-//     18…33) exclusively, until it commits. A listening subscriber holds all
-//     sixteen in shared mode, so getting it means nobody listens, and the
-//     append does not notify;
-//   - otherwise it tries to take (notifyLock, 1) exclusively, until it
-//     commits, and notifies only if it got it. If it did not, the holder is
-//     another append that has inserted, has not committed yet, and will
-//     notify when it does.
+//  1. tries to take its stream's lock among (notifyLock, 18…33) exclusively,
+//     until it commits. A listening subscriber holds all sixteen in shared
+//     mode, so getting it means that nobody listens: the append does not
+//     notify, and is done;
+//  2. otherwise takes its stream's lock among (notifyLock, 2…17) in shared
+//     mode, until it commits, to mark itself as in flight (sixteen locks
+//     rather than one, so that concurrent appends do not queue on one);
+//  3. tries to take (notifyLock, 1) exclusively, until it commits, and
+//     notifies only if it got it. If it did not, the holder is another
+//     append that has inserted, has not committed yet, and will notify when
+//     it does.
 //
 // A subscriber takes its sixteen locks before it listens, which waits for
 // the appends in flight that found nobody listening; it reads the log after
 // that, so it sees their events.
 //
-// An append that left notifying to another may commit after that one, so a
-// subscriber woken by the notification may read too early. Before it goes
-// back to waiting, a subscriber therefore checks that the locks (notifyLock,
-// 2…17) are free, i.e. that no append is in flight, and only then that no
-// committed event is pending; otherwise it looks again within milliseconds.
-// Both checks run in that order in one batch, so an append that commits
-// between them is seen by the second.
+// An append that left notifying to another (step 3) may commit after that
+// one, so a subscriber woken by the notification may read too early. Before
+// it goes back to waiting, a subscriber therefore checks that the locks
+// (notifyLock, 2…17) are free, i.e. that no such append is in flight, and
+// only then that no committed event is pending; otherwise it looks again
+// within milliseconds. Both checks run in that order in one batch, so an
+// append that commits between them is seen by the second. The append took
+// its in-flight lock before it found the right to notify taken, hence
+// before the notifying append committed, hence before the subscriber woke
+// up and checked.
 //
 // If the notifying append's transaction fails after it took the lock (its
 // commit fails), the appends that relied on it are seen at the next poll,

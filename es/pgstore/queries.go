@@ -31,24 +31,24 @@ type queries struct {
 // appendFastFrom is the FROM clause of the fast appends: $1 is the stream,
 // $2 and $3 the lowest and highest version the expected version allows,
 // $8 the stream's lock key and $9 its slot (see appendArgs). It takes the
-// locks, then cur is the stream's last event (version v, tx_id), or NULLs
-// for a new stream.
-const appendFastFrom = `FROM (
-				SELECT pg_advisory_xact_lock_shared({{notifylock}}, 2 + $9::int),
-					pg_advisory_xact_lock({{streamlock}}, $8::int)
-			) lock
+// stream's lock, then cur is the stream's last event (version v, tx_id), or
+// NULLs for a new stream.
+const appendFastFrom = `FROM (SELECT pg_advisory_xact_lock({{streamlock}}, $8::int)) lock
 			LEFT JOIN LATERAL (
 				SELECT e.stream_version AS v, e.tx_id FROM {{schema}}.events e
 				WHERE e.stream_id = $1 ORDER BY e.stream_version DESC LIMIT 1
 			) cur ON true
 			WHERE coalesce(cur.v, 0) BETWEEN $2::bigint AND $3::bigint`
 
-// notifyOnce notifies unless no subscriber listens (it gets its stream's
-// lock among (notifyLock, 18…33), which every listening subscriber holds in
-// shared mode) or another append in flight holds the right to notify,
-// (notifyLock, 1). See notify.go.
+// notifyOnce notifies unless no subscriber listens (the append gets its
+// stream's lock among (notifyLock, 18…33), which every listening subscriber
+// holds in shared mode) or another append in flight holds the right to
+// notify, (notifyLock, 1). In between it marks the append as in flight by
+// taking its stream's lock among (notifyLock, 2…17) in shared mode; the
+// condition of that branch is never true. See notify.go.
 const notifyOnce = `CASE
 				WHEN pg_try_advisory_xact_lock({{notifylock}}, 18 + $9::int) THEN NULL
+				WHEN pg_advisory_xact_lock_shared({{notifylock}}, 2 + $9::int)::text IS NULL THEN NULL
 				WHEN pg_try_advisory_xact_lock({{notifylock}}, 1) THEN pg_notify({{channel}}, '')::text
 			END`
 

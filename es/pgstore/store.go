@@ -75,8 +75,8 @@ type Store struct {
 	// first key of the locks that let appends skip most notifications (see
 	// notify.go): (notifyLock, 1), held by the one append in flight that
 	// will notify; (notifyLock, 2…17), one of which every append in flight
-	// holds in shared mode; and (notifyLock, 18…33), which every listening
-	// subscriber holds in shared mode.
+	// that may not notify holds in shared mode; and (notifyLock, 18…33),
+	// which every listening subscriber holds in shared mode.
 	streamLock, notifyLock int32
 	q                      queries
 }

@@ -93,9 +93,6 @@ DECLARE
     base_min bigint;
     base_max bigint;
 BEGIN
-    IF p_debounce THEN
-        PERFORM pg_advisory_xact_lock_shared({{notifylock}}, 2 + (p_key & 15));
-    END IF;
     -- Held until the transaction ends. Each statement below takes a new
     -- snapshot, so it sees what the previous holder committed.
     PERFORM pg_advisory_xact_lock({{streamlock}}, p_key);
@@ -160,7 +157,9 @@ BEGIN
     IF NOT p_debounce THEN
         PERFORM pg_notify({{channel}}, '');
     ELSIF NOT pg_try_advisory_xact_lock({{notifylock}}, 18 + (p_key & 15)) THEN
-        -- A subscriber listens (or another append has the same lock).
+        -- A subscriber listens (or another append has the same lock): mark
+        -- this append as in flight, and notify unless another append will.
+        PERFORM pg_advisory_xact_lock_shared({{notifylock}}, 2 + (p_key & 15));
         IF pg_try_advisory_xact_lock({{notifylock}}, 1) THEN
             PERFORM pg_notify({{channel}}, '');
         END IF;
