@@ -94,20 +94,28 @@ type appendArgs struct {
 	types    []string
 	data     [][]byte
 	metadata [][]byte
+	// one backs the slices above for the common single-event append, which
+	// saves allocating them.
+	one struct {
+		id       [1][16]byte
+		typ      [1]string
+		data     [1][]byte
+		metadata [1][]byte
+	}
 }
 
 func newAppendArgs(stream string, expected es.ExpectedVersion, events []es.EventData) (*appendArgs, error) {
 	if err := validate(stream, events); err != nil {
 		return nil, err
 	}
-	a := &appendArgs{
-		stream:   stream,
-		expected: expected,
-		events:   events,
-		ids:      make([][16]byte, len(events)),
-		types:    make([]string, len(events)),
-		data:     make([][]byte, len(events)),
-		metadata: make([][]byte, len(events)),
+	a := &appendArgs{stream: stream, expected: expected, events: events}
+	if len(events) == 1 {
+		a.ids, a.types, a.data, a.metadata = a.one.id[:], a.one.typ[:], a.one.data[:], a.one.metadata[:]
+	} else {
+		a.ids = make([][16]byte, len(events))
+		a.types = make([]string, len(events))
+		a.data = make([][]byte, len(events))
+		a.metadata = make([][]byte, len(events))
 	}
 	a.kind, a.version = expectedArgs(expected)
 	a.min, a.max = expectedRange(expected)
