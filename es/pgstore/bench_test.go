@@ -7,6 +7,7 @@ package pgstore_test
 // docs/benchmarks.md.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"runtime"
@@ -167,6 +168,32 @@ func BenchmarkAppendOneParallel(b *testing.B) {
 		})
 	}
 	b.Run("strata", func(b *testing.B) {
+		parallel(b, func(ss *streams) error {
+			stream, v := ss.take(1)
+			_, err := env.store.Append(ctx, stream, es.Exact(v), env.event())
+			return err
+		})
+	})
+	// Not paired with raw: the same appends while a subscription reads
+	// them, so that appends notify (see notify.go). The subscriber's own
+	// work shares the two cores.
+	b.Run("strata-subscribed", func(b *testing.B) {
+		head, err := env.store.Head(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for _, err := range env.store.Subscribe(sctx, es.SubscribeOptions{After: head}) {
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+		defer func() { cancel(); <-done }()
 		parallel(b, func(ss *streams) error {
 			stream, v := ss.take(1)
 			_, err := env.store.Append(ctx, stream, es.Exact(v), env.event())

@@ -10,8 +10,7 @@ import (
 //
 // Subscribers wait for a NOTIFY on the store's channel. PostgreSQL
 // serializes the commits of all transactions that notify (PreCommit_Notify
-// takes one lock for the whole database and holds it until the commit is
-// done), and a notification costs the committing backend as much as the
+// takes one global lock and holds it until the commit is done), and a notification costs the committing backend as much as the
 // rest of a small append. So appends made with [Store.Append] notify only
 // when a subscriber listens and no other append in flight is going to.
 // After inserting, such an append
