@@ -10,9 +10,10 @@ import (
 //
 // Subscribers wait for a NOTIFY on the store's channel. PostgreSQL
 // serializes the commits of all transactions that notify (PreCommit_Notify
-// takes one global lock and holds it until the commit is done), and a notification costs the committing backend as much as the
-// rest of a small append. So appends made with [Store.Append] notify only
-// when a subscriber listens and no other append in flight is going to.
+// takes one global lock and holds it until the commit is done), and a
+// notification costs the committing backend as much as the rest of a small
+// append. So appends made with [Store.Append] notify only when a subscriber
+// listens and no other append in flight is going to.
 // After inserting, such an append
 //
 //  1. tries to take its stream's lock among (notifyLock, 18…33) exclusively,
