@@ -28,9 +28,13 @@ const (
 // waits on a connection of its own that listens to the store's channel, which
 // appends notify on commit. It also looks for new events every PollInterval,
 // and every few milliseconds while appends are in flight or committed events
-// are held back by a running transaction. It starts no goroutine: all waiting happens
-// inside the iteration, and the listening connection is closed when the
-// iteration ends.
+// are held back by a running transaction. It starts no goroutine: all waiting
+// happens inside the iteration, and the listening connection is closed when
+// the iteration ends.
+//
+// The listening connection is opened with the pool's connection settings but
+// outside the pool, so each live subscription uses one server connection
+// beyond the pool's limit.
 func (s *Store) Subscribe(ctx context.Context, opts es.SubscribeOptions) iter.Seq2[[]es.Record, error] {
 	batch := opts.BatchSize
 	if batch <= 0 {
