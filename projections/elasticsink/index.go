@@ -94,8 +94,12 @@ func (s *Sink) EnsureIndex(ctx context.Context, p Projection) (string, error) {
 	name := ix.Alias + "-g1"
 	res, err := s.client.Indices.Create(name, s.client.Indices.Create.WithBody(bytes.NewReader(body)),
 		s.client.Indices.Create.WithContext(ctx))
-	if err := check(res, err, "create index "+name); err != nil && !isType(err, "resource_already_exists_exception") {
-		return "", err
+	if err := check(res, err, "create index "+name); err != nil {
+		if !isType(err, "resource_already_exists_exception") {
+			return "", err
+		}
+	} else {
+		drain(res.Body)
 	}
 	cur, err := s.aliasIndices(ctx, ix.Alias)
 	if err == nil && len(cur) == 0 {
