@@ -27,14 +27,20 @@ type action struct {
 // size is about how many bytes the action takes in a bulk body.
 func (a *action) size() int { return 96 + len(a.index) + len(a.id) + len(a.source) }
 
-func (a *action) write(b *bytes.Buffer) {
+// write writes the action's lines; the index is left out when the
+// request names it (inURL).
+func (a *action) write(b *bytes.Buffer, inURL bool) {
 	if a.delete {
-		b.WriteString(`{"delete":{"_index":`)
+		b.WriteString(`{"delete":{`)
 	} else {
-		b.WriteString(`{"index":{"_index":`)
+		b.WriteString(`{"index":{`)
 	}
-	writeString(b, a.index)
-	b.WriteString(`,"_id":`)
+	if !inURL {
+		b.WriteString(`"_index":`)
+		writeString(b, a.index)
+		b.WriteByte(',')
+	}
+	b.WriteString(`"_id":`)
 	writeString(b, a.id)
 	b.WriteString(`,"version":`)
 	b.WriteString(strconv.FormatInt(a.version, 10))
@@ -124,11 +130,20 @@ func (e *errorBody) typeReason() (string, string) {
 func (s *Sink) bulkChunk(ctx context.Context, acts []action, toAlias bool) error {
 	var body bytes.Buffer
 	for attempt := 0; ; attempt++ {
+		// One index for all (the usual case) goes in the URL, which keeps
+		// it out of every action line.
+		index := acts[0].index
+		for i := range acts {
+			if acts[i].index != index {
+				index = ""
+				break
+			}
+		}
 		body.Reset()
 		for i := range acts {
-			acts[i].write(&body)
+			acts[i].write(&body, index != "")
 		}
-		retry, err := s.send(ctx, &body, acts, toAlias)
+		retry, err := s.send(ctx, index, &body, acts, toAlias)
 		if err != nil {
 			return err
 		}
@@ -162,11 +177,15 @@ type refused struct {
 	err *ItemError
 }
 
-// send sends one bulk request and sorts its items out: it returns those to
-// retry, or the first item refused for good as an *ItemError.
-func (s *Sink) send(ctx context.Context, body *bytes.Buffer, acts []action, toAlias bool) ([]refused, error) {
+// send sends one bulk request, to index when it is not empty, and sorts
+// its items out: it returns those to retry, or the first item refused for
+// good as an *ItemError.
+func (s *Sink) send(ctx context.Context, index string, body *bytes.Buffer, acts []action, toAlias bool) ([]refused, error) {
 	bulk := s.client.Bulk
 	opts := []func(*esapi.BulkRequest){bulk.WithContext(ctx), bulk.WithFilterPath("errors", "items.*._id", "items.*._index", "items.*.status", "items.*.error")}
+	if index != "" {
+		opts = append(opts, bulk.WithIndex(index))
+	}
 	if toAlias {
 		opts = append(opts, bulk.WithRequireAlias(true))
 	}

@@ -166,8 +166,9 @@ func TestMappingErrorStalls(t *testing.T) {
 		t.Fatalf("Run = %v, want a StalledError", err)
 	}
 	f := stalled.Failure
-	if f.Stream != "order-b" || f.Position != bad || f.Type != "OrderPlaced" || !strings.Contains(f.Error, "failed to parse field [total]") {
-		t.Errorf("failure = %s, want order-b at %s failing to parse total", f, bad)
+	if f.Stream != "order-b" || f.Position != bad || f.Type != "OrderPlaced" || !strings.Contains(f.Error, "failed to parse field [total]") ||
+		!strings.Contains(f.Error, " "+e.proj.alias+"-g1/b1: ") {
+		t.Errorf("failure = %s, want order-b at %s failing to parse total in %s-g1/b1", f, bad, e.proj.alias)
 	}
 	st, err := projections.ReadStatus(t.Context(), projections.StatusOptions{Store: e.store, Checkpoints: e.sink}, e.proj.Name())
 	if err != nil {
@@ -239,6 +240,61 @@ func TestPackedVersion(t *testing.T) {
 	for _, p := range []es.Position{{Commit: elasticsink.MaxPackedCommit + 1}, {Commit: 1, Prepare: elasticsink.MaxPackedPrepare + 1}} {
 		if _, err := elasticsink.PackedVersion(p); !errors.Is(err, elasticsink.ErrVersionRange) {
 			t.Errorf("PackedVersion(%s) error = %v, want ErrVersionRange", p, err)
+		}
+	}
+}
+
+// twoAliases writes every order to two indices, so that one bulk request
+// holds actions for both.
+type twoAliases struct {
+	orderSearch
+	other string
+}
+
+func (p twoAliases) HandleBatch(ctx context.Context, tx *elasticsink.Tx, events []projections.Event) error {
+	if err := p.orderSearch.HandleBatch(ctx, tx, events); err != nil {
+		return err
+	}
+	for _, ev := range events {
+		if e, ok := ev.Data.(orderPlaced); ok {
+			if err := tx.Index(ev, p.other, e.Order, orderDoc{Customer: e.Customer, Product: e.Product, Total: e.Total, Status: e.Status, Stream: ev.Record.Stream}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func TestOneBatchTwoIndices(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	other := orderSearch{alias: e.proj.alias + "-other"}
+	t.Cleanup(func() {
+		del := e.client.Indices.Delete
+		if res, err := del([]string{other.alias + "-g*"}, del.WithIgnoreUnavailable(true), del.WithAllowNoIndices(true)); err == nil {
+			res.Body.Close()
+		}
+	})
+	if _, err := e.sink.EnsureIndex(t.Context(), other); err != nil {
+		t.Fatal(err)
+	}
+	e.append(t, "order-1", orderPlaced{Order: "o1", Customer: "ada", Product: "chair", Total: 1, Status: "placed"})
+	last := e.append(t, "order-2", orderPlaced{Order: "o2", Customer: "bob", Product: "table", Total: 2, Status: "placed"})
+	w := elasticsink.NewWorker(e.store, e.reg, e.sink, twoAliases{e.proj, other.alias}, projections.Config{Logger: quiet})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	e.waitFor(t, last)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, alias := range []string{e.proj.alias, other.alias} {
+		e2 := e
+		e2.proj = orderSearch{alias: alias}
+		docs := e2.docs(t)
+		if len(docs) != 2 || docs["o1"].Source.Customer != "ada" || docs["o2"].Source.Customer != "bob" {
+			t.Errorf("%s holds %v, want o1 and o2", alias, docs)
 		}
 	}
 }
