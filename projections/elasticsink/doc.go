@@ -46,6 +46,35 @@
 // event a lower number than a write already stored and have a newer event
 // ignored.
 //
+// # The range of PackedVersion on pgstore
+//
+// pgstore's Commit is the PostgreSQL transaction ID (xid8) of the append,
+// and every transaction that writes anywhere in the cluster takes one:
+// other applications' and every projection's checkpoint commits included.
+// 2^31 of them is about 25 days at 1,000 writing transactions a second, 250
+// days at 100. Past that, every Elasticsearch projection stalls at its next
+// event with [ErrVersionRange].
+//
+// Subtracting a base commit recorded with each index generation does not
+// lift this much. A rebuild replays from the start of the log, so a
+// generation's base can be no later than the commit of the log's first
+// event; and all generations behind an alias need the same mapping, since
+// a live batch in flight while a rebuild swaps the alias writes versions
+// computed before the swap into the new generation. Such a base counts
+// transactions since the log's first event rather than since the cluster
+// was created, which gains nothing for a store created with its cluster. A
+// real gain needs fewer bits for Prepare, which only orders events that
+// share a Commit, and a position does not say where the Prepare values of
+// its Commit start.
+//
+// Changing [Config.Version] for an index that holds documents is safe only
+// if the new mapping gives every later event a version above every version
+// stored: one that agrees with the old mapping up to a fixed position and
+// uses only higher values after it. Any other change makes some newer write
+// lose against an older stored version and be dropped as a conflict,
+// silently. Build a new generation with the new mapping instead
+// ([Sink.Rebuild]); until it swaps, the old one may miss writes.
+//
 // Deletes are versioned too: Elasticsearch remembers a deleted document's
 // version for index.gc_deletes (60s by default). Replays in log order are
 // correct regardless, since the delete is replayed after the writes it

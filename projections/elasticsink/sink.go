@@ -45,7 +45,8 @@ type Config struct {
 	RetryMin, RetryMax time.Duration
 	// Version maps an event's log position to the external version of the
 	// documents it writes. It must be monotonic in log order and
-	// deterministic. Defaults to [PackedVersion].
+	// deterministic. Defaults to [PackedVersion]. Changing it for an index
+	// that holds documents loses writes; see the package documentation.
 	Version func(es.Position) (int64, error)
 	// Refresh is the bulk API's refresh parameter: "" (the default) leaves
 	// refreshing to the index's refresh interval; "wait_for" makes each
