@@ -174,15 +174,21 @@ func TestHeldBack(t *testing.T) {
 	})
 }
 
-// waitFor polls cond until it holds, failing the test after 20s.
+// waitTimeout bounds the waits of these tests. It is generous because the
+// visibility gate is server-wide: another package's test that holds a
+// transaction open (some do, on purpose) holds back every reader of every
+// log on the test server until it ends.
+const waitTimeout = 90 * time.Second
+
+// waitFor polls cond until it holds, failing the test after waitTimeout.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(waitTimeout)
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 20s")
+			t.Fatalf("condition not met in %v", waitTimeout)
 		}
 		<-tick.C
 	}
@@ -297,10 +303,11 @@ func subscribe(t *testing.T, s *pgstore.Store, opts es.SubscribeOptions) *live {
 	return l
 }
 
-// next returns the next delivered record, failing the test after 20s.
+// next returns the next delivered record, failing the test after
+// waitTimeout.
 func (l *live) next(t *testing.T) es.Record {
 	t.Helper()
-	timeout := time.NewTimer(20 * time.Second)
+	timeout := time.NewTimer(waitTimeout)
 	defer timeout.Stop()
 	select {
 	case r := <-l.recs:
@@ -308,7 +315,7 @@ func (l *live) next(t *testing.T) es.Record {
 	case err := <-l.errs:
 		t.Fatalf("subscription failed: %v", err)
 	case <-timeout.C:
-		t.Fatal("subscription delivered nothing in 20s")
+		t.Fatalf("subscription delivered nothing in %v", waitTimeout)
 	}
 	return es.Record{}
 }
