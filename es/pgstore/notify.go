@@ -43,10 +43,14 @@ import (
 // before the notifying append committed, hence before the subscriber woke
 // up and checked.
 //
-// If the notifying append's transaction fails after it took the lock (its
-// commit fails), the appends that relied on it are seen at the next poll,
-// PollInterval later: late, never skipped. [Store.AppendTx] and
-// [Store.Import] always notify.
+// Two cases are left to the poll, PollInterval later: late, never skipped.
+// The notifying append's commit fails after it took the lock; or a
+// subscriber's server process, woken by some other notification at that
+// very moment, delivers the notifying append's notification in the instant
+// between its commit and the release of its locks (PostgreSQL signals
+// listeners only after the locks are released, so this takes another
+// notifier's signal), and an append left notifying to it in that instant.
+// [Store.AppendTx] and [Store.Import] always notify.
 
 // appendsIdle reports whether no append is in flight and no committed event
 // after the position after is pending, checked in that order. See above.
