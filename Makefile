@@ -18,10 +18,10 @@ WITHELASTIC = $(GO) run ./internal/cmd/withelastic --
 BENCH ?= .
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 3
-BENCH_PKGS ?= ./es/pgstore/ ./projections/pgsink/
+BENCH_PKGS ?= ./es/pgstore/ ./cqrs/ ./projections/pgsink/
 # Minimum strata/raw throughput ratios that benchratio marks (figures, not
 # assertions; see docs/benchmarks.md).
-BENCH_TARGETS ?= -target AppendOne=0.8,AppendOneParallel=0.8,Append100=0.8,Import=0.85,ReadAll=0.7,CatchUp=0.75
+BENCH_TARGETS ?= -target AppendOne=0.8,AppendOneParallel=0.8,Append100=0.8,Import=0.85,ReadAll=0.7,OnNew=0.9,OnExisting=0.9,CatchUp=0.75
 
 .PHONY: all test vet ensure-postgres ensure-elasticsearch bench
 
