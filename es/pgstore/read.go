@@ -37,7 +37,9 @@ func (s *Store) ReadStream(ctx context.Context, stream string, opts es.ReadStrea
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: read %s: %w", stream, err)
 	}
-	recs, err := collectRecords(rows, opts.Limit)
+	// Most streams are short, and aggregates load with a generous limit:
+	// start small and let the slice grow.
+	recs, err := collectRecords(rows, min(opts.Limit, 32))
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: read %s: %w", stream, err)
 	}
