@@ -10,14 +10,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/stratadev/strata/internal/childcmd"
 	"github.com/stratadev/strata/internal/elastictest"
 	"github.com/stratadev/strata/internal/localelastic"
 )
@@ -46,34 +45,8 @@ func run(args []string) int {
 		os.Setenv(elastictest.EnvURL, srv.URL())
 	}
 
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	// Interrupts reach the command through the terminal's process group; keep
 	// running until it exits so the server is stopped after it.
 	signal.Ignore(syscall.SIGINT, syscall.SIGQUIT)
-	term := make(chan os.Signal, 1)
-	signal.Notify(term, syscall.SIGTERM, syscall.SIGHUP)
-	if err := cmd.Start(); err != nil {
-		fmt.Fprintf(os.Stderr, "withelastic: %v\n", err)
-		return 1
-	}
-	go func() {
-		for sig := range term {
-			cmd.Process.Signal(sig)
-		}
-	}()
-	err := cmd.Wait()
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &exit):
-		if code := exit.ExitCode(); code >= 0 {
-			return code
-		}
-		return 1 // killed by a signal
-	default:
-		fmt.Fprintf(os.Stderr, "withelastic: %v\n", err)
-		return 1
-	}
+	return childcmd.Run("withelastic", args)
 }

@@ -10,14 +10,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/stratadev/strata/internal/childcmd"
 	"github.com/stratadev/strata/internal/localpg"
 	"github.com/stratadev/strata/internal/pgtest"
 )
@@ -46,38 +45,11 @@ func run(args []string) int {
 		os.Setenv(pgtest.EnvURL, srv.URL())
 	}
 
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	// Keep running until the command exits, so that the server is stopped
 	// after it. A Ctrl-C reaches the command through the terminal's process
 	// group; other signals are passed on. (Catching rather than ignoring
 	// them leaves the command's own handling alone: ignored signals would
 	// stay ignored in it.)
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGHUP)
-	if err := cmd.Start(); err != nil {
-		fmt.Fprintf(os.Stderr, "withpg: %v\n", err)
-		return 1
-	}
-	go func() {
-		for sig := range sigs {
-			if sig == syscall.SIGTERM || sig == syscall.SIGHUP {
-				cmd.Process.Signal(sig)
-			}
-		}
-	}()
-	err := cmd.Wait()
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &exit):
-		if code := exit.ExitCode(); code >= 0 {
-			return code
-		}
-		return 1 // killed by a signal
-	default:
-		fmt.Fprintf(os.Stderr, "withpg: %v\n", err)
-		return 1
-	}
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGINT, syscall.SIGQUIT)
+	return childcmd.Run("withpg", args)
 }
