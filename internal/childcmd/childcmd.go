@@ -15,13 +15,21 @@ import (
 // process's standard streams, and returns the exit code to exit with: the
 // command's, or 1 when it could not be started or was killed by a signal.
 // Errors are printed to standard error, prefixed with prog. SIGTERM and
-// SIGHUP sent to this process are passed on to the command; how SIGINT and
-// SIGQUIT are handled is the caller's to set up beforehand.
+// SIGHUP sent to this process are passed on to the command. SIGINT and
+// SIGQUIT are caught and dropped: a Ctrl-C reaches the command through the
+// terminal's process group, and this process keeps running until the
+// command has exited, so that the caller can stop its server after it.
+// (Catching rather than ignoring them leaves the command's own handling
+// alone: ignored signals would stay ignored in it.)
 func Run(prog string, args []string) int {
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	interrupts := make(chan os.Signal, 1)
+	signal.Notify(interrupts, syscall.SIGINT, syscall.SIGQUIT)
+	defer signal.Stop(interrupts)
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM, syscall.SIGHUP)
+	defer func() { signal.Stop(term); close(term) }()
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", prog, err)
 		return 1

@@ -12,8 +12,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/stratadev/strata/internal/childcmd"
@@ -45,8 +43,5 @@ func run(args []string) int {
 		os.Setenv(elastictest.EnvURL, srv.URL())
 	}
 
-	// Interrupts reach the command through the terminal's process group; keep
-	// running until it exits so the server is stopped after it.
-	signal.Ignore(syscall.SIGINT, syscall.SIGQUIT)
 	return childcmd.Run("withelastic", args)
 }

@@ -12,8 +12,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/stratadev/strata/internal/childcmd"
@@ -45,11 +43,5 @@ func run(args []string) int {
 		os.Setenv(pgtest.EnvURL, srv.URL())
 	}
 
-	// Keep running until the command exits, so that the server is stopped
-	// after it. A Ctrl-C reaches the command through the terminal's process
-	// group; other signals are passed on. (Catching rather than ignoring
-	// them leaves the command's own handling alone: ignored signals would
-	// stay ignored in it.)
-	signal.Notify(make(chan os.Signal, 1), syscall.SIGINT, syscall.SIGQUIT)
 	return childcmd.Run("withpg", args)
 }
