@@ -100,7 +100,10 @@ func errRebuilding(name string) *apiError {
 }
 
 // isReady reports whether the projection has a read model to serve: it has
-// applied events, or the log has none. Once true it stays true.
+// applied events, or the log has none. Once the projection has applied
+// events it stays ready. An empty log is not remembered: Head only shows
+// what readers may see, so an open transaction elsewhere can make a log
+// look empty for a moment.
 func (s *server) isReady(ctx context.Context, name string) (bool, error) {
 	flag := s.ready[name]
 	if flag.Load() {
@@ -115,9 +118,7 @@ func (s *server) isReady(ctx context.Context, name string) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		if !head.IsZero() {
-			return false, nil
-		}
+		return head.IsZero(), nil
 	}
 	flag.Store(true)
 	return true, nil
