@@ -21,11 +21,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -33,6 +31,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/stratadev/strata/internal/localproc"
 )
 
 // Version is the Elasticsearch version scripts/ensure-elasticsearch.sh
@@ -60,11 +60,9 @@ type Options struct {
 
 // Server is a running throwaway Elasticsearch node.
 type Server struct {
-	dir     string
-	url     string
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	waitErr error
+	dir  string
+	url  string
+	proc *localproc.Process
 
 	stopOnce sync.Once
 	stopErr  error
@@ -133,56 +131,18 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("localelastic: %w", err)
 	}
-	cred, err := credential(dir)
+	cred, err := localproc.Credential(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("localelastic: %w", err)
+	}
+	// A free port may be taken before the node binds it: try again.
+	srv, err := localproc.Retry(ctx, 3, func() (*Server, error) { return launch(ctx, home, jh, dir, cred, opts) })
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	var lastErr error
-	for range 3 { // a free port may be taken before the node binds it
-		srv, err := launch(ctx, home, jh, dir, cred, opts)
-		if err == nil {
-			return srv, nil
-		}
-		lastErr = err
-		if !errors.Is(err, errPortTaken) || ctx.Err() != nil {
-			break
-		}
-	}
-	os.RemoveAll(dir)
-	return nil, lastErr
-}
-
-var errPortTaken = errors.New("port taken")
-
-// credential returns nil, or the user nobody when running as root, in which
-// case dir is handed to nobody.
-func credential(dir string) (*syscall.Credential, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	u, err := user.Lookup("nobody")
-	if err != nil {
-		return nil, fmt.Errorf("localelastic: running as root, which Elasticsearch refuses: need the user nobody: %w", err)
-	}
-	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
-	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
-	if err := errors.Join(err1, err2); err != nil {
-		return nil, fmt.Errorf("localelastic: user nobody: %w", err)
-	}
-	if err := os.Chown(dir, int(uid), int(gid)); err != nil {
-		return nil, fmt.Errorf("localelastic: hand %s to nobody: %w", dir, err)
-	}
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return srv, nil
 }
 
 // writeConfig writes the node's config directory: the distribution's
@@ -239,8 +199,8 @@ func writeConfig(home, confDir string, settings map[string]string, cred *syscall
 }
 
 func launch(ctx context.Context, home, jh, dir string, cred *syscall.Credential, opts Options) (*Server, error) {
-	httpPort, err1 := freePort()
-	transportPort, err2 := freePort()
+	httpPort, err1 := localproc.FreePort()
+	transportPort, err2 := localproc.FreePort()
 	if err := errors.Join(err1, err2); err != nil {
 		return nil, fmt.Errorf("localelastic: find a free port: %w", err)
 	}
@@ -290,26 +250,18 @@ func launch(ctx context.Context, home, jh, dir string, cred *syscall.Credential,
 	}
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Credential: cred,
-		Setpgid:    true,            // a Ctrl-C in the terminal is for us, not for the server
-		Pdeathsig:  syscall.SIGTERM, // if we die, the server goes too
-	}
-	if err := cmd.Start(); err != nil {
+	proc, err := localproc.Start(cmd, cred, syscall.SIGTERM)
+	if err != nil {
 		return nil, fmt.Errorf("localelastic: start elasticsearch: %w", err)
 	}
-	srv := &Server{dir: dir, url: fmt.Sprintf("http://127.0.0.1:%d", httpPort), cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		srv.waitErr = cmd.Wait()
-		close(srv.exited)
-	}()
+	srv := &Server{dir: dir, url: fmt.Sprintf("http://127.0.0.1:%d", httpPort), proc: proc}
 	if err := srv.waitReady(ctx); err != nil {
-		srv.kill()
+		srv.proc.Stop(syscall.SIGTERM, 20*time.Second)
 		out, _ := os.ReadFile(logPath)
 		if bytes.Contains(out, []byte("BindException")) || bytes.Contains(out, []byte("Address already in use")) {
-			return nil, errPortTaken
+			return nil, localproc.ErrPortTaken
 		}
-		return nil, fmt.Errorf("localelastic: %w\n%s", err, lastLines(out, 30))
+		return nil, fmt.Errorf("localelastic: %w\n%s", err, localproc.LastLines(out, 30))
 	}
 	return srv, nil
 }
@@ -325,8 +277,8 @@ func (s *Server) waitReady(ctx context.Context) error {
 			return nil
 		}
 		select {
-		case <-s.exited:
-			return fmt.Errorf("elasticsearch exited before it was ready: %v", s.waitErr)
+		case <-s.proc.Exited():
+			return fmt.Errorf("elasticsearch exited before it was ready: %v", s.proc.Err())
 		case <-ctx.Done():
 			return fmt.Errorf("elasticsearch was not ready in time: %w", lastErr)
 		case <-tick.C:
@@ -370,35 +322,8 @@ func (s *Server) Dir() string { return s.dir }
 // more than once.
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
-		s.kill()
+		s.proc.Stop(syscall.SIGTERM, 20*time.Second)
 		s.stopErr = os.RemoveAll(s.dir)
 	})
 	return s.stopErr
-}
-
-// kill sends SIGTERM to the node's process group and waits; SIGKILL if it
-// lingers.
-func (s *Server) kill() {
-	select {
-	case <-s.exited:
-		return
-	default:
-	}
-	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
-	t := time.NewTimer(20 * time.Second)
-	defer t.Stop()
-	select {
-	case <-s.exited:
-	case <-t.C:
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-s.exited
-	}
-}
-
-func lastLines(b []byte, n int) string {
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

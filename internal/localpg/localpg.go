@@ -20,10 +20,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -33,6 +31,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/stratadev/strata/internal/localproc"
 )
 
 // ErrNotInstalled means no PostgreSQL server binaries were found. Its message
@@ -55,12 +55,10 @@ type Options struct {
 
 // Server is a running throwaway PostgreSQL server.
 type Server struct {
-	dir     string // temporary directory holding data, socket and log
-	binDir  string
-	url     string
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed when the server process has exited
-	waitErr error         // the process's exit status, valid after exited is closed
+	dir    string // temporary directory holding data, socket and log
+	binDir string
+	url    string
+	proc   *localproc.Process
 
 	stopOnce sync.Once
 	stopErr  error
@@ -143,10 +141,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("localpg: %w", err)
 	}
-	cred, err := credential(dir)
+	cred, err := localproc.Credential(dir)
 	if err != nil {
 		os.RemoveAll(dir)
-		return nil, err
+		return nil, fmt.Errorf("localpg: %w", err)
 	}
 	if err := initdb(ctx, binDir, dir, cred); err != nil {
 		os.RemoveAll(dir)
@@ -163,43 +161,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 
 	// The free port is found by binding to it and letting it go, so another
 	// process may take it before the server does: try a few ports.
-	var lastErr error
-	for range 5 {
-		srv, err := launch(ctx, binDir, dir, cred, settings)
-		if err == nil {
-			return srv, nil
-		}
-		lastErr = err
-		if !errors.Is(err, errPortTaken) || ctx.Err() != nil {
-			break
-		}
-	}
-	os.RemoveAll(dir)
-	return nil, lastErr
-}
-
-var errPortTaken = errors.New("port taken")
-
-// credential returns the process credential to run initdb and postgres with:
-// nil normally, the user nobody when running as root (initdb refuses root).
-// In that case dir is handed to nobody.
-func credential(dir string) (*syscall.Credential, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	u, err := user.Lookup("nobody")
+	srv, err := localproc.Retry(ctx, 5, func() (*Server, error) { return launch(ctx, binDir, dir, cred, settings) })
 	if err != nil {
-		return nil, fmt.Errorf("localpg: running as root, and initdb refuses root: need the user nobody: %w", err)
+		os.RemoveAll(dir)
+		return nil, err
 	}
-	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
-	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
-	if err := errors.Join(err1, err2); err != nil {
-		return nil, fmt.Errorf("localpg: user nobody: %w", err)
-	}
-	if err := os.Chown(dir, int(uid), int(gid)); err != nil {
-		return nil, fmt.Errorf("localpg: hand %s to nobody: %w", dir, err)
-	}
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
+	return srv, nil
 }
 
 func initdb(ctx context.Context, binDir, dir string, cred *syscall.Credential) error {
@@ -237,17 +204,8 @@ func serverEnv() []string {
 	return append(env, "LC_ALL=C")
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func launch(ctx context.Context, binDir, dir string, cred *syscall.Credential, settings map[string]string) (*Server, error) {
-	port, err := freePort()
+	port, err := localproc.FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("localpg: find a free port: %w", err)
 	}
@@ -277,33 +235,24 @@ func launch(ctx context.Context, binDir, dir string, cred *syscall.Credential, s
 	cmd.Env = serverEnv()
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Credential: cred,
-		Setpgid:    true,            // a Ctrl-C in the terminal is for us, not for the server
-		Pdeathsig:  syscall.SIGQUIT, // if we die, the server goes too
-	}
-	if err := cmd.Start(); err != nil {
+	proc, err := localproc.Start(cmd, cred, syscall.SIGQUIT) // SIGQUIT: immediate shutdown
+	if err != nil {
 		return nil, fmt.Errorf("localpg: start postgres: %w", err)
 	}
 	srv := &Server{
 		dir:    dir,
 		binDir: binDir,
 		url:    fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port),
-		cmd:    cmd,
-		exited: make(chan struct{}),
+		proc:   proc,
 	}
-	go func() {
-		srv.waitErr = cmd.Wait()
-		close(srv.exited)
-	}()
 
 	if err := srv.waitReady(ctx); err != nil {
-		srv.kill()
+		srv.proc.Stop(syscall.SIGQUIT, 10*time.Second)
 		log, _ := os.ReadFile(logPath)
 		if bytes.Contains(log, []byte("could not bind")) || bytes.Contains(log, []byte("already in use")) {
-			return nil, errPortTaken
+			return nil, localproc.ErrPortTaken
 		}
-		return nil, fmt.Errorf("localpg: %w\n%s", err, lastLines(log, 20))
+		return nil, fmt.Errorf("localpg: %w\n%s", err, localproc.LastLines(log, 20))
 	}
 	return srv, nil
 }
@@ -320,8 +269,8 @@ func (s *Server) waitReady(ctx context.Context) error {
 			return conn.Close(ctx)
 		}
 		select {
-		case <-s.exited:
-			return fmt.Errorf("postgres exited before accepting connections: %v", s.waitErr)
+		case <-s.proc.Exited():
+			return fmt.Errorf("postgres exited before accepting connections: %v", s.proc.Err())
 		case <-ctx.Done():
 			return fmt.Errorf("postgres did not accept connections in time: %w", err)
 		case <-tick.C:
@@ -341,35 +290,8 @@ func (s *Server) Dir() string { return s.dir }
 // and removes its directory. It is safe to call more than once.
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
-		s.kill()
+		s.proc.Stop(syscall.SIGQUIT, 10*time.Second) // immediate shutdown
 		s.stopErr = os.RemoveAll(s.dir)
 	})
 	return s.stopErr
-}
-
-// kill stops the server process and waits for it to exit: SIGQUIT (immediate
-// shutdown), then SIGKILL if it lingers.
-func (s *Server) kill() {
-	select {
-	case <-s.exited:
-		return
-	default:
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGQUIT)
-	t := time.NewTimer(10 * time.Second)
-	defer t.Stop()
-	select {
-	case <-s.exited:
-	case <-t.C:
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-s.exited
-	}
-}
-
-func lastLines(b []byte, n int) string {
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -77,7 +77,7 @@ func run(m *testing.M) int {
 	if code == 0 {
 		// A throwaway Elasticsearch started around this run (elastictest.Run)
 		// is stopped after it, so its process watcher is still waiting here.
-		if err := goleak.Find(goleak.IgnoreAnyFunction("github.com/stratadev/strata/internal/localelastic.launch.func1")); err != nil {
+		if err := goleak.Find(goleak.IgnoreAnyFunction("github.com/stratadev/strata/internal/localproc.Start.func1")); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
 			return 1
 		}
