@@ -11,6 +11,30 @@ import (
 	"syscall"
 )
 
+// Main is a wrapper's whole main: it reads "-- command [args...]" from args,
+// calls setup (which starts a server and sets the environment variable that
+// names it, or does nothing when one is named already), runs the command,
+// calls the stop function setup returned, and returns the exit code to exit
+// with: 2 for a usage error, 1 when setup fails, else the command's.
+func Main(prog string, args []string, setup func() (stop func(), err error)) int {
+	if len(args) > 0 && args[0] == "--" {
+		args = args[1:]
+	}
+	if len(args) == 0 {
+		fmt.Fprintf(os.Stderr, "usage: %s -- command [args...]\n", prog)
+		return 2
+	}
+	stop, err := setup()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if stop != nil {
+		defer stop()
+	}
+	return Run(prog, args)
+}
+
 // Run runs the command args[0] with the arguments args[1:] and this
 // process's standard streams, and returns the exit code to exit with: the
 // command's, or 1 when it could not be started or was killed by a signal.

@@ -10,7 +10,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"time"
 
@@ -20,28 +19,21 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	os.Exit(childcmd.Main("withelastic", os.Args[1:], startServer))
 }
 
-func run(args []string) int {
-	if len(args) > 0 && args[0] == "--" {
-		args = args[1:]
+// startServer starts a throwaway server unless one is named already, and
+// names it in the environment the command inherits.
+func startServer() (stop func(), err error) {
+	if os.Getenv(elastictest.EnvURL) != "" || os.Getenv(elastictest.EnvSkip) == "1" {
+		return nil, nil
 	}
-	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: withelastic -- command [args...]")
-		return 2
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	srv, err := localelastic.Start(ctx, localelastic.Options{})
+	if err != nil {
+		return nil, err
 	}
-	if os.Getenv(elastictest.EnvURL) == "" && os.Getenv(elastictest.EnvSkip) != "1" {
-		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-		srv, err := localelastic.Start(ctx, localelastic.Options{})
-		cancel()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer srv.Stop()
-		os.Setenv(elastictest.EnvURL, srv.URL())
-	}
-
-	return childcmd.Run("withelastic", args)
+	os.Setenv(elastictest.EnvURL, srv.URL())
+	return func() { srv.Stop() }, nil
 }
