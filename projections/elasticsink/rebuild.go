@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/stratadev/strata/es"
@@ -111,7 +110,7 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 	if err != nil {
 		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
 	}
-	if err := s.runUntil(ctx, w, cpName, head, every, func() { s.report(ctx, cfg, name, cpName, m, run, false) }); err != nil {
+	if err := w.RunUntil(ctx, s.pg, head, every, func() { s.report(ctx, cfg, name, cpName, m, run, false) }); err != nil {
 		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
 	}
 
@@ -278,36 +277,6 @@ func (s *Sink) report(ctx context.Context, cfg RebuildConfig, name, cpName strin
 		pr.ETA = time.Duration(float64(pr.Total-pr.Done) / pr.Rate * float64(time.Second))
 	}
 	cfg.Progress(pr)
-}
-
-// runUntil runs w until its checkpoint reaches pos, calling tick about
-// every every.
-func (s *Sink) runUntil(ctx context.Context, w *projections.Worker[*Tx], cpName string, pos es.Position, every time.Duration, tick func()) error {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg     sync.WaitGroup
-		runErr error
-	)
-	wg.Go(func() {
-		runErr = w.Run(wctx)
-		cancel()
-	})
-	for {
-		tctx, tcancel := context.WithTimeout(wctx, every)
-		err := projections.WaitFor(tctx, s.pg, cpName, pos)
-		tcancel()
-		if err == nil || wctx.Err() != nil {
-			break
-		}
-		tick()
-	}
-	cancel()
-	wg.Wait()
-	if runErr != nil {
-		return runErr
-	}
-	return ctx.Err()
 }
 
 // generation is the sink as the worker that builds a new generation sees

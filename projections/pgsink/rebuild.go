@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -167,8 +166,8 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 		if err != nil {
 			return fmt.Errorf("pgsink: rebuild %s: %w", name, err)
 		}
-		if err := s.runUntil(ctx, w, row.name, head, every, func() { report(false) }); err != nil {
-			return err
+		if err := w.RunUntil(ctx, s, head, every, func() { report(false) }); err != nil {
+			return fmt.Errorf("pgsink: rebuild %s: %w", name, err)
 		}
 		swapped, err := s.swap(ctx, w, p, row, every, func() { report(false) })
 		if err != nil {
@@ -284,35 +283,6 @@ func (s *Sink) startRebuild(ctx context.Context, store es.Store, p Rebuildable) 
 	return row, false, nil
 }
 
-// runUntil runs w until its checkpoint reaches pos.
-func (s *Sink) runUntil(ctx context.Context, w *projections.Worker[*Tx], cpName string, pos es.Position, every time.Duration, tick func()) error {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg     sync.WaitGroup
-		runErr error
-	)
-	wg.Go(func() {
-		runErr = w.Run(wctx)
-		cancel()
-	})
-	for {
-		tctx, tcancel := context.WithTimeout(wctx, every)
-		err := projections.WaitFor(tctx, s, cpName, pos)
-		tcancel()
-		if err == nil || wctx.Err() != nil {
-			break
-		}
-		tick()
-	}
-	cancel()
-	wg.Wait()
-	if runErr != nil {
-		return fmt.Errorf("pgsink: rebuild: %w", runErr)
-	}
-	return ctx.Err()
-}
-
 // swap puts the new generation in place of the live one, if it can catch
 // up with the live checkpoint while that is held.
 func (s *Sink) swap(ctx context.Context, w *projections.Worker[*Tx], p Rebuildable, row rebuildRow, every time.Duration, tick func()) (bool, error) {
@@ -334,8 +304,8 @@ func (s *Sink) swap(ctx context.Context, w *projections.Worker[*Tx], p Rebuildab
 	}
 	live := es.Position{Commit: uint64(lc), Prepare: uint64(lp)}
 	// The live worker waits now; let the new generation reach it.
-	if err := s.runUntil(ctx, w, row.name, live, every, tick); err != nil {
-		return false, err
+	if err := w.RunUntil(ctx, s, live, every, tick); err != nil {
+		return false, fmt.Errorf("pgsink: rebuild %s: %w", name, err)
 	}
 	next, err := s.Checkpoint(ctx, row.name)
 	if err != nil {
