@@ -269,12 +269,7 @@ func (s *Sink) report(ctx context.Context, cfg RebuildConfig, name, cpName strin
 		pr.Done = int64(cp.Position.Prepare)
 	}
 	if run != nil {
-		if el := time.Since(run.began).Seconds(); el > 0 {
-			pr.Rate = float64(pr.Done-int64(run.from.Prepare)) / el
-		}
-	}
-	if pr.Rate > 0 && pr.Total > pr.Done {
-		pr.ETA = time.Duration(float64(pr.Total-pr.Done) / pr.Rate * float64(time.Second))
+		pr.Estimate(int64(run.from.Prepare), time.Since(run.began))
 	}
 	cfg.Progress(pr)
 }

@@ -39,6 +39,17 @@ type RebuildProgress struct {
 	Running bool
 }
 
+// Estimate sets Rate from the events done since from, over elapsed, and ETA
+// from Rate and what is left. Sinks that report rebuild progress use it.
+func (p *RebuildProgress) Estimate(from int64, elapsed time.Duration) {
+	if el := elapsed.Seconds(); el > 0 {
+		p.Rate = float64(p.Done-from) / el
+	}
+	if p.Rate > 0 && p.Total > p.Done {
+		p.ETA = time.Duration(float64(p.Total-p.Done) / p.Rate * float64(time.Second))
+	}
+}
+
 // RebuildConfig tunes [Sink.Rebuild]. The zero value works.
 type RebuildConfig struct {
 	// Worker configures the worker that builds the new generation.
@@ -151,12 +162,7 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 		if swapped {
 			pr.Done = pr.Total
 		}
-		if el := time.Since(began).Seconds(); el > 0 {
-			pr.Rate = float64(pr.Done-int64(startCP.Position.Prepare)) / el
-		}
-		if pr.Rate > 0 && pr.Total > pr.Done {
-			pr.ETA = time.Duration(float64(pr.Total-pr.Done) / pr.Rate * float64(time.Second))
-		}
+		pr.Estimate(int64(startCP.Position.Prepare), time.Since(began))
 		cfg.Progress(pr)
 	}
 
@@ -226,12 +232,7 @@ func (s *Sink) RebuildStatus(ctx context.Context, name string) (RebuildProgress,
 		return RebuildProgress{}, false, err
 	}
 	pr := RebuildProgress{Projection: name, Total: hp, Done: int64(cp.Position.Prepare), Running: running}
-	if el := time.Since(started).Seconds(); el > 0 {
-		pr.Rate = float64(pr.Done) / el
-	}
-	if pr.Rate > 0 && pr.Total > pr.Done {
-		pr.ETA = time.Duration(float64(pr.Total-pr.Done) / pr.Rate * float64(time.Second))
-	}
+	pr.Estimate(0, time.Since(started))
 	return pr, true, nil
 }
 
