@@ -132,6 +132,8 @@ func TestValidateAppend(t *testing.T) {
 		{"nul in type", "s", []es.EventData{{Type: "T\x00", Data: []byte(`{}`)}}, 0, "NUL"},
 		{"escaped nul in data", "s", []es.EventData{ok, {Type: "T", Data: []byte(`{"a":"x\u0000"}`)}}, 1, `\u0000`},
 		{"escaped nul after escaped backslashes", "s", []es.EventData{{Type: "T", Data: []byte(`["\\\u0000"]`)}}, 0, `\u0000`},
+		{"lone high surrogate", "s", []es.EventData{{Type: "T", Data: []byte(`["\ud800"]`)}}, 0, "surrogate"},
+		{"lone low surrogate", "s", []es.EventData{{Type: "T", Data: []byte(`"\uDC00x"`)}}, 0, "surrogate"},
 		{"nul in metadata", "s", []es.EventData{{Type: "T", Data: []byte(`1`), Metadata: es.Metadata{"k": "a\x00"}}}, 0, "metadata key"},
 		{"bad utf8 metadata", "s", []es.EventData{{Type: "T", Data: []byte(`1`), Metadata: es.Metadata{"k": "\xff"}}}, 0, "metadata"},
 	}
@@ -151,6 +153,10 @@ func TestValidateAppend(t *testing.T) {
 	var inv *es.InvalidEventError
 	if err := es.ValidateAppend("s", dup); !errors.As(err, &inv) || inv.Index != 2 || !strings.Contains(err.Error(), "twice") {
 		t.Errorf("duplicate id in one append: got %v, want an InvalidEventError at index 2", err)
+	}
+	// A surrogate pair is a character, not a problem.
+	if err := es.ValidateAppend("s", []es.EventData{{Type: "T", Data: []byte(`"\ud83d\ude00"`)}}); err != nil {
+		t.Errorf("a surrogate pair was refused: %v", err)
 	}
 	// An escaped backslash followed by the text u0000 is not a NUL.
 	if err := es.ValidateAppend("s", []es.EventData{{Type: "T", Data: []byte(`"\\u0000"`)}}); err != nil {

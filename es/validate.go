@@ -3,6 +3,7 @@ package es
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -17,8 +18,8 @@ const MaxStreamLength = 1024
 // non-empty stream ID, at least one event, a type and valid JSON data on each
 // event, valid UTF-8 in names and no event ID twice. It returns an
 // [*InvalidEventError] naming the first problem. It also refuses what some
-// stores cannot keep, NUL bytes in names and metadata and the JSON escape
-// \u0000 in data, so that every store accepts the same events. Stores call
+// stores cannot keep, NUL bytes in names and metadata and the escapes that
+// [CheckData] refuses in data, so that every store accepts the same events. Stores call
 // it before they write anything.
 func ValidateAppend(stream string, events []EventData) error {
 	switch {
@@ -40,12 +41,9 @@ func ValidateAppend(stream string, events []EventData) error {
 			return &InvalidEventError{Stream: stream, Index: i, Reason: "event type is empty"}
 		case !utf8.ValidString(e.Type) || strings.IndexByte(e.Type, 0) >= 0:
 			return &InvalidEventError{Stream: stream, Index: i, Type: e.Type, Reason: "event type is not valid UTF-8 without NUL bytes"}
-		case len(e.Data) == 0:
-			return &InvalidEventError{Stream: stream, Index: i, Type: e.Type, Reason: "event data is empty; want a JSON value"}
-		case !json.Valid(e.Data):
-			return &InvalidEventError{Stream: stream, Index: i, Type: e.Type, Reason: "event data is not valid JSON"}
-		case hasEscapedNUL(e.Data):
-			return &InvalidEventError{Stream: stream, Index: i, Type: e.Type, Reason: `event data contains the escape \u0000, which stores cannot keep`}
+		}
+		if reason := dataProblem(e.Data); reason != "" {
+			return &InvalidEventError{Stream: stream, Index: i, Type: e.Type, Reason: "event data " + reason}
 		}
 		for k, v := range e.Metadata {
 			if !utf8.ValidString(k) || !utf8.ValidString(v) || strings.IndexByte(k, 0) >= 0 || strings.IndexByte(v, 0) >= 0 {
@@ -80,24 +78,83 @@ func shorten(s string) string {
 	return s[:cut] + "…"
 }
 
-// hasEscapedNUL reports whether valid JSON data holds the escape \u0000 in
-// a string (PostgreSQL's jsonb, among others, refuses it). An escape counts
-// only when an even number of backslashes precedes it, so "\\u0000" (an
-// escaped backslash followed by the text u0000) is fine.
-func hasEscapedNUL(data []byte) bool {
-	for i := 0; ; {
-		j := bytes.Index(data[i:], []byte(`\u0000`))
-		if j < 0 {
-			return false
-		}
-		at := i + j
-		n := 0
-		for k := at - 1; k >= 0 && data[k] == '\\'; k-- {
-			n++
-		}
-		if n%2 == 0 {
-			return true
-		}
-		i = at + 1
+// CheckData reports why data cannot be stored as an event's or a
+// snapshot's JSON, or nil: it is empty, it is not valid JSON, or it holds a
+// string escape that not every store can keep (\u0000, or an unpaired UTF-16
+// surrogate such as \ud800, which PostgreSQL's jsonb refuses).
+func CheckData(data []byte) error {
+	if reason := dataProblem(data); reason != "" {
+		return errors.New("data " + reason)
 	}
+	return nil
+}
+
+func dataProblem(data []byte) string {
+	switch {
+	case len(data) == 0:
+		return "is empty; want a JSON value"
+	case !json.Valid(data):
+		return "is not valid JSON"
+	}
+	return unstorableEscape(data)
+}
+
+// unstorableEscape returns why valid JSON b holds a string escape that
+// stores cannot keep, or "".
+func unstorableEscape(b []byte) string {
+	if !bytes.Contains(b, []byte(`\u`)) {
+		return ""
+	}
+	inString := false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if !inString {
+			inString = c == '"'
+			continue
+		}
+		switch c {
+		case '"':
+			inString = false
+		case '\\':
+			i++
+			if i >= len(b) || b[i] != 'u' || i+4 >= len(b) {
+				continue
+			}
+			r := hex4(b[i+1 : i+5])
+			i += 4
+			switch {
+			case r == 0:
+				return `contains the escape \u0000, which stores cannot keep`
+			case r >= 0xDC00 && r <= 0xDFFF:
+				return "contains an unpaired UTF-16 surrogate escape, which stores cannot keep"
+			case r >= 0xD800 && r <= 0xDBFF:
+				// A high surrogate must be followed by \u and a low one.
+				if i+6 < len(b) && b[i+1] == '\\' && b[i+2] == 'u' {
+					if lo := hex4(b[i+3 : i+7]); lo >= 0xDC00 && lo <= 0xDFFF {
+						i += 6
+						continue
+					}
+				}
+				return "contains an unpaired UTF-16 surrogate escape, which stores cannot keep"
+			}
+		}
+	}
+	return ""
+}
+
+// hex4 decodes four hex digits that json.Valid has checked already.
+func hex4(b []byte) rune {
+	var r rune
+	for _, c := range b {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		case c >= 'A' && c <= 'F':
+			r |= rune(c - 'A' + 10)
+		}
+	}
+	return r
 }

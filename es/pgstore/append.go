@@ -1,7 +1,6 @@
 package pgstore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -105,7 +104,7 @@ type appendArgs struct {
 }
 
 func newAppendArgs(stream string, expected es.ExpectedVersion, events []es.EventData) (*appendArgs, error) {
-	if err := validate(stream, events); err != nil {
+	if err := es.ValidateAppend(stream, events); err != nil {
 		return nil, err
 	}
 	a := &appendArgs{stream: stream, expected: expected, events: events}
@@ -240,102 +239,6 @@ func streamKey(stream string) int32 {
 		h *= 16777619
 	}
 	return int32(h)
-}
-
-// validate runs [es.ValidateAppend] and then refuses what PostgreSQL cannot
-// store although it is valid JSON and UTF-8, so that such input gets an
-// [*es.InvalidEventError] naming the event rather than a database error.
-func validate(stream string, events []es.EventData) error {
-	if err := es.ValidateAppend(stream, events); err != nil {
-		return err
-	}
-	if strings.IndexByte(stream, 0) >= 0 {
-		return &es.InvalidEventError{Stream: stream, Index: -1, Reason: "stream id contains a NUL byte, which PostgreSQL text cannot hold"}
-	}
-	for i, e := range events {
-		if err := validateEvent(e); err != "" {
-			return &es.InvalidEventError{Stream: stream, Index: i, Type: e.Type, Reason: err}
-		}
-	}
-	return nil
-}
-
-// validateEvent returns why PostgreSQL would refuse e, or "".
-func validateEvent(e es.EventData) string {
-	if strings.IndexByte(e.Type, 0) >= 0 {
-		return "event type contains a NUL byte, which PostgreSQL text cannot hold"
-	}
-	if reason := jsonbIncompatible(e.Data); reason != "" {
-		return "event data " + reason
-	}
-	for k, v := range e.Metadata {
-		if strings.IndexByte(k, 0) >= 0 || strings.IndexByte(v, 0) >= 0 {
-			return "metadata contains a NUL byte, which PostgreSQL jsonb cannot hold"
-		}
-	}
-	return ""
-}
-
-// jsonbIncompatible returns why jsonb would reject the valid JSON b, or "".
-// jsonb stores strings as text, so it refuses the escape \u0000 and escapes
-// of unpaired UTF-16 surrogates, which encoding/json accepts.
-func jsonbIncompatible(b []byte) string {
-	if !bytes.Contains(b, []byte(`\u`)) {
-		return ""
-	}
-	inString := false
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if !inString {
-			if c == '"' {
-				inString = true
-			}
-			continue
-		}
-		switch c {
-		case '"':
-			inString = false
-		case '\\':
-			i++
-			if i >= len(b) || b[i] != 'u' || i+4 >= len(b) {
-				continue
-			}
-			r := hex4(b[i+1 : i+5])
-			i += 4
-			switch {
-			case r == 0:
-				return `contains \u0000, which PostgreSQL jsonb cannot hold`
-			case r >= 0xDC00 && r <= 0xDFFF:
-				return "contains an unpaired UTF-16 surrogate escape, which PostgreSQL jsonb cannot hold"
-			case r >= 0xD800 && r <= 0xDBFF:
-				// A high surrogate must be followed by \u and a low one.
-				if i+6 < len(b) && b[i+1] == '\\' && b[i+2] == 'u' {
-					if lo := hex4(b[i+3 : i+7]); lo >= 0xDC00 && lo <= 0xDFFF {
-						i += 6
-						continue
-					}
-				}
-				return "contains an unpaired UTF-16 surrogate escape, which PostgreSQL jsonb cannot hold"
-			}
-		}
-	}
-	return ""
-}
-
-func hex4(b []byte) rune {
-	var r rune
-	for _, c := range b {
-		r <<= 4
-		switch {
-		case c >= '0' && c <= '9':
-			r |= rune(c - '0')
-		case c >= 'a' && c <= 'f':
-			r |= rune(c - 'a' + 10)
-		case c >= 'A' && c <= 'F':
-			r |= rune(c - 'A' + 10)
-		}
-	}
-	return r
 }
 
 // appendError turns an error from the append statement into the error to

@@ -112,7 +112,7 @@ func (src *importSource) Next() bool {
 	i := src.index
 	src.index++
 	e := ev.Event
-	if err := validate(ev.Stream, []es.EventData{e}); err != nil {
+	if err := es.ValidateAppend(ev.Stream, []es.EventData{e}); err != nil {
 		var inv *es.InvalidEventError
 		if errors.As(err, &inv) && inv.Index >= 0 {
 			inv.Index = i

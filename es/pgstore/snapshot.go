@@ -2,7 +2,6 @@ package pgstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -34,11 +33,9 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap es.Snapshot) error {
 		return fmt.Errorf("pgstore: save snapshot: stream id %q is empty or contains a NUL byte", snap.Stream)
 	case snap.Version < 0:
 		return fmt.Errorf("pgstore: save snapshot of %s: negative version %d", snap.Stream, snap.Version)
-	case !json.Valid(snap.Data):
-		return fmt.Errorf("pgstore: save snapshot of %s: data is not valid JSON", snap.Stream)
 	}
-	if reason := jsonbIncompatible(snap.Data); reason != "" {
-		return fmt.Errorf("pgstore: save snapshot of %s: data %s", snap.Stream, reason)
+	if err := es.CheckData(snap.Data); err != nil {
+		return fmt.Errorf("pgstore: save snapshot of %s: %w", snap.Stream, err)
 	}
 	_, err := s.pool.Exec(ctx, s.q.saveSnapshot, snap.Stream, snap.Version, snap.Revision, snap.Data, timeOrNil(snap.TakenAt))
 	if err != nil {
