@@ -87,9 +87,11 @@ type Process struct {
 
 // Start starts cmd as cred (nil: as this process's user) in a process group
 // of its own, so that a Ctrl-C in the terminal reaches the caller and not
-// the server, and with deathSig sent to it if the caller dies.
+// the server, and, on Linux, with deathSig sent to it if the caller dies
+// (other systems have no such signal: there a server outlives a caller
+// killed with SIGKILL until it is stopped by hand).
 func Start(cmd *exec.Cmd, cred *syscall.Credential, deathSig syscall.Signal) (*Process, error) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: deathSig}
+	cmd.SysProcAttr = sysProcAttr(cred, deathSig)
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}

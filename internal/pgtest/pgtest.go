@@ -11,7 +11,10 @@
 // The server is the one named by TEST_DATABASE_URL. When that is unset, Main
 // starts a throwaway server (see internal/localpg) for the test binary;
 // `go run ./internal/cmd/withpg -- go test ./...` starts one server for all
-// packages instead.
+// packages instead. When no server can be had (no URL, no PostgreSQL
+// binaries), the tests that need one skip with one line saying how to get
+// one, and the others run; under CI=true, or with STRATA_REQUIRE_SERVERS=1,
+// they fail instead.
 package pgtest
 
 import (
@@ -34,6 +37,19 @@ import (
 
 // EnvURL is the environment variable that names the test server.
 const EnvURL = "TEST_DATABASE_URL"
+
+// EnvRequire, set to 1, makes tests fail rather than skip when no server
+// can be had. CI=true does the same.
+const EnvRequire = "STRATA_REQUIRE_SERVERS"
+
+// Required reports whether tests must fail, not skip, when a server they
+// need cannot be had.
+func Required() bool {
+	return os.Getenv(EnvRequire) == "1" || os.Getenv("CI") == "true"
+}
+
+// startErr is why no test server could be started, if so.
+var startErr error
 
 var (
 	adminOnce sync.Once
@@ -59,11 +75,16 @@ func run(m *testing.M) int {
 		var err error
 		srv, err = localpg.Start(ctx, localpg.Options{})
 		cancel()
-		if err != nil {
+		switch {
+		case err != nil && Required():
 			fmt.Fprintln(os.Stderr, err)
 			return 1
+		case err != nil:
+			startErr = err
+			fmt.Fprintf(os.Stderr, "pgtest: skipping the tests that need PostgreSQL: %s\n", firstLine(err))
+		default:
+			os.Setenv(EnvURL, srv.URL())
 		}
-		os.Setenv(EnvURL, srv.URL())
 	}
 	code := m.Run()
 	if admin != nil {
@@ -85,10 +106,14 @@ func run(m *testing.M) int {
 	return code
 }
 
-// URL returns TEST_DATABASE_URL, failing the test when it is unset (Main
-// sets it).
+// URL returns TEST_DATABASE_URL, skipping the test when no server could be
+// started (see the package documentation) and failing it when the variable
+// is unset otherwise (Main sets it).
 func URL(t testing.TB) string {
 	t.Helper()
+	if startErr != nil {
+		t.Skip("no PostgreSQL server: " + firstLine(startErr))
+	}
 	url := os.Getenv(EnvURL)
 	if url == "" {
 		t.Fatalf("%s is not set: call pgtest.Main from TestMain", EnvURL)
@@ -185,3 +210,5 @@ func schemaName(testName string) string {
 	b.WriteString(hex.EncodeToString(suffix[:]))
 	return b.String()
 }
+
+func firstLine(err error) string { return strings.SplitN(err.Error(), "\n", 2)[0] }
