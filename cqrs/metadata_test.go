@@ -1,9 +1,9 @@
 package cqrs_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"context"
 	"testing"
 
 	"github.com/google/uuid"
