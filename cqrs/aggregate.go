@@ -276,7 +276,11 @@ func (h *aggregateHandler[C, T]) handle(ctx context.Context, cmd C) (Result, err
 				window = 0
 			}
 			earlier, found, ferr := h.earlier(ctx, c, window)
+			var reused *CommandIDReusedError
 			switch {
+			case errors.As(ferr, &reused):
+				reused.Err = err
+				return Result{}, reused
 			case ferr != nil:
 				return Result{}, errors.Join(fmt.Errorf("cqrs: handle %s for %s: %w", h.name, stream, err), ferr)
 			case found:

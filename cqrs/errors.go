@@ -163,9 +163,9 @@ type CommandIDReusedError struct {
 	// Differs says what differs from the earlier command: [ReusedPayload]
 	// or [ReusedAggregate].
 	Differs string
-	// Err is the store's error, if it refused the append: a
-	// [*es.DuplicateEventIDError] when the ID's events are in another
-	// stream. Nil otherwise.
+	// Err is the store's error when it refused the append because it holds
+	// the command's event IDs (a [*es.DuplicateEventIDError]); nil
+	// otherwise.
 	Err error
 }
 
