@@ -273,7 +273,7 @@ func waitFor(t *testing.T, cond func() bool) {
 
 // proxy passes TCP connections through to the test server. mute makes the
 // connections open at the time drop what the server sends them; cut closes
-// them. Connections made later pass through normally.
+// those. Connections made later pass through normally.
 type proxy struct {
 	ln     net.Listener
 	target string
@@ -305,7 +305,7 @@ func startProxy(t *testing.T) *proxy {
 	p.wg.Go(p.accept)
 	t.Cleanup(func() {
 		ln.Close()
-		p.cut()
+		p.close()
 		p.wg.Wait()
 	})
 	return p
@@ -356,14 +356,24 @@ func (p *proxy) mute() {
 	}
 }
 
+// cut closes the muted connections.
 func (p *proxy) cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.client.Close()
-		c.server.Close()
-	}
-	p.conns = nil
+	p.conns = slices.DeleteFunc(p.conns, func(c *proxied) bool {
+		if c.muted.Load() {
+			c.client.Close()
+			c.server.Close()
+			return true
+		}
+		return false
+	})
+}
+
+// close closes every connection.
+func (p *proxy) close() {
+	p.mute()
+	p.cut()
 }
 
 // pool returns a pool of one connection through the proxy, whose server
