@@ -153,12 +153,22 @@ func (o AggregateOptions) withDefaults() AggregateOptions {
 // errors.Is and errors.As still find it.
 //
 // Every event carries [EventMetadata]. When the command has an ID (see
-// [Identified]), the i-th event's ID is [EventID](name, id, i), which makes a
+// [Identified]), the i-th event's ID is [EventID](name, id, i) and every
+// event carries the command's hash ([MetaCommandHash]), which makes a
 // retried command idempotent: the store absorbs a retry that lands where the
 // original did, and when a retry fails instead (its events are stored
-// elsewhere in the stream, or the aggregate now refuses the command), the
-// handler finds the original events in the stream and returns their
-// [Result] with no error. The happy path costs nothing extra.
+// elsewhere in the stream, or the aggregate now refuses the command or
+// decides nothing), the handler finds the original events in the stream and
+// returns their [Result] with no error. A command with the same ID but
+// another payload or aggregate gets a [*CommandIDReusedError]. The happy
+// path of a command with an ID costs one read of one event, after the
+// append, to tell the command's own events from another command's.
+//
+// An append whose outcome is unknown ([es.ErrUnknownOutcome]) is retried
+// with the same event IDs at the same expected version, up to
+// opts.UnknownOutcomeRetries times; commands without an ID get event IDs
+// chosen here (version 7 UUIDs) rather than by the store, so that the retry
+// can repeat them. See the package documentation.
 //
 // Aggregate panics if repo is nil, d is the zero Decider or opts is invalid.
 func Aggregate[C any, T es.Aggregate](repo *es.Repository[T], d Decider[C, T], opts AggregateOptions) Handler[C] {
