@@ -386,9 +386,9 @@ func (h *aggregateHandler[C, T]) save(ctx context.Context, root *es.Root[T], eve
 	if !errors.Is(err, es.ErrUnknownOutcome) {
 		return res, err
 	}
-	unknown := err
-	for retry := 0; retry < h.opts.UnknownOutcomeRetries; retry++ {
-		if !sleep(ctx, unknownOutcomeDelay<<retry) {
+	unknown, retries := err, 0
+	for ; retries < h.opts.UnknownOutcomeRetries; retries++ {
+		if !sleep(ctx, unknownOutcomeDelay<<retries) {
 			break
 		}
 		res, err = h.repo.Save(ctx, root, events, opts)
@@ -402,10 +402,12 @@ func (h *aggregateHandler[C, T]) save(ctx context.Context, root *es.Root[T], eve
 		// (the server is still unreachable): the first attempt's outcome is
 		// still unknown.
 	}
-	if err != unknown {
+	if !errors.Is(err, es.ErrUnknownOutcome) {
+		// The last retry failed before it was sent; the first one's
+		// outcome is what is unknown.
 		err = fmt.Errorf("%w (last retry: %v)", unknown, err)
 	}
-	return es.AppendResult{}, fmt.Errorf("cqrs: handle %s for %s: gave up retrying an append whose outcome is unknown: %w", h.name, root.Stream, err)
+	return es.AppendResult{}, fmt.Errorf("still unknown after %d retries: %w", retries, err)
 }
 
 // unknownOutcomeDelay is the wait before the first retry of an append whose

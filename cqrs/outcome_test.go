@@ -118,6 +118,10 @@ func TestUnknownOutcomeGivesUp(t *testing.T) {
 	if len(store.calls) != 3 {
 		t.Fatalf("%d appends; want 3 (the first and UnknownOutcomeRetries retries)", len(store.calls))
 	}
+	const want = "cqrs: handle cqrs_test.AddItem for order-1: still unknown after 2 retries: es: append to order-1: outcome unknown, it may or may not be stored: the connection was reset"
+	if err.Error() != want {
+		t.Errorf("error text:\n got %s\nwant %s", err, want)
+	}
 }
 
 // TestUnknownOutcomeDuringCommit terminates the server process of an
