@@ -407,6 +407,9 @@ func (h *aggregateHandler[C, T]) save(ctx context.Context, root *es.Root[T], eve
 		// outcome is what is unknown.
 		err = fmt.Errorf("%w (last retry: %v)", unknown, err)
 	}
+	if ctx.Err() != nil {
+		return es.AppendResult{}, fmt.Errorf("still unknown after %d retries; %w before the next: %w", retries, ctx.Err(), err)
+	}
 	return es.AppendResult{}, fmt.Errorf("still unknown after %d retries: %w", retries, err)
 }
 

@@ -33,6 +33,7 @@ type unknownStore struct {
 	es.Store
 	fail   int
 	stored bool
+	onFail func() // called on each failed append, if set
 
 	mu    sync.Mutex
 	calls []appendCall
@@ -59,6 +60,9 @@ func (s *unknownStore) Append(ctx context.Context, stream string, expected es.Ex
 		if _, err := s.Store.Append(ctx, stream, expected, events...); err != nil {
 			return es.AppendResult{}, err
 		}
+	}
+	if s.onFail != nil {
+		s.onFail()
 	}
 	return es.AppendResult{}, &es.UnknownOutcomeError{Stream: stream, Err: errors.New("the connection was reset")}
 }
@@ -121,6 +125,20 @@ func TestUnknownOutcomeGivesUp(t *testing.T) {
 	const want = "cqrs: handle cqrs_test.AddItem for order-1: still unknown after 2 retries: es: append to order-1: outcome unknown, it may or may not be stored: the connection was reset"
 	if err.Error() != want {
 		t.Errorf("error text:\n got %s\nwant %s", err, want)
+	}
+
+	// The context ends while the handler waits to retry: it stops, and
+	// says both.
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	store = &unknownStore{Store: inner, fail: 100, onFail: cancel}
+	a = newApp(store, cqrs.AggregateOptions{})
+	_, err = a.bus.Dispatch(ctx, AddItem{OrderID: "1", SKU: "tea", Quantity: 1})
+	if !errors.Is(err, es.ErrUnknownOutcome) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("dispatch whose context ended: %v; want an error wrapping es.ErrUnknownOutcome and context.Canceled", err)
+	}
+	if len(store.calls) != 1 {
+		t.Fatalf("%d appends after the context ended; want 1", len(store.calls))
 	}
 }
 
