@@ -49,7 +49,10 @@
 // nothing, when the original events are among the stream's latest
 // [AggregateOptions.IdempotencyWindow] events). A command that
 // decided no events left no trace, so its ID may be used again; events
-// stored before the hash existed are taken to match any payload.
+// stored before the hash existed are taken to match any payload. A field
+// that differs between a request and its retry without changing what is
+// asked (a receipt time, a trace ID) makes every retry another payload:
+// keep it out of the encoding with the `json:"-"` tag.
 //
 // The checks cost a read of one event after each append of a command with an
 // ID (the store answers a repeat that lands where the original did with the
