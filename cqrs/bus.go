@@ -166,7 +166,8 @@ func compose(mw []Middleware, h Next) Next {
 // type with no handler; a [*ValidationError] when Validate fails; a
 // [*PanicError] when something panicked; otherwise the handler's error,
 // such as an [*AggregateNotFoundError], an [*AggregateExistsError], a
-// [*ConflictError] or the error a decide function returned.
+// [*ConflictError], a [*CommandIDReusedError], an error wrapping
+// [es.ErrUnknownOutcome] or the error a decide function returned.
 //
 // ctx carries what the appended events' metadata records: see
 // [WithCorrelationID], [WithMetadata] and [EventMetadata].

@@ -8,11 +8,13 @@ import (
 )
 
 // Identified is implemented by commands that carry an ID, which makes them
-// idempotent: dispatching a command again with the same ID appends nothing
-// and returns the original [Result]. The ID is usually chosen by the client,
-// for example from an HTTP Idempotency-Key header or from the ID of the event
-// a process reacted to. It must be unique per command type; an empty ID means
-// the command has none.
+// idempotent: dispatching the same command again (same ID, aggregate and
+// payload) appends nothing and returns the original [Result], while another
+// command of the type with the same ID gets a [*CommandIDReusedError] (see
+// the package documentation). The ID is usually chosen by the client, for
+// example from an HTTP Idempotency-Key header or from the ID of the event a
+// process reacted to. It must be unique per command type; an empty ID means
+// the command has none. A command with an ID must encode as JSON.
 //
 // A command's ID also becomes the causation ID of the events it appends.
 type Identified interface {

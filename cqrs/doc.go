@@ -33,7 +33,47 @@
 // A command that carries an ID (see [Identified]) is handled at most once:
 // its events get IDs derived from the command's type and ID ([EventID]), the
 // store refuses to store them twice, and dispatching the command again
-// returns the original [Result] without appending anything.
+// returns the original [Result] without appending anything. There is no
+// flag that tells a repeat from the first dispatch: the result is the same.
+//
+// Dispatching again means the same command: the same type, the same ID, the
+// same aggregate and the same payload, which is the command's JSON encoding
+// (its exported fields). Its events store the hex SHA-256 of that encoding
+// under [MetaCommandHash]. A command with the ID of an earlier command of
+// its type that had another payload, or named another aggregate, is refused
+// with a [*CommandIDReusedError] (unwrapping to [ErrCommandIDReused]) and
+// nothing is written; the earlier command's result is not returned. Whether
+// the same command is refused or answered does not depend on what it would
+// decide now: after the aggregate changed it may decide other events, an
+// error, or nothing, and it still gets the original result (for an error or
+// nothing, when the original events are among the stream's latest
+// [AggregateOptions.IdempotencyWindow] events). A command that
+// decided no events left no trace, so its ID may be used again; events
+// stored before the hash existed are taken to match any payload. A field
+// that differs between a request and its retry without changing what is
+// asked (a receipt time, a trace ID) makes every retry another payload:
+// keep it out of the encoding with the `json:"-"` tag.
+//
+// The checks cost a read of one event after each append of a command with an
+// ID (the store answers a repeat that lands where the original did with the
+// original result, whatever its content), and a search of the stream's
+// latest events when the decision fails or is empty; see
+// [AggregateOptions.IdempotencyWindow].
+//
+// # Unknown outcomes
+//
+// When the connection to the store breaks while an append commits, the
+// append may have been stored or not, and the store returns an error
+// wrapping [es.ErrUnknownOutcome]. The handler then appends the same events
+// again, with the same event IDs at the same expected version, without
+// deciding again: the store returns the original result if the first
+// attempt was stored, and stores the events once if it was not. Commands
+// without an ID get event IDs chosen by the handler for this purpose, so
+// they too are applied exactly once across a dropped connection. After
+// [AggregateOptions.UnknownOutcomeRetries] retries whose outcome is still
+// unknown, the dispatch fails with an error that wraps
+// [es.ErrUnknownOutcome]: dispatching a command with an ID again is then
+// safe; a command without one may be applied twice.
 //
 // # Metadata
 //
@@ -49,8 +89,9 @@
 // Every failure is a typed error that unwraps to a sentinel, and none leaves
 // anything half-written: [ErrNilCommand], [ErrUnknownCommand], a
 // [*ValidationError] (before anything is loaded; see [Validator]), a
-// [*PanicError], an [*AggregateNotFoundError], an [*AggregateExistsError] and
-// a [*ConflictError]. An error from a decide function reaches the caller
+// [*PanicError], an [*AggregateNotFoundError], an [*AggregateExistsError], a
+// [*ConflictError] and a [*CommandIDReusedError]. An error wrapping
+// [es.ErrUnknownOutcome] says that the command may or may not be applied. An error from a decide function reaches the caller
 // wrapped, for errors.Is and errors.As.
 //
 // The cqrs/cqrstest package tests deciders with given events, a command and

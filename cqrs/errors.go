@@ -27,6 +27,11 @@ var (
 	// aggregate that already has events. The details are in an
 	// [*AggregateExistsError].
 	ErrAggregateExists = errors.New("cqrs: aggregate already exists")
+	// ErrCommandIDReused means a command carried the ID of an earlier
+	// command of its type that was not the same command: it had another
+	// payload or named another aggregate. Nothing was written. The details
+	// are in a [*CommandIDReusedError].
+	ErrCommandIDReused = errors.New("cqrs: command id reused")
 )
 
 // UnknownCommandError is returned by [Bus.Dispatch] for a command whose type
@@ -137,3 +142,45 @@ func (e *ConflictError) Error() string {
 }
 
 func (e *ConflictError) Unwrap() error { return e.Err }
+
+// What a [CommandIDReusedError] found different from the first command with
+// the ID.
+const (
+	ReusedPayload   = "payload"   // the same aggregate, another payload
+	ReusedAggregate = "aggregate" // another aggregate
+)
+
+// CommandIDReusedError is returned when a command carries the ID (see
+// [Identified]) of an earlier command of the same type that appended events
+// but was not the same command: its payload (the command's JSON encoding)
+// differed, or it named another aggregate. Nothing was written, and the
+// earlier command's result is not returned. See the package documentation
+// for what makes two commands the same.
+type CommandIDReusedError struct {
+	Command   string // the command's type name, see [CommandName]
+	CommandID string
+	Stream    string // the stream this command named
+	// Differs says what differs from the earlier command: [ReusedPayload]
+	// or [ReusedAggregate].
+	Differs string
+	// Err is the store's error when it refused the append because it holds
+	// the command's event IDs (a [*es.DuplicateEventIDError]); nil
+	// otherwise.
+	Err error
+}
+
+func (e *CommandIDReusedError) Error() string {
+	what := "with another payload"
+	if e.Differs == ReusedAggregate {
+		what = "on another aggregate"
+	}
+	return fmt.Sprintf("cqrs: handle %s for %s: command id %q was already used by a command %s", e.Command, e.Stream, e.CommandID, what)
+}
+
+// Unwrap returns [ErrCommandIDReused] and, when set, the store's error.
+func (e *CommandIDReusedError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrCommandIDReused}
+	}
+	return []error{ErrCommandIDReused, e.Err}
+}

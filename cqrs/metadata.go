@@ -69,10 +69,17 @@ func CorrelationID(ctx context.Context) string {
 	return ""
 }
 
-// reserved reports whether key is filled by strata on every appended event.
+// MetaCommandHash is the metadata key of the hash of the command that
+// appended an event, stored by handlers made with [Aggregate] for commands
+// with an ID (see [Identified]): the hex SHA-256 of the command's JSON
+// encoding. A later command with the same ID is the same command only if
+// its hash is the same.
+const MetaCommandHash = "command_hash"
+
+// reserved reports whether key is filled by strata on appended events.
 func reserved(key string) bool {
 	switch key {
-	case es.MetaCorrelationID, es.MetaCausationID, es.MetaCommandType, es.MetaTraceParent, es.MetaTraceState:
+	case es.MetaCorrelationID, es.MetaCausationID, es.MetaCommandType, es.MetaTraceParent, es.MetaTraceState, MetaCommandHash:
 		return true
 	}
 	return false
@@ -82,7 +89,8 @@ func reserved(key string) bool {
 // every event they append, in addition to what strata stores (see
 // [EventMetadata]). Calls add up: a later key replaces an earlier one. The
 // keys strata fills ([es.MetaCorrelationID], [es.MetaCausationID],
-// [es.MetaCommandType], [es.MetaTraceParent], [es.MetaTraceState]) are
+// [es.MetaCommandType], [es.MetaTraceParent], [es.MetaTraceState],
+// [MetaCommandHash]) are
 // ignored here, so that metadata copied from a request can never forge them;
 // use [WithCorrelationID] and the OpenTelemetry context instead.
 func WithMetadata(ctx context.Context, md es.Metadata) context.Context {

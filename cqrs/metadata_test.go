@@ -2,6 +2,8 @@ package cqrs_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"testing"
 
 	"github.com/google/uuid"
@@ -33,7 +35,7 @@ func TestMetadata(t *testing.T) {
 	forEachStore(t, func(t *testing.T, store es.Store) {
 		a := newApp(store, cqrs.AggregateOptions{})
 		ctx, _ := callerSpan(t, t.Context())
-		ctx = cqrs.WithMetadata(ctx, es.Metadata{"user": "u1", es.MetaCorrelationID: "forged", es.MetaTraceParent: "forged"})
+		ctx = cqrs.WithMetadata(ctx, es.Metadata{"user": "u1", es.MetaCorrelationID: "forged", es.MetaTraceParent: "forged", cqrs.MetaCommandHash: "forged"})
 		ctx = cqrs.WithMetadata(ctx, es.Metadata{"tenant": "t1"})
 		ctx = cqrs.WithCorrelationID(ctx, "corr-1")
 		a.mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
@@ -49,6 +51,8 @@ func TestMetadata(t *testing.T) {
 			es.MetaCommandType:   "cqrs_test.ConfirmOrder",
 			es.MetaTraceParent:   "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 			es.MetaTraceState:    "vendor=x",
+			// The hex SHA-256 of the command's JSON encoding.
+			cqrs.MetaCommandHash: sha256Hex(`{"ID":"cmd-1","OrderID":"1"}`),
 		}
 		for _, r := range recs[1:] {
 			if !equalMetadata(r.Metadata, want) {
@@ -56,6 +60,11 @@ func TestMetadata(t *testing.T) {
 			}
 		}
 	})
+}
+
+func sha256Hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }
 
 func equalMetadata(a, b es.Metadata) bool {

@@ -28,7 +28,10 @@
 //     [ErrWrongExpectedVersion].
 //   - Appending events whose IDs are already stored in the same stream, in the
 //     same order and at the place the expected version names, is an
-//     idempotent success that returns the original [AppendResult].
+//     idempotent success that returns the original [AppendResult]. That is
+//     how to settle an append that failed with an error wrapping
+//     [ErrUnknownOutcome] (the connection broke while it committed): append
+//     the same events, with the same IDs, at the same expected version.
 //   - The global log, read with [Store.ReadAll] or [Store.Subscribe], never
 //     skips a committed event: a reader only sees a prefix of the log that can
 //     no longer change.

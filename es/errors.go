@@ -28,6 +28,12 @@ var (
 	ErrDecode = errors.New("es: cannot decode event")
 	// ErrSnapshotNotFound means no snapshot is stored for a stream.
 	ErrSnapshotNotFound = errors.New("es: snapshot not found")
+	// ErrUnknownOutcome means the connection to the store broke after an
+	// append was sent, so it may or may not have been stored. Retrying it with
+	// the same event IDs and the same expected version is safe: if the first
+	// attempt was stored, the retry returns its result (see [Store.Append]).
+	// The details are in an [*UnknownOutcomeError].
+	ErrUnknownOutcome = errors.New("es: append outcome unknown")
 )
 
 // VersionConflictError is returned when a stream's version does not satisfy
@@ -43,6 +49,21 @@ func (e *VersionConflictError) Error() string {
 }
 
 func (e *VersionConflictError) Unwrap() error { return ErrWrongExpectedVersion }
+
+// UnknownOutcomeError is returned by an append whose connection broke after
+// the append was sent: it may have been stored, or not. Err says what broke,
+// in the store's words; errors.As still reaches the driver's own error.
+type UnknownOutcomeError struct {
+	Stream string
+	Err    error
+}
+
+func (e *UnknownOutcomeError) Error() string {
+	return fmt.Sprintf("es: append to %s: outcome unknown, it may or may not be stored: %v", e.Stream, e.Err)
+}
+
+// Unwrap returns [ErrUnknownOutcome] and Err.
+func (e *UnknownOutcomeError) Unwrap() []error { return []error{ErrUnknownOutcome, e.Err} }
 
 // InvalidEventError describes an append refused for bad input.
 type InvalidEventError struct {

@@ -15,6 +15,18 @@ type Store interface {
 	// a failed condition returns a [*VersionConflictError]. Re-appending
 	// events that are already stored (same IDs, same order, same place) is a
 	// success that returns the original result.
+	//
+	// When the connection to the server breaks after the append was sent,
+	// for example while its transaction commits, the outcome is unknown: the
+	// events may be stored although the append failed. A store that can
+	// tell returns an error wrapping [ErrUnknownOutcome] then. Do not trust
+	// a driver's "safe to retry" label for such an error (pgx may give it to
+	// a commit that reached the disk), and do not decide again: retry the
+	// same events, with the same IDs (set them; IDs the store assigns differ
+	// on each attempt), at the same expected version. The rule above makes
+	// that retry return the original result if the first attempt was stored,
+	// and store the events once if it was not; a version conflict on the
+	// retry means the first attempt was not stored and never will be.
 	Append(ctx context.Context, stream string, expected ExpectedVersion, events ...EventData) (AppendResult, error)
 
 	// ReadStream reads the events of one stream. It returns an error wrapping

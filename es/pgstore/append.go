@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -19,17 +20,33 @@ import (
 // statement cannot decide (a conflict, an event ID that is already stored, a
 // concurrent writer) the append function installed by the migrations
 // decides, in a second round trip.
+//
+// Each statement commits on its own. When the connection breaks after one
+// was sent and before its answer arrived (the server process was
+// terminated during the commit, the network failed, the context ended and
+// pgx closed the connection), Append returns an [*es.UnknownOutcomeError]:
+// the events may be stored. Retry them with the same IDs at the same
+// expected version, as [es.Store] describes; the cqrs package does that for
+// the commands it handles. An error the server reports for the statement
+// itself (a conflict, bad input) means nothing was stored.
 func (s *Store) Append(ctx context.Context, stream string, expected es.ExpectedVersion, events ...es.EventData) (es.AppendResult, error) {
 	a, err := newAppendArgs(stream, expected, events)
 	if err != nil {
 		return es.AppendResult{}, err
 	}
-	res, ok, err := s.appendFast(ctx, a)
+	// One connection for both round trips, acquired first: a failure to get
+	// one means nothing was sent.
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return es.AppendResult{}, fmt.Errorf("pgstore: append to %s: %w", stream, &connError{err})
+	}
+	defer conn.Release()
+	res, ok, err := s.appendFast(ctx, conn, a)
 	if ok || err != nil {
 		return res, err
 	}
 	for try := 0; ; try++ {
-		res, err := s.appendFunc(ctx, s.pool, a, true)
+		res, err := s.appendFunc(ctx, conn, a, true)
 		// The stream's lock keeps appends apart, but not Import: when an
 		// import created the stream meanwhile, look again.
 		if try < 2 && isUniqueViolation(err, "events_pkey") {
@@ -46,6 +63,15 @@ func (s *Store) Append(ctx context.Context, stream string, expected es.ExpectedV
 // A version conflict, a duplicate event ID and an idempotent retry are
 // decided without raising an error in the database, so tx stays usable after
 // them (the caller may still roll back). Other errors abort tx.
+//
+// Whether the events are stored is decided by tx's commit, which the caller
+// makes. When the connection breaks during that commit, its outcome is
+// unknown, whatever the error says: pgx may label a commit that reached the
+// disk as safe to retry (pgconn.SafeToRetry). To retry such a transaction
+// safely, give the events IDs of your own and append the same IDs at the
+// same expected version again: if the first commit went through, the
+// append returns the original result and writes nothing (see [es.Store]),
+// and the rest of the transaction must be as idempotent.
 //
 // The append locks the stream until tx ends, and while tx is open it holds
 // back every reader of the global log (see the package documentation), so
@@ -146,12 +172,12 @@ func newAppendArgs(stream string, expected es.ExpectedVersion, events []es.Event
 // statement inserted nothing (the expected version did not match what it saw)
 // or hit a unique violation (a stored event ID, or a snapshot taken before
 // another writer released the stream): the append function must decide.
-func (s *Store) appendFast(ctx context.Context, a *appendArgs) (res es.AppendResult, ok bool, err error) {
+func (s *Store) appendFast(ctx context.Context, q querier, a *appendArgs) (res es.AppendResult, ok bool, err error) {
 	var row pgx.Row
 	if len(a.events) == 1 {
-		row = s.pool.QueryRow(ctx, s.q.appendOne, a.stream, a.min, a.max, a.ids[0], a.types[0], a.data[0], a.metadata[0], a.key, a.slot)
+		row = q.QueryRow(ctx, s.q.appendOne, a.stream, a.min, a.max, a.ids[0], a.types[0], a.data[0], a.metadata[0], a.key, a.slot)
 	} else {
-		row = s.pool.QueryRow(ctx, s.q.appendMany, a.stream, a.min, a.max, a.ids, a.types, a.data, a.metadata, a.key, a.slot)
+		row = q.QueryRow(ctx, s.q.appendMany, a.stream, a.min, a.max, a.ids, a.types, a.data, a.metadata, a.key, a.slot)
 	}
 	var prepare int64
 	res.Stream = a.stream
@@ -163,10 +189,12 @@ func (s *Store) appendFast(ctx context.Context, a *appendArgs) (res es.AppendRes
 	case errors.Is(err, pgx.ErrNoRows), isUniqueViolation(err, ""):
 		return es.AppendResult{}, false, nil
 	}
-	return es.AppendResult{}, false, s.appendError(a.stream, err)
+	return es.AppendResult{}, false, appendError(a.stream, err, true)
 }
 
-// appendFunc appends with the append function. debounce: see notify.go.
+// appendFunc appends with the append function. debounce: see notify.go;
+// it is false only in a caller's transaction (AppendTx), whose commit
+// decides the outcome.
 func (s *Store) appendFunc(ctx context.Context, q querier, a *appendArgs, debounce bool) (es.AppendResult, error) {
 	var (
 		status   int16
@@ -179,7 +207,7 @@ func (s *Store) appendFunc(ctx context.Context, q querier, a *appendArgs, deboun
 	err := q.QueryRow(ctx, s.q.append, a.stream, a.key, a.kind, a.version, a.check, debounce, a.ids, a.types, a.data, a.metadata).
 		Scan(&status, &actual, &commit, &position, &dupID)
 	if err != nil {
-		return es.AppendResult{}, s.appendError(a.stream, err)
+		return es.AppendResult{}, appendError(a.stream, err, debounce)
 	}
 	if actual != nil {
 		res.Version = *actual
@@ -200,7 +228,7 @@ func (s *Store) appendFunc(ctx context.Context, q querier, a *appendArgs, deboun
 // constraint, or of any constraint when constraint is "".
 func isUniqueViolation(err error, constraint string) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "23505" && (constraint == "" || pgErr.ConstraintName == constraint)
+	return errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UniqueViolation && (constraint == "" || pgErr.ConstraintName == constraint)
 }
 
 // expectedArgs encodes an expected version for the append function.
@@ -244,14 +272,23 @@ func streamKey(stream string) int32 {
 // appendError turns an error from the append statement into the error to
 // return: data exceptions become [*es.InvalidEventError], a unique violation
 // of the event ID (a concurrent append of the same ID to another stream)
-// becomes [*es.DuplicateEventIDError].
-func (s *Store) appendError(stream string, err error) error {
+// becomes [*es.DuplicateEventIDError]. A broken connection becomes an
+// [*es.UnknownOutcomeError] when the statement commits by itself (commits),
+// and otherwise (in the caller's transaction, which cannot commit now) a
+// plain error; both describe the failure without pgx's wrapping.
+func appendError(stream string, err error, commits bool) error {
+	if !refused(err) {
+		if commits {
+			return &es.UnknownOutcomeError{Stream: stream, Err: &connError{err}}
+		}
+		return fmt.Errorf("pgstore: append to %s: %w", stream, &connError{err})
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch {
-		case pgErr.Code == "23505" && pgErr.ConstraintName == "events_event_id_key":
+		case pgErr.Code == pgerrcode.UniqueViolation && pgErr.ConstraintName == "events_event_id_key":
 			return &es.DuplicateEventIDError{Stream: stream, ID: idFromDetail(pgErr.Detail)}
-		case strings.HasPrefix(pgErr.Code, "22"): // data exception: input PostgreSQL cannot store
+		case pgerrcode.IsDataException(pgErr.Code): // input PostgreSQL cannot store
 			return &es.InvalidEventError{Stream: stream, Index: -1, Reason: "refused by PostgreSQL: " + pgErr.Message}
 		}
 	}

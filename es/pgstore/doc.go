@@ -100,6 +100,20 @@
 //   - otherwise (some stored elsewhere, in another order, or only some of
 //     them) it returns an [*es.DuplicateEventIDError].
 //
+// Each statement of [Store.Append] commits on its own. When the connection
+// breaks after one was sent and before its answer came back (the server
+// process was terminated during the commit, the network failed, the
+// context ended and pgx closed the connection), the append returns an
+// [*es.UnknownOutcomeError], which unwraps to [es.ErrUnknownOutcome] and to
+// pgx's error: the events may be stored. pgx's own label is no guide here:
+// pgconn.SafeToRetry can be true for a statement that was sent. Appending
+// the same events with the same IDs at the same expected version settles
+// it, by the rule above. An error the server reports for the statement
+// (severity ERROR: a conflict, bad input, a cancelled statement) means that
+// nothing was stored. Error texts describe a broken connection in plain
+// words ("terminating connection due to administrator command (SQLSTATE
+// 57P01)", "the connection was closed") rather than through pgx's wrapping.
+//
 // # Subscriptions
 //
 // [Store.Subscribe] catches up with ReadAll pages, then waits on a

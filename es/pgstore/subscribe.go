@@ -61,7 +61,7 @@ func (sub *subscription) run(ctx context.Context, yield func([]es.Record, error)
 		recs, err := s.ReadAll(ctx, sub.after, sub.batch)
 		if err != nil {
 			if ctx.Err() == nil {
-				yield(nil, fmt.Errorf("pgstore: subscribe: %w", err))
+				yield(nil, sub.failure(err))
 			}
 			return
 		}
@@ -90,7 +90,7 @@ func (sub *subscription) run(ctx context.Context, yield func([]es.Record, error)
 		idle, err := s.appendsIdle(ctx, sub.after.Commit, clampInt64(sub.after.Prepare))
 		if err != nil {
 			if ctx.Err() == nil {
-				yield(nil, fmt.Errorf("pgstore: subscribe: %w", err))
+				yield(nil, sub.failure(fmt.Errorf("check for appends in flight: %w", err)))
 			}
 			return
 		}
@@ -105,6 +105,16 @@ func (sub *subscription) run(ctx context.Context, yield func([]es.Record, error)
 			return
 		}
 	}
+}
+
+// failure is the error a subscription ends with: a broken connection in
+// plain words, anything else as the failed operation said it, each with
+// "pgstore: " once.
+func (sub *subscription) failure(err error) error {
+	if brokeConn(err) {
+		return fmt.Errorf("pgstore: subscribe after %s: %w", sub.after, &connError{err})
+	}
+	return &prefixed{prefix: "pgstore: subscribe: ", err: err}
 }
 
 // listen opens the subscription's own connection, with the pool's
