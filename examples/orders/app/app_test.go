@@ -35,7 +35,7 @@ type env struct {
 
 // start runs the app on a schema of its own, with Elasticsearch unless
 // STRATA_SKIP_ELASTIC=1, and serves its API.
-func start(t *testing.T, runWorkers bool) *env {
+func start(t *testing.T, runWorkers bool, options ...func(*app.Config)) *env {
 	t.Helper()
 	pool, schema := pgtest.NewSchemaWith(t, pgtest.Options{MaxConns: 24})
 	cfg := app.Config{Pool: pool, Schema: schema, Logger: quiet, ReadWait: 5 * time.Second,
@@ -45,6 +45,9 @@ func start(t *testing.T, runWorkers bool) *env {
 		cfg.Elastic = elastictest.Client(t)
 		cfg.SearchAlias = elastictest.Name(t)
 		e.search = true
+	}
+	for _, o := range options {
+		o(&cfg)
 	}
 	a, err := app.New(t.Context(), cfg)
 	if err != nil {
@@ -99,7 +102,14 @@ func (e *env) do(method, path, body string, header ...string) response {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	if method == "POST" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for i := 0; i+1 < len(header); i += 2 {
+		if header[i+1] == "" {
+			req.Header.Del(header[i])
+			continue
+		}
 		req.Header.Set(header[i], header[i+1])
 	}
 	res, err := http.DefaultClient.Do(req)
