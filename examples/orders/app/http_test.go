@@ -3,6 +3,7 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"log/slog"
 	"net"
 	"net/http"
@@ -162,11 +163,17 @@ func TestInvalidPath(t *testing.T) {
 		{"POST", "/orders/%00/confirm", ""},
 		{"POST", "/orders/%ff/items", `{"product_id":"tea","quantity":1}`},
 		{"DELETE", "/orders/o1/items/%ff", ""},
+		{"GET", "/products/tea/orders?cursor=" + base64.RawURLEncoding.EncodeToString([]byte("2026-01-01T00:00:00Z|o\x00")), ""},
+		{"GET", "/products/tea/orders?cursor=" + base64.RawURLEncoding.EncodeToString([]byte("2026-01-01T00:00:00Z|o\xff")), ""},
 		{"POST", "/products/%00/rename", `{"name":"X"}`},
 	} {
 		r := e.do(c.method, c.path, c.body)
-		if r.status != http.StatusBadRequest || r.errorCode(t) != "invalid_path" {
-			t.Errorf("%s %s: %d %s, want 400 invalid_path", c.method, c.path, r.status, r.body)
+		want := "invalid_path"
+		if strings.Contains(c.path, "cursor=") {
+			want = "invalid_cursor"
+		}
+		if r.status != http.StatusBadRequest || r.errorCode(t) != want {
+			t.Errorf("%s %s: %d %s, want 400 %s", c.method, c.path, r.status, r.body, want)
 		}
 	}
 	e.unchanged(before, "an invalid path")
