@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -108,7 +109,7 @@ func (s *server) dispatch(w http.ResponseWriter, r *http.Request, id string, cmd
 	if k := r.Header.Get("Idempotency-Key"); k != "" && s.Keys != nil {
 		// Unsaved (a crash, an error), a retry is dispatched again and
 		// the command side recognizes it by its ID.
-		if err := s.Keys.Save(ctx, k, a); err != nil {
+		if err := s.Keys.Save(context.WithoutCancel(ctx), k, a); err != nil {
 			s.log.WarnContext(ctx, "orders api: save the answer of an idempotency key", slog.Any("error", err))
 		}
 	}
