@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/stratadev/strata/cqrs"
@@ -109,12 +110,19 @@ func checkID(v, field string) error {
 	return nil
 }
 
+// checkName refuses empty and long names, invalid UTF-8, control
+// characters (a name is one line) and U+FFFD, which stands for bytes that
+// were not UTF-8 (a JSON decoder puts it in place of a lone surrogate
+// escape such as \ud800), so that a garbled name is refused rather than
+// stored garbled.
 func checkName(v, field string) error {
 	switch {
 	case strings.TrimSpace(v) == "":
 		return cqrs.FieldError{Field: field, Message: "must not be empty"}
-	case utf8.RuneCountInString(v) > MaxNameLength || !utf8.ValidString(v) || strings.ContainsRune(v, 0):
+	case utf8.RuneCountInString(v) > MaxNameLength || !utf8.ValidString(v):
 		return cqrs.FieldError{Field: field, Message: fmt.Sprintf("must be at most %d characters of UTF-8", MaxNameLength)}
+	case strings.ContainsFunc(v, func(r rune) bool { return unicode.IsControl(r) || r == utf8.RuneError }):
+		return cqrs.FieldError{Field: field, Message: "must not contain control characters or U+FFFD (invalid UTF-8)"}
 	}
 	return nil
 }

@@ -60,6 +60,9 @@ type Config struct {
 	// ReadWait bounds how long a read with a consistency token waits.
 	// Defaults to httpapi.ReadWaitDefault (2s).
 	ReadWait time.Duration
+	// SearchTimeout bounds a search. Defaults to
+	// httpapi.SearchTimeoutDefault (5s).
+	SearchTimeout time.Duration
 	// Worker configures the projection workers; its Logger defaults to
 	// Logger.
 	Worker projections.Config
@@ -96,7 +99,8 @@ func Projections() []pgsink.Rebuildable {
 }
 
 // New migrates the store and the sink, creates the read models' tables and
-// index if they are missing and wires the bus and the API. It fails fast
+// index and the table of idempotency keys if they are missing and wires
+// the bus and the API. It fails fast
 // when a database is unreachable.
 func New(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.Pool == nil {
@@ -127,8 +131,12 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	orders.Register(a.Bus, a.Repos)
 	a.Reader = readmodel.NewReader(cfg.Pool, cfg.Schema)
 
-	api := httpapi.Config{Bus: a.Bus, Store: a.Store, Reader: a.Reader, Checkpoints: a.Sink,
-		ReadWait: cfg.ReadWait, Logger: log, SearchOffMessage: cfg.SearchOff}
+	k := &keys{pool: cfg.Pool, table: pgx.Identifier{cfg.Schema, idempotencyKeys}.Sanitize()}
+	if err := k.setup(ctx); err != nil {
+		return nil, err
+	}
+	api := httpapi.Config{Bus: a.Bus, Store: a.Store, Reader: a.Reader, Checkpoints: a.Sink, Keys: k,
+		ReadWait: cfg.ReadWait, SearchTimeout: cfg.SearchTimeout, Logger: log, SearchOffMessage: cfg.SearchOff}
 	if cfg.Elastic != nil {
 		a.Elastic = elasticsink.New(cfg.Elastic, a.Sink, elasticsink.Config{Logger: log})
 		if _, err := a.Elastic.EnsureIndex(ctx, a.OrderSearch()); err != nil {

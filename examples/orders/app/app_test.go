@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -34,7 +35,7 @@ type env struct {
 
 // start runs the app on a schema of its own, with Elasticsearch unless
 // STRATA_SKIP_ELASTIC=1, and serves its API.
-func start(t *testing.T, runWorkers bool) *env {
+func start(t *testing.T, runWorkers bool, options ...func(*app.Config)) *env {
 	t.Helper()
 	pool, schema := pgtest.NewSchemaWith(t, pgtest.Options{MaxConns: 24})
 	cfg := app.Config{Pool: pool, Schema: schema, Logger: quiet, ReadWait: 5 * time.Second,
@@ -44,6 +45,9 @@ func start(t *testing.T, runWorkers bool) *env {
 		cfg.Elastic = elastictest.Client(t)
 		cfg.SearchAlias = elastictest.Name(t)
 		e.search = true
+	}
+	for _, o := range options {
+		o(&cfg)
 	}
 	a, err := app.New(t.Context(), cfg)
 	if err != nil {
@@ -98,7 +102,14 @@ func (e *env) do(method, path, body string, header ...string) response {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	if method == "POST" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for i := 0; i+1 < len(header); i += 2 {
+		if header[i+1] == "" {
+			req.Header.Del(header[i])
+			continue
+		}
 		req.Header.Set(header[i], header[i+1])
 	}
 	res, err := http.DefaultClient.Do(req)
@@ -339,6 +350,40 @@ func TestReadModelBuilding(t *testing.T) {
 		r := e.do("GET", path, "")
 		if r.status != http.StatusServiceUnavailable || r.errorCode(t) != "read_model_building" {
 			t.Fatalf("GET %s before the projection ran: %d %s", path, r.status, r.body)
+		}
+	}
+}
+
+// An item added to an order that an earlier batch projected keeps the
+// product names of the order's other lines, in order_view and in search.
+func TestAddItemKeepsProductNames(t *testing.T) {
+	t.Parallel()
+	e := start(t, true)
+	e.command("POST", "/products", `{"product_id":"tea","name":"Assam Tea","price_cents":450}`)
+	e.command("POST", "/products", `{"product_id":"cup","name":"Blue Cup","price_cents":1200}`)
+	tok := e.command("POST", "/orders", `{"order_id":"o1","customer_id":"c1","customer_name":"Ann","lines":[{"product_id":"tea","quantity":2}]}`)
+	var v readmodel.OrderView
+	e.read("/orders/o1", tok, &v) // projected, in a batch of its own
+	tok = e.command("POST", "/orders/o1/items", `{"product_id":"cup","quantity":1}`)
+	e.read("/orders/o1", tok, &v)
+	want := []string{"Assam Tea", "Blue Cup"}
+	var got []string
+	for _, l := range v.Lines {
+		got = append(got, l.ProductName)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("order_view product names after adding an item: %q, want %q", got, want)
+	}
+	tok = e.command("DELETE", "/orders/o1/items/cup", "")
+	e.read("/orders/o1", tok, &v)
+	if len(v.Lines) != 1 || v.Lines[0].ProductName != "Assam Tea" {
+		t.Errorf("order_view lines after removing an item: %+v, want Assam Tea alone", v.Lines)
+	}
+	if e.search {
+		var res readmodel.SearchResult
+		e.read("/orders/search?q=assam", tok, &res)
+		if res.Total != 1 || !slices.Equal(res.Orders[0].ProductNames, []string{"Assam Tea"}) {
+			t.Errorf("search for assam after the item changes: %+v, want o1 with [Assam Tea]", res)
 		}
 	}
 }

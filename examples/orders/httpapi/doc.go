@@ -2,9 +2,10 @@
 // library's router: a write API that turns requests into commands on a
 // [cqrs.Bus], and the read API that UIs call, served from the read models.
 //
-// Write API (every command answers 202 Accepted with the stream, its
-// version and the consistency token, also in the X-Consistency-Token
-// header; an Idempotency-Key header makes a retry harmless):
+// Write API (every command takes a JSON body, if any, with Content-Type:
+// application/json, else 415, and answers 202 Accepted with the stream,
+// its version and the consistency token, also in the X-Consistency-Token
+// header):
 //
 //	POST   /products                        {"product_id"?, "name", "price_cents"}
 //	POST   /products/{id}/rename            {"name"}
@@ -18,6 +19,14 @@
 //	POST   /orders/{id}/ship
 //	POST   /orders/{id}/cancel              {"reason"?}
 //
+// An Idempotency-Key header makes a retry harmless: the first request
+// binds the key to its content (endpoint, path and body, through
+// [Config.Keys]) and its answer; the same key with the same content answers
+// that answer again and writes nothing, and with other content answers 422
+// idempotency_key_reused. When the body names no product_id or order_id,
+// the ID is derived from the key, so that a retry names the same product
+// or order.
+//
 // Read API:
 //
 //	GET /orders/{id}
@@ -25,13 +34,18 @@
 //	GET /orders/search?q=&status=&from=&to=&min_total=&max_total=&sort=&limit=&offset=
 //
 // A read that carries a consistency token (the X-Consistency-Token header,
-// or ?after=) waits, up to [Config.ReadWait], until the read model has
-// reached it; if it has not by then, it answers with what the read model
-// has and the header X-Stale: true. A read model that is being built for
-// the first time answers 503.
+// or ?after=; both with different values are a 400) waits, up to
+// [Config.ReadWait], until the read model has reached it; if it has not by
+// then, it answers with what the read model has and the header X-Stale:
+// true. A read model that is being built for the first time answers 503.
+// A search takes at most [Config.SearchTimeout]; its terms at most
+// [MaxSearchLength] characters, and offset + limit at most 10,000.
 //
 // Errors are JSON, {"error": {"code", "message", "fields"?}}: 400 for bad
-// input (nothing is written), 404 for an unknown order or product, 409 for
-// a command the order's state refuses, 503 while a read model is first
-// built or search is off.
+// input (nothing is written; a path that is not UTF-8 or holds control
+// characters is one, and JSON errors name fields as in lines[0].quantity),
+// 404 for an unknown order or product, 409 for a command the order's state
+// refuses, 415 for a write that is not JSON, 422 for an Idempotency-Key
+// used again for another request, 503 while a read model is first built,
+// search is off or Elasticsearch fails (with Retry-After).
 package httpapi

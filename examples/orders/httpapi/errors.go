@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/stratadev/strata/cqrs"
@@ -37,6 +38,8 @@ type apiError struct {
 	code   string
 	msg    string
 	fields []cqrs.FieldError
+	// retryAfter, in seconds, is sent as Retry-After when positive.
+	retryAfter int
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -71,6 +74,9 @@ func toAPIError(err error) *apiError {
 	var ae *apiError
 	if errors.As(err, &ae) {
 		return ae
+	}
+	if isKeyReused(err) {
+		return errKeyReused
 	}
 	var ve *cqrs.ValidationError
 	if errors.As(err, &ve) {
@@ -123,6 +129,9 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if ae.status >= 500 && ae.code == "internal" && r.Context().Err() == nil {
 		s.log.ErrorContext(r.Context(), "orders api: request failed", slog.String("method", r.Method),
 			slog.String("path", r.URL.Path), slog.Any("error", err))
+	}
+	if ae.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(ae.retryAfter))
 	}
 	body := ErrorBody{Error: ErrorDetail{Code: ae.code, Message: ae.msg}}
 	for _, f := range ae.fields {

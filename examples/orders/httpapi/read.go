@@ -1,10 +1,16 @@
 package httpapi
 
 import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stratadev/strata/examples/orders"
 	"github.com/stratadev/strata/examples/orders/readmodel"
@@ -28,8 +34,10 @@ func (s *server) getOrder(w http.ResponseWriter, r *http.Request) {
 	}
 	v, err := s.Reader.Order(r.Context(), r.PathValue("id"))
 	if err != nil {
-		if stale {
-			w.Header().Set("X-Stale", "true")
+		if errors.Is(err, readmodel.ErrNotFound) {
+			// As on a 200: true only when the read model had not reached
+			// the request's token.
+			w.Header().Set("X-Stale", strconv.FormatBool(stale))
 		}
 		s.writeError(w, r, err)
 		return
@@ -73,18 +81,23 @@ func (s *server) searchOrders(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	sq := readmodel.SearchQuery{Text: q.Get("q"), Status: q.Get("status"), Sort: q.Get("sort")}
 	var err error
-	if err = checkStatus(sq.Status); err == nil {
+	if utf8.RuneCountInString(sq.Text) > MaxSearchLength || !utf8.ValidString(sq.Text) {
+		err = badRequest("invalid_parameter", fmt.Sprintf("q must be at most %d characters of UTF-8", MaxSearchLength))
+	} else if err = checkStatus(sq.Status); err == nil {
 		if sq.From, err = timeParam(q.Get("from"), "from"); err == nil {
 			if sq.To, err = timeParam(q.Get("to"), "to"); err == nil {
 				if sq.MinTotalCents, err = int64Param(q.Get("min_total"), "min_total"); err == nil {
 					if sq.MaxTotalCents, err = int64Param(q.Get("max_total"), "max_total"); err == nil {
 						if sq.Limit, err = intParam(q.Get("limit"), "limit", 1, 100); err == nil {
-							sq.Offset, err = intParam(q.Get("offset"), "offset", 0, 10_000)
+							sq.Offset, err = intParam(q.Get("offset"), "offset", 0, maxSearchWindow)
 						}
 					}
 				}
 			}
 		}
+	}
+	if err == nil && sq.Offset+cmp.Or(sq.Limit, 20) > maxSearchWindow {
+		err = badRequest("invalid_parameter", fmt.Sprintf("offset + limit must be at most %d: search pages no deeper; narrow the search instead", maxSearchWindow))
 	}
 	if err == nil && !slices.Contains(readmodel.SearchSorts, sq.Sort) {
 		err = badRequest("invalid_parameter", "sort must be one of "+quoteList(readmodel.SearchSorts))
@@ -98,19 +111,45 @@ func (s *server) searchOrders(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if token(r) != "" && !stale {
-		if err := s.Search.Refresh(r.Context()); err != nil {
-			s.writeError(w, r, err)
+	ctx, cancel := context.WithTimeout(r.Context(), s.SearchTimeout)
+	defer cancel()
+	if tok, _ := token(r); tok != "" && !stale {
+		if err := s.Search.Refresh(ctx); err != nil {
+			s.writeError(w, r, s.searchFailed(r, err))
 			return
 		}
 	}
-	res, err := s.Search.Search(r.Context(), sq)
+	res, err := s.Search.Search(ctx, sq)
 	if err != nil {
-		s.writeError(w, r, err)
+		s.writeError(w, r, s.searchFailed(r, err))
 		return
 	}
 	answer(w, stale, res)
 }
+
+// Limits of search requests.
+const (
+	// MaxSearchLength bounds the characters of q.
+	MaxSearchLength = 200
+	// maxSearchWindow is Elasticsearch's default index.max_result_window:
+	// offset + limit may not pass it.
+	maxSearchWindow = 10_000
+)
+
+// searchFailed turns an error of Elasticsearch (an outage, a timeout, an
+// error status) into a 503 with Retry-After, logged at WARN: the rest of
+// the API keeps serving, and the client may try again.
+func (s *server) searchFailed(r *http.Request, err error) error {
+	if r.Context().Err() != nil {
+		return err
+	}
+	s.log.WarnContext(r.Context(), "orders api: search failed", slog.Any("error", err))
+	return &apiError{status: http.StatusServiceUnavailable, code: "search_unavailable", retryAfter: searchRetryAfter,
+		msg: "search is unavailable right now (Elasticsearch did not answer in time or failed); try again shortly"}
+}
+
+// searchRetryAfter is the Retry-After, in seconds, of a failed search.
+const searchRetryAfter = 5
 
 func quoteList(l []string) string {
 	out := ""

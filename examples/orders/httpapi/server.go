@@ -19,6 +19,9 @@ import (
 // read model by default.
 const ReadWaitDefault = 2 * time.Second
 
+// SearchTimeoutDefault bounds a search by default.
+const SearchTimeoutDefault = 5 * time.Second
+
 // Config is what the API serves from. Bus, Store, Reader and Checkpoints
 // are required.
 type Config struct {
@@ -40,6 +43,15 @@ type Config struct {
 	// ReadWait bounds how long a read with a consistency token waits.
 	// Defaults to ReadWaitDefault (2s).
 	ReadWait time.Duration
+	// SearchTimeout bounds a search, including the refresh of a search
+	// with a consistency token; a search that takes longer answers 503
+	// with Retry-After. Defaults to SearchTimeoutDefault (5s).
+	SearchTimeout time.Duration
+	// Keys remembers the request each Idempotency-Key was first used for,
+	// so that the key used again with another request is refused. Nil
+	// turns that check off: a retry is still harmless, but the key used
+	// again for other content is answered with the first result.
+	Keys Keys
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -64,6 +76,7 @@ func New(cfg Config) http.Handler {
 		panic("httpapi: New: Bus, Store, Reader and Checkpoints are required")
 	}
 	cfg.ReadWait = cmp.Or(cfg.ReadWait, ReadWaitDefault)
+	cfg.SearchTimeout = cmp.Or(cfg.SearchTimeout, SearchTimeoutDefault)
 	cfg.SearchOffMessage = cmp.Or(cfg.SearchOffMessage, "search is off: this server runs without Elasticsearch")
 	s := &server{Config: cfg, log: cmp.Or(cfg.Logger, slog.Default()), ready: map[string]*atomic.Bool{}}
 	for _, name := range []string{readmodel.OrderViewName, readmodel.OrdersByProductName, readmodel.OrderSearchName} {
@@ -90,7 +103,7 @@ func New(cfg Config) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &apiError{status: http.StatusNotFound, code: "not_found", msg: "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
-	return mux
+	return checkPath(mux, s)
 }
 
 // errRebuilding is the 503 of a read model being built for the first time.
@@ -124,12 +137,14 @@ func (s *server) isReady(ctx context.Context, name string) (bool, error) {
 	return true, nil
 }
 
-// token returns the request's consistency token, or "".
-func token(r *http.Request) string {
-	if t := r.Header.Get("X-Consistency-Token"); t != "" {
-		return t
+// token returns the request's consistency token, or "", and refuses two
+// that disagree (the header and ?after=).
+func token(r *http.Request) (string, error) {
+	h, q := r.Header.Get("X-Consistency-Token"), r.URL.Query().Get("after")
+	if h != "" && q != "" && h != q {
+		return "", badRequest("invalid_consistency_token", "the X-Consistency-Token header and ?after= name different positions; send one")
 	}
-	return r.URL.Query().Get("after")
+	return cmp.Or(h, q), nil
 }
 
 // consistency reads the request's consistency token, waits up to ReadWait
@@ -138,7 +153,10 @@ func token(r *http.Request) string {
 // time.
 func (s *server) consistency(r *http.Request, projection string) (stale bool, err error) {
 	ctx := r.Context()
-	token := token(r)
+	token, err := token(r)
+	if err != nil {
+		return false, err
+	}
 	var pos es.Position
 	if token != "" {
 		if pos, err = es.ParsePosition(token); err != nil {

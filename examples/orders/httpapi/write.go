@@ -2,14 +2,15 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"mime"
 	"net/http"
-	"strings"
-
-	"github.com/google/uuid"
+	"unicode/utf8"
 
 	"github.com/stratadev/strata/cqrs"
 	"github.com/stratadev/strata/examples/orders"
@@ -30,17 +31,21 @@ type Accepted struct {
 	ConsistencyToken string `json:"consistency_token"`
 }
 
-// decode reads a JSON object into v, refusing unknown fields, trailing
-// data and bodies over maxBody. An empty body decodes as {} when
-// emptyOK.
+// decode reads a JSON object into v, refusing bodies that are not
+// declared as JSON (a form or text/plain post from a page on another site),
+// bodies over maxBody, invalid UTF-8, unknown fields and trailing data. An
+// empty body decodes as {} when emptyOK.
 func decode(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) error {
+	if err := checkContentType(r); err != nil {
+		return err
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return &apiError{status: http.StatusRequestEntityTooLarge, code: "body_too_large", msg: fmt.Sprintf("the body is over %d bytes", maxBody)}
 		}
-		return badRequest("invalid_json", "could not read the body: "+err.Error())
+		return badRequest("invalid_json", "could not read the body")
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		if emptyOK {
@@ -48,10 +53,13 @@ func decode(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) error {
 		}
 		return badRequest("invalid_json", "the body must be a JSON object")
 	}
+	if !utf8.Valid(body) {
+		return badRequest("invalid_json", "the body is not valid UTF-8")
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return badRequest("invalid_json", "invalid JSON: "+jsonMessage(err))
+		return badRequest("invalid_json", "invalid JSON: "+jsonMessage(body, err))
 	}
 	if dec.More() {
 		return badRequest("invalid_json", "invalid JSON: more than one value in the body")
@@ -59,13 +67,15 @@ func decode(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) error {
 	return nil
 }
 
-func jsonMessage(err error) string {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return fmt.Sprintf("field %q must be a %s, not a JSON %s", te.Field, te.Type, te.Value)
+// checkContentType refuses a write whose Content-Type is not
+// application/json, with or without parameters such as charset=utf-8.
+func checkContentType(r *http.Request) error {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return &apiError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type",
+			msg: "writes take a JSON body with the header Content-Type: application/json"}
 	}
-	msg := err.Error()
-	return strings.TrimPrefix(msg, "json: ")
+	return nil
 }
 
 // dispatch sends cmd and answers 202 or the error.
@@ -74,21 +84,42 @@ func (s *server) dispatch(w http.ResponseWriter, r *http.Request, id string, cmd
 	if r.Header.Get("X-Request-ID") == "" {
 		ctx = r.Context()
 	}
+	if err := checkKey(r); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	saved, err := s.claim(r, cmd)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if saved != nil {
+		// A retry: the first answer, whose token a read can wait for.
+		w.Header().Set("X-Consistency-Token", saved.ConsistencyToken)
+		writeJSON(w, http.StatusAccepted, saved)
+		return
+	}
 	res, err := s.Bus.Dispatch(ctx, cmd)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	token := res.Position.String()
+	a := Accepted{ID: id, Stream: res.Stream, Version: res.Version, ConsistencyToken: token}
+	if k := r.Header.Get("Idempotency-Key"); k != "" && s.Keys != nil {
+		// Unsaved (a crash, an error), a retry is dispatched again and
+		// the command side recognizes it by its ID.
+		if err := s.Keys.Save(context.WithoutCancel(ctx), k, a); err != nil {
+			s.log.WarnContext(ctx, "orders api: save the answer of an idempotency key", slog.Any("error", err))
+		}
+	}
 	w.Header().Set("X-Consistency-Token", token)
-	writeJSON(w, http.StatusAccepted, Accepted{ID: id, Stream: res.Stream, Version: res.Version, ConsistencyToken: token})
+	writeJSON(w, http.StatusAccepted, a)
 }
 
 func key(r *http.Request) orders.Key {
 	return orders.Key{IdempotencyKey: r.Header.Get("Idempotency-Key")}
 }
-
-func newID() string { return uuid.Must(uuid.NewV7()).String() }
 
 func (s *server) createProduct(w http.ResponseWriter, r *http.Request) {
 	var body struct {
@@ -101,7 +132,7 @@ func (s *server) createProduct(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if body.ProductID == "" {
-		body.ProductID = newID()
+		body.ProductID = newID(r, "product")
 	}
 	s.dispatch(w, r, body.ProductID, orders.CreateProduct{Key: key(r), ProductID: body.ProductID, Name: body.Name, PriceCents: body.PriceCents})
 }
@@ -160,7 +191,7 @@ func (s *server) placeOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if body.OrderID == "" {
-		body.OrderID = newID()
+		body.OrderID = newID(r, "order")
 	}
 	cmd := orders.PlaceOrder{Key: key(r), OrderID: body.OrderID, CustomerID: body.CustomerID, CustomerName: body.CustomerName}
 	for _, l := range body.Lines {

@@ -14,7 +14,11 @@
 //     over customer and product names, with filters and sorting.
 //
 // Each projection folds a batch in memory: it loads the rows the batch
-// touches with one query, applies the events in log order and writes the
+// touches with one query (order_view and order_search also the names of
+// every product those orders show, since a line added or removed rebuilds
+// all of an order's lines), applies the events in log order and writes the
 // rows back with pgsink's unnest upserts, so a rebuild from the start of
-// the log goes at thousands of events per second.
+// the log goes at thousands of events per second. A live read model must
+// equal its own rebuild; the example's tests compare them after random
+// commands in random batches.
 package readmodel

@@ -146,10 +146,18 @@ func orderID(data any) string {
 }
 
 // load reads the views that the batch's events change and the names of the
-// products they mention.
+// products they mention or the views' lines show: a line added to or
+// removed from a stored view rebuilds every line of it, which needs the
+// names of the products already on it too.
 func (f *fold) load(ctx context.Context, tx *pgsink.Tx, events []projections.Event, table pgx.Identifier) error {
 	var ids, products []string
 	seen := map[string]bool{}
+	addProduct := func(p string) {
+		if !seen["p"+p] {
+			seen["p"+p] = true
+			products = append(products, p)
+		}
+	}
 	for _, ev := range events {
 		if id := orderID(ev.Data); id != "" && !seen["o"+id] {
 			seen["o"+id] = true
@@ -169,10 +177,7 @@ func (f *fold) load(ctx context.Context, tx *pgsink.Tx, events []projections.Eve
 			ps = append(ps, e.ProductID)
 		}
 		for _, p := range ps {
-			if !seen["p"+p] {
-				seen["p"+p] = true
-				products = append(products, p)
-			}
+			addProduct(p)
 		}
 	}
 	if len(ids) > 0 {
@@ -187,6 +192,9 @@ func (f *fold) load(ctx context.Context, tx *pgsink.Tx, events []projections.Eve
 		}
 		for _, v := range views {
 			f.views[v.OrderID] = v
+			for _, l := range v.Lines {
+				addProduct(l.ProductID)
+			}
 		}
 	}
 	if len(products) > 0 {

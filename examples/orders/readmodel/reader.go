@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -135,7 +136,7 @@ func decodeCursor(s string) (time.Time, string, error) {
 	}
 	ts, id, ok := strings.Cut(string(b), "|")
 	at, err := time.Parse(time.RFC3339Nano, ts)
-	if !ok || err != nil {
+	if !ok || err != nil || !utf8.ValidString(id) || strings.ContainsRune(id, 0) {
 		return time.Time{}, "", ErrBadCursor
 	}
 	return at, id, nil

@@ -129,7 +129,7 @@ func demo(cmd *cobra.Command, addr string) error {
 	say("  curl -s %s/orders/o-1001", base)
 	say("  curl -s '%s/products/tea/orders?status=placed&limit=10'", base)
 	say("  curl -s '%s/orders/search?q=darjeeling&sort=-total'", base)
-	say(`  curl -s -XPOST %s/orders -d '{"customer_id":"c-9","customer_name":"Dan","lines":[{"product_id":"pot","quantity":1}]}'`, base)
+	say(`  curl -s -XPOST %s/orders -H 'Content-Type: application/json' -d '{"customer_id":"c-9","customer_name":"Dan","lines":[{"product_id":"pot","quantity":1}]}'`, base)
 	err = <-done
 	if ctx.Err() != nil {
 		say("Stopped.")
@@ -211,6 +211,9 @@ func (c *demoClient) do(method, path, body string, header http.Header) (*http.Re
 	if err != nil {
 		c.err = err
 		return nil, nil
+	}
+	if method == "POST" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	for k, v := range header {
 		req.Header[k] = v

@@ -89,6 +89,7 @@ func post(ctx context.Context, client *http.Client, url, body string) error {
 	if err != nil {
 		return err
 	}
+	req.Header.Set("Content-Type", "application/json")
 	res, err := client.Do(req)
 	if err != nil {
 		return err

@@ -2,7 +2,8 @@
 // workers (serve), a scripted demo on throwaway servers (demo), a load
 // generator (load), a read benchmark (bench), and the strata CLI's
 // commands with the example's projections mounted, so that
-// `orders projections rebuild order_view` works.
+// `orders projections rebuild order_view` and
+// `orders projections rebuild order_search` work.
 package main
 
 import (
@@ -14,10 +15,23 @@ import (
 	"github.com/stratadev/strata/cmd/strata/cli"
 	"github.com/stratadev/strata/examples/orders"
 	"github.com/stratadev/strata/examples/orders/app"
+	"github.com/stratadev/strata/examples/orders/readmodel"
 )
 
 func main() {
-	root := cli.New(cli.Config{Name: "orders", Registry: orders.NewRegistry(), Projections: cliProjections()})
+	os.Exit(cli.Main(context.Background(), newRoot(cli.Config{}, readmodel.OrderSearch{}), os.Args[1:]))
+}
+
+// newRoot returns the orders command: cfg (its output and environment)
+// with the example's name, registry and projections, search among them.
+func newRoot(cfg cli.Config, search readmodel.OrderSearch) *cobra.Command {
+	cfg.Name = "orders"
+	cfg.Registry = orders.NewRegistry()
+	for _, p := range app.Projections() {
+		cfg.Projections = append(cfg.Projections, cli.Projection{Projection: p})
+	}
+	cfg.ElasticProjections = []cli.ElasticProjection{{Projection: search}}
+	root := cli.New(cfg)
 	root.Short = "The order example of strata: APIs, projections, demo, load generator, and the strata commands"
 	root.Long = `The order example of strata.
 
@@ -27,21 +41,18 @@ func main() {
   orders bench       measure the read API against N orders
 
 and the commands of the strata CLI with the example's projections mounted,
-such as: orders projections rebuild order_view
+order_view, orders_by_product and order_search, such as:
+
+  orders projections status
+  orders projections rebuild order_view
+  orders projections rebuild order_search    # after Elasticsearch lost its data
 
 The event store, checkpoints and read models live in PostgreSQL
 (--database-url or STRATA_DATABASE_URL); search needs Elasticsearch
-(--elasticsearch-url or STRATA_ELASTICSEARCH_URL).`
+(--elasticsearch-url or STRATA_ELASTICSEARCH_URL). order_search keeps the
+orders it indexes in PostgreSQL tables of its own, which serve creates.`
 	root.AddCommand(serveCommand(), demoCommand(), loadCommand(), benchCommand())
-	os.Exit(cli.Main(context.Background(), root, os.Args[1:]))
-}
-
-func cliProjections() []cli.Projection {
-	var ps []cli.Projection
-	for _, p := range app.Projections() {
-		ps = append(ps, cli.Projection{Projection: p})
-	}
-	return ps
+	return root
 }
 
 // setting returns the root's persistent flag, or else the environment
