@@ -39,7 +39,7 @@ var errKeyReused = &apiError{status: http.StatusUnprocessableEntity, code: "idem
 // command with other content used: the one place that maps such refusals
 // to errKeyReused's response.
 func isKeyReused(err error) bool {
-	return errors.Is(err, errKeyReused)
+	return errors.Is(err, errKeyReused) || errors.Is(err, cqrs.ErrCommandIDReused)
 }
 
 // idSpace is the UUID namespace of IDs derived from idempotency keys.
