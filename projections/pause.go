@@ -38,6 +38,8 @@ func (w *Worker[Tx]) waitPaused(ctx context.Context) error {
 		}
 	}
 	logged := false
+	w.setState(WorkerPaused)
+	defer w.setState(WorkerRunning)
 	for {
 		cp, err := w.sink.Checkpoint(ctx, w.name)
 		if err != nil {
