@@ -36,6 +36,12 @@ type env struct {
 // STRATA_SKIP_ELASTIC=1, and serves its API.
 func start(t *testing.T, runWorkers bool) *env {
 	t.Helper()
+	return startWith(t, runWorkers, nil)
+}
+
+// startWith is start with tune, when not nil, changing the app's config.
+func startWith(t *testing.T, runWorkers bool, tune func(*app.Config)) *env {
+	t.Helper()
 	pool, schema := pgtest.NewSchemaWith(t, pgtest.Options{MaxConns: 24})
 	cfg := app.Config{Pool: pool, Schema: schema, Logger: quiet, ReadWait: 5 * time.Second,
 		PollInterval: 50 * time.Millisecond, Worker: projections.Config{Logger: quiet, LeasePoll: 50 * time.Millisecond}}
@@ -44,6 +50,9 @@ func start(t *testing.T, runWorkers bool) *env {
 		cfg.Elastic = elastictest.Client(t)
 		cfg.SearchAlias = elastictest.Name(t)
 		e.search = true
+	}
+	if tune != nil {
+		tune(&cfg)
 	}
 	a, err := app.New(t.Context(), cfg)
 	if err != nil {

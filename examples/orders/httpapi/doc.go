@@ -30,6 +30,10 @@
 // has and the header X-Stale: true. A read model that is being built for
 // the first time answers 503.
 //
+// Health ([WithHealth], which the app mounts):
+//
+//	GET /healthz                          "ok", or "degraded: order_search stalled at ..."
+//
 // Errors are JSON, {"error": {"code", "message", "fields"?}}: 400 for bad
 // input (nothing is written), 404 for an unknown order or product, 409 for
 // a command the order's state refuses, 503 while a read model is first
