@@ -365,7 +365,13 @@ func (w *Worker[Tx]) checkIdle(ctx context.Context) error {
 		return fmt.Errorf("read checkpoint: %w", err)
 	case cp.Position != w.pos:
 		return fmt.Errorf("%w: moved to %s while the worker was idle at %s", errChanged, cp.Position, w.pos)
-	case cp.State == StatePaused, cp.State == StateStalled:
+	case cp.State == StatePaused:
+		// Wait holding the lease, as a pause between batches does.
+		if err := w.waitPaused(ctx); err != nil || ctx.Err() != nil {
+			return err
+		}
+		return fmt.Errorf("%w: the projection was paused", errChanged)
+	case cp.State == StateStalled:
 		return fmt.Errorf("%w: the projection is %s", errChanged, cp.State)
 	}
 	return nil
