@@ -242,6 +242,8 @@ func (w *Worker[Tx]) runLeased(ctx context.Context, lease Lease) error {
 			changed = ch
 		}
 	}
+	// Polled while idle, too: a watch may lose signals (its connection
+	// breaks), and not every sink has one.
 	idle := time.NewTicker(w.cfg.LeasePoll)
 	defer idle.Stop()
 
