@@ -27,6 +27,28 @@
 //   - When the sink implements [Locker], one worker per projection applies
 //     events at a time; the others wait and take over when it stops.
 //
+// # Running many projections
+//
+// A [Runner] runs the workers of one process and keeps a failure where it
+// happened: a projection that stalls stays stalled, is logged once and
+// reported by [Runner.Health], and every other worker keeps running; a
+// projection stalled at start does not keep the others from starting; the
+// runner starts a stalled worker again when an operator resumes the
+// projection ([Resume]); any other failure of a worker is retried with
+// backoff. Run blocks until its context ends:
+//
+//	r := projections.NewRunner(projections.RunnerConfig{})
+//	r.Add(orderViews, ordersByProduct) // *Worker of any sink
+//	go r.Run(ctx)
+//	http.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+//		fmt.Fprintln(w, r.Health()) // "ok", or "degraded: order_view stalled at ..."
+//	})
+//
+// A worker with nothing to apply notices when its checkpoint is moved (a
+// reset) or its projection paused, and starts over from the checkpoint at
+// once: on the signal of a [CheckpointWatcher] sink, or within
+// Config.LeasePoll.
+//
 // [WaitFor] waits until a projection has reached a position: the consistency
 // token of a command result, for read-your-writes. [ReadStatus] reports
 // state, checkpoint, head and lag.

@@ -19,7 +19,8 @@ func Pause(ctx context.Context, cps Checkpoints, projection string) error {
 // Resume marks a projection [StateRunning] again and clears its last
 // failure. A paused worker goes on by itself; a stalled projection needs its
 // worker started again (its Run returned a [*StalledError]), usually after
-// the cause was fixed or the checkpoint moved past the event.
+// the cause was fixed or the checkpoint moved past the event: a [Runner]
+// does that by itself when it notices the resume.
 func Resume(ctx context.Context, cps Checkpoints, projection string) error {
 	if err := cps.SetState(ctx, projection, StateRunning, nil); err != nil {
 		return fmt.Errorf("projections: resume %s: %w", projection, err)
@@ -38,6 +39,8 @@ func (w *Worker[Tx]) waitPaused(ctx context.Context) error {
 		}
 	}
 	logged := false
+	w.setState(WorkerPaused)
+	defer w.setState(WorkerRunning)
 	for {
 		cp, err := w.sink.Checkpoint(ctx, w.name)
 		if err != nil {

@@ -15,7 +15,8 @@ const (
 )
 
 // CheckpointWatcher is implemented by checkpoint stores that can tell when a
-// checkpoint moves, so that [WaitFor] and paused workers need not poll
+// checkpoint moves, so that [WaitFor], paused and idle workers, and a
+// [Runner] waiting for a stalled projection to be resumed need not poll
 // often.
 type CheckpointWatcher interface {
 	// WatchCheckpoint returns, once it is watching, a channel that

@@ -31,6 +31,7 @@ type Worker[Tx any] struct {
 	retries int         // consecutive transient failures
 
 	applied atomic.Int64 // events handed to the handler and committed
+	state   atomic.Value // WorkerState
 }
 
 // NewWorker returns a worker for p. It panics if cfg is invalid (see
@@ -64,8 +65,28 @@ func (w *Worker[Tx]) Name() string { return w.name }
 // batches that committed.
 func (w *Worker[Tx]) Applied() int64 { return w.applied.Load() }
 
+// Checkpoints returns the worker's sink, which keeps its checkpoint.
+func (w *Worker[Tx]) Checkpoints() Checkpoints { return w.sink }
+
+// State reports what [Worker.Run] is doing: [WorkerStarting],
+// [WorkerRunning], [WorkerStandby] (another worker holds the lease) or
+// [WorkerPaused]; and once it returned, [WorkerStalled] or [WorkerStopped].
+// It is WorkerStopped before the first Run.
+func (w *Worker[Tx]) State() WorkerState {
+	if s, ok := w.state.Load().(WorkerState); ok {
+		return s
+	}
+	return WorkerStopped
+}
+
+func (w *Worker[Tx]) setState(s WorkerState) { w.state.Store(s) }
+
 // errRestart asks Run to read the checkpoint again and resubscribe.
 var errRestart = errors.New("projections: restart from the checkpoint")
+
+// errChanged asks Run to start over at once: someone else changed the
+// checkpoint (a reset, a pause) while the worker was idle.
+var errChanged = errors.New("projections: checkpoint changed")
 
 // Run applies the projection until ctx ends, and returns nil then. The batch
 // in flight when ctx ends is finished (within Config.ShutdownTimeout). Run
@@ -74,7 +95,23 @@ var errRestart = errors.New("projections: restart from the checkpoint")
 //
 // When the sink is a [Locker], Run first waits for the projection's lease,
 // and waits again if it loses it.
+//
+// While it has nothing to apply, Run notices when someone else moves the
+// checkpoint (projections reset) or pauses the projection, and starts over
+// from the checkpoint at once: on the signal of a [CheckpointWatcher] sink,
+// or by reading the checkpoint every Config.LeasePoll.
 func (w *Worker[Tx]) Run(ctx context.Context) error {
+	w.setState(WorkerStarting)
+	err := w.run(ctx)
+	if errors.Is(err, ErrStalled) {
+		w.setState(WorkerStalled)
+	} else {
+		w.setState(WorkerStopped)
+	}
+	return err
+}
+
+func (w *Worker[Tx]) run(ctx context.Context) error {
 	log := w.cfg.Logger.With(slog.String("projection", w.name))
 	for ctx.Err() == nil {
 		lease, err := w.acquire(ctx)
@@ -101,6 +138,9 @@ func (w *Worker[Tx]) Run(ctx context.Context) error {
 			w.retries = 0
 		case errors.Is(err, ErrStalled):
 			return err
+		case errors.Is(err, errChanged):
+			log.InfoContext(ctx, "projections: restarting from the checkpoint", slog.Any("reason", err))
+			w.retries = 0
 		case errors.Is(err, errRestart), errors.Is(err, ErrCheckpointMoved), w.sink.Transient(err):
 			log.InfoContext(ctx, "projections: restarting from the checkpoint", slog.Any("reason", err))
 			if !w.backoff(ctx) {
@@ -136,6 +176,7 @@ func (w *Worker[Tx]) acquire(ctx context.Context) (Lease, error) {
 		}
 		if !waiting {
 			waiting = true
+			w.setState(WorkerStandby)
 			w.cfg.Logger.InfoContext(ctx, "projections: another worker holds the lease; standing by", slog.String("projection", w.name))
 		}
 		if !sleep(ctx, w.cfg.LeasePoll) {
@@ -192,6 +233,20 @@ func (w *Worker[Tx]) runLeased(ctx context.Context, lease Lease) error {
 		}()
 	}
 
+	// Watch before reading the checkpoint, so that no change after the
+	// read goes unnoticed.
+	var changed <-chan struct{}
+	if cw, ok := w.sink.(CheckpointWatcher); ok {
+		if ch, stop, err := cw.WatchCheckpoint(lctx, w.name); err == nil {
+			defer stop()
+			changed = ch
+		}
+	}
+	// Polled while idle, too: a watch may lose signals (its connection
+	// breaks), and not every sink has one.
+	idle := time.NewTicker(w.cfg.LeasePoll)
+	defer idle.Stop()
+
 	cp, err := w.sink.Checkpoint(lctx, w.name)
 	if err != nil {
 		return fmt.Errorf("read checkpoint: %w", err)
@@ -207,6 +262,7 @@ func (w *Worker[Tx]) runLeased(ctx context.Context, lease Lease) error {
 		return w.waitPaused(lctx)
 	}
 	w.pos = cp.Position
+	w.setState(WorkerRunning)
 
 	subCtx, stopSub := context.WithCancel(lctx)
 	ch := make(chan subMsg)
@@ -241,6 +297,10 @@ func (w *Worker[Tx]) runLeased(ctx context.Context, lease Lease) error {
 			select {
 			case m, ok := <-ch:
 				return w.take(lctx, &pending, m, ok)
+			case <-changed:
+				return false, w.checkIdle(lctx)
+			case <-idle.C:
+				return false, w.checkIdle(lctx)
 			case <-lctx.Done():
 				return false, nil
 			}
@@ -255,7 +315,7 @@ func (w *Worker[Tx]) runLeased(ctx context.Context, lease Lease) error {
 		}
 	}
 	for {
-		if len(pending) == 0 {
+		for len(pending) == 0 {
 			if _, err := recv(true, nil); err != nil || lctx.Err() != nil {
 				return err
 			}
@@ -293,6 +353,30 @@ func (w *Worker[Tx]) runLeased(ctx context.Context, lease Lease) error {
 			return nil
 		}
 	}
+}
+
+// checkIdle reads the checkpoint while the worker has nothing to apply, and
+// returns an error that wraps errChanged when it is no longer where the
+// worker left it, or no longer running.
+func (w *Worker[Tx]) checkIdle(ctx context.Context) error {
+	cp, err := w.sink.Checkpoint(ctx, w.name)
+	switch {
+	case ctx.Err() != nil:
+		return nil
+	case err != nil:
+		return fmt.Errorf("read checkpoint: %w", err)
+	case cp.Position != w.pos:
+		return fmt.Errorf("%w: moved to %s while the worker was idle at %s", errChanged, cp.Position, w.pos)
+	case cp.State == StatePaused:
+		// Wait holding the lease, as a pause between batches does.
+		if err := w.waitPaused(ctx); err != nil || ctx.Err() != nil {
+			return err
+		}
+		return fmt.Errorf("%w: the projection was paused", errChanged)
+	case cp.State == StateStalled:
+		return fmt.Errorf("%w: the projection is %s", errChanged, cp.State)
+	}
+	return nil
 }
 
 // take adds a subscription message to pending.
@@ -477,11 +561,18 @@ func (w *Worker[Tx]) fail(ctx, actx context.Context, rec es.Record, cause error)
 // backoff waits before the next retry: exponential, with jitter. It
 // reports false when ctx ended first.
 func (w *Worker[Tx]) backoff(ctx context.Context) bool {
-	d := w.cfg.RetryMin << min(w.retries, 20)
-	if d <= 0 || d > w.cfg.RetryMax {
-		d = w.cfg.RetryMax
-	}
 	w.retries++
+	return backoff(ctx, w.cfg.RetryMin, w.cfg.RetryMax, w.retries-1)
+}
+
+// backoff waits before retry number attempt (counted from 0): lo doubled
+// attempt times, at most hi, with jitter. It reports false when ctx ended
+// first.
+func backoff(ctx context.Context, lo, hi time.Duration, attempt int) bool {
+	d := lo << min(attempt, 20)
+	if d <= 0 || d > hi {
+		d = hi
+	}
 	d = d/2 + rand.N(d/2+1)
 	return sleep(ctx, d)
 }

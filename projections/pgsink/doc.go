@@ -44,7 +44,8 @@
 // in any number of processes take turns through an advisory lock, and a
 // standby takes over within about a second of the holder's death. It is a
 // [projections.CheckpointWatcher] through LISTEN/NOTIFY, so
-// [projections.WaitFor] wakes up as soon as a batch commits.
+// [projections.WaitFor] wakes up as soon as a batch commits, an idle worker
+// notices a [Sink.Reset] at once, and a [projections.Runner] a resume.
 // [Sink.Rebuild] builds a projection's tables anew, blue/green, while the
 // live ones serve; [HeldBack] makes [projections.ReadStatus] say which
 // transaction holds readers of a pgstore log back. [Sink.Projections],

@@ -517,9 +517,11 @@ func (a *app) resumeCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "resume <name>",
 		Short: "Resume a paused or stalled projection",
-		Long: `Resume a paused or stalled projection. A paused worker goes on by itself.
-A stalled projection's worker has stopped: start it again ('projections
-run'), after fixing the cause or moving the checkpoint past the event.`,
+		Long: `Resume a paused or stalled projection, after fixing the cause of a stall or
+moving the checkpoint past the event. A paused worker goes on by itself. A
+stalled projection's worker is started again by the process that runs it
+('projections run', or an application's projections.Runner), which notices
+within a second.`,
 		Example:           fmt.Sprintf(`  %[1]s projections resume order_view`, a.cfg.Name),
 		Args:              exactArgs(1, "one projection name"),
 		ValidArgsFunction: a.completeProjections,

@@ -10,6 +10,7 @@ import (
 	"github.com/stratadev/strata/cmd/strata/cli"
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/projections"
+	"github.com/stratadev/strata/projections/pgsink"
 )
 
 // runUntil runs `projections run args...` until the projection's
@@ -51,19 +52,83 @@ func TestProjectionsRun(t *testing.T) {
 		`unknown projection "order_vew"; known projections: order_view`)
 }
 
+// startRun starts `projections run args...`; cancelling ctx interrupts
+// it, as SIGINT does.
+func (e *env) startRun(ctx context.Context, o opts, args ...string) <-chan run {
+	done := make(chan run, 1)
+	go func() { done <- e.cli(ctx, o, append([]string{"projections", "run"}, args...)...) }()
+	return done
+}
+
 func TestProjectionsRunStalls(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	v := &orderView{reject: true}
 	e.place(t, 1, -5, 2)
-	r := e.cli(t.Context(), opts{projections: []cli.Projection{{Projection: v}}}, "projections", "run")
-	r.check(t, cli.ExitFailed, "order_view: stalled at", `order-o-5@1 (type "OrderPlaced"`, "negative total -5")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	stderr := newBuffer()
+	done := e.startRun(ctx, opts{projections: []cli.Projection{{Projection: v}}, stderr: stderr})
+	// The command keeps running with its only projection stalled, until
+	// interrupted; then it exits 1.
+	stderr.waitFor(t, "order_view stalled at")
+	cancel()
+	r := <-done
+	r.check(t, cli.ExitFailed, "order_view: stalled at", `order-o-5@1 (type "OrderPlaced"`, "negative total -5",
+		"projections resume order_view")
 
 	r = e.mustRun(t, opts{tty: true}, "projections", "status", "order_view", "--sample", "0")
 	for _, s := range []string{"state         stalled", "lag           ", "negative total -5"} {
 		if !strings.Contains(r.stdout.String(), s) {
 			t.Errorf("status does not say %q:\n%s", s, r.stdout)
 		}
+	}
+}
+
+// orderCount applies OrderPlaced events and keeps no tables: its
+// checkpoint says how far it got.
+type orderCount struct{}
+
+func (orderCount) Name() string      { return "order_count" }
+func (orderCount) Handles() []string { return []string{"OrderPlaced"} }
+func (orderCount) HandleBatch(context.Context, *pgsink.Tx, []projections.Event) error {
+	return nil
+}
+
+// TestProjectionsRunStallIsolated runs two projections: one stalls, the
+// other keeps applying events appended after the stall; 'projections
+// resume' from another command makes the running one start the stalled
+// projection again, and it catches up.
+func TestProjectionsRunStallIsolated(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	v := &orderView{reject: true}
+	e.place(t, 1, -5, 2)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	stderr := newBuffer()
+	done := e.startRun(ctx, opts{projections: []cli.Projection{{Projection: v}, {Projection: orderCount{}}}, stderr: stderr})
+	stderr.waitFor(t, "order_view stalled at")
+
+	res := e.place(t, 3, 4)
+	wctx, wcancel := context.WithTimeout(t.Context(), time.Minute)
+	defer wcancel()
+	if err := projections.WaitFor(wctx, e.sink, "order_count", res.Position); err != nil {
+		t.Fatalf("order_count after order_view stalled: %v\nstderr:\n%s", err, stderr)
+	}
+
+	v.setReject(false)
+	e.mustRun(t, opts{}, "projections", "resume", "order_view")
+	if err := projections.WaitFor(wctx, e.sink, "order_view", res.Position); err != nil {
+		t.Fatalf("order_view after the resume: %v\nstderr:\n%s", err, stderr)
+	}
+	stderr.waitFor(t, "order_view: running again")
+	cancel()
+	r := <-done
+	r.check(t, 0, "order_view: stopped at "+res.Position.String()+" after applying 5 events\n",
+		"order_count: stopped at "+res.Position.String()+" after applying 5 events\n")
+	if n := e.count(t, "order_view"); n != 5 {
+		t.Errorf("order_view has %d rows, want 5", n)
 	}
 }
 

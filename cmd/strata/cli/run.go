@@ -28,8 +28,13 @@ stops. A projection whose tables do not exist yet gets them created first
 index created behind its alias (--elasticsearch-url).
 
 A projection that stalls on an event it cannot handle stops, and the others
-go on; the command then exits 1 once interrupted. With --on-error
-dead-letter such events are parked instead (see 'projections dead-letters').`,
+go on; a projection that is stalled already does not keep the others from
+starting. Once the cause is fixed, 'projections resume' (from any shell)
+starts the stalled projection's worker again in this process. A worker that
+fails for another reason is started again after a backoff. When
+interrupted, the command exits 1 if a projection is stalled (or failing)
+then. With --on-error dead-letter such events are parked instead (see
+'projections dead-letters').`,
 		Example: fmt.Sprintf(`  %[1]s projections run
   %[1]s projections run order_view product_search
   %[1]s projections run --on-error dead-letter`, a.cfg.Name),
@@ -91,7 +96,7 @@ func (a *app) selectProjections(names []string) (selection, error) {
 
 // worker is a projections.Worker of either sink.
 type worker interface {
-	Run(ctx context.Context) error
+	projections.Runnable
 	Applied() int64
 }
 
@@ -139,37 +144,60 @@ func (a *app) run(ctx context.Context, c *conn, sel selection, policy *projectio
 		names = append(names, p.name())
 		workers = append(workers, elasticsink.NewWorker(c.store, a.cfg.Registry, esSink, p.Projection, workerConfig(p.Worker)))
 	}
-	fmt.Fprintf(w, "running %s (Ctrl-C to stop)\n", strings.Join(names, ", "))
-	errs := make([]error, len(workers))
-	var wg sync.WaitGroup
-	for i, wk := range workers {
-		wg.Go(func() {
-			errs[i] = wk.Run(ctx)
-			if errs[i] != nil && ctx.Err() == nil {
-				fmt.Fprintf(a.cfg.Stderr, "%s: %s: %s\n", a.cfg.Name, names[i], oneLine(errs[i]))
+	var (
+		mu      sync.Mutex
+		trouble = map[string]bool{} // stalled or failing, as last reported
+	)
+	runner := projections.NewRunner(projections.RunnerConfig{Logger: c.log, OnChange: func(st projections.WorkerStatus) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch st.State {
+		case projections.WorkerStalled:
+			trouble[st.Name] = true
+			fmt.Fprintf(a.cfg.Stderr, "%s: %s; the others keep running (fix the cause, then '%s projections resume %s')\n",
+				a.cfg.Name, oneLine(errors.New(st.String())), a.cfg.Name, st.Name)
+		case projections.WorkerRetrying:
+			trouble[st.Name] = true
+			fmt.Fprintf(a.cfg.Stderr, "%s: %s; starting it again\n", a.cfg.Name, oneLine(errors.New(st.String())))
+		case projections.WorkerStarting:
+			if trouble[st.Name] {
+				trouble[st.Name] = false
+				fmt.Fprintf(a.cfg.Stderr, "%s: %s: running again\n", a.cfg.Name, st.Name)
 			}
-		})
+		}
+	}})
+	for _, wk := range workers {
+		runner.Add(wk)
 	}
-	wg.Wait()
-	var failed []error
-	for i, wk := range workers {
+	fmt.Fprintf(w, "running %s (Ctrl-C to stop)\n", strings.Join(names, ", "))
+	if err := runner.Run(ctx); err != nil {
+		return err
+	}
+	var (
+		failed []error
+		errs   []error
+	)
+	for i, st := range runner.Statuses() {
 		cp, err := c.sink.Checkpoint(context.WithoutCancel(ctx), names[i])
 		at := "?"
 		if err == nil {
 			at = cp.Position.String()
 		}
 		status := "stopped"
-		if errs[i] != nil {
+		switch st.State {
+		case projections.WorkerStalled:
+			status = "stalled"
+		case projections.WorkerRetrying:
 			status = "failed"
-			if errors.Is(errs[i], projections.ErrStalled) {
-				status = "stalled"
-			}
-			failed = append(failed, fmt.Errorf("%s %s", names[i], status))
 		}
-		fmt.Fprintf(w, "%s: %s at %s after applying %s events\n", names[i], status, at, formatCount(wk.Applied()))
+		if status != "stopped" {
+			failed = append(failed, fmt.Errorf("%s %s", names[i], status))
+			errs = append(errs, st.Err)
+		}
+		fmt.Fprintf(w, "%s: %s at %s after applying %s events\n", names[i], status, at, formatCount(workers[i].Applied()))
 	}
 	if len(failed) > 0 {
-		if len(failed) == 1 && len(errs) == 1 {
+		if len(failed) == 1 && len(workers) == 1 && errs[0] != nil {
 			return a.explain(errs[0])
 		}
 		return fmt.Errorf("%w (see 'projections status')", errors.Join(failed...))

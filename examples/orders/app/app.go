@@ -3,8 +3,11 @@
 // API, so that one process (or a test) runs all of it:
 //
 //	a, err := app.New(ctx, app.Config{Pool: pool, Elastic: client})
-//	go a.Run(ctx) // the projection workers
+//	go a.Run(ctx) // the projection workers, until ctx ends
 //	http.ListenAndServe(addr, a.Handler)
+//
+// A projection that stalls stays stalled and is reported by GET /healthz;
+// the other projections and the write and read APIs keep running.
 package app
 
 import (
@@ -19,7 +22,6 @@ import (
 	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/stratadev/strata/cqrs"
 	"github.com/stratadev/strata/es"
@@ -66,6 +68,9 @@ type Config struct {
 	// Worker configures the projection workers; its Logger defaults to
 	// Logger.
 	Worker projections.Config
+	// Runner configures the runner of the workers; its Logger defaults to
+	// Logger.
+	Runner projections.RunnerConfig
 	// PollInterval is the event store's fallback poll interval. Defaults to
 	// pgstore's default.
 	PollInterval time.Duration
@@ -86,8 +91,11 @@ type App struct {
 	Elastic *elasticsink.Sink
 	Reader  *readmodel.Reader
 	Search  *readmodel.Search // nil when search is off
-	// Handler serves the write and read APIs.
+	// Handler serves the write and read APIs, and GET /healthz.
 	Handler http.Handler
+	// Runner runs the projection workers (see [App.Run]); its Health is
+	// what GET /healthz reports.
+	Runner *projections.Runner
 
 	cfg Config
 	log *slog.Logger
@@ -150,7 +158,8 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		a.Search = &readmodel.Search{Client: cfg.Elastic, Alias: cfg.SearchAlias}
 		api.Search = a.Search
 	}
-	a.Handler = httpapi.New(api)
+	a.Runner = a.newRunner()
+	a.Handler = httpapi.WithHealth(httpapi.New(api), a.Runner.Health)
 	return a, nil
 }
 
@@ -176,19 +185,28 @@ func (a *App) setup(ctx context.Context, p pgsink.Rebuildable) error {
 	})
 }
 
-// Run runs the projection workers until ctx ends, and returns nil then, or
-// the first worker's error (a stalled projection, say).
-func (a *App) Run(ctx context.Context) error {
-	g, ctx := errgroup.WithContext(ctx)
+// newRunner returns the runner of the projection workers.
+func (a *App) newRunner() *projections.Runner {
+	rc := a.cfg.Runner
+	if rc.Logger == nil {
+		rc.Logger = a.log
+	}
+	r := projections.NewRunner(rc)
 	for _, p := range Projections() {
-		w := projections.NewWorker(a.Store, a.Registry, projections.Sink[*pgsink.Tx](a.Sink), projections.Projection[*pgsink.Tx](p), a.cfg.Worker)
-		g.Go(func() error { return w.Run(ctx) })
+		r.Add(projections.NewWorker(a.Store, a.Registry, projections.Sink[*pgsink.Tx](a.Sink), projections.Projection[*pgsink.Tx](p), a.cfg.Worker))
 	}
 	if a.Elastic != nil {
-		w := elasticsink.NewWorker(a.Store, a.Registry, a.Elastic, a.OrderSearch(), a.cfg.Worker)
-		g.Go(func() error { return w.Run(ctx) })
+		r.Add(elasticsink.NewWorker(a.Store, a.Registry, a.Elastic, a.OrderSearch(), a.cfg.Worker))
 	}
-	return g.Wait()
+	return r
+}
+
+// Run runs the projection workers until ctx ends, and returns nil then. A
+// projection that stalls stays stalled, and is reported by a.Runner's
+// Health and GET /healthz, until an operator resumes it; the others keep
+// running. It may be called once.
+func (a *App) Run(ctx context.Context) error {
+	return a.Runner.Run(ctx)
 }
 
 // OrderSearch returns the order_search projection as configured.

@@ -37,6 +37,16 @@ type env struct {
 // STRATA_SKIP_ELASTIC=1, and serves its API.
 func start(t *testing.T, runWorkers bool, options ...func(*app.Config)) *env {
 	t.Helper()
+	return startWith(t, runWorkers, func(c *app.Config) {
+		for _, o := range options {
+			o(c)
+		}
+	})
+}
+
+// startWith is start with tune, when not nil, changing the app's config.
+func startWith(t *testing.T, runWorkers bool, tune func(*app.Config)) *env {
+	t.Helper()
 	pool, schema := pgtest.NewSchemaWith(t, pgtest.Options{MaxConns: 24})
 	cfg := app.Config{Pool: pool, Schema: schema, Logger: quiet, ReadWait: 5 * time.Second,
 		PollInterval: 50 * time.Millisecond, Worker: projections.Config{Logger: quiet, LeasePoll: 50 * time.Millisecond}}
@@ -46,8 +56,8 @@ func start(t *testing.T, runWorkers bool, options ...func(*app.Config)) *env {
 		cfg.SearchAlias = elastictest.Name(t)
 		e.search = true
 	}
-	for _, o := range options {
-		o(&cfg)
+	if tune != nil {
+		tune(&cfg)
 	}
 	a, err := app.New(t.Context(), cfg)
 	if err != nil {

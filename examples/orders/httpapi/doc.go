@@ -41,6 +41,10 @@
 // A search takes at most [Config.SearchTimeout]; its terms at most
 // [MaxSearchLength] characters, and offset + limit at most 10,000.
 //
+// Health ([WithHealth], which the app mounts):
+//
+//	GET /healthz                          "ok", or "degraded: order_search stalled at ..."
+//
 // Errors are JSON, {"error": {"code", "message", "fields"?}}: 400 for bad
 // input (nothing is written; a path that is not UTF-8 or holds control
 // characters is one, and JSON errors name fields as in lines[0].quantity),

@@ -26,7 +26,12 @@ func serveCommand() *cobra.Command {
 		Short: "Serve the write and read APIs and run the projection workers",
 		Long: `Serve the write and read APIs and run the projection workers, in one process,
 on the PostgreSQL database of --database-url (or ` + cli.EnvDatabaseURL + `) and, when
---elasticsearch-url (or ` + cli.EnvElasticsearchURL + `) is set, Elasticsearch for search.`,
+--elasticsearch-url (or ` + cli.EnvElasticsearchURL + `) is set, Elasticsearch for search.
+
+A projection that stalls on an event it cannot handle stays stalled while
+everything else keeps running, and serve starts with one stalled: GET /healthz
+says "degraded: ..." and names it. Fix the cause, then run 'orders projections
+resume NAME'; the running server starts that projection again.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
