@@ -53,7 +53,7 @@ func Run(m *testing.M, next func(*testing.M) int) int {
 	if os.Getenv(EnvURL) != "" || os.Getenv(EnvSkip) == "1" {
 		return next(m)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 7*time.Minute)
 	srv, err := localelastic.Start(ctx, localelastic.Options{})
 	cancel()
 	if err != nil {

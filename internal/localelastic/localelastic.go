@@ -54,7 +54,8 @@ type Options struct {
 	// override the defaults.
 	Settings map[string]string
 	// StartTimeout bounds the wait until the cluster is yellow or green.
-	// Defaults to 3m.
+	// Defaults to 6m: a node needs about 30s on an idle 2-core machine and
+	// several minutes on a busy one.
 	StartTimeout time.Duration
 }
 
@@ -124,7 +125,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, cmp.Or(opts.StartTimeout, 3*time.Minute))
+	ctx, cancel := context.WithTimeout(ctx, cmp.Or(opts.StartTimeout, 6*time.Minute))
 	defer cancel()
 
 	dir, err := os.MkdirTemp("", "localelastic-")

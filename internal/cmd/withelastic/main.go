@@ -28,7 +28,7 @@ func startServer() (stop func(), err error) {
 	if os.Getenv(elastictest.EnvURL) != "" || os.Getenv(elastictest.EnvSkip) == "1" {
 		return nil, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 7*time.Minute)
 	defer cancel()
 	srv, err := localelastic.Start(ctx, localelastic.Options{})
 	if err != nil {
