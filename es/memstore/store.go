@@ -37,6 +37,7 @@ type Store struct {
 var (
 	_ es.Store         = (*Store)(nil)
 	_ es.SnapshotStore = (*Store)(nil)
+	_ es.Counter       = (*Store)(nil)
 )
 
 // New returns an empty store.
@@ -249,6 +250,23 @@ func (s *Store) Head(ctx context.Context) (es.Position, error) {
 		return es.Start, nil
 	}
 	return s.log[len(s.log)-1].Position, nil
+}
+
+// CountEvents implements [es.Counter]; the count is exact.
+func (s *Store) CountEvents(ctx context.Context, after, upTo es.Position) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("memstore: count events: %w", err)
+	}
+	if !after.Before(upTo) {
+		return 0, nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	// upToIndex is the number of records at or before p.
+	upToIndex := func(p es.Position) int {
+		return sort.Search(len(s.log), func(i int) bool { return p.Before(s.log[i].Position) })
+	}
+	return int64(upToIndex(upTo) - upToIndex(after)), nil
 }
 
 // clone returns a copy of r that shares no memory with the stored record.
