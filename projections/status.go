@@ -133,13 +133,15 @@ func readStatus(ctx context.Context, opts StatusOptions, name string) (Status, e
 			st.LagEvents, oldest, st.LagEstimated = n, first, !counted
 		}
 	}
+	behind := ""
 	if backlog.Events > 0 {
 		st.HeldBackEvents = backlog.Events
 		st.LagEvents += backlog.Events
 		if oldest.IsZero() {
 			oldest = backlog.Since
 		}
-		st.HeldBack = fmt.Sprintf("%d committed %s held back by an open transaction", backlog.Events, plural(backlog.Events, "event", "events"))
+		behind = fmt.Sprintf(", with %d committed %s behind it", backlog.Events, plural(backlog.Events, "event", "events"))
+		st.HeldBack = "held back by an open transaction" + behind
 	}
 	if !oldest.IsZero() {
 		st.Lag = max(time.Since(oldest), 0)
@@ -149,11 +151,8 @@ func readStatus(ctx context.Context, opts StatusOptions, name string) (Status, e
 		if err != nil {
 			return Status{}, err
 		}
-		switch {
-		case held && backlog.Events > 0:
-			st.HeldBack = fmt.Sprintf("%d committed %s %s", backlog.Events, plural(backlog.Events, "event", "events"), h)
-		case held:
-			st.HeldBack = h
+		if held {
+			st.HeldBack = h + behind
 		}
 	}
 	return st, nil

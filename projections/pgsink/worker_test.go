@@ -383,8 +383,9 @@ func TestStatusHeldBack(t *testing.T) {
 	if st.Checkpoint != imported || st.LagEvents != 4 || st.HeldBackEvents != 4 || st.LagEstimated || st.Lag <= 0 {
 		t.Errorf("status %+v; want checkpoint %s, LagEvents 4, HeldBackEvents 4, exact, Lag > 0", st, imported)
 	}
-	if want := "4 committed events held at position " + first.Position.String() + " by transaction "; !strings.HasPrefix(st.HeldBack, want) {
-		t.Errorf("HeldBack %q; want it to start with %q", st.HeldBack, want)
+	if want := "held at position " + first.Position.String() + " by transaction "; !strings.HasPrefix(st.HeldBack, want) ||
+		!strings.HasSuffix(st.HeldBack, ", with 4 committed events behind it") {
+		t.Errorf("HeldBack %q; want it to start with %q and end with the 4 committed events behind it", st.HeldBack, want)
 	}
 
 	// A commits: the worker applies all five and the lag is gone.

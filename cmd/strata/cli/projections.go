@@ -118,20 +118,21 @@ errors see 'projections status'.`,
 
 // projStatus is what status shows of a projection.
 type projStatus struct {
-	Name         string               `json:"name"`
-	State        projections.State    `json:"state"`
-	Checkpoint   es.Position          `json:"checkpoint"`
-	Head         es.Position          `json:"head"`
-	LagEvents    int64                `json:"lag_events"`
-	LagEstimated bool                 `json:"lag_estimated,omitempty"`
-	LagSeconds   float64              `json:"lag_seconds"`
-	Throughput   *float64             `json:"throughput_per_second,omitempty"`
-	WorkerPID    int                  `json:"worker_pid,omitempty"`
-	Rebuild      *rebuildJSON         `json:"rebuild,omitempty"`
-	DeadLetters  int64                `json:"dead_letters"`
-	LastError    *projections.Failure `json:"last_error,omitempty"`
-	UpdatedAt    time.Time            `json:"updated_at"`
-	HeldBack     string               `json:"held_back,omitempty"`
+	Name           string               `json:"name"`
+	State          projections.State    `json:"state"`
+	Checkpoint     es.Position          `json:"checkpoint"`
+	Head           es.Position          `json:"head"`
+	LagEvents      int64                `json:"lag_events"`
+	LagEstimated   bool                 `json:"lag_estimated,omitempty"`
+	HeldBackEvents int64                `json:"held_back_events,omitempty"`
+	LagSeconds     float64              `json:"lag_seconds"`
+	Throughput     *float64             `json:"throughput_per_second,omitempty"`
+	WorkerPID      int                  `json:"worker_pid,omitempty"`
+	Rebuild        *rebuildJSON         `json:"rebuild,omitempty"`
+	DeadLetters    int64                `json:"dead_letters"`
+	LastError      *projections.Failure `json:"last_error,omitempty"`
+	UpdatedAt      time.Time            `json:"updated_at"`
+	HeldBack       string               `json:"held_back,omitempty"`
 
 	lag time.Duration
 }
@@ -187,7 +188,7 @@ func (a *app) statuses(ctx context.Context, c *conn, names []string, prev *sampl
 		now.cps[n] = st.Checkpoint
 		ps := projStatus{
 			Name: n, State: st.State, Checkpoint: st.Checkpoint, Head: st.Head,
-			LagEvents: st.LagEvents, LagEstimated: st.LagEstimated, LagSeconds: st.Lag.Seconds(), lag: st.Lag,
+			LagEvents: st.LagEvents, LagEstimated: st.LagEstimated, HeldBackEvents: st.HeldBackEvents, LagSeconds: st.Lag.Seconds(), lag: st.Lag,
 			LastError: st.LastError, UpdatedAt: st.UpdatedAt, HeldBack: st.HeldBack, DeadLetters: dead[n],
 		}
 		if prev != nil {
@@ -218,10 +219,14 @@ func (a *app) statuses(ctx context.Context, c *conn, names []string, prev *sampl
 	return out, now, nil
 }
 
-// countBetween counts the events after from up to to, reading at most
-// projections.LagCountLimit of them; beyond that it estimates from the
-// positions.
+// countBetween counts the events after from up to to: with the store's
+// counter when it has one, else by reading at most
+// projections.LagCountLimit of them (beyond that the throughput is a lower
+// bound; positions are not counts on every store).
 func countBetween(ctx context.Context, store es.Store, from, to es.Position) (int64, error) {
+	if c, ok := store.(es.Counter); ok {
+		return c.CountEvents(ctx, from, to)
+	}
 	var n int64
 	for from.Before(to) && n < projections.LagCountLimit {
 		recs, err := store.ReadAll(ctx, from, 1000)
@@ -238,9 +243,6 @@ func countBetween(ctx context.Context, store es.Store, from, to es.Position) (in
 			return n, nil
 		}
 		from = recs[len(recs)-1].Position
-	}
-	if from.Before(to) && to.Prepare > from.Prepare {
-		n += int64(to.Prepare - from.Prepare)
 	}
 	return n, nil
 }
@@ -412,7 +414,7 @@ func stateCell(s projStatus) string {
 
 func lagCell(s projStatus) string {
 	if s.LagEstimated {
-		return "~" + formatCount(s.LagEvents)
+		return ">=" + formatCount(s.LagEvents)
 	}
 	return formatCount(s.LagEvents)
 }
