@@ -185,6 +185,26 @@ var mutants = []mutant{
 		}),
 	},
 	{
+		name:  "EventSizeUnchecked",
+		fails: "Size/EventOverLimit",
+		run: func(t *testing.T) {
+			estest.Run(t, func(*testing.T) es.Store { return memstore.New() }, estest.Config{
+				NewLimited: func(*testing.T, es.SizeLimits) es.Store { return memstore.New() },
+			})
+		},
+	},
+	{
+		name:  "AppendSizeUnchecked",
+		fails: "Size/AppendOverLimit",
+		run: func(t *testing.T) {
+			estest.Run(t, func(*testing.T) es.Store { return memstore.New() }, estest.Config{
+				NewLimited: func(_ *testing.T, l es.SizeLimits) es.Store {
+					return memstore.New(memstore.Config{MaxEventSize: l.MaxEventSize})
+				},
+			})
+		},
+	},
+	{
 		name:  "SnapshotOverwritesNewer",
 		fails: "KeepsNewest",
 		run: func(t *testing.T) {

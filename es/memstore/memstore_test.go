@@ -17,7 +17,11 @@ func TestMain(m *testing.M) {
 
 func TestStore(t *testing.T) {
 	t.Parallel()
-	estest.Run(t, func(*testing.T) es.Store { return memstore.New() }, estest.Config{})
+	estest.Run(t, func(*testing.T) es.Store { return memstore.New() }, estest.Config{
+		NewLimited: func(_ *testing.T, l es.SizeLimits) es.Store {
+			return memstore.New(memstore.Config{MaxEventSize: l.MaxEventSize, MaxAppendSize: l.MaxAppendSize})
+		},
+	})
 }
 
 func TestSnapshots(t *testing.T) {

@@ -20,7 +20,7 @@ import (
 // concurrent writer) the append function installed by the migrations
 // decides, in a second round trip.
 func (s *Store) Append(ctx context.Context, stream string, expected es.ExpectedVersion, events ...es.EventData) (es.AppendResult, error) {
-	a, err := newAppendArgs(stream, expected, events)
+	a, err := newAppendArgs(stream, expected, events, s.limits)
 	if err != nil {
 		return es.AppendResult{}, err
 	}
@@ -51,7 +51,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected es.ExpectedV
 // back every reader of the global log (see the package documentation), so
 // keep it short.
 func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, stream string, expected es.ExpectedVersion, events ...es.EventData) (es.AppendResult, error) {
-	a, err := newAppendArgs(stream, expected, events)
+	a, err := newAppendArgs(stream, expected, events, s.limits)
 	if err != nil {
 		return es.AppendResult{}, err
 	}
@@ -103,8 +103,11 @@ type appendArgs struct {
 	}
 }
 
-func newAppendArgs(stream string, expected es.ExpectedVersion, events []es.EventData) (*appendArgs, error) {
+func newAppendArgs(stream string, expected es.ExpectedVersion, events []es.EventData, limits es.SizeLimits) (*appendArgs, error) {
 	if err := es.ValidateAppend(stream, events); err != nil {
+		return nil, err
+	}
+	if err := limits.Check(stream, events); err != nil {
 		return nil, err
 	}
 	a := &appendArgs{stream: stream, expected: expected, events: events}
