@@ -143,6 +143,8 @@ type rebuildJSON struct {
 	Rate       float64 `json:"rate"`
 	ETASeconds float64 `json:"eta_seconds"`
 	Running    bool    `json:"running"` // a process is rebuilding it now
+	// Estimated: done and total are log positions, not event counts.
+	Estimated bool `json:"estimated,omitempty"`
 }
 
 // sample is a set of checkpoints at a time, for throughput.
@@ -212,7 +214,10 @@ func (a *app) statuses(ctx context.Context, c *conn, names []string, prev *sampl
 		if pr, ok, err := c.sink.RebuildStatus(ctx, n); err != nil {
 			return nil, now, a.explain(err)
 		} else if ok {
-			ps.Rebuild = &rebuildJSON{Done: pr.Done, Total: pr.Total, Rate: pr.Rate, ETASeconds: pr.ETA.Seconds(), Running: pr.Running}
+			if err := pr.Count(ctx, c.store); err != nil {
+				return nil, now, a.explain(err)
+			}
+			ps.Rebuild = &rebuildJSON{Done: pr.Done, Total: pr.Total, Rate: pr.Rate, ETASeconds: pr.ETA.Seconds(), Running: pr.Running, Estimated: pr.Estimated}
 		}
 		out = append(out, ps)
 	}
@@ -392,7 +397,11 @@ func (a *app) renderStatusDetail(w io.Writer, s projStatus) {
 		if r.Running {
 			how = "running"
 		}
-		t.row("rebuild", fmt.Sprintf("%s of %s events (%s), %s", formatCount(r.Done), formatCount(r.Total), percent(r.Done, r.Total), how))
+		if r.Estimated {
+			t.row("rebuild", fmt.Sprintf("%s, estimated from log positions, %s", percent(r.Done, r.Total), how))
+		} else {
+			t.row("rebuild", fmt.Sprintf("%s of %s events (%s), %s", formatCount(r.Done), formatCount(r.Total), percent(r.Done, r.Total), how))
+		}
 	} else {
 		t.row("rebuild", "-")
 	}
