@@ -6,7 +6,9 @@
 // Appends are serialized by one lock, so events become visible in position
 // order the moment [Store.Append] returns: record number n of the log has
 // position {Commit: n, Prepare: n}, counting from 1. Everything lives in the
-// process and is lost when the [Store] is dropped.
+// process and is lost when the [Store] is dropped. The store counts the
+// events between two positions exactly ([Store.CountEvents], an
+// [es.Counter]) and checks the sizes of [Config], with pgstore's defaults.
 package memstore
 
 import (
