@@ -8,7 +8,8 @@
 //
 // The suite checks what the es package documents: expected versions and
 // their typed errors, input validation and size limits (see
-// [Config.NewLimited]), atomic and idempotent appends,
+// [Config.NewLimited]), atomic and idempotent appends, counts of a store
+// that is an [es.Counter],
 // stream and global reads, concurrent writers, subscriptions and, for stores
 // whose writers can commit out of position order, that a reader never skips
 // an event that commits late (see [Config.HoldAppend]).
