@@ -25,6 +25,12 @@ func (w *Worker[Tx]) RunUntil(ctx context.Context, cps Checkpoints, pos es.Posit
 		cancel()
 	})
 	for {
+		// Look at the checkpoint first: a wait may end before a
+		// checkpoint watcher is even ready (a listener that has to
+		// connect, when every is short), and then it never looks.
+		if cp, err := cps.Checkpoint(wctx, w.name); err == nil && !cp.Position.Before(pos) {
+			break
+		}
 		tctx, tcancel := context.WithTimeout(wctx, every)
 		err := WaitFor(tctx, cps, w.name, pos)
 		tcancel()
