@@ -32,7 +32,6 @@
 //   - The global log, read with [Store.ReadAll] or [Store.Subscribe], never
 //     skips a committed event: a reader only sees a prefix of the log that can
 //     no longer change.
-//
 //   - Input is validated before anything is written ([ValidateAppend]), and
 //     so are sizes: each store has a maximum event size and a maximum append
 //     size in its Config ([SizeLimits], measured by [EventSize]), with

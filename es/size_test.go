@@ -28,7 +28,9 @@ func TestEventSize(t *testing.T) {
 
 func TestSizeLimitsCheck(t *testing.T) {
 	t.Parallel()
-	ev := func(n int) es.EventData { return es.EventData{Type: "T", Data: []byte(`"` + strings.Repeat("x", n-3) + `"`)} }
+	ev := func(n int) es.EventData {
+		return es.EventData{Type: "T", Data: []byte(`"` + strings.Repeat("x", n-3) + `"`)}
+	}
 	l := es.SizeLimits{MaxEventSize: 100, MaxAppendSize: 250}
 	for _, c := range []struct {
 		name   string
