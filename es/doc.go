@@ -35,6 +35,23 @@
 //   - The global log, read with [Store.ReadAll] or [Store.Subscribe], never
 //     skips a committed event: a reader only sees a prefix of the log that can
 //     no longer change.
+//   - Input is validated before anything is written ([ValidateAppend]), and
+//     so are sizes: each store has a maximum event size and a maximum append
+//     size in its Config ([SizeLimits], measured by [EventSize]), with
+//     defaults that suit its backend. Too large an event or append returns
+//     an [*InvalidEventError] that names the stream, the event and the size
+//     against the limit.
+//
+// # Optional interfaces
+//
+// A store may also count the events between two positions without reading
+// them ([Counter]: pgstore and memstore, exactly), and report the committed
+// events its readers cannot see yet because an older transaction is still
+// running ([BacklogReporter]: pgstore). Projection status and rebuild
+// progress use them; on a store without them, counts beyond a limit are
+// reported as estimates, never as differences of positions, which count
+// nothing on EventStoreDB (byte offsets) and only roughly on PostgreSQL
+// (sequence numbers that transactions interleave and rollbacks skip).
 //
 // The package es/estest holds the conformance suite that checks these
 // guarantees for each implementation.

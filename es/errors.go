@@ -71,6 +71,10 @@ type InvalidEventError struct {
 	Index  int    // index of the offending event in the append; -1 when the append as a whole is wrong
 	Type   string // the offending event's type, if known
 	Reason string
+	// Size and Limit are set when the event (Index >= 0) or the append as a
+	// whole (Index -1) is too large: its size in bytes, as [EventSize]
+	// measures it, and the limit it exceeds (see [SizeLimits]).
+	Size, Limit int
 }
 
 func (e *InvalidEventError) Error() string {

@@ -3,6 +3,7 @@ package es
 import (
 	"context"
 	"iter"
+	"time"
 )
 
 // Store is an event store. Implementations must be safe for concurrent use
@@ -90,4 +91,43 @@ type SubscribeOptions struct {
 	After Position
 	// BatchSize caps the records in one batch. Defaults to DefaultBatchSize.
 	BatchSize int
+}
+
+// Counter is implemented by stores that can count the events of a stretch
+// of the global log without reading them. Status and rebuild progress use it
+// when a store has one; without it they count by reading, up to a limit, and
+// say that what lies beyond is an estimate.
+type Counter interface {
+	// CountEvents returns how many events of the global log come after the
+	// position after, up to and including upTo: exactly the number of
+	// records that paging through ReadAll from after would return before
+	// passing upTo, when upTo is at most the Head. It returns 0 when upTo
+	// is not after after.
+	CountEvents(ctx context.Context, after, upTo Position) (int64, error)
+}
+
+// BacklogReporter is implemented by stores whose readers can be held back:
+// committed events that ReadAll, Subscribe and Head do not show yet because
+// a transaction that is still running may commit events before them
+// (pgstore).
+type BacklogReporter interface {
+	// Backlog reports the readable head of the log and the committed events
+	// beyond it, from one consistent view of the log.
+	Backlog(ctx context.Context) (Backlog, error)
+}
+
+// Backlog is what a [BacklogReporter] reports.
+type Backlog struct {
+	// Head is the position of the last event readers can see, as
+	// [Store.Head] returns it.
+	Head Position
+	// Events counts the committed events after Head that readers cannot
+	// see yet; 0 when nothing is held back.
+	Events int64
+	// Last is the position of the last committed event, Head when Events
+	// is 0.
+	Last Position
+	// Since is when the first held-back event was recorded; zero when
+	// Events is 0.
+	Since time.Time
 }

@@ -158,3 +158,67 @@ func hex4(b []byte) rune {
 	}
 	return r
 }
+
+// SizeLimits bound what one append may carry. Each store takes them from
+// its Config, with defaults that fit its backend, and checks them with
+// [SizeLimits.Check] before it sends anything. Sizes are measured by
+// [EventSize].
+type SizeLimits struct {
+	// MaxEventSize is the largest event, in bytes. 0 means no limit.
+	MaxEventSize int
+	// MaxAppendSize is the largest append, in bytes: the sum of the sizes
+	// of its events. 0 means no limit.
+	MaxAppendSize int
+}
+
+// EventSize is the size of an event as [SizeLimits] measure it: the bytes
+// of its type and its data, and of its metadata written as a JSON object
+// ({"key":"value",…}, not counting escapes). It is close to what the event
+// takes on the wire and in a store, and it is the same for every store.
+func EventSize(e EventData) int {
+	n := len(e.Type) + len(e.Data)
+	if len(e.Metadata) > 0 {
+		n++ // {} and the commas
+		for k, v := range e.Metadata {
+			n += len(k) + len(v) + 6 // "k":"v",
+		}
+	}
+	return n
+}
+
+// Check returns an [*InvalidEventError] when an event is larger than
+// MaxEventSize, naming the stream, the first such event and its size
+// against the limit, or when the events together are larger than
+// MaxAppendSize; nil otherwise.
+func (l SizeLimits) Check(stream string, events []EventData) error {
+	if l.MaxEventSize <= 0 && l.MaxAppendSize <= 0 {
+		return nil
+	}
+	total := 0
+	for i, e := range events {
+		n := EventSize(e)
+		if l.MaxEventSize > 0 && n > l.MaxEventSize {
+			return &InvalidEventError{Stream: stream, Index: i, Type: e.Type, Size: n, Limit: l.MaxEventSize,
+				Reason: fmt.Sprintf("event is %d bytes; the limit is %d (MaxEventSize)", n, l.MaxEventSize)}
+		}
+		total += n
+	}
+	if l.MaxAppendSize > 0 && total > l.MaxAppendSize {
+		return &InvalidEventError{Stream: stream, Index: -1, Size: total, Limit: l.MaxAppendSize,
+			Reason: fmt.Sprintf("the %d events are %d bytes together; the limit is %d (MaxAppendSize)", len(events), total, l.MaxAppendSize)}
+	}
+	return nil
+}
+
+// Validate reports a negative limit; prefix names the Config, such as
+// "pgstore: Config".
+func (l SizeLimits) Validate(prefix string) error {
+	var errs []error
+	if l.MaxEventSize < 0 {
+		errs = append(errs, fmt.Errorf("%s.MaxEventSize is %d; want 0 (default) or more", prefix, l.MaxEventSize))
+	}
+	if l.MaxAppendSize < 0 {
+		errs = append(errs, fmt.Errorf("%s.MaxAppendSize is %d; want 0 (default) or more", prefix, l.MaxAppendSize))
+	}
+	return errors.Join(errs...)
+}

@@ -51,5 +51,9 @@
 //
 // [WaitFor] waits until a projection has reached a position: the consistency
 // token of a command result, for read-your-writes. [ReadStatus] reports
-// state, checkpoint, head and lag.
+// state, checkpoint, head and lag. The lag counts every committed event the
+// projection has yet to apply, those that an open transaction hides from
+// readers included ([es.BacklogReporter]); it is exact on a store that
+// counts ([es.Counter]), and elsewhere a lower bound beyond [LagCountLimit],
+// flagged as Status.LagEstimated.
 package projections

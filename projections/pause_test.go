@@ -98,13 +98,3 @@ func TestWorkerPause(t *testing.T) {
 	}
 	checkAppliedOnce(t, sink, store, nil)
 }
-
-func TestStatusLagBeyondCountLimit(t *testing.T) {
-	t.Parallel()
-	store, sink := memstore.New(), memsink.New()
-	appendAdded(t, store, "a", projections.LagCountLimit+5)
-	st, err := projections.ReadStatus(t.Context(), projections.StatusOptions{Store: store, Checkpoints: sink}, "s")
-	if err != nil || !st.LagEstimated || st.LagEvents != projections.LagCountLimit+5 || st.Lag <= 0 {
-		t.Errorf("status %+v, %v; want an estimated lag of %d events", st, err, projections.LagCountLimit+5)
-	}
-}

@@ -10,9 +10,10 @@ import (
 
 // RunUntil runs the worker until its checkpoint, as cps reports it, has
 // reached pos, calling tick about every every while it waits (for progress
-// reports; tick may be nil; every defaults to 1s). It returns nil once pos is reached, ctx.Err()
-// when ctx ends first, or the error that stopped [Worker.Run]. Rebuilds use
-// it to build a new generation up to a position before they swap.
+// reports; tick may be nil; every defaults to 1s). It returns nil once pos
+// is reached, ctx.Err() when ctx ends first, or the error that stopped
+// [Worker.Run]. Rebuilds use it to build a new generation up to a position
+// before they swap.
 func (w *Worker[Tx]) RunUntil(ctx context.Context, cps Checkpoints, pos es.Position, every time.Duration, tick func()) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()

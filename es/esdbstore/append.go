@@ -27,7 +27,8 @@ const (
 
 // Append implements [es.Store].
 //
-// It validates with [es.ValidateAppend] and also refuses stream IDs and
+// It validates with [es.ValidateAppend], checks the sizes of [Config] (see
+// [Config.MaxAppendSize]), and also refuses stream IDs and
 // event types that start with $, which EventStoreDB reserves for system
 // streams and events (the store's log leaves them out). Unless
 // [Config.DisableIDIndex] is set, it then records each caller-chosen event
@@ -41,6 +42,9 @@ func (s *Store) Append(ctx context.Context, stream string, expected es.ExpectedV
 		return es.AppendResult{}, fmt.Errorf("esdbstore: append to %s: %w", stream, err)
 	}
 	if err := es.ValidateAppend(stream, events); err != nil {
+		return es.AppendResult{}, err
+	}
+	if err := s.cfg.limits().Check(stream, events); err != nil {
 		return es.AppendResult{}, err
 	}
 	if strings.HasPrefix(stream, "$") {

@@ -39,7 +39,12 @@ func newTestServerStore(t *testing.T) *esdbstore.Store {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	estest.Run(t, func(t *testing.T) es.Store { return newTestServerStore(t) }, estest.Config{})
+	estest.Run(t, func(t *testing.T) es.Store { return newTestServerStore(t) }, estest.Config{
+		NewLimited: func(t *testing.T, l es.SizeLimits) es.Store {
+			srv := esdbtest.Start(t)
+			return open(t, esdbstore.Config{ConnectionString: srv.URL(), MaxEventSize: l.MaxEventSize, MaxAppendSize: l.MaxAppendSize})
+		},
+	})
 }
 
 // TestConformanceRealServer runs the suite against the node TEST_ESDB_URL
@@ -53,7 +58,12 @@ func TestConformanceRealServer(t *testing.T) {
 	t.Parallel()
 	estest.Run(t, func(t *testing.T) es.Store {
 		return open(t, esdbstore.Config{ConnectionString: url, Namespace: "estest-" + randomID() + "-"})
-	}, estest.Config{})
+	}, estest.Config{
+		NewLimited: func(t *testing.T, l es.SizeLimits) es.Store {
+			return open(t, esdbstore.Config{ConnectionString: url, Namespace: "estest-" + randomID() + "-",
+				MaxEventSize: l.MaxEventSize, MaxAppendSize: l.MaxAppendSize})
+		},
+	})
 }
 
 func randomID() string {

@@ -11,7 +11,11 @@
 //   - A stream version is the server's stream revision plus one: [es.Exact](n)
 //     expects revision n-1; [es.NoStream], [es.Any] and [es.StreamExists] map
 //     to the server's own expected states.
-//   - [es.Position] is the server's $all position, {Commit, Prepare}.
+//   - [es.Position] is the server's $all position, {Commit, Prepare}: byte
+//     offsets in the server's transaction log, so the difference of two
+//     positions is no count of events. The store is not an [es.Counter]:
+//     projection status counts lag by reading, up to a limit beyond which it
+//     reports a lower bound, and rebuild progress is an estimate.
 //   - The event type and the content type (application/json) are the
 //     client's fields; strata's metadata is the event's custom metadata, a
 //     JSON object of strings. Correlation and causation IDs are also written
@@ -24,6 +28,17 @@
 //     [es.ErrInvalidEvent].
 //   - A stream deleted on the server (tombstoned) fails reads and appends
 //     with an error wrapping [es.ErrStreamDeleted].
+//
+// # Sizes
+//
+// The server refuses an append larger than its --max-append-size (1 MiB by
+// default) with an error that names no event. The store checks first: an
+// event larger than [Config.MaxEventSize] or an append larger than
+// [Config.MaxAppendSize] (both 1 MiB less 32 KiB by default, as
+// [es.EventSize] measures them) is refused with an [*es.InvalidEventError]
+// that names the stream, the event and its size against the limit, and
+// nothing is sent. A server configured with another limit wants these set
+// a little below it.
 //
 // # Event IDs
 //

@@ -21,6 +21,16 @@ const (
 	ReconnectMinDefault     = 100 * time.Millisecond
 	ReconnectMaxDefault     = 5 * time.Second
 	ReconnectTimeoutDefault = time.Minute
+	// MaxAppendSizeDefault is just under the server's default
+	// --max-append-size of 1 MiB (1,048,576 bytes), which counts the bytes
+	// of an append's events a little differently from [es.EventSize]
+	// (escapes in metadata, for one): the 32 KiB between them keep an
+	// append that passes the store's check from being refused by a server
+	// with the default setting.
+	MaxAppendSizeDefault = 1<<20 - 32<<10
+	// MaxEventSizeDefault is MaxAppendSizeDefault: one event can be as
+	// large as an append.
+	MaxEventSizeDefault = MaxAppendSizeDefault
 )
 
 // Config configures a [Store]. Only ConnectionString is required.
@@ -54,6 +64,17 @@ type Config struct {
 	// Logger receives reconnects and the client's own warnings and errors.
 	// Defaults to slog.Default().
 	Logger *slog.Logger
+	// MaxEventSize is the largest event an append may carry, in bytes as
+	// [es.EventSize] measures them; a larger one is refused with an
+	// [*es.InvalidEventError] before anything is sent. Defaults to
+	// MaxEventSizeDefault, 1 MiB less 32 KiB.
+	MaxEventSize int
+	// MaxAppendSize is the most bytes one append may carry, all its events
+	// together. The server refuses larger appends itself (its
+	// --max-append-size, 1 MiB by default), with an error that names no
+	// event; set this to a little less than the server's setting. Defaults
+	// to MaxAppendSizeDefault, 1 MiB less 32 KiB.
+	MaxAppendSize int
 }
 
 // Validate reports every problem with c at once.
@@ -72,13 +93,22 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("esdbstore: Config.%s is %v; want 0 (default) or more", name, d))
 		}
 	}
+	if err := c.limits().Validate("esdbstore: Config"); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+func (c Config) limits() es.SizeLimits {
+	return es.SizeLimits{MaxEventSize: c.MaxEventSize, MaxAppendSize: c.MaxAppendSize}
 }
 
 func (c Config) withDefaults() Config {
 	c.ReconnectMin = cmp.Or(c.ReconnectMin, ReconnectMinDefault)
 	c.ReconnectMax = max(cmp.Or(c.ReconnectMax, ReconnectMaxDefault), c.ReconnectMin)
 	c.ReconnectTimeout = cmp.Or(c.ReconnectTimeout, ReconnectTimeoutDefault)
+	c.MaxEventSize = cmp.Or(c.MaxEventSize, MaxEventSizeDefault)
+	c.MaxAppendSize = cmp.Or(c.MaxAppendSize, MaxAppendSizeDefault)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -7,7 +7,9 @@
 //	}
 //
 // The suite checks what the es package documents: expected versions and
-// their typed errors, input validation, atomic and idempotent appends,
+// their typed errors, input validation and size limits (see
+// [Config.NewLimited]), atomic and idempotent appends, counts of a store
+// that is an [es.Counter],
 // stream and global reads, concurrent writers, subscriptions and, for stores
 // whose writers can commit out of position order, that a reader never skips
 // an event that commits late (see [Config.HoldAppend]).
@@ -54,6 +56,14 @@ type Config struct {
 	// goroutines read and write, so a store with a connection pool needs at
 	// least eight connections.
 	HoldAppend func(ctx context.Context, store es.Store, stream string, expected es.ExpectedVersion, events ...es.EventData) (commit func() error, err error)
+
+	// NewLimited returns a fresh, empty store configured with the given
+	// limits (its Config's MaxEventSize and MaxAppendSize). The size tests
+	// use it to check that an event or an append over a limit is refused
+	// with an [*es.InvalidEventError] that says how large it is, before
+	// anything is written, and that one exactly at the limit is stored.
+	// nil: the size tests are skipped with that reason.
+	NewLimited func(t *testing.T, limits es.SizeLimits) es.Store
 }
 
 // timeout bounds each subtest: its waits for events, for subscriptions to
@@ -78,13 +88,16 @@ func Run(t *testing.T, newStore func(t *testing.T) es.Store, cfg Config) {
 	groups := []struct {
 		name  string
 		tests []test
+		// newStore, when set, replaces the one Run is given.
+		newStore func(t *testing.T) es.Store
 	}{
-		{"Append", appendTests()},
-		{"ReadStream", readStreamTests()},
-		{"ReadAll", readAllTests()},
-		{"Concurrency", concurrencyTests()},
-		{"Subscribe", subscribeTests()},
-		{"OutOfOrderCommit", outOfOrderTests(cfg)},
+		{"Append", appendTests(), nil},
+		{"ReadStream", readStreamTests(), nil},
+		{"ReadAll", readAllTests(), nil},
+		{"Concurrency", concurrencyTests(), nil},
+		{"Subscribe", subscribeTests(), nil},
+		{"OutOfOrderCommit", outOfOrderTests(cfg), nil},
+		{"Size", sizeTests(), limitedStore(cfg)},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
@@ -93,7 +106,11 @@ func Run(t *testing.T, newStore func(t *testing.T) es.Store, cfg Config) {
 					t.Parallel()
 					ctx, cancel := context.WithTimeout(t.Context(), timeout)
 					defer cancel()
-					tt.run(t, ctx, newStore(t))
+					if g.newStore != nil {
+						tt.run(t, ctx, g.newStore(t))
+					} else {
+						tt.run(t, ctx, newStore(t))
+					}
 				})
 			}
 		})

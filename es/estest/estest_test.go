@@ -185,6 +185,33 @@ var mutants = []mutant{
 		}),
 	},
 	{
+		name:  "CountIncludesAfter",
+		fails: "ReadAll/Count",
+		run: func(t *testing.T) {
+			estest.Run(t, func(*testing.T) es.Store { return inclusiveCount{memstore.New()} }, estest.Config{})
+		},
+	},
+	{
+		name:  "EventSizeUnchecked",
+		fails: "Size/EventOverLimit",
+		run: func(t *testing.T) {
+			estest.Run(t, func(*testing.T) es.Store { return memstore.New() }, estest.Config{
+				NewLimited: func(*testing.T, es.SizeLimits) es.Store { return memstore.New() },
+			})
+		},
+	},
+	{
+		name:  "AppendSizeUnchecked",
+		fails: "Size/AppendOverLimit",
+		run: func(t *testing.T) {
+			estest.Run(t, func(*testing.T) es.Store { return memstore.New() }, estest.Config{
+				NewLimited: func(_ *testing.T, l es.SizeLimits) es.Store {
+					return memstore.New(memstore.Config{MaxEventSize: l.MaxEventSize})
+				},
+			})
+		},
+	},
+	{
 		name:  "SnapshotOverwritesNewer",
 		fails: "KeepsNewest",
 		run: func(t *testing.T) {
@@ -297,4 +324,15 @@ func (s *lastWriteWins) SaveSnapshot(_ context.Context, snap es.Snapshot) error 
 	snap.Data = bytes.Clone(snap.Data)
 	s.snaps[snap.Stream] = snap
 	return nil
+}
+
+// inclusiveCount counts the event at the position after as well.
+type inclusiveCount struct{ *memstore.Store }
+
+func (s inclusiveCount) CountEvents(ctx context.Context, after, upTo es.Position) (int64, error) {
+	n, err := s.Store.CountEvents(ctx, after, upTo)
+	if n > 0 && !after.IsZero() {
+		n++
+	}
+	return n, err
 }

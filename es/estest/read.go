@@ -26,6 +26,30 @@ func readAllTests() []test {
 		{"Paging", testReadAllPaging},
 		{"DefaultBatchSize", testDefaultBatchSize},
 		{"Head", testHead},
+		{"Count", testCount},
+	}
+}
+
+// A store that is an [es.Counter] counts exactly the records that ReadAll
+// returns after one position up to another.
+func testCount(t *testing.T, ctx context.Context, s es.Store) {
+	c, ok := s.(es.Counter)
+	if !ok {
+		t.Skip("the store is not an es.Counter")
+	}
+	appendMix(t, ctx, s, "count", 3, 12)
+	mark(t, ctx, s)
+	positions := []es.Position{es.Start}
+	for _, r := range readAll(t, ctx, s, es.Start) {
+		positions = append(positions, r.Position)
+	}
+	for i, after := range positions {
+		for j, upTo := range positions {
+			n, err := c.CountEvents(ctx, after, upTo)
+			if want := int64(max(j-i, 0)); err != nil || n != want {
+				t.Fatalf("CountEvents(%s, %s) = %d, %v; want %d, the records ReadAll returns", after, upTo, n, err, want)
+			}
+		}
 	}
 }
 

@@ -6,11 +6,14 @@
 // Appends are serialized by one lock, so events become visible in position
 // order the moment [Store.Append] returns: record number n of the log has
 // position {Commit: n, Prepare: n}, counting from 1. Everything lives in the
-// process and is lost when the [Store] is dropped.
+// process and is lost when the [Store] is dropped. The store counts the
+// events between two positions exactly ([Store.CountEvents], an
+// [es.Counter]) and checks the sizes of [Config], with pgstore's defaults.
 package memstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"iter"
@@ -23,9 +26,32 @@ import (
 	"github.com/stratadev/strata/es"
 )
 
+// Defaults of [Config]: those of pgstore, so that code tested on memstore
+// meets the limits of the PostgreSQL store.
+const (
+	MaxEventSizeDefault  = 8 << 20
+	MaxAppendSizeDefault = 64 << 20
+)
+
+// Config tunes a [Store]. The zero value works.
+type Config struct {
+	// MaxEventSize is the largest event an append may carry, in bytes as
+	// [es.EventSize] measures them. Defaults to 8 MiB.
+	MaxEventSize int
+	// MaxAppendSize is the most bytes one append may carry, all its events
+	// together. Defaults to 64 MiB.
+	MaxAppendSize int
+}
+
+// Validate reports every problem with c at once.
+func (c Config) Validate() error {
+	return es.SizeLimits{MaxEventSize: c.MaxEventSize, MaxAppendSize: c.MaxAppendSize}.Validate("memstore: Config")
+}
+
 // Store is an in-memory event store. The zero value is not usable; call
 // [New]. A Store is safe for concurrent use.
 type Store struct {
+	limits  es.SizeLimits
 	mu      sync.RWMutex
 	log     []es.Record       // the global log; log[i] has position i+1
 	streams map[string][]int  // stream -> indexes into log, in version order
@@ -37,11 +63,29 @@ type Store struct {
 var (
 	_ es.Store         = (*Store)(nil)
 	_ es.SnapshotStore = (*Store)(nil)
+	_ es.Counter       = (*Store)(nil)
 )
 
-// New returns an empty store.
-func New() *Store {
+// New returns an empty store, configured by cfg when given (at most one
+// Config; none is the zero Config). It panics if cfg is invalid (see
+// [Config.Validate]), a programming error.
+func New(cfg ...Config) *Store {
+	var c Config
+	switch len(cfg) {
+	case 0:
+	case 1:
+		c = cfg[0]
+	default:
+		panic("memstore: New: more than one Config")
+	}
+	if err := c.Validate(); err != nil {
+		panic(err)
+	}
 	return &Store{
+		limits: es.SizeLimits{
+			MaxEventSize:  cmp.Or(c.MaxEventSize, MaxEventSizeDefault),
+			MaxAppendSize: cmp.Or(c.MaxAppendSize, MaxAppendSizeDefault),
+		},
 		streams: make(map[string][]int),
 		ids:     make(map[uuid.UUID]int),
 		changed: make(chan struct{}),
@@ -49,7 +93,8 @@ func New() *Store {
 	}
 }
 
-// Append implements [es.Store]. It validates with [es.ValidateAppend], then,
+// Append implements [es.Store]. It validates with [es.ValidateAppend] and
+// checks the sizes of [Config], then,
 // under the store's lock, either recognizes a retry of an earlier append or
 // checks expected and writes all events.
 //
@@ -64,6 +109,9 @@ func (s *Store) Append(ctx context.Context, stream string, expected es.ExpectedV
 		return es.AppendResult{}, fmt.Errorf("memstore: append to %s: %w", stream, err)
 	}
 	if err := es.ValidateAppend(stream, events); err != nil {
+		return es.AppendResult{}, err
+	}
+	if err := s.limits.Check(stream, events); err != nil {
 		return es.AppendResult{}, err
 	}
 	// Copy the input so that the caller can reuse its slices and maps.
@@ -249,6 +297,23 @@ func (s *Store) Head(ctx context.Context) (es.Position, error) {
 		return es.Start, nil
 	}
 	return s.log[len(s.log)-1].Position, nil
+}
+
+// CountEvents implements [es.Counter]; the count is exact.
+func (s *Store) CountEvents(ctx context.Context, after, upTo es.Position) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("memstore: count events: %w", err)
+	}
+	if !after.Before(upTo) {
+		return 0, nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	// upToIndex is the number of records at or before p.
+	upToIndex := func(p es.Position) int {
+		return sort.Search(len(s.log), func(i int) bool { return p.Before(s.log[i].Position) })
+	}
+	return int64(upToIndex(upTo) - upToIndex(after)), nil
 }
 
 // clone returns a copy of r that shares no memory with the stored record.

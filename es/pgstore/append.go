@@ -30,7 +30,7 @@ import (
 // the commands it handles. An error the server reports for the statement
 // itself (a conflict, bad input) means nothing was stored.
 func (s *Store) Append(ctx context.Context, stream string, expected es.ExpectedVersion, events ...es.EventData) (es.AppendResult, error) {
-	a, err := newAppendArgs(stream, expected, events)
+	a, err := newAppendArgs(stream, expected, events, s.limits)
 	if err != nil {
 		return es.AppendResult{}, err
 	}
@@ -77,7 +77,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected es.ExpectedV
 // back every reader of the global log (see the package documentation), so
 // keep it short.
 func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, stream string, expected es.ExpectedVersion, events ...es.EventData) (es.AppendResult, error) {
-	a, err := newAppendArgs(stream, expected, events)
+	a, err := newAppendArgs(stream, expected, events, s.limits)
 	if err != nil {
 		return es.AppendResult{}, err
 	}
@@ -129,8 +129,11 @@ type appendArgs struct {
 	}
 }
 
-func newAppendArgs(stream string, expected es.ExpectedVersion, events []es.EventData) (*appendArgs, error) {
+func newAppendArgs(stream string, expected es.ExpectedVersion, events []es.EventData, limits es.SizeLimits) (*appendArgs, error) {
 	if err := es.ValidateAppend(stream, events); err != nil {
+		return nil, err
+	}
+	if err := limits.Check(stream, events); err != nil {
 		return nil, err
 	}
 	a := &appendArgs{stream: stream, expected: expected, events: events}

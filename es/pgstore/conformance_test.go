@@ -34,6 +34,10 @@ func TestConformance(t *testing.T) {
 			}
 			return func() error { return tx.Commit(context.WithoutCancel(ctx)) }, nil
 		},
+		NewLimited: func(t *testing.T, l es.SizeLimits) es.Store {
+			s, _ := newStore(t, pgstore.Config{MaxEventSize: l.MaxEventSize, MaxAppendSize: l.MaxAppendSize})
+			return s
+		},
 	})
 }
 

@@ -8,8 +8,10 @@
 //
 // [*Store] implements [es.Store] and [es.SnapshotStore], and adds
 // [Store.AppendTx] (append inside the caller's transaction),
-// [Store.Import] (bulk load with COPY) and [Store.HeldBack] (what is holding
-// readers back).
+// [Store.Import] (bulk load with COPY), [Store.HeldBack] (what is holding
+// readers back), [Store.Backlog] (how many committed events wait behind it)
+// and [Store.CountEvents] (an exact, indexed count of the events between two
+// positions, for lag and rebuild progress).
 //
 // # Schema
 //
@@ -61,7 +63,8 @@
 // [Store.Subscribe] and [Store.Head] until it commits or rolls back. Keep
 // transactions short, above all those that use [Store.AppendTx];
 // [Store.HeldBack] names the transaction, its process and how long it has
-// been open. Reads of one stream ([Store.ReadStream]) are not held back:
+// been open, and [Store.Backlog] counts the committed events it hides, which
+// projection status adds to the lag. Reads of one stream ([Store.ReadStream]) are not held back:
 // stream versions are assigned under the stream's lock, so they cannot
 // commit out of order.
 //
@@ -130,4 +133,22 @@
 // subscriber makes up for the appends that did not notify by looking again
 // while any append is in flight. [Store.AppendTx] and [Store.Import] always
 // notify.
+//
+// # Positions and counts
+//
+// A record's [es.Position] is (tx_id, position): Commit is the transaction
+// ID the log is ordered by, Prepare the identity value the row got at
+// insert. Prepare values are unique and grow, but they are not a count:
+// concurrent transactions interleave them (a transaction with the lower
+// tx_id may hold both lower and higher values than one after it in the
+// log), and a rolled-back insert leaves a gap. How many events lie between
+// two positions is what [Store.CountEvents] answers, exactly.
+//
+// # Sizes
+//
+// An append is refused with an [*es.InvalidEventError], before anything is
+// sent, when one of its events is larger than [Config.MaxEventSize] (8 MiB
+// by default) or all of them together are larger than
+// [Config.MaxAppendSize] (64 MiB), as [es.EventSize] measures them;
+// [Store.Import] checks the event size.
 package pgstore

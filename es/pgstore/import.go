@@ -60,7 +60,7 @@ func (s *Store) Import(ctx context.Context, events iter.Seq2[ImportEvent, error]
 	}
 	next, stop := iter.Pull2(events)
 	defer stop()
-	src := &importSource{next: next, now: now, versions: make(map[string]int64)}
+	src := &importSource{next: next, now: now, versions: make(map[string]int64), limits: es.SizeLimits{MaxEventSize: s.limits.MaxEventSize}}
 	n, err := tx.CopyFrom(ctx, pgx.Identifier{s.cfg.Schema, "events"},
 		[]string{"event_id", "stream_id", "stream_version", "type", "data", "metadata", "recorded_at"}, src)
 	if err != nil {
@@ -93,6 +93,7 @@ type importSource struct {
 	now      time.Time
 	versions map[string]int64 // stream → version of its last event so far
 	index    int              // index of the current event in the sequence
+	limits   es.SizeLimits    // MaxEventSize only: an import is no append
 	row      []any
 	err      error
 }
@@ -112,7 +113,11 @@ func (src *importSource) Next() bool {
 	i := src.index
 	src.index++
 	e := ev.Event
-	if err := es.ValidateAppend(ev.Stream, []es.EventData{e}); err != nil {
+	err = es.ValidateAppend(ev.Stream, []es.EventData{e})
+	if err == nil {
+		err = src.limits.Check(ev.Stream, []es.EventData{e})
+	}
+	if err != nil {
 		var inv *es.InvalidEventError
 		if errors.As(err, &inv) && inv.Index >= 0 {
 			inv.Index = i

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"iter"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -146,5 +147,24 @@ func TestImportErrors(t *testing.T) {
 		if _, err := s.ReadStream(ctx, stream, es.ReadStreamOptions{}); !errors.Is(err, es.ErrStreamNotFound) {
 			t.Errorf("ReadStream(%s) after failed imports: %v; want not found", stream, err)
 		}
+	}
+}
+
+// Import refuses an event over Config.MaxEventSize, and writes nothing.
+func TestImportEventTooLarge(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t, pgstore.Config{MaxEventSize: 100})
+	ctx := t.Context()
+	big := pgstore.ImportEvent{Stream: "big", Event: ev("T", `"`+strings.Repeat("x", 97)+`"`)} // 1 + 99 bytes: at the limit
+	if _, err := s.Import(ctx, fromSlice([]pgstore.ImportEvent{big})); err != nil {
+		t.Fatalf("import of an event at the limit: %v", err)
+	}
+	over := pgstore.ImportEvent{Stream: "over", Event: ev("T", `"`+strings.Repeat("x", 98)+`"`)}
+	_, err := s.Import(ctx, fromSlice([]pgstore.ImportEvent{{Stream: "over", Event: ev("T", `{}`)}, over}))
+	if ie, ok := errors.AsType[*es.InvalidEventError](err); !ok || ie.Index != 1 || ie.Stream != "over" || ie.Size != 101 || ie.Limit != 100 {
+		t.Errorf("import of an event over the limit: %v; want an InvalidEventError for event 1, 101 bytes against 100", err)
+	}
+	if _, err := s.ReadStream(ctx, "over", es.ReadStreamOptions{}); !errors.Is(err, es.ErrStreamNotFound) {
+		t.Errorf("ReadStream(over) after the refused import: %v; want not found", err)
 	}
 }

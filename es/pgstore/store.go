@@ -21,8 +21,10 @@ import (
 
 // Defaults for [Config].
 const (
-	SchemaDefault       = "strata"
-	PollIntervalDefault = time.Second
+	SchemaDefault        = "strata"
+	PollIntervalDefault  = time.Second
+	MaxEventSizeDefault  = 8 << 20
+	MaxAppendSizeDefault = 64 << 20
 )
 
 // Config tunes a [Store]. The zero value works.
@@ -36,11 +38,26 @@ type Config struct {
 	PollInterval time.Duration
 	// Logger receives the store's diagnostics. Defaults to slog.Default().
 	Logger *slog.Logger
+	// MaxEventSize is the largest event an append (or an import) may
+	// carry, in bytes as [es.EventSize] measures them; a larger one is
+	// refused with an [*es.InvalidEventError] before anything is sent.
+	// PostgreSQL itself would take a jsonb value of up to 255 MB, but every
+	// reader of the log holds a batch of events in memory (500 by default),
+	// so the default keeps a batch of the largest events within a few GB
+	// while leaving room for any event a domain model needs. Defaults to
+	// 8 MiB.
+	MaxEventSize int
+	// MaxAppendSize is the most bytes one append may carry, all its events
+	// together: an append is one statement in one transaction. Defaults to
+	// 64 MiB.
+	MaxAppendSize int
 }
 
 func (c Config) withDefaults() Config {
 	c.Schema = cmp.Or(c.Schema, SchemaDefault)
 	c.PollInterval = cmp.Or(c.PollInterval, PollIntervalDefault)
+	c.MaxEventSize = cmp.Or(c.MaxEventSize, MaxEventSizeDefault)
+	c.MaxAppendSize = cmp.Or(c.MaxAppendSize, MaxAppendSizeDefault)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -60,7 +77,14 @@ func (c Config) Validate() error {
 	if c.PollInterval < 0 {
 		errs = append(errs, fmt.Errorf("pgstore: Config.PollInterval is %v; want a positive duration or 0 for the default", c.PollInterval))
 	}
+	if err := c.limits().Validate("pgstore: Config"); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+func (c Config) limits() es.SizeLimits {
+	return es.SizeLimits{MaxEventSize: c.MaxEventSize, MaxAppendSize: c.MaxAppendSize}
 }
 
 // Store is an [es.Store] and [es.SnapshotStore] on PostgreSQL. It is safe for
@@ -79,6 +103,7 @@ type Store struct {
 	// which every listening subscriber holds in shared mode.
 	streamLock, notifyLock int32
 	q                      queries
+	limits                 es.SizeLimits
 }
 
 var (
@@ -106,6 +131,7 @@ func New(pool *pgxpool.Pool, cfg Config) *Store {
 	s.streamLock = lockClass("strata/pgstore/streams/" + cfg.Schema)
 	s.notifyLock = lockClass("strata/pgstore/notify/" + cfg.Schema)
 	s.q = newQueries(s.expand)
+	s.limits = cfg.limits()
 	return s
 }
 

@@ -26,11 +26,11 @@ func TestConfigValidate(t *testing.T) {
 	if err := (pgstore.Config{}).Validate(); err != nil {
 		t.Errorf("zero Config: %v", err)
 	}
-	err := pgstore.Config{Schema: strings.Repeat("s", 64), PollInterval: -time.Second}.Validate()
+	err := pgstore.Config{Schema: strings.Repeat("s", 64), PollInterval: -time.Second, MaxEventSize: -1, MaxAppendSize: -1}.Validate()
 	if err == nil {
-		t.Fatal("Validate accepted a 64-byte schema and a negative poll interval")
+		t.Fatal("Validate accepted a 64-byte schema, a negative poll interval and negative size limits")
 	}
-	for _, field := range []string{"Config.Schema", "Config.PollInterval"} {
+	for _, field := range []string{"Config.Schema", "Config.PollInterval", "Config.MaxEventSize", "Config.MaxAppendSize"} {
 		if !strings.Contains(err.Error(), field) {
 			t.Errorf("Validate error does not name %s: %v", field, err)
 		}

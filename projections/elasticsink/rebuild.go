@@ -106,6 +106,12 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
 	}
 	run := &progressRun{began: time.Now(), from: startCP.Position}
+	if cfg.Progress != nil {
+		head := es.Position{Commit: m.HeadCommit, Prepare: m.HeadPrepare}
+		if run.meter, err = pgsink.NewProgressMeter(ctx, store, name, head, startCP.Position); err != nil {
+			return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
+		}
+	}
 	head, err := store.Head(ctx)
 	if err != nil {
 		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
@@ -252,13 +258,27 @@ func (s *Sink) finishSwap(ctx context.Context, name, cpName, index string, gens 
 type progressRun struct {
 	began time.Time
 	from  es.Position
+	meter *pgsink.ProgressMeter // counts events on a store that can
 }
 
 func (s *Sink) report(ctx context.Context, cfg RebuildConfig, name, cpName string, m meta, run *progressRun, swapped bool) {
 	if cfg.Progress == nil {
 		return
 	}
-	pr := pgsink.RebuildProgress{Projection: name, Total: int64(m.HeadPrepare), Swapped: swapped}
+	if run != nil && run.meter != nil {
+		var cp projections.Checkpoint
+		if !swapped {
+			var err error
+			if cp, err = s.pg.Checkpoint(context.WithoutCancel(ctx), cpName); err != nil {
+				return
+			}
+		}
+		if pr, err := run.meter.Progress(context.WithoutCancel(ctx), cp.Position, swapped); err == nil {
+			cfg.Progress(pr)
+		}
+		return
+	}
+	pr := pgsink.RebuildProgress{Projection: name, Total: int64(m.HeadPrepare), Swapped: swapped, Estimated: true}
 	if swapped {
 		pr.Done = pr.Total
 	} else {

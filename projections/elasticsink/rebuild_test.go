@@ -115,6 +115,10 @@ func TestRebuildSwapKeepsSearchAnswering(t *testing.T) {
 	if len(progress) == 0 || !progress[len(progress)-1].Swapped || progress[len(progress)-1].Done != progress[len(progress)-1].Total {
 		t.Errorf("progress = %+v, want it to end swapped and done", progress)
 	}
+	// On pgstore progress counts events, not positions.
+	if events, err := e.store.CountEvents(t.Context(), es.Start, last); err != nil || progress[0].Total != events || progress[0].Estimated {
+		t.Errorf("progress = %+v, %v; want a Total of %d events, counted", progress, err, events)
+	}
 	// The live worker goes on, into the new index.
 	more := e.append(t, "order-late", orderPlaced{Order: "late", Customer: "z", Product: "chair", Total: 1, Status: "placed"})
 	e.waitFor(t, more)

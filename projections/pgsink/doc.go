@@ -47,7 +47,8 @@
 // [projections.WaitFor] wakes up as soon as a batch commits, an idle worker
 // notices a [Sink.Reset] at once, and a [projections.Runner] a resume.
 // [Sink.Rebuild] builds a projection's tables anew, blue/green, while the
-// live ones serve; [HeldBack] makes [projections.ReadStatus] say which
+// live ones serve, and reports its progress in events on a store that
+// counts them ([ProgressMeter]); [HeldBack] makes [projections.ReadStatus] say which
 // transaction holds readers of a pgstore log back. [Sink.Projections],
 // [Sink.DeadLetters], [Sink.RetryDeadLetter], [Sink.DeleteDeadLetters],
 // [Sink.DeleteCheckpoint] and [Sink.SchemaVersion] are what tools such as the strata CLI need of the

@@ -28,12 +28,21 @@ type Rebuildable interface {
 // RebuildProgress reports a rebuild's progress.
 type RebuildProgress struct {
 	Projection string
-	// Done and Total count events, estimated from log positions: Total is
-	// the head when the rebuild started.
+	// Done and Total count events up to the head of the log when the
+	// rebuild started: Total all of them, Done those applied. They are
+	// exact when the store is an [es.Counter] (pgstore, memstore). On
+	// other stores, and in [Sink.RebuildStatus], which has no store,
+	// Estimated is set and they are the Prepare parts of positions
+	// instead: their ratio and the ETA still hold roughly, but they are
+	// not event counts (on esdbstore they are byte offsets in its log).
 	Done, Total int64
-	Rate        float64       // events per second since this run started
-	ETA         time.Duration // 0 when unknown
-	Swapped     bool          // the new generation is live
+	Estimated   bool
+	// At is the rebuild's checkpoint and Head the head of the log it runs
+	// to, which Done and Total measure.
+	At, Head es.Position
+	Rate     float64       // events per second since this run started
+	ETA      time.Duration // 0 when unknown
+	Swapped  bool          // the new generation is live
 	// Running says that a process holds the rebuild's lock, so that it is
 	// running now rather than interrupted; set by [Sink.RebuildStatus].
 	Running bool
@@ -48,6 +57,91 @@ func (p *RebuildProgress) Estimate(from int64, elapsed time.Duration) {
 	if p.Rate > 0 && p.Total > p.Done {
 		p.ETA = time.Duration(float64(p.Total-p.Done) / p.Rate * float64(time.Second))
 	}
+}
+
+// Count turns Estimated progress into counts of events when store is an
+// [es.Counter]: Done and Total count the events up to At and Head, and
+// Rate scales with them. It leaves other progress as it is.
+func (p *RebuildProgress) Count(ctx context.Context, store es.Store) error {
+	c, ok := store.(es.Counter)
+	if !ok || !p.Estimated {
+		return nil
+	}
+	done, err := c.CountEvents(ctx, es.Start, p.At)
+	if err != nil {
+		return err
+	}
+	total, err := c.CountEvents(ctx, es.Start, p.Head)
+	if err != nil {
+		return err
+	}
+	if p.Done > 0 {
+		p.Rate *= float64(done) / float64(p.Done)
+	}
+	p.Done, p.Total, p.Estimated = done, total, false
+	if p.Swapped {
+		p.Done = p.Total
+	}
+	return nil
+}
+
+// ProgressMeter measures a rebuild's progress as a [RebuildProgress]: in
+// events when the store is an [es.Counter], counting only the events
+// applied since the last measure, or else from the Prepare parts of
+// positions, flagged as Estimated. Sinks that rebuild use it.
+type ProgressMeter struct {
+	name        string
+	counter     es.Counter
+	head        es.Position // the head the rebuild runs to
+	total       int64
+	at          es.Position // the position done counts up to
+	done, start int64
+	began       time.Time
+}
+
+// NewProgressMeter returns a meter for the rebuild of the projection name
+// up to head, whose run starts at from. On a counting store it counts the
+// events up to head and up to from.
+func NewProgressMeter(ctx context.Context, store es.Store, name string, head, from es.Position) (*ProgressMeter, error) {
+	m := &ProgressMeter{name: name, head: head, at: from, began: time.Now()}
+	c, ok := store.(es.Counter)
+	if !ok {
+		m.total, m.done = int64(head.Prepare), int64(from.Prepare)
+		m.start = m.done
+		return m, nil
+	}
+	m.counter = c
+	var err error
+	if m.total, err = c.CountEvents(ctx, es.Start, head); err != nil {
+		return nil, err
+	}
+	if m.done, err = c.CountEvents(ctx, es.Start, from); err != nil {
+		return nil, err
+	}
+	m.start = m.done
+	return m, nil
+}
+
+// Progress reports the progress of the rebuild whose checkpoint is at
+// at; swapped says that the rebuild is done and swapped in. Rate and ETA
+// are for the run since the meter was made.
+func (m *ProgressMeter) Progress(ctx context.Context, at es.Position, swapped bool) (RebuildProgress, error) {
+	pr := RebuildProgress{Projection: m.name, Total: m.total, Swapped: swapped, Estimated: m.counter == nil, At: at, Head: m.head}
+	switch {
+	case swapped:
+		m.done = m.total
+	case m.counter == nil:
+		m.done = int64(at.Prepare)
+	case m.at.Before(at):
+		n, err := m.counter.CountEvents(ctx, m.at, at)
+		if err != nil {
+			return pr, err
+		}
+		m.done, m.at = m.done+n, at
+	}
+	pr.Done = m.done
+	pr.Estimate(m.start, time.Since(m.began))
+	return pr, nil
 }
 
 // RebuildConfig tunes [Sink.Rebuild]. The zero value works.
@@ -98,6 +192,9 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 	}
 	if !got {
 		pr, _, err := s.RebuildStatus(ctx, name)
+		if err == nil {
+			err = pr.Count(ctx, store)
+		}
 		if err != nil {
 			return fmt.Errorf("pgsink: rebuild %s: another rebuild is running: %w", name, err)
 		}
@@ -145,10 +242,15 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 	if every <= 0 {
 		every = time.Second
 	}
-	began := time.Now()
 	startCP, err := s.Checkpoint(ctx, row.name)
 	if err != nil {
 		return err
+	}
+	var meter *ProgressMeter
+	if cfg.Progress != nil {
+		if meter, err = NewProgressMeter(ctx, store, name, row.head, startCP.Position); err != nil {
+			return fmt.Errorf("pgsink: rebuild %s: %w", name, err)
+		}
 	}
 	report := func(swapped bool) {
 		if cfg.Progress == nil {
@@ -158,11 +260,10 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 		if err != nil && !swapped {
 			return
 		}
-		pr := RebuildProgress{Projection: name, Total: int64(row.head.Prepare), Done: int64(cp.Position.Prepare), Swapped: swapped}
-		if swapped {
-			pr.Done = pr.Total
+		pr, err := meter.Progress(context.WithoutCancel(ctx), cp.Position, swapped)
+		if err != nil {
+			return
 		}
-		pr.Estimate(int64(startCP.Position.Prepare), time.Since(began))
 		cfg.Progress(pr)
 	}
 
@@ -199,6 +300,10 @@ type RebuildRunningError struct {
 
 func (e *RebuildRunningError) Error() string {
 	p := e.Progress
+	if p.Estimated {
+		return fmt.Sprintf("pgsink: rebuild %s: another rebuild is running: about %d%% done, ETA %s",
+			e.Projection, p.Done*100/max(p.Total, 1), p.ETA.Round(time.Second))
+	}
 	return fmt.Sprintf("pgsink: rebuild %s: another rebuild is running: %d of %d events, %.0f events/s, ETA %s",
 		e.Projection, p.Done, p.Total, p.Rate, p.ETA.Round(time.Second))
 }
@@ -208,7 +313,9 @@ func (e *RebuildRunningError) Unwrap() error { return ErrRebuildRunning }
 // RebuildStatus reports the progress of the rebuild of a projection that is
 // in progress (running, or interrupted and waiting to be resumed), and
 // false when there is none. Rate and ETA are averaged since the rebuild
-// first started. Running says whether a process is running it now.
+// first started. Running says whether a process is running it now. The
+// sink has no store to count with, so Done and Total are Estimated, from
+// positions; [RebuildProgress.Count] makes them counts of events.
 func (s *Sink) RebuildStatus(ctx context.Context, name string) (RebuildProgress, bool, error) {
 	var (
 		rebuildName string
@@ -231,7 +338,8 @@ func (s *Sink) RebuildStatus(ctx context.Context, name string) (RebuildProgress,
 	if err != nil {
 		return RebuildProgress{}, false, err
 	}
-	pr := RebuildProgress{Projection: name, Total: hp, Done: int64(cp.Position.Prepare), Running: running}
+	pr := RebuildProgress{Projection: name, Total: hp, Done: int64(cp.Position.Prepare), Estimated: true, Running: running,
+		At: cp.Position, Head: es.Position{Commit: uint64(hc), Prepare: uint64(hp)}}
 	pr.Estimate(0, time.Since(started))
 	return pr, true, nil
 }

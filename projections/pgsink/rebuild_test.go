@@ -96,6 +96,22 @@ func TestRebuildWhileServing(t *testing.T) {
 func TestRebuildResumes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
+	// A rolled-back append burns 50 sequence numbers: positions' Prepare
+	// parts run to 3050 for 3000 events, and progress must count events.
+	burn, err := e.pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	burnt := make([]es.EventData, 50)
+	for i := range burnt {
+		burnt[i] = es.EventData{Type: "ItemAdded", Data: []byte(`{"sku":"x","qty":1}`)}
+	}
+	if _, err := e.store.AppendTx(t.Context(), burn, "burnt", es.NoStream, burnt...); err != nil {
+		t.Fatal(err)
+	}
+	if err := burn.Rollback(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	head := e.importEvents(t, 3000)
 	e.waitVisible(t, head)
 	ctx, cancel := context.WithCancel(t.Context())
@@ -106,7 +122,7 @@ func TestRebuildResumes(t *testing.T) {
 		}
 		return nil
 	}}
-	err := e.sink.Rebuild(ctx, e.store, e.reg, crashing, pgsink.RebuildConfig{Worker: projections.Config{Logger: quiet, BatchSize: 500, ShutdownTimeout: time.Millisecond}})
+	err = e.sink.Rebuild(ctx, e.store, e.reg, crashing, pgsink.RebuildConfig{Worker: projections.Config{Logger: quiet, BatchSize: 500, ShutdownTimeout: time.Millisecond}})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted Rebuild = %v, want context.Canceled", err)
 	}
@@ -121,6 +137,16 @@ func TestRebuildResumes(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	applied, err := e.store.CountEvents(t.Context(), es.Start, cp.Position)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(progress) == 0 || progress[0].Total != 3000 || progress[0].Done < applied || progress[0].Estimated {
+		t.Errorf("first progress of the resumed rebuild %+v; want Total 3000 events, Done at least the %d applied before the crash, counted", progress, applied)
+	}
+	if last := progress[len(progress)-1]; !last.Swapped || last.Done != 3000 || last.Total != 3000 {
+		t.Errorf("last progress %+v; want 3000 of 3000 events, swapped", last)
 	}
 	live, err := e.sink.Checkpoint(t.Context(), "stock")
 	if err != nil || live.Position != head {
@@ -160,8 +186,17 @@ func TestRebuildRunsOnce(t *testing.T) {
 	if !errors.As(err, &running) || !errors.Is(err, pgsink.ErrRebuildRunning) {
 		t.Fatalf("second Rebuild = %v; want a RebuildRunningError", err)
 	}
-	if running.Progress.Projection != "stock" || running.Progress.Total != int64(head.Prepare) || running.Progress.Done != 0 {
-		t.Errorf("progress of the running rebuild %+v; want 0 of %d", running.Progress, head.Prepare)
+	if p := running.Progress; p.Projection != "stock" || p.Total != 2000 || p.Done != 0 || p.Estimated || p.Head != head {
+		t.Errorf("progress of the running rebuild %+v; want 0 of 2000 events, counted, up to %s", running.Progress, head)
+	}
+	// The sink alone cannot count: its status is estimated from positions
+	// until the store counts.
+	pr, inProgress, err := e.sink.RebuildStatus(t.Context(), "stock")
+	if err != nil || !inProgress || !pr.Estimated || pr.Head != head {
+		t.Errorf("RebuildStatus during the rebuild = %+v, %v, %v; want estimated, up to %s", pr, inProgress, err, head)
+	}
+	if err := pr.Count(t.Context(), e.store); err != nil || pr.Estimated || pr.Total != 2000 || pr.Done != 0 {
+		t.Errorf("RebuildStatus counted = %+v, %v; want 0 of 2000 events", pr, err)
 	}
 	close(release)
 	if err := <-first; err != nil {

@@ -3,6 +3,7 @@ package pgsink_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -345,43 +346,82 @@ func TestErrorPolicies(t *testing.T) {
 	}
 }
 
+// An open transaction that has appended holds readers back; events other
+// transactions commit meanwhile are invisible but not forgotten: status
+// counts them in the lag and says what holds them.
 func TestStatusHeldBack(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	imported := e.importEvents(t, 10)
-	// Other tests' transactions may hold readers back too: wait until the
-	// import is visible.
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	for {
-		head, err := e.store.Head(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if head == imported {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("the import did not become visible")
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-	tx, err := pgtest.Admin(t).Begin(t.Context())
+	e.waitVisible(t, imported)
+	ctx, cancel := context.WithCancel(t.Context())
+	w := projections.NewWorker(e.store, e.reg, e.sink, stock{name: "stock"}, projections.Config{Logger: quiet})
+	done := start(ctx, w)
+	e.waitFor(t, "stock", imported)
+
+	// A appends and stays open; B commits 4 events after it.
+	txA, err := e.pool.Begin(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tx.Rollback(context.Background())
-	var xid uint64
-	if err := tx.QueryRow(t.Context(), `SELECT pg_catalog.pg_current_xact_id()::text::bigint`).Scan(&xid); err != nil {
+	defer txA.Rollback(context.Background())
+	if _, err := e.store.AppendTx(t.Context(), txA, "held-a", es.NoStream, es.EventData{Type: "ItemAdded", Data: []byte(`{"sku":"a","qty":1}`)}); err != nil {
 		t.Fatal(err)
 	}
-	e.appendOne(t, "late", "ItemAdded", `{"sku":"l","qty":1}`)
-	st, err := projections.ReadStatus(t.Context(), projections.StatusOptions{Store: e.store, Checkpoints: e.sink, HeldBack: pgsink.HeldBack(e.store)}, "stock")
+	var first, last es.AppendResult
+	for i := range 4 {
+		last = e.appendOne(t, "held-b", "ItemAdded", fmt.Sprintf(`{"sku":"b","qty":%d}`, i))
+		if i == 0 {
+			first = last
+		}
+	}
+	opts := projections.StatusOptions{Store: e.store, Checkpoints: e.sink, HeldBack: pgsink.HeldBack(e.store)}
+	st, err := projections.ReadStatus(t.Context(), opts, "stock")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(st.HeldBack, "transaction") || st.State != projections.StateRunning || st.LagEvents != 10 {
-		t.Errorf("status %+v; want held back by transaction %d, 10 behind", st, xid)
+	if st.Checkpoint != imported || st.LagEvents != 4 || st.HeldBackEvents != 4 || st.LagEstimated || st.Lag <= 0 {
+		t.Errorf("status %+v; want checkpoint %s, LagEvents 4, HeldBackEvents 4, exact, Lag > 0", st, imported)
+	}
+	if want := "held at position " + first.Position.String() + " by transaction "; !strings.HasPrefix(st.HeldBack, want) ||
+		!strings.HasSuffix(st.HeldBack, ", with 4 committed events behind it") {
+		t.Errorf("HeldBack %q; want it to start with %q and end with the 4 committed events behind it", st.HeldBack, want)
+	}
+
+	// A commits: the worker applies all five and the lag is gone.
+	if err := txA.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(t, "stock", last.Position)
+	st, err = projections.ReadStatus(t.Context(), opts, "stock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LagEvents != 0 || st.HeldBackEvents != 0 || st.HeldBack != "" || st.Lag != 0 {
+		t.Errorf("status after A committed %+v; want no lag and nothing held back", st)
+	}
+	cancel()
+	if err := waitDone(t, done); err != nil {
+		t.Fatal(err)
+	}
+	if w.Applied() != 15 {
+		t.Errorf("Applied() = %d, want 15", w.Applied())
+	}
+}
+
+// Beyond projections.LagCountLimit, pgstore still counts the lag exactly:
+// an indexed count, not a difference of positions.
+func TestStatusCountsLagExactlyBeyondTheLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	n := projections.LagCountLimit + 1234
+	head := e.importEvents(t, n)
+	e.waitVisible(t, head)
+	st, err := projections.ReadStatus(t.Context(), projections.StatusOptions{Store: e.store, Checkpoints: e.sink}, "stock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LagEvents != int64(n) || st.LagEstimated || st.Head != head || st.Lag <= 0 {
+		t.Errorf("status %+v; want LagEvents %d, not estimated, head %s", st, n, head)
 	}
 }

@@ -118,20 +118,21 @@ errors see 'projections status'.`,
 
 // projStatus is what status shows of a projection.
 type projStatus struct {
-	Name         string               `json:"name"`
-	State        projections.State    `json:"state"`
-	Checkpoint   es.Position          `json:"checkpoint"`
-	Head         es.Position          `json:"head"`
-	LagEvents    int64                `json:"lag_events"`
-	LagEstimated bool                 `json:"lag_estimated,omitempty"`
-	LagSeconds   float64              `json:"lag_seconds"`
-	Throughput   *float64             `json:"throughput_per_second,omitempty"`
-	WorkerPID    int                  `json:"worker_pid,omitempty"`
-	Rebuild      *rebuildJSON         `json:"rebuild,omitempty"`
-	DeadLetters  int64                `json:"dead_letters"`
-	LastError    *projections.Failure `json:"last_error,omitempty"`
-	UpdatedAt    time.Time            `json:"updated_at"`
-	HeldBack     string               `json:"held_back,omitempty"`
+	Name           string               `json:"name"`
+	State          projections.State    `json:"state"`
+	Checkpoint     es.Position          `json:"checkpoint"`
+	Head           es.Position          `json:"head"`
+	LagEvents      int64                `json:"lag_events"`
+	LagEstimated   bool                 `json:"lag_estimated,omitempty"`
+	HeldBackEvents int64                `json:"held_back_events,omitempty"`
+	LagSeconds     float64              `json:"lag_seconds"`
+	Throughput     *float64             `json:"throughput_per_second,omitempty"`
+	WorkerPID      int                  `json:"worker_pid,omitempty"`
+	Rebuild        *rebuildJSON         `json:"rebuild,omitempty"`
+	DeadLetters    int64                `json:"dead_letters"`
+	LastError      *projections.Failure `json:"last_error,omitempty"`
+	UpdatedAt      time.Time            `json:"updated_at"`
+	HeldBack       string               `json:"held_back,omitempty"`
 
 	lag time.Duration
 }
@@ -142,6 +143,8 @@ type rebuildJSON struct {
 	Rate       float64 `json:"rate"`
 	ETASeconds float64 `json:"eta_seconds"`
 	Running    bool    `json:"running"` // a process is rebuilding it now
+	// Estimated: done and total are log positions, not event counts.
+	Estimated bool `json:"estimated,omitempty"`
 }
 
 // sample is a set of checkpoints at a time, for throughput.
@@ -187,7 +190,7 @@ func (a *app) statuses(ctx context.Context, c *conn, names []string, prev *sampl
 		now.cps[n] = st.Checkpoint
 		ps := projStatus{
 			Name: n, State: st.State, Checkpoint: st.Checkpoint, Head: st.Head,
-			LagEvents: st.LagEvents, LagEstimated: st.LagEstimated, LagSeconds: st.Lag.Seconds(), lag: st.Lag,
+			LagEvents: st.LagEvents, LagEstimated: st.LagEstimated, HeldBackEvents: st.HeldBackEvents, LagSeconds: st.Lag.Seconds(), lag: st.Lag,
 			LastError: st.LastError, UpdatedAt: st.UpdatedAt, HeldBack: st.HeldBack, DeadLetters: dead[n],
 		}
 		if prev != nil {
@@ -211,17 +214,24 @@ func (a *app) statuses(ctx context.Context, c *conn, names []string, prev *sampl
 		if pr, ok, err := c.sink.RebuildStatus(ctx, n); err != nil {
 			return nil, now, a.explain(err)
 		} else if ok {
-			ps.Rebuild = &rebuildJSON{Done: pr.Done, Total: pr.Total, Rate: pr.Rate, ETASeconds: pr.ETA.Seconds(), Running: pr.Running}
+			if err := pr.Count(ctx, c.store); err != nil {
+				return nil, now, a.explain(err)
+			}
+			ps.Rebuild = &rebuildJSON{Done: pr.Done, Total: pr.Total, Rate: pr.Rate, ETASeconds: pr.ETA.Seconds(), Running: pr.Running, Estimated: pr.Estimated}
 		}
 		out = append(out, ps)
 	}
 	return out, now, nil
 }
 
-// countBetween counts the events after from up to to, reading at most
-// projections.LagCountLimit of them; beyond that it estimates from the
-// positions.
+// countBetween counts the events after from up to to: with the store's
+// counter when it has one, else by reading at most
+// projections.LagCountLimit of them (beyond that the throughput is a lower
+// bound; positions are not counts on every store).
 func countBetween(ctx context.Context, store es.Store, from, to es.Position) (int64, error) {
+	if c, ok := store.(es.Counter); ok {
+		return c.CountEvents(ctx, from, to)
+	}
 	var n int64
 	for from.Before(to) && n < projections.LagCountLimit {
 		recs, err := store.ReadAll(ctx, from, 1000)
@@ -238,9 +248,6 @@ func countBetween(ctx context.Context, store es.Store, from, to es.Position) (in
 			return n, nil
 		}
 		from = recs[len(recs)-1].Position
-	}
-	if from.Before(to) && to.Prepare > from.Prepare {
-		n += int64(to.Prepare - from.Prepare)
 	}
 	return n, nil
 }
@@ -390,7 +397,11 @@ func (a *app) renderStatusDetail(w io.Writer, s projStatus) {
 		if r.Running {
 			how = "running"
 		}
-		t.row("rebuild", fmt.Sprintf("%s of %s events (%s), %s", formatCount(r.Done), formatCount(r.Total), percent(r.Done, r.Total), how))
+		if r.Estimated {
+			t.row("rebuild", fmt.Sprintf("%s, estimated from log positions, %s", percent(r.Done, r.Total), how))
+		} else {
+			t.row("rebuild", fmt.Sprintf("%s of %s events (%s), %s", formatCount(r.Done), formatCount(r.Total), percent(r.Done, r.Total), how))
+		}
 	} else {
 		t.row("rebuild", "-")
 	}
@@ -412,7 +423,7 @@ func stateCell(s projStatus) string {
 
 func lagCell(s projStatus) string {
 	if s.LagEstimated {
-		return "~" + formatCount(s.LagEvents)
+		return ">=" + formatCount(s.LagEvents)
 	}
 	return formatCount(s.LagEvents)
 }

@@ -192,7 +192,7 @@ func TestStatusHeldBack(t *testing.T) {
 	for {
 		r := e.mustRun(t, opts{tty: true}, "projections", "status", "--sample", "0")
 		if strings.Contains(r.stdout.String(), "idle in transaction") || time.Now().After(deadline) {
-			r.check(t, 0, "readers of the log are held at position", "by transaction", "idle in transaction")
+			r.check(t, 0, "readers of the log are held at position", "by transaction", "idle in transaction", "with 1 committed event behind it")
 			return
 		}
 		select {

@@ -114,7 +114,14 @@ func (a *app) rebuild(ctx context.Context, c *conn, p Projection, rb pgsink.Rebu
 		// A rebuild that stalled is tried again (pgsink's Rebuild does
 		// that): the operator asked for it, usually after a fix or with
 		// --on-error dead-letter.
-		fmt.Fprintf(w, "resuming the rebuild of %s at %s of %s events\n", name, formatCount(prev.Done), formatCount(prev.Total))
+		if err := prev.Count(ctx, c.store); err != nil {
+			return a.explain(err)
+		}
+		if prev.Estimated {
+			fmt.Fprintf(w, "resuming the rebuild of %s at %s\n", name, percent(prev.Done, prev.Total))
+		} else {
+			fmt.Fprintf(w, "resuming the rebuild of %s at %s of %s events\n", name, formatCount(prev.Done), formatCount(prev.Total))
+		}
 	}
 	bar := a.newProgressBar(name)
 	defer a.logs.attach(nil)
@@ -129,6 +136,10 @@ func (a *app) rebuild(ctx context.Context, c *conn, p Projection, rb pgsink.Rebu
 	if errors.As(err, &busy) {
 		if !wait {
 			pr := busy.Progress
+			if pr.Estimated {
+				return fmt.Errorf("a rebuild of %s is already running: %s, ETA %s; not starting another (--wait follows it)",
+					name, percent(pr.Done, pr.Total), etaText(pr.ETA))
+			}
 			return fmt.Errorf("a rebuild of %s is already running: %s of %s events (%s), %s, ETA %s; not starting another (--wait follows it)",
 				name, formatCount(pr.Done), formatCount(pr.Total), percent(pr.Done, pr.Total), formatRate(pr.Rate), etaText(pr.ETA))
 		}
@@ -270,8 +281,13 @@ func (b *progressBar) update(p pgsink.RebuildProgress) {
 		p.Done = max(p.Done, p.Total)
 	}
 	counts := fmt.Sprintf("%s/%s events", formatCount(p.Done), formatCount(p.Total))
+	rate := formatRate(p.Rate)
+	if p.Estimated {
+		// Positions, not events: only their ratio means something.
+		counts, rate = "estimated from log positions", "-"
+	}
 	if !b.tty {
-		fmt.Fprintf(b.w, "%s: %s (%s), %s, ETA %s\n", b.name, counts, percent(p.Done, p.Total), formatRate(p.Rate), etaText(p.ETA))
+		fmt.Fprintf(b.w, "%s: %s (%s), %s, ETA %s\n", b.name, counts, percent(p.Done, p.Total), rate, etaText(p.ETA))
 		return
 	}
 	filled := barWidth
@@ -282,7 +298,7 @@ func (b *progressBar) update(p pgsink.RebuildProgress) {
 	if filled < barWidth {
 		bar += ">" + strings.Repeat(" ", barWidth-filled-1)
 	}
-	b.line = fmt.Sprintf("\r\x1b[K%s [%s] %4s  %s  %s  ETA %s", b.name, bar, percent(p.Done, p.Total), counts, formatRate(p.Rate), etaText(p.ETA))
+	b.line = fmt.Sprintf("\r\x1b[K%s [%s] %4s  %s  %s  ETA %s", b.name, bar, percent(p.Done, p.Total), counts, rate, etaText(p.ETA))
 	fmt.Fprint(b.w, b.line)
 	b.drawn = true
 }
