@@ -347,8 +347,8 @@ func TestConsistencyTokenSources(t *testing.T) {
 		{"header alone", "/orders/o1", tok, http.StatusOK},
 		{"query alone", "/orders/o1?after=" + tok, "", http.StatusOK},
 	} {
-		if c.status == http.StatusOK && strings.Contains(c.path, "search") && !e.search {
-			continue
+		if strings.Contains(c.path, "search") && !e.search {
+			continue // search is off: it answers 503 whatever the token
 		}
 		r := e.do("GET", c.path, "", "X-Consistency-Token", c.header)
 		if r.status != c.status || (c.status == http.StatusBadRequest && r.errorCode(t) != "invalid_consistency_token") {
