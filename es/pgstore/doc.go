@@ -3,7 +3,7 @@
 //	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
 //	...
 //	store := pgstore.New(pool, pgstore.Config{}) // the caller owns and closes pool
-//	if err := store.Migrate(ctx); err != nil { ... }
+//	if _, err := store.Migrate(ctx); err != nil { ... }
 //	res, err := store.Append(ctx, "order-42", es.NoStream, es.EventData{Type: "OrderPlaced", Data: data})
 //
 // [*Store] implements [es.Store] and [es.SnapshotStore], and adds

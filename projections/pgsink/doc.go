@@ -35,7 +35,7 @@
 // Run it with a [projections.Worker] on the sink; the caller owns the pool:
 //
 //	sink := pgsink.New(pool, pgsink.Config{})
-//	if err := sink.Migrate(ctx); err != nil { ... }
+//	if _, err := sink.Migrate(ctx); err != nil { ... }
 //	if err := sink.BeginFunc(ctx, ordersByProduct{}.Setup); err != nil { ... } // once
 //	w := projections.NewWorker(store, registry, sink, ordersByProduct{}, projections.Config{})
 //	err := w.Run(ctx) // nil on a clean stop

@@ -15,7 +15,7 @@ func TestSchemaVersion(t *testing.T) {
 		t.Errorf("SchemaVersion before Migrate = %d, nil; want an error", v)
 	}
 	for range 2 {
-		if err := sink.Migrate(t.Context()); err != nil {
+		if _, err := sink.Migrate(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		if v, err := sink.SchemaVersion(t.Context()); err != nil || v != 1 {

@@ -47,7 +47,7 @@ func (a *app) runMigrate(cmd *cobra.Command, args []string) error {
 	rec := &migrationRecorder{}
 	if c.pg != nil {
 		st := pgstoreWithLogger(c, rec.logger())
-		if err := st.Migrate(ctx); err != nil {
+		if _, err := st.Migrate(ctx); err != nil {
 			return err
 		}
 		v, err := schemaVersion(ctx, c, schema, "schema_migrations")
@@ -57,7 +57,7 @@ func (a *app) runMigrate(cmd *cobra.Command, args []string) error {
 		results = append(results, migrationResult{Component: "events", Table: "schema_migrations", Applied: rec.take(), Version: v})
 	}
 	sink := sinkWithLogger(c, a.settings(), rec.logger())
-	if err := sink.Migrate(ctx); err != nil {
+	if _, err := sink.Migrate(ctx); err != nil {
 		return err
 	}
 	v, err := sink.SchemaVersion(ctx)
