@@ -125,7 +125,7 @@ func TestMigrateTx(t *testing.T) {
 		t.Fatalf("MigrateTx = %+v, %v; want Applied [001_events]", res, err)
 	}
 	// A migrator on another pool, marked so that the test can see it wait.
-	app := "migrate-tx-" + strings.ReplaceAll(t.Name(), "/", "-")
+	app := "migrate-tx-" + schema[max(0, len(schema)-16):]
 	other := newPool(t, app)
 	done := make(chan error, 1)
 	var res pgstore.MigrateResult
