@@ -8,14 +8,23 @@
 //
 // [*Store] implements [es.Store] and [es.SnapshotStore], and adds
 // [Store.AppendTx] (append inside the caller's transaction),
-// [Store.Import] (bulk load with COPY) and [Store.HeldBack] (what is holding
-// readers back).
+// [Store.Import] (bulk load with COPY), [Store.HeldBack] (what is holding
+// readers back) and [Store.ListStreams] (the streams by ID, with a prefix
+// and paging).
 //
 // # Schema
 //
 // [Store.Migrate] creates the tables in the schema named by [Config.Schema]
-// ("strata" by default) and records the migrations it applied in
-// schema_migrations:
+// ("strata" by default), records the migrations it applied in
+// schema_migrations, and returns a [MigrateResult]: which migrations it
+// applied now and the schema's version. [Store.MigrateTx] does the same in
+// the caller's transaction (holding the migration lock until it ends), and
+// [Store.SchemaVersion] reads the version. Teams that manage their schema
+// with golang-migrate, goose or atlas take the SQL from [MigrationSQL]
+// (`strata migrate --print` prints it): each script records its version in
+// schema_migrations, so a later Migrate does not apply it again.
+//
+// The tables:
 //
 //   - events(position, tx_id, event_id, stream_id, stream_version, type,
 //     data, metadata, recorded_at): the log. Unique on (stream_id,

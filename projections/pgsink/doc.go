@@ -50,6 +50,9 @@
 // transaction holds readers of a pgstore log back. [Sink.Projections],
 // [Sink.DeadLetters], [Sink.RetryDeadLetter], [Sink.DeleteDeadLetters],
 // [Sink.DeleteCheckpoint] and [Sink.SchemaVersion] are what tools such as the strata CLI need of the
-// sink's tables, which are its own. Package pgsinktest tests
+// sink's tables, which are its own. [Sink.Migrate] returns a [MigrateResult]
+// (what it applied, the version after); [Sink.MigrateTx] migrates in the
+// caller's transaction, and [MigrationSQL] gives the SQL, recorded in
+// pgsink_migrations, to teams that manage their schema with their own tool. Package pgsinktest tests
 // a projection in isolation: given events, then rows.
 package pgsink
