@@ -173,7 +173,7 @@ func TestMigrationSQL(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(ms) != 1 || ms[0].Version != 1 || ms[0].Name != "events" {
-		t.Fatalf("MigrationSQL = %d migrations, first %d %q; want 1, 1 \"events\"", len(ms), ms[0].Version, ms[0].Name)
+		t.Fatalf("MigrationSQL = %+v; want one migration, 1 \"events\"", ms)
 	}
 	if strings.Contains(ms[0].SQL, "{{") {
 		t.Errorf("MigrationSQL left a placeholder in the SQL")
