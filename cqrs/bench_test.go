@@ -24,7 +24,7 @@ func benchStore(b *testing.B) *pgstore.Store {
 	b.Helper()
 	pool, schema := pgtest.NewSchema(b)
 	s := pgstore.New(pool, pgstore.Config{Schema: schema, Logger: slog.New(slog.DiscardHandler)})
-	if err := s.Migrate(b.Context()); err != nil {
+	if _, err := s.Migrate(b.Context()); err != nil {
 		b.Fatal(err)
 	}
 	return s

@@ -155,7 +155,7 @@ var backends = []struct {
 	{"pgstore", func(t *testing.T) es.Store {
 		pool, schema := pgtest.NewSchema(t)
 		s := pgstore.New(pool, pgstore.Config{Schema: schema, Logger: slog.New(slog.DiscardHandler)})
-		if err := s.Migrate(t.Context()); err != nil {
+		if _, err := s.Migrate(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		return s

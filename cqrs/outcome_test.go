@@ -175,7 +175,7 @@ func testUnknownOutcomeDuringCommit(t *testing.T, committed bool, commandID stri
 	appName := "outcome-" + uuid.NewString()[:8]
 	pool := px.pool(t, appName)
 	store := pgstore.New(pool, pgstore.Config{Schema: schema, Logger: slog.New(slog.DiscardHandler)})
-	if err := store.Migrate(ctx); err != nil {
+	if _, err := store.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
 	a := newApp(store, cqrs.AggregateOptions{})

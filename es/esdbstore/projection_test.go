@@ -64,7 +64,7 @@ func newPG(t *testing.T) pgEnv {
 	t.Helper()
 	pool, schema := pgtest.NewSchema(t)
 	sink := pgsink.New(pool, pgsink.Config{Schema: schema, Logger: quiet})
-	if err := sink.Migrate(t.Context()); err != nil {
+	if _, err := sink.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	q := func(s string) string { return strings.ReplaceAll(s, "{{schema}}", pgx.Identifier{schema}.Sanitize()) }

@@ -74,7 +74,7 @@ func newBenchEnvT(b testing.TB) *benchEnv {
 	b.Helper()
 	pool, schema := pgtest.NewSchemaWith(b, pgtest.Options{MaxConns: 16})
 	s := pgstore.New(pool, pgstore.Config{Schema: schema})
-	if err := s.Migrate(b.Context()); err != nil {
+	if _, err := s.Migrate(b.Context()); err != nil {
 		b.Fatal(err)
 	}
 	env := &benchEnv{store: s, pool: pool, schema: schema, raw: pgx.Identifier{schema, "raw_events"}.Sanitize(), data: benchData(1)}

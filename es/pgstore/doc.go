@@ -3,21 +3,30 @@
 //	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
 //	...
 //	store := pgstore.New(pool, pgstore.Config{}) // the caller owns and closes pool
-//	if err := store.Migrate(ctx); err != nil { ... }
+//	if _, err := store.Migrate(ctx); err != nil { ... }
 //	res, err := store.Append(ctx, "order-42", es.NoStream, es.EventData{Type: "OrderPlaced", Data: data})
 //
 // [*Store] implements [es.Store] and [es.SnapshotStore], and adds
 // [Store.AppendTx] (append inside the caller's transaction),
 // [Store.Import] (bulk load with COPY), [Store.HeldBack] (what is holding
-// readers back), [Store.Backlog] (how many committed events wait behind it)
-// and [Store.CountEvents] (an exact, indexed count of the events between two
-// positions, for lag and rebuild progress).
+// readers back), [Store.Backlog] (how many committed events wait behind it),
+// [Store.CountEvents] (an exact, indexed count of the events between two
+// positions, for lag and rebuild progress) and [Store.ListStreams] (the
+// streams by ID, with a prefix and paging).
 //
 // # Schema
 //
 // [Store.Migrate] creates the tables in the schema named by [Config.Schema]
-// ("strata" by default) and records the migrations it applied in
-// schema_migrations:
+// ("strata" by default), records the migrations it applied in
+// schema_migrations, and returns a [MigrateResult]: which migrations it
+// applied now and the schema's version. [Store.MigrateTx] does the same in
+// the caller's transaction (holding the migration lock until it ends), and
+// [Store.SchemaVersion] reads the version. Teams that manage their schema
+// with golang-migrate, goose or atlas take the SQL from [MigrationSQL]
+// (`strata migrate --print` prints it): each script records its version in
+// schema_migrations, so a later Migrate does not apply it again.
+//
+// The tables:
 //
 //   - events(position, tx_id, event_id, stream_id, stream_version, type,
 //     data, metadata, recorded_at): the log. Unique on (stream_id,

@@ -22,7 +22,7 @@ func newStore(t testing.TB, cfg pgstore.Config) (*pgstore.Store, *pgxpool.Pool) 
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := pgstore.New(pool, cfg)
-	if err := s.Migrate(t.Context()); err != nil {
+	if _, err := s.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	return s, pool

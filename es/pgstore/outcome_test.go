@@ -25,7 +25,7 @@ func newStoreInSchema(t *testing.T, cfg pgstore.Config) (*pgstore.Store, *pgxpoo
 	cfg.Schema = schema
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	s := pgstore.New(pool, cfg)
-	if err := s.Migrate(t.Context()); err != nil {
+	if _, err := s.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	return s, pool, schema

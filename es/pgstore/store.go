@@ -121,9 +121,14 @@ func New(pool *pgxpool.Pool, cfg Config) *Store {
 	if err := cfg.Validate(); err != nil {
 		panic(err)
 	}
-	cfg = cfg.withDefaults()
+	s := newStore(cfg.withDefaults())
+	s.pool = pool
+	return s
+}
+
+// newStore returns a store without a pool: enough to expand SQL.
+func newStore(cfg Config) *Store {
 	s := &Store{
-		pool:    pool,
 		cfg:     cfg,
 		schema:  pgx.Identifier{cfg.Schema}.Sanitize(),
 		channel: channelName(cfg.Schema),

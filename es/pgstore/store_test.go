@@ -1,16 +1,13 @@
 package pgstore_test
 
 import (
-	"context"
 	"errors"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/es/pgstore"
@@ -77,61 +74,6 @@ func TestEmptySearchPath(t *testing.T) {
 	if _, err := s.LoadSnapshot(ctx, "sp"); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func TestMigrateIdempotent(t *testing.T) {
-	t.Parallel()
-	s, pool := newStore(t, pgstore.Config{})
-	for range 2 {
-		if err := s.Migrate(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := countMigrations(t, pool, s.Schema()); n != 1 {
-		t.Errorf("schema_migrations holds %d rows; want 1", n)
-	}
-}
-
-func TestMigrateConcurrent(t *testing.T) {
-	t.Parallel()
-	pool, schema := pgtest.NewSchema(t)
-	// A schema that does not exist yet: Migrate creates it.
-	schema += "_new"
-	t.Cleanup(func() {
-		pgtest.Admin(t).Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
-	})
-	start := make(chan struct{})
-	errs := make(chan error, 8)
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			s := pgstore.New(pool, pgstore.Config{Schema: schema, Logger: slog.New(slog.DiscardHandler)})
-			<-start
-			errs <- s.Migrate(t.Context())
-		})
-	}
-	close(start)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Error(err)
-		}
-	}
-	if n := countMigrations(t, pool, schema); n != 1 {
-		t.Errorf("schema_migrations holds %d rows; want 1", n)
-	}
-}
-
-func countMigrations(t *testing.T, pool interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}, schema string) int {
-	t.Helper()
-	var n int
-	if err := pool.QueryRow(t.Context(), "SELECT count(*) FROM "+pgx.Identifier{schema, "schema_migrations"}.Sanitize()).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 // Concurrent writers to one stream: exactly one wins each version, the

@@ -223,11 +223,11 @@ func newIndexBench(b *testing.B) *indexBench {
 	n := benchEvents(b)
 	pool, schema := pgtest.NewSchemaWith(b, pgtest.Options{MaxConns: 8})
 	store := pgstore.New(pool, pgstore.Config{Schema: schema, Logger: quiet})
-	if err := store.Migrate(ctx); err != nil {
+	if _, err := store.Migrate(ctx); err != nil {
 		b.Fatal(err)
 	}
 	pg := pgsink.New(pool, pgsink.Config{Schema: schema, Logger: quiet})
-	if err := pg.Migrate(ctx); err != nil {
+	if _, err := pg.Migrate(ctx); err != nil {
 		b.Fatal(err)
 	}
 	docs := make([]orderPlaced, n)

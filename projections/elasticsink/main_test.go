@@ -123,11 +123,11 @@ func newEnvWith(t *testing.T, client *elasticsearch.Client, cfg elasticsink.Conf
 	elastictest.URL(t) // skip or fail first, before PostgreSQL
 	pool, schema := pgtest.NewSchemaWith(t, pgtest.Options{MaxConns: 24})
 	store := pgstore.New(pool, pgstore.Config{Schema: schema, Logger: quiet, PollInterval: 50 * time.Millisecond})
-	if err := store.Migrate(t.Context()); err != nil {
+	if _, err := store.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	pg := pgsink.New(pool, pgsink.Config{Schema: schema, Logger: quiet, LeaseCheck: 50 * time.Millisecond})
-	if err := pg.Migrate(t.Context()); err != nil {
+	if _, err := pg.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Logger == nil {

@@ -76,10 +76,10 @@ func BenchmarkCatchUp(b *testing.B) {
 	ctx := b.Context()
 	store := pgstore.New(pool, pgstore.Config{Schema: schema, Logger: quiet})
 	sink := pgsink.New(pool, pgsink.Config{Schema: schema, Logger: quiet})
-	if err := store.Migrate(ctx); err != nil {
+	if _, err := store.Migrate(ctx); err != nil {
 		b.Fatal(err)
 	}
-	if err := sink.Migrate(ctx); err != nil {
+	if _, err := sink.Migrate(ctx); err != nil {
 		b.Fatal(err)
 	}
 	keys := max(n/10, 1)

@@ -35,7 +35,7 @@
 // Run it with a [projections.Worker] on the sink; the caller owns the pool:
 //
 //	sink := pgsink.New(pool, pgsink.Config{})
-//	if err := sink.Migrate(ctx); err != nil { ... }
+//	if _, err := sink.Migrate(ctx); err != nil { ... }
 //	if err := sink.BeginFunc(ctx, ordersByProduct{}.Setup); err != nil { ... } // once
 //	w := projections.NewWorker(store, registry, sink, ordersByProduct{}, projections.Config{})
 //	err := w.Run(ctx) // nil on a clean stop
@@ -52,6 +52,9 @@
 // transaction holds readers of a pgstore log back. [Sink.Projections],
 // [Sink.DeadLetters], [Sink.RetryDeadLetter], [Sink.DeleteDeadLetters],
 // [Sink.DeleteCheckpoint] and [Sink.SchemaVersion] are what tools such as the strata CLI need of the
-// sink's tables, which are its own. Package pgsinktest tests
+// sink's tables, which are its own. [Sink.Migrate] returns a [MigrateResult]
+// (what it applied, the version after); [Sink.MigrateTx] migrates in the
+// caller's transaction, and [MigrationSQL] gives the SQL, recorded in
+// pgsink_migrations, to teams that manage their schema with their own tool. Package pgsinktest tests
 // a projection in isolation: given events, then rows.
 package pgsink

@@ -54,10 +54,10 @@ func BenchmarkLiveLag(b *testing.B) {
 	ctx := b.Context()
 	store := pgstore.New(pool, pgstore.Config{Schema: schema, Logger: quiet})
 	base := pgsink.New(pool, pgsink.Config{Schema: schema, Logger: quiet})
-	if err := store.Migrate(ctx); err != nil {
+	if _, err := store.Migrate(ctx); err != nil {
 		b.Fatal(err)
 	}
-	if err := base.Migrate(ctx); err != nil {
+	if _, err := base.Migrate(ctx); err != nil {
 		b.Fatal(err)
 	}
 	if err := base.BeginFunc(ctx, lastQty{}.Setup); err != nil {

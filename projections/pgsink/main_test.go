@@ -45,11 +45,11 @@ func newEnv(t *testing.T) env {
 	t.Helper()
 	pool, schema := pgtest.NewSchemaWith(t, pgtest.Options{MaxConns: 24})
 	store := pgstore.New(pool, pgstore.Config{Schema: schema, Logger: quiet, PollInterval: 50 * time.Millisecond})
-	if err := store.Migrate(t.Context()); err != nil {
+	if _, err := store.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	sink := pgsink.New(pool, pgsink.Config{Schema: schema, Logger: quiet, LeaseCheck: 50 * time.Millisecond})
-	if err := sink.Migrate(t.Context()); err != nil {
+	if _, err := sink.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	e := env{pool: pool, store: store, sink: sink, reg: newRegistry()}

@@ -334,12 +334,3 @@ func (a *app) explain(err error) error {
 	return err
 }
 
-// pgstoreWithLogger returns c's PostgreSQL store logging to log.
-func pgstoreWithLogger(c *conn, log *slog.Logger) *pgstore.Store {
-	return pgstore.New(c.pool, pgstore.Config{Schema: c.pg.Schema(), Logger: log})
-}
-
-// sinkWithLogger returns c's sink logging to log.
-func sinkWithLogger(c *conn, s settings, log *slog.Logger) *pgsink.Sink {
-	return pgsink.New(c.pool, pgsink.Config{Schema: s.Schema, ReadSchema: s.ReadSchema, Logger: log})
-}

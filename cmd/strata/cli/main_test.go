@@ -104,10 +104,10 @@ func newEnv(t *testing.T) *env {
 	e := &env{url: pgtest.URL(t), schema: schema, pool: pool,
 		store: pgstore.New(pool, pgstore.Config{Schema: schema, Logger: quiet}),
 		sink:  pgsink.New(pool, pgsink.Config{Schema: schema, Logger: quiet})}
-	if err := e.store.Migrate(t.Context()); err != nil {
+	if _, err := e.store.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.sink.Migrate(t.Context()); err != nil {
+	if _, err := e.sink.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	return e

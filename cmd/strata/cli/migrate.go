@@ -1,17 +1,18 @@
 package cli
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
-	"sync"
+	"strings"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
+
+	"github.com/stratadev/strata/es/pgstore"
+	"github.com/stratadev/strata/projections/pgsink"
 )
 
 func (a *app) migrateCommand() *cobra.Command {
-	return &cobra.Command{
+	var printSQL bool
+	cmd := &cobra.Command{
 		Use:   "migrate",
 		Short: "Create or upgrade the event store and checkpoint tables",
 		Long: `Create or upgrade the event store and checkpoint tables in --schema.
@@ -19,12 +20,26 @@ func (a *app) migrateCommand() *cobra.Command {
 Migrate is idempotent and safe to run from several processes at once; it
 prints each migration it applies, or that the schema is up to date. With
 --esdb-url only the checkpoint tables are created: the events live in
-EventStoreDB.`,
+EventStoreDB.
+
+With --print it connects to nothing and prints the SQL of every migration
+instead, with the schema filled in, for teams that manage their schema with
+golang-migrate, goose, atlas or psql. Each migration records its version in
+schema_migrations (the event store) or pgsink_migrations (the checkpoints)
+of the schema, so that a later 'migrate' does not apply it again.`,
 		Example: fmt.Sprintf(`  %[1]s migrate --database-url postgres://app@localhost:5432/app
-  STRATA_DATABASE_URL=postgres://app@db/app %[1]s migrate --schema billing`, a.cfg.Name),
+  STRATA_DATABASE_URL=postgres://app@db/app %[1]s migrate --schema billing
+  %[1]s migrate --print --schema billing | psql --single-transaction -v ON_ERROR_STOP=1 "$DATABASE_URL"`, a.cfg.Name),
 		Args: noArgs,
-		RunE: a.runMigrate,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if printSQL {
+				return a.printMigrations()
+			}
+			return a.runMigrate(cmd)
+		},
 	}
+	cmd.Flags().BoolVar(&printSQL, "print", false, "print the SQL of the migrations instead of applying them")
+	return cmd
 }
 
 type migrationResult struct {
@@ -34,7 +49,7 @@ type migrationResult struct {
 	Version   int      `json:"version"`   // the schema's version afterwards
 }
 
-func (a *app) runMigrate(cmd *cobra.Command, args []string) error {
+func (a *app) runMigrate(cmd *cobra.Command) error {
 	ctx := cmd.Context()
 	c, err := a.connect(ctx)
 	if err != nil {
@@ -43,28 +58,18 @@ func (a *app) runMigrate(cmd *cobra.Command, args []string) error {
 	defer c.close()
 	schema := a.flags.schema
 	var results []migrationResult
-
-	rec := &migrationRecorder{}
 	if c.pg != nil {
-		st := pgstoreWithLogger(c, rec.logger())
-		if err := st.Migrate(ctx); err != nil {
-			return err
-		}
-		v, err := schemaVersion(ctx, c, schema, "schema_migrations")
+		res, err := c.pg.Migrate(ctx)
 		if err != nil {
 			return err
 		}
-		results = append(results, migrationResult{Component: "events", Table: "schema_migrations", Applied: rec.take(), Version: v})
+		results = append(results, migrationResult{Component: "events", Table: pgstore.MigrationsTable, Applied: res.Applied, Version: res.Version})
 	}
-	sink := sinkWithLogger(c, a.settings(), rec.logger())
-	if err := sink.Migrate(ctx); err != nil {
-		return err
-	}
-	v, err := sink.SchemaVersion(ctx)
+	res, err := c.sink.Migrate(ctx)
 	if err != nil {
 		return err
 	}
-	results = append(results, migrationResult{Component: "checkpoints", Table: "pgsink_migrations", Applied: rec.take(), Version: v})
+	results = append(results, migrationResult{Component: "checkpoints", Table: pgsink.MigrationsTable, Applied: res.Applied, Version: res.Version})
 
 	if a.format() == formatJSON {
 		return a.writeJSON(map[string]any{"database": c.url, "schema": schema, "migrations": results})
@@ -83,56 +88,58 @@ func (a *app) runMigrate(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-func schemaVersion(ctx context.Context, c *conn, schema, table string) (int, error) {
-	var v int
-	err := c.pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM `+pgx.Identifier{schema, table}.Sanitize()).Scan(&v)
-	if err != nil {
-		return 0, fmt.Errorf("read %s: %w", table, err)
-	}
-	return v, nil
+// migrationSQL is one migration as migrate --print shows it.
+type migrationSQL struct {
+	Component string `json:"component"` // "events" or "checkpoints"
+	Table     string `json:"table"`     // where the script records its version
+	Version   int    `json:"version"`
+	Name      string `json:"name"`
+	SQL       string `json:"sql"`
 }
 
-// migrationRecorder collects the "applied migration" records that
-// pgstore's and pgsink's Migrate log.
-type migrationRecorder struct {
-	mu      sync.Mutex
-	applied []string
-}
-
-func (r *migrationRecorder) logger() *slog.Logger { return slog.New(recorderHandler{r}) }
-
-func (r *migrationRecorder) take() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := r.applied
-	r.applied = nil
-	return out
-}
-
-type recorderHandler struct{ r *migrationRecorder }
-
-func (h recorderHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h recorderHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
-func (h recorderHandler) WithGroup(string) slog.Handler            { return h }
-func (h recorderHandler) Handle(_ context.Context, rec slog.Record) error {
-	var (
-		version int64
-		name    string
-	)
-	rec.Attrs(func(at slog.Attr) bool {
-		switch at.Key {
-		case "version":
-			version = at.Value.Int64()
-		case "name":
-			name = at.Value.String()
+// printMigrations prints the SQL of the event store's migrations (unless the
+// events live in EventStoreDB) and then the sink's, without connecting.
+func (a *app) printMigrations() error {
+	s := a.settings()
+	var all []migrationSQL
+	if s.ESDBURL == "" {
+		ms, err := pgstore.MigrationSQL(s.Schema)
+		if err != nil {
+			return usagef("%v", err)
 		}
-		return true
-	})
-	if name == "" {
-		return nil
+		for _, m := range ms {
+			all = append(all, migrationSQL{"events", pgstore.MigrationsTable, m.Version, m.Name, m.SQL})
+		}
 	}
-	h.r.mu.Lock()
-	h.r.applied = append(h.r.applied, fmt.Sprintf("%03d_%s", version, name))
-	h.r.mu.Unlock()
+	ms, err := pgsink.MigrationSQL(s.Schema)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	for _, m := range ms {
+		all = append(all, migrationSQL{"checkpoints", pgsink.MigrationsTable, m.Version, m.Name, m.SQL})
+	}
+	if a.format() == formatJSON {
+		return a.writeJSON(all)
+	}
+	w := a.stdout()
+	fmt.Fprintf(w, `-- The migrations '%[1]s migrate' applies to schema %[2]s, in order.
+--
+-- Apply them in one transaction, for instance:
+--   %[1]s migrate --print --schema %[2]s | psql --single-transaction -v ON_ERROR_STOP=1 "$DATABASE_URL"
+-- or copy each into a migration of golang-migrate, goose or atlas.
+--
+-- Each migration creates the schema and its bookkeeping table when they are
+-- missing, and records its version there: %[2]s.%[3]s for the event
+-- store, %[2]s.%[4]s for the checkpoints. '%[1]s migrate' (and
+-- Migrate in Go) reads those tables and applies only the migrations not
+-- recorded, so it never re-applies these. The script itself is not
+-- idempotent: it is for a schema that has none of them yet.
+`, a.cfg.Name, strings.NewReplacer("\n", " ", "\r", " ").Replace(s.Schema), pgstore.MigrationsTable, pgsink.MigrationsTable)
+	for _, m := range all {
+		fmt.Fprintf(w, "\n-- %s: %03d_%s (recorded in %s)\n\n%s", m.Component, m.Version, m.Name, m.Table, m.SQL)
+		if !strings.HasSuffix(m.SQL, "\n") {
+			fmt.Fprintln(w)
+		}
+	}
 	return nil
 }

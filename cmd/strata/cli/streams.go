@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/es/pgstore"
 )
 
 func (a *app) streamsCommand() *cobra.Command {
@@ -29,14 +28,19 @@ type streamInfo struct {
 
 func (a *app) streamsListCommand() *cobra.Command {
 	var (
-		prefix string
-		limit  int
+		prefix, after string
+		limit         int
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List the streams of the PostgreSQL event store, most recently written first",
+		Short: "List the streams of the PostgreSQL event store in the order of their names",
+		Long: `List the streams of the PostgreSQL event store in the order of their names,
+with each stream's version and last event. --prefix keeps the streams whose
+name starts with it (no character is special); --after pages: pass the last
+name of the previous page.`,
 		Example: fmt.Sprintf(`  %[1]s streams list
   %[1]s streams list --prefix order- --limit 10
+  %[1]s streams list --prefix order- --limit 10 --after order-0042   # the next page
   %[1]s streams list -o json | jq -r '.[].stream'`, a.cfg.Name),
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -52,32 +56,15 @@ func (a *app) streamsListCommand() *cobra.Command {
 			if c.pg == nil {
 				return errors.New("streams list needs the PostgreSQL event store; EventStoreDB lists its streams in its own UI")
 			}
-			like := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(prefix) + "%"
-			events := pgx.Identifier{c.pg.Schema(), "events"}.Sanitize()
-			rows, err := c.pool.Query(ctx, `SELECT s.stream_id, s.version, e.recorded_at, e.type
-				FROM (SELECT stream_id, max(stream_version) AS version FROM `+events+`
-				      WHERE stream_id LIKE $1 GROUP BY stream_id) s
-				JOIN `+events+` e ON e.stream_id = s.stream_id AND e.stream_version = s.version
-				ORDER BY e.tx_id DESC, e.position DESC LIMIT $2`, like, limit)
+			streams, err := c.pg.ListStreams(ctx, pgstore.ListStreamsOptions{Prefix: prefix, After: after, Limit: limit})
 			if err != nil {
-				return a.explain(fmt.Errorf("list streams: %w", err))
+				return a.explain(err)
 			}
-			var list []streamInfo
-			for rows.Next() {
-				var s streamInfo
-				if err := rows.Scan(&s.Stream, &s.Version, &s.LastAt, &s.LastType); err != nil {
-					rows.Close()
-					return fmt.Errorf("list streams: %w", err)
-				}
-				list = append(list, s)
-			}
-			if err := rows.Err(); err != nil {
-				return a.explain(fmt.Errorf("list streams: %w", err))
+			list := make([]streamInfo, 0, len(streams))
+			for _, s := range streams {
+				list = append(list, streamInfo{Stream: s.ID, Version: s.Version, LastAt: s.LastRecordedAt, LastType: s.LastType})
 			}
 			if a.format() == formatJSON {
-				if list == nil {
-					list = []streamInfo{}
-				}
 				return a.writeJSON(list)
 			}
 			t := a.newTable("STREAM", "VERSION", "LAST EVENT", "LAST WRITTEN")
@@ -89,7 +76,8 @@ func (a *app) streamsListCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&prefix, "prefix", "", "only streams whose name starts with this")
-	cmd.Flags().IntVar(&limit, "limit", 100, "list at most this many streams")
+	cmd.Flags().StringVar(&after, "after", "", "only streams whose name sorts after this (the last of the previous page)")
+	cmd.Flags().IntVar(&limit, "limit", pgstore.ListStreamsLimitDefault, "list at most this many streams")
 	return cmd
 }
 

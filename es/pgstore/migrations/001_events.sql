@@ -1,14 +1,14 @@
 -- The event log and snapshots.
 --
--- {{schema}} is replaced with the quoted schema name, {{channel}} with the
--- notification channel as a string literal, and {{streamlock}} and
--- {{notifylock}} with the numbers that key the store's advisory locks,
--- before this runs.
+-- Before this runs, the placeholders in double braces are filled in: schema
+-- with the quoted schema name, channel with the notification channel as a
+-- string literal, and streamlock and notifylock with the numbers that key the
+-- store's advisory locks.
 --
 -- There is no table of streams: a stream's version is its highest
 -- stream_version, one probe of the primary key away, and appends to a stream
 -- are serialized with a transaction-level advisory lock keyed by
--- ({{streamlock}}, the stream's key), which the store computes (a 32-bit
+-- (the streamlock number, the stream's key), which the store computes (a 32-bit
 -- FNV-1a hash of the stream ID). That saves the update of a stream row on
 -- every append.
 

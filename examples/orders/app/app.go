@@ -122,11 +122,11 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	}
 	a := &App{Pool: cfg.Pool, Schema: cfg.Schema, Registry: orders.NewRegistry(), cfg: cfg, log: log}
 	a.Store = pgstore.New(cfg.Pool, pgstore.Config{Schema: cfg.Schema, Logger: log, PollInterval: cfg.PollInterval})
-	if err := a.Store.Migrate(ctx); err != nil {
+	if _, err := a.Store.Migrate(ctx); err != nil {
 		return nil, err
 	}
 	a.Sink = pgsink.New(cfg.Pool, pgsink.Config{Schema: cfg.Schema, Logger: log})
-	if err := a.Sink.Migrate(ctx); err != nil {
+	if _, err := a.Sink.Migrate(ctx); err != nil {
 		return nil, err
 	}
 	for _, p := range Projections() {

@@ -255,7 +255,7 @@ func (e *env) rebuildFromScratch(head es.Position) map[string]map[string]string 
 	ctx := e.t.Context()
 	pool, schema := pgtest.NewSchemaWith(e.t, pgtest.Options{MaxConns: 8})
 	sink := pgsink.New(pool, pgsink.Config{Schema: schema, Logger: quiet})
-	if err := sink.Migrate(ctx); err != nil {
+	if _, err := sink.Migrate(ctx); err != nil {
 		e.t.Fatal(err)
 	}
 	cfg := projections.Config{Logger: quiet, LeasePoll: 50 * time.Millisecond}

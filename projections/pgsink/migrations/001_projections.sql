@@ -1,6 +1,7 @@
 -- Checkpoints and dead letters of projections.
 --
--- {{schema}} is replaced with the quoted schema name before this runs.
+-- The schema placeholder, in double braces, is replaced with the quoted
+-- schema name before this runs.
 
 CREATE TABLE {{schema}}.projection_checkpoints (
     name        text        PRIMARY KEY,

@@ -89,7 +89,7 @@ func (s Scenario) Given(t testing.TB, events ...Event) *Result {
 	defer cancel()
 	quiet := slog.New(slog.DiscardHandler)
 	sink := pgsink.New(s.Pool, pgsink.Config{Schema: s.Schema, Logger: quiet})
-	if err := sink.Migrate(ctx); err != nil {
+	if _, err := sink.Migrate(ctx); err != nil {
 		t.Fatalf("pgsinktest: %v", err)
 	}
 	setup := s.Setup

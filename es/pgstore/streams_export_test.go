@@ -1,0 +1,5 @@
+package pgstore
+
+// ListStreamsSQL returns the statement ListStreams runs, for EXPLAIN in
+// tests.
+func ListStreamsSQL(s *Store) string { return s.expand(listStreamsSQL) }
