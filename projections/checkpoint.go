@@ -15,6 +15,10 @@ const (
 	StateStalled    State = "stalled"    // stopped at an event it could not handle
 	StatePaused     State = "paused"     // held by an operator; workers wait
 	StateRebuilding State = "rebuilding" // a new generation is being built
+	// StateRetrying is never stored: [ReadStatus] reports it for a running
+	// projection whose worker is retrying a transient error, recorded
+	// through a [RetryRecorder].
+	StateRetrying State = "retrying"
 )
 
 // Checkpoint is where a projection is in the log and what state it is in.

@@ -87,6 +87,9 @@ func ReadStatus(ctx context.Context, opts StatusOptions, name string) (Status, e
 		Name: name, State: cp.State, Checkpoint: cp.Position, Head: head,
 		LastError: cp.Failure, UpdatedAt: cp.UpdatedAt,
 	}
+	if cp.State == StateRunning && cp.Failure != nil && cp.Failure.Retrying {
+		st.State = StateRetrying
+	}
 	if cp.Position.Before(head) {
 		n, oldest, counted, err := countLag(ctx, opts.Store, cp.Position, head)
 		if err != nil {
