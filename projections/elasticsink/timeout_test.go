@@ -1,0 +1,66 @@
+package elasticsink_test
+
+import (
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stratadev/strata/internal/elastictest"
+	"github.com/stratadev/strata/projections"
+	"github.com/stratadev/strata/projections/elasticsink"
+)
+
+// An Elasticsearch node that stops answering, without refusing anything:
+// each request times out, the status says the projection is retrying and
+// why within seconds, and once the node answers again the projection
+// catches up with every document once.
+func TestFrozenElasticsearchShowsRetrying(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(elastictest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := newProxy(t, u.Host)
+	e := newEnvWith(t, elastictest.ClientOf(t, "http://"+px.addr),
+		elasticsink.Config{BulkTimeout: 500 * time.Millisecond, RequestTimeout: 500 * time.Millisecond})
+	retrying := signalHandler{want: "transient error; retrying", once: new(sync.Once), ch: make(chan struct{})}
+	e.run(t, projections.Config{Logger: slog.New(retrying), BatchSize: 20})
+	first := e.appendOrders(t, 10)
+	e.waitFor(t, first)
+
+	px.freeze()
+	frozen := time.Now()
+	last := e.appendOrders(t, 100)
+	select {
+	case <-retrying.ch:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the worker did not retry within 30s of Elasticsearch freezing")
+	}
+	st := e.status(t)
+	if st.State != projections.StateRetrying || st.LastError == nil || !st.LastError.Retrying ||
+		!strings.Contains(st.LastError.Error, "no answer from Elasticsearch within 500ms") {
+		t.Errorf("status = %s, last error %+v; want retrying after a timeout", st.State, st.LastError)
+	}
+	if d := time.Since(frozen); d > 10*time.Second {
+		t.Errorf("status showed the timeout %v after the freeze, want within seconds", d)
+	}
+
+	px.unfreeze()
+	e.waitFor(t, last)
+	docs := e.docs(t)
+	if len(docs) != 100 {
+		t.Errorf("%d documents, want 100", len(docs))
+	}
+	for i := range 100 {
+		if d, ok := docs[fmt.Sprintf("o%d", i)]; !ok || d.Source.Total != float64(i) {
+			t.Errorf("o%d = %+v, want total %d", i, d, i)
+		}
+	}
+	if st := e.status(t); st.State != projections.StateRunning || st.LastError != nil {
+		t.Errorf("status after catching up = %s, last error %v; want running, none", st.State, st.LastError)
+	}
+}
