@@ -86,7 +86,8 @@
 // # Timeouts
 //
 // Every request the sink makes has a deadline: [Config.BulkTimeout] (30s)
-// for bulk requests, [Config.RequestTimeout] (10s) for the others. A node
+// for bulk requests and changes to indices and aliases,
+// [Config.RequestTimeout] (10s) for reads. A node
 // that stops answering without refusing connections fails the batch with a
 // transient [ErrTimeout]; the worker retries it from the checkpoint with
 // backoff, and records the error meanwhile ([projections.RetryRecorder]),

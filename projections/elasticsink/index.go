@@ -95,7 +95,7 @@ func (s *Sink) EnsureIndex(ctx context.Context, p Projection) (string, error) {
 	}
 	name := ix.Alias + "-g1"
 	create := s.client.Indices.Create
-	err = s.request(ctx, "create index "+name, s.cfg.RequestTimeout, func(ctx context.Context) (*esapi.Response, error) {
+	err = s.request(ctx, "create index "+name, s.cfg.BulkTimeout, func(ctx context.Context) (*esapi.Response, error) {
 		return create(name, create.WithBody(bytes.NewReader(body)), create.WithContext(ctx))
 	})
 	if err != nil && !isType(err, "resource_already_exists_exception") {
@@ -126,7 +126,7 @@ func (s *Sink) newGeneration(ctx context.Context, ix Index, m meta) (string, err
 	}
 	index := ix.Alias + "-g" + strconv.FormatInt(time.Now().UnixMilli(), 10)
 	create := s.client.Indices.Create
-	return index, s.request(ctx, "create index "+index, s.cfg.RequestTimeout, func(ctx context.Context) (*esapi.Response, error) {
+	return index, s.request(ctx, "create index "+index, s.cfg.BulkTimeout, func(ctx context.Context) (*esapi.Response, error) {
 		return create(index, create.WithBody(bytes.NewReader(body)), create.WithContext(ctx))
 	})
 }
@@ -144,7 +144,7 @@ func (s *Sink) moveAlias(ctx context.Context, alias string, from []string, index
 		return err
 	}
 	upd := s.client.Indices.UpdateAliases
-	return s.request(ctx, "move alias "+alias+" to "+index, s.cfg.RequestTimeout, func(ctx context.Context) (*esapi.Response, error) {
+	return s.request(ctx, "move alias "+alias+" to "+index, s.cfg.BulkTimeout, func(ctx context.Context) (*esapi.Response, error) {
 		return upd(bytes.NewReader(body), upd.WithContext(ctx))
 	})
 }

@@ -2,6 +2,7 @@ package elasticsink_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -22,22 +23,41 @@ func (e env) start(t *testing.T, cfg projections.Config) (<-chan error, context.
 	cfg.RetryMin, cfg.RetryMax = 10*time.Millisecond, 200*time.Millisecond
 	w := elasticsink.NewWorker(e.store, e.reg, e.sink, e.proj, cfg)
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	done, finished := make(chan error, 1), make(chan struct{})
+	go func() {
+		done <- w.Run(ctx)
+		close(finished)
+	}()
+	t.Cleanup(func() { cancel(); <-finished })
 	return done, cancel
 }
 
+// deleteIndices deletes the generations of the projection's index, by
+// name (Elasticsearch refuses wildcards in deletes).
 func (e env) deleteIndices(t *testing.T) {
 	t.Helper()
-	del := e.client.Indices.Delete
-	res, err := del([]string{e.proj.alias + "-g*"}, del.WithIgnoreUnavailable(true), del.WithAllowNoIndices(true))
+	get := e.client.Indices.GetSettings
+	res, err := get(get.WithIndex(e.proj.alias+"-g*"), get.WithName("index.uuid"))
 	if err != nil {
+		t.Fatal(err)
+	}
+	var found map[string]any
+	err = json.NewDecoder(res.Body).Decode(&found)
+	res.Body.Close()
+	if err != nil || res.IsError() || len(found) == 0 {
+		t.Fatalf("list %s-g*: %s, %v: %v", e.proj.alias, res.Status(), err, found)
+	}
+	var names []string
+	for n := range found {
+		names = append(names, n)
+	}
+	del := e.client.Indices.Delete
+	if res, err = del(names); err != nil {
 		t.Fatal(err)
 	}
 	res.Body.Close()
 	if res.IsError() {
-		t.Fatalf("delete %s-g*: %s", e.proj.alias, res.Status())
+		t.Fatalf("delete %v: %s", names, res.Status())
 	}
 }
 

@@ -234,7 +234,7 @@ func (s *Sink) finishSwap(ctx context.Context, name, cpName, alias, index string
 	if len(old) > 0 {
 		slices.Sort(old)
 		del := s.client.Indices.Delete
-		if err := s.request(ctx, fmt.Sprintf("rebuild %s: delete old generations %v", name, old), s.cfg.RequestTimeout,
+		if err := s.request(ctx, fmt.Sprintf("rebuild %s: delete old generations %v", name, old), s.cfg.BulkTimeout,
 			func(ctx context.Context) (*esapi.Response, error) {
 				return del(old, del.WithContext(ctx), del.WithIgnoreUnavailable(true))
 			}); err != nil {
@@ -261,7 +261,7 @@ func (s *Sink) finishSwap(ctx context.Context, name, cpName, alias, index string
 		return err
 	}
 	put := s.client.Indices.PutMapping
-	return s.request(ctx, "rebuild "+name+": clear the rebuild mark", s.cfg.RequestTimeout, func(ctx context.Context) (*esapi.Response, error) {
+	return s.request(ctx, "rebuild "+name+": clear the rebuild mark", s.cfg.BulkTimeout, func(ctx context.Context) (*esapi.Response, error) {
 		return put([]string{index}, bytes.NewReader(body), put.WithContext(ctx))
 	})
 }

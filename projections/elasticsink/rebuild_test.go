@@ -240,16 +240,17 @@ func (p *proxy) restore(t *testing.T) {
 }
 
 // signalHandler is a slog handler that signals once a message containing
-// want is logged.
+// want is logged (after armed is set, when there is armed).
 type signalHandler struct {
-	want string
-	once *sync.Once
-	ch   chan struct{}
+	want  string
+	once  *sync.Once
+	ch    chan struct{}
+	armed *atomic.Bool
 }
 
 func (h signalHandler) Enabled(context.Context, slog.Level) bool { return true }
 func (h signalHandler) Handle(_ context.Context, r slog.Record) error {
-	if strings.Contains(r.Message, h.want) {
+	if strings.Contains(r.Message, h.want) && (h.armed == nil || h.armed.Load()) {
 		h.once.Do(func() { close(h.ch) })
 	}
 	return nil

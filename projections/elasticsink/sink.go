@@ -71,14 +71,15 @@ type Config struct {
 	// for small positions. Changing it for an index that holds documents
 	// loses writes.
 	Version func(es.Position) (int64, error)
-	// RequestTimeout bounds each request other than bulk requests (resolve
-	// an alias, read documents to update, create an index, move an alias),
-	// response included. Defaults to 10s.
+	// RequestTimeout bounds each read the sink makes (resolve an alias,
+	// read documents to update, read an index's mappings), response
+	// included. Defaults to 10s.
 	RequestTimeout time.Duration
-	// BulkTimeout bounds each bulk request, response included. A request
-	// that times out fails the batch with a transient error ([ErrTimeout]),
-	// which the worker retries from the checkpoint and shows in the status
-	// meanwhile. Defaults to 30s.
+	// BulkTimeout bounds each bulk request and each change to an index or
+	// an alias (create, refresh, delete, move the alias), response
+	// included. A request that times out fails the batch with a transient
+	// error ([ErrTimeout]), which the worker retries from the checkpoint
+	// and shows in the status meanwhile. Defaults to 30s.
 	BulkTimeout time.Duration
 	// OnIndexLost says what a worker does when the index behind its alias
 	// is not the one its checkpoint belongs to. Defaults to StallProjection.
@@ -300,7 +301,7 @@ func (e *TimeoutError) Error() string {
 
 func (e *TimeoutError) Unwrap() error { return ErrTimeout }
 
-// small bounds a request other than a bulk request by RequestTimeout.
+// small bounds a read by RequestTimeout.
 func (s *Sink) small(ctx context.Context, op string) (context.Context, context.CancelFunc) {
 	return context.WithTimeoutCause(ctx, s.cfg.RequestTimeout, &TimeoutError{Op: op, After: s.cfg.RequestTimeout})
 }
