@@ -27,7 +27,8 @@ type Checkpoint struct {
 	Position es.Position // the last event applied (or skipped); Start for none
 	State    State
 	// Failure is the last event the projection could not handle, if any:
-	// the cause of a stall, or the last dead letter.
+	// the cause of a stall, or the last dead letter; or, with Retrying set,
+	// the transient error its worker is retrying (see [RetryRecorder]).
 	Failure   *Failure
 	UpdatedAt time.Time
 }
