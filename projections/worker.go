@@ -211,6 +211,8 @@ func (w *Worker[Tx]) runLeased(ctx context.Context, lease Lease) error {
 		return w.waitPaused(lctx)
 	}
 	w.pos = cp.Position
+	// A record left by a worker that stopped while retrying is cleared too.
+	w.retrying = w.retrying || (cp.Failure != nil && cp.Failure.Retrying)
 	w.recordRetry(lctx, nil)
 
 	subCtx, stopSub := context.WithCancel(lctx)

@@ -69,3 +69,29 @@ func TestFrozenElasticsearchShowsRetrying(t *testing.T) {
 		t.Errorf("status after catching up = %s, last error %v; want running, none", st.State, st.LastError)
 	}
 }
+
+// A worker that stopped while retrying leaves its record behind; the next
+// worker clears it once it runs.
+func TestRetryRecordClearedByNextWorker(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	stop := e.run(t, projections.Config{})
+	first := e.append(t, "order-1", orderPlaced{Order: "o1", Customer: "ada", Product: "p", Total: 1, Status: "placed"})
+	e.waitFor(t, first)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	f := projections.Failure{Position: first, Error: "elasticsink: bulk: no answer from Elasticsearch within 30s", Retrying: true}
+	if err := e.sink.SetRetrying(t.Context(), e.proj.Name(), &f); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.status(t); st.State != projections.StateRetrying || st.LastError == nil || st.LastError.Error != f.Error {
+		t.Fatalf("status = %s, last error %v; want retrying with %q", st.State, st.LastError, f.Error)
+	}
+	e.run(t, projections.Config{})
+	last := e.append(t, "order-2", orderPlaced{Order: "o2", Customer: "bob", Product: "p", Total: 2, Status: "placed"})
+	e.waitFor(t, last)
+	if st := e.status(t); st.State != projections.StateRunning || st.LastError != nil {
+		t.Errorf("status = %s, last error %v; want running, none", st.State, st.LastError)
+	}
+}
