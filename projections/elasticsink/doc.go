@@ -61,6 +61,13 @@
 // if the new mapping gives every later event a version above every version
 // stored. Build a new generation instead ([Sink.Rebuild]).
 //
+// Deletes are versioned too: Elasticsearch remembers a deleted document's
+// version for index.gc_deletes (60s by default). Replays in log order are
+// correct regardless, since the delete is replayed after the writes it
+// follows; only writers running out of order for longer than that could
+// bring a deleted document back. Raise index.gc_deletes in [Index.Settings]
+// if that matters.
+//
 // # Index identity
 //
 // The elasticsink_checkpoints row also records the concrete index (name and
@@ -93,13 +100,6 @@
 // backoff, and records the error meanwhile ([projections.RetryRecorder]),
 // so that status shows the projection as retrying, with the error, until a
 // batch commits again.
-//
-// Deletes are versioned too: Elasticsearch remembers a deleted document's
-// version for index.gc_deletes (60s by default). Replays in log order are
-// correct regardless, since the delete is replayed after the writes it
-// follows; only writers running out of order for longer than that could
-// bring a deleted document back. Raise index.gc_deletes in [Index.Settings]
-// if that matters.
 //
 // # Per-item results and the error policy
 //
