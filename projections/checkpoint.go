@@ -15,6 +15,10 @@ const (
 	StateStalled    State = "stalled"    // stopped at an event it could not handle
 	StatePaused     State = "paused"     // held by an operator; workers wait
 	StateRebuilding State = "rebuilding" // a new generation is being built
+	// StateRetrying is never stored: [ReadStatus] reports it for a running
+	// projection whose worker is retrying a transient error, recorded
+	// through a [RetryRecorder].
+	StateRetrying State = "retrying"
 )
 
 // Checkpoint is where a projection is in the log and what state it is in.
@@ -23,7 +27,8 @@ type Checkpoint struct {
 	Position es.Position // the last event applied (or skipped); Start for none
 	State    State
 	// Failure is the last event the projection could not handle, if any:
-	// the cause of a stall, or the last dead letter.
+	// the cause of a stall, or the last dead letter; or, with Retrying set,
+	// the transient error its worker is retrying (see [RetryRecorder]).
 	Failure   *Failure
 	UpdatedAt time.Time
 }

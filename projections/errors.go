@@ -33,9 +33,16 @@ type Failure struct {
 	// survives.
 	Error string
 	At    time.Time
+	// Retrying marks a transient error the worker is retrying (see
+	// [RetryRecorder]), rather than an event it could not handle; Stream
+	// and Type are empty, and Position is the checkpoint.
+	Retrying bool `json:",omitempty"`
 }
 
 func (f Failure) String() string {
+	if f.Stream == "" {
+		return fmt.Sprintf("after position %s: %s", f.Position, f.Error)
+	}
 	return fmt.Sprintf("event %s@%d (type %q, position %s): %s", f.Stream, f.Version, f.Type, f.Position, f.Error)
 }
 

@@ -33,7 +33,8 @@ type Status struct {
 	// Lag is how long the first event the projection has not applied has been
 	// stored: 0 when it is caught up.
 	Lag time.Duration
-	// LastError is the last event the projection could not handle, if any.
+	// LastError is the last event the projection could not handle, if any,
+	// or the transient error it is retrying (State is then StateRetrying).
 	LastError *Failure
 	UpdatedAt time.Time
 	// HeldBack says, when not empty, that readers of the log are held back
@@ -111,6 +112,9 @@ func readStatus(ctx context.Context, opts StatusOptions, name string) (Status, e
 	st := Status{
 		Name: name, State: cp.State, Checkpoint: cp.Position, Head: head,
 		LastError: cp.Failure, UpdatedAt: cp.UpdatedAt,
+	}
+	if cp.State == StateRunning && cp.Failure != nil && cp.Failure.Retrying {
+		st.State = StateRetrying
 	}
 	var oldest time.Time
 	if cp.Position.Before(head) {

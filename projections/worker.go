@@ -27,8 +27,9 @@ type Worker[Tx any] struct {
 	cfg     Config
 	tracer  trace.Tracer
 
-	pos     es.Position // the committed checkpoint, while running
-	retries int         // consecutive transient failures
+	pos      es.Position // the committed checkpoint, while running
+	retries  int         // consecutive transient failures
+	retrying bool        // a transient error is recorded (RetryRecorder)
 
 	applied atomic.Int64 // events handed to the handler and committed
 	state   atomic.Value // WorkerState
@@ -142,6 +143,9 @@ func (w *Worker[Tx]) run(ctx context.Context) error {
 			log.InfoContext(ctx, "projections: restarting from the checkpoint", slog.Any("reason", err))
 			w.retries = 0
 		case errors.Is(err, errRestart), errors.Is(err, ErrCheckpointMoved), w.sink.Transient(err):
+			if w.sink.Transient(err) {
+				w.recordRetry(ctx, err)
+			}
 			log.InfoContext(ctx, "projections: restarting from the checkpoint", slog.Any("reason", err))
 			if !w.backoff(ctx) {
 				return nil
@@ -263,6 +267,9 @@ func (w *Worker[Tx]) runLeased(ctx context.Context, lease Lease) error {
 	}
 	w.pos = cp.Position
 	w.setState(WorkerRunning)
+	// A record left by a worker that stopped while retrying is cleared too.
+	w.retrying = w.retrying || (cp.Failure != nil && cp.Failure.Retrying)
+	w.recordRetry(lctx, nil)
 
 	subCtx, stopSub := context.WithCancel(lctx)
 	ch := make(chan subMsg)
@@ -509,6 +516,7 @@ func (w *Worker[Tx]) apply(ctx, actx context.Context, p ApplyParams) error {
 		case err == nil:
 			w.pos = p.To
 			w.applied.Add(int64(len(p.Events)))
+			w.recordRetry(actx, nil)
 			return nil
 		case actx.Err() != nil:
 			return fmt.Errorf("apply batch to %s: %w", p.To, actx.Err())
@@ -517,6 +525,7 @@ func (w *Worker[Tx]) apply(ctx, actx context.Context, p ApplyParams) error {
 		case errors.Is(err, ErrCheckpointMoved), errors.Is(err, ErrPaused):
 			return err
 		case w.sink.Transient(err) || herr != nil:
+			w.recordRetry(actx, err)
 			w.cfg.Logger.WarnContext(ctx, "projections: transient error; retrying",
 				slog.String("projection", w.name), slog.String("to", p.To.String()), slog.Any("error", err))
 			if !w.backoff(ctx) {
@@ -556,6 +565,35 @@ func (w *Worker[Tx]) fail(ctx, actx context.Context, rec es.Record, cause error)
 	}
 	log.ErrorContext(ctx, "projections: projection stalled")
 	return &StalledError{Projection: w.name, Failure: f}
+}
+
+// RetryRecorder is implemented by sinks that can record the transient
+// error a worker is retrying, so that status shows it while it lasts
+// ([StateRetrying] and [Status.LastError]).
+type RetryRecorder interface {
+	// SetRetrying records f, whose Retrying is set, as the last error of
+	// the projection if it is running; with f nil it clears such a record.
+	SetRetrying(ctx context.Context, projection string, f *Failure) error
+}
+
+// recordRetry records err as the transient error being retried, or clears
+// the record when err is nil, when the sink is a RetryRecorder.
+func (w *Worker[Tx]) recordRetry(ctx context.Context, err error) {
+	rr, ok := w.sink.(RetryRecorder)
+	if !ok || (err == nil && !w.retrying) {
+		return
+	}
+	var f *Failure
+	if err != nil {
+		f = &Failure{Position: w.pos, Error: err.Error(), At: time.Now().UTC(), Retrying: true}
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if rerr := rr.SetRetrying(ctx, w.name, f); rerr != nil {
+		w.cfg.Logger.DebugContext(ctx, "projections: record the error being retried", slog.String("projection", w.name), slog.Any("error", rerr))
+		return
+	}
+	w.retrying = err != nil
 }
 
 // backoff waits before the next retry: exponential, with jitter. It

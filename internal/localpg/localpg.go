@@ -51,6 +51,12 @@ type Options struct {
 	// StartTimeout bounds initdb plus the wait until the server accepts
 	// connections. Defaults to 60s.
 	StartTimeout time.Duration
+	// XactEpoch, when not 0, is the transaction ID epoch the cluster starts
+	// at (pg_resetwal -e, run after initdb and before the first start), so
+	// that pg_current_xact_id() returns values above XactEpoch<<32, as on a
+	// cluster that has run billions of transactions. Defaults to 0: a new
+	// cluster's epoch.
+	XactEpoch uint32
 }
 
 // Server is a running throwaway PostgreSQL server.
@@ -150,6 +156,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
+	if opts.XactEpoch != 0 {
+		if err := resetEpoch(ctx, binDir, dir, cred, opts.XactEpoch); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+	}
 
 	settings := make(map[string]string, len(defaultSettings)+len(opts.Settings))
 	for k, v := range defaultSettings {
@@ -187,6 +199,37 @@ func initdb(ctx context.Context, binDir, dir string, cred *syscall.Credential) e
 	cmd.Stderr = &out
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("localpg: initdb: %w: %s", err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+// companion returns the path of another binary of the installation whose
+// initdb is in binDir: next to it, or next to the file a symlinked initdb
+// points to.
+func companion(binDir, name string) string {
+	p := filepath.Join(binDir, name)
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	if real, err := filepath.EvalSymlinks(filepath.Join(binDir, "initdb")); err == nil {
+		if q := filepath.Join(filepath.Dir(real), name); q != p {
+			if _, err := os.Stat(q); err == nil {
+				return q
+			}
+		}
+	}
+	return p
+}
+
+// resetEpoch sets the transaction ID epoch of the stopped cluster in dir.
+func resetEpoch(ctx context.Context, binDir, dir string, cred *syscall.Credential, epoch uint32) error {
+	cmd := exec.CommandContext(ctx, companion(binDir, "pg_resetwal"),
+		"-e", strconv.FormatUint(uint64(epoch), 10), filepath.Join(dir, "data"))
+	cmd.Dir = dir
+	cmd.Env = serverEnv()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("localpg: set the transaction ID epoch to %d: %w: %s", epoch, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }

@@ -49,3 +49,28 @@ func TestStartStop(t *testing.T) {
 		t.Error("server still accepts connections after Stop")
 	}
 }
+
+func TestXactEpoch(t *testing.T) {
+	t.Parallel()
+	if _, err := localpg.FindBinaries(); err != nil {
+		t.Skip(err)
+	}
+	ctx := context.Background()
+	srv, err := localpg.Start(ctx, localpg.Options{XactEpoch: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	conn, err := pgconn.Connect(ctx, srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	res, err := conn.Exec(ctx, "SELECT pg_current_xact_id()::text::numeric >= 7 * 4294967296").ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(res[0].Rows[0][0]); got != "t" {
+		t.Errorf("pg_current_xact_id() >= 7<<32 is %q, want t", got)
+	}
+}

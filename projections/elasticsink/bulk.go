@@ -74,7 +74,7 @@ func isPrintableASCII(s string) bool {
 // bulk sends acts in requests bounded by FlushActions and FlushBytes, up to
 // Concurrency at a time, and retries the items refused for retryable
 // reasons. It returns nil when every item is applied or was already.
-func (s *Sink) bulk(ctx context.Context, acts []action, toAlias bool) error {
+func (s *Sink) bulk(ctx context.Context, acts []action) error {
 	var chunks [][]action
 	for start := 0; start < len(acts); {
 		end, bytes := start, 0
@@ -86,12 +86,12 @@ func (s *Sink) bulk(ctx context.Context, acts []action, toAlias bool) error {
 		start = end
 	}
 	if len(chunks) == 1 {
-		return s.bulkChunk(ctx, chunks[0], toAlias)
+		return s.bulkChunk(ctx, chunks[0])
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.cfg.Concurrency)
 	for _, c := range chunks {
-		g.Go(func() error { return s.bulkChunk(gctx, c, toAlias) })
+		g.Go(func() error { return s.bulkChunk(gctx, c) })
 	}
 	return g.Wait()
 }
@@ -127,7 +127,7 @@ func (e *errorBody) typeReason() (string, string) {
 
 // bulkChunk sends one request's worth of actions, then again the items
 // refused for retryable reasons, with backoff.
-func (s *Sink) bulkChunk(ctx context.Context, acts []action, toAlias bool) error {
+func (s *Sink) bulkChunk(ctx context.Context, acts []action) error {
 	var body bytes.Buffer
 	for attempt := 0; ; attempt++ {
 		// One index for all (the usual case) goes in the URL, which keeps
@@ -143,7 +143,7 @@ func (s *Sink) bulkChunk(ctx context.Context, acts []action, toAlias bool) error
 		for i := range acts {
 			acts[i].write(&body, index != "")
 		}
-		retry, err := s.send(ctx, index, &body, acts, toAlias)
+		retry, err := s.send(ctx, index, &body, acts)
 		if err != nil {
 			return err
 		}
@@ -180,14 +180,14 @@ type refused struct {
 // send sends one bulk request, to index when it is not empty, and sorts
 // its items out: it returns those to retry, or the first item refused for
 // good as an *ItemError.
-func (s *Sink) send(ctx context.Context, index string, body *bytes.Buffer, acts []action, toAlias bool) ([]refused, error) {
+func (s *Sink) send(ctx context.Context, index string, body *bytes.Buffer, acts []action) (_ []refused, err error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, s.cfg.BulkTimeout, &TimeoutError{Op: "bulk", After: s.cfg.BulkTimeout})
+	defer cancel()
+	defer func() { err = timedOut(ctx, err) }()
 	bulk := s.client.Bulk
 	opts := []func(*esapi.BulkRequest){bulk.WithContext(ctx), bulk.WithFilterPath("errors", "items.*._id", "items.*._index", "items.*.status", "items.*.error")}
 	if index != "" {
 		opts = append(opts, bulk.WithIndex(index))
-	}
-	if toAlias {
-		opts = append(opts, bulk.WithRequireAlias(true))
 	}
 	if s.cfg.Refresh != "" {
 		opts = append(opts, bulk.WithRefresh(s.cfg.Refresh))
@@ -232,7 +232,10 @@ func (s *Sink) send(ctx context.Context, index string, body *bytes.Buffer, acts 
 }
 
 // mget reads documents in real time; absent ones are left out.
-func (s *Sink) mget(ctx context.Context, keys []docKey) (map[docKey]map[string]any, error) {
+func (s *Sink) mget(ctx context.Context, keys []docKey) (_ map[docKey]map[string]any, err error) {
+	ctx, cancel := s.small(ctx, "read documents to update")
+	defer cancel()
+	defer func() { err = timedOut(ctx, err) }()
 	type ref struct {
 		Index string `json:"_index"`
 		ID    string `json:"_id"`

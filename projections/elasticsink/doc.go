@@ -17,63 +17,49 @@
 //
 // # Idempotent by construction
 //
-// Every write carries an external version (version_type=external) derived
-// from the log position of the event that caused it, so Elasticsearch keeps
-// a document only if its version is higher than the one stored. A batch
-// delivered twice, a replay from an older checkpoint, or writes that arrive
-// out of order (a worker that lost its lease and has not noticed yet, the
-// live worker and a rebuild writing the same index) cannot put older state
-// over newer. A version conflict therefore means "already applied" and
-// counts as a success.
+// Every write carries an external version (version_type=external), so
+// Elasticsearch keeps a document only if its version is higher than the one
+// stored. A version conflict therefore means "already applied" and counts
+// as a success.
 //
-// The version must grow with log order, which is (Commit, Prepare)
-// compared in that order (see [es.Position]); one document may be fed by
-// several streams (a product rename updating order documents), so the
-// stream version will not do, and for pgstore neither will Prepare alone
-// (sequence values are taken before transactions commit, out of order).
-// [PackedVersion], the default, packs the pair into the 63 bits
-// Elasticsearch allows: Commit in the high 31 bits and Prepare in the low
-// 32, which is exact and monotonic while Commit < 2^31 and Prepare < 2^32
-// (for pgstore: the first 2.1 billion transaction IDs of the cluster and 4.3
-// billion events; for memstore: 2.1 billion events). Past those limits
-// PackedVersion fails with [ErrVersionRange] and the event follows the
-// error policy: a stall with a clear reason, never a wrong version. Stores
-// with other positions set [Config.Version]; any function that is
-// monotonic in log order and deterministic per position is correct. A
-// per-projection counter kept with the checkpoint was rejected: the number
-// an event gets would depend on how batches were cut and which event types
-// the deployed code handles, so a replay after a deployment could give an
-// event a lower number than a write already stored and have a newer event
-// ignored.
+// The versions come from a counter kept in PostgreSQL with the checkpoint
+// (table elasticsink_checkpoints, in pgsink's schema): a batch numbers its
+// events on from the counter, in log order, and moves the counter in the
+// transaction that moves the checkpoint. So:
 //
-// # The range of PackedVersion on pgstore
+//   - A batch sent again after a crash between the bulk requests and the
+//     commit of its checkpoint starts from the same counter and gives the
+//     same events the same versions, however the batches are cut: its
+//     writes conflict and count as applied.
+//   - Batches apply one at a time under the checkpoint's row lock, so a
+//     worker that lost its lease and still has a bulk request in flight
+//     writes versions no higher than the next holder's for the same events,
+//     and lower than any later event's.
+//   - The counter never goes back, not even when the checkpoint is reset
+//     to an earlier position: a replay writes over the documents with
+//     higher versions and takes effect (a fixed handler's output replaces
+//     the old), and once it has caught up the index is what a rebuild would
+//     build. Before that, an update (Tx.Update) merges into the document as
+//     the first run left it.
+//   - A rebuild's generation has a counter of its own, from 1; when it is
+//     swapped in, the live checkpoint goes on from the higher of the two.
+//   - Events parked as dead letters take no number.
+//   - Within a batch, the Tx keeps one action per document, the state and
+//     version of the last event that wrote it.
 //
-// pgstore's Commit is the PostgreSQL transaction ID (xid8) of the append,
-// and every transaction that writes anywhere in the cluster takes one:
-// other applications' and every projection's checkpoint commits included.
-// 2^31 of them is about 25 days at 1,000 writing transactions a second, 250
-// days at 100. Past that, every Elasticsearch projection stalls at its next
-// event with [ErrVersionRange].
-//
-// Subtracting a base commit recorded with each index generation does not
-// lift this much. A rebuild replays from the start of the log, so a
-// generation's base can be no later than the commit of the log's first
-// event; and all generations behind an alias need the same mapping, since
-// a live batch in flight while a rebuild swaps the alias writes versions
-// computed before the swap into the new generation. Such a base counts
-// transactions since the log's first event rather than since the cluster
-// was created, which gains nothing for a store created with its cluster. A
-// real gain needs fewer bits for Prepare, which only orders events that
-// share a Commit, and a position does not say where the Prepare values of
-// its Commit start.
+// The versions fit Elasticsearch's signed 64 bits on any store and any
+// database age. The log position does not: on pgstore its Commit part is
+// the cluster's 64-bit transaction ID, epoch included, which production
+// clusters take past 2^31 early in their life. [Config.Version] replaces the
+// counter with a function of the position that is monotonic in log order,
+// such as [PackedVersion] (exact while Commit < 2^31 and Prepare < 2^32,
+// an [ErrVersionRange] stall past that). Position-derived versions also keep
+// the newer write when a document's events are applied out of log order
+// across batches, but they make a replay after a reset a no-op.
 //
 // Changing [Config.Version] for an index that holds documents is safe only
 // if the new mapping gives every later event a version above every version
-// stored: one that agrees with the old mapping up to a fixed position and
-// uses only higher values after it. Any other change makes some newer write
-// lose against an older stored version and be dropped as a conflict,
-// silently. Build a new generation with the new mapping instead
-// ([Sink.Rebuild]); until it swaps, the old one may miss writes.
+// stored. Build a new generation instead ([Sink.Rebuild]).
 //
 // Deletes are versioned too: Elasticsearch remembers a deleted document's
 // version for index.gc_deletes (60s by default). Replays in log order are
@@ -81,6 +67,39 @@
 // follows; only writers running out of order for longer than that could
 // bring a deleted document back. Raise index.gc_deletes in [Index.Settings]
 // if that matters.
+//
+// # Index identity
+//
+// The elasticsink_checkpoints row also records the concrete index (name and
+// Elasticsearch's index UUID) behind each alias the checkpoint's documents
+// were written to, and live batches write to that concrete index. A worker
+// made with [NewWorker] compares it with what the alias resolves to when it
+// starts and before every batch. An alias that is gone, or that points at
+// another index (a new or restored Elasticsearch cluster, an index created
+// again by hand or by [Sink.EnsureIndex]), means the documents of the
+// events before the checkpoint are missing: going on would leave them out
+// of search for good. The worker then stalls with an [*IndexLostError] as
+// the status's last error, which says what happened and to run
+// `projections rebuild <name>`; a rebuild that swaps in resumes the
+// projection. With [Config.OnIndexLost] set to [RebuildIndex] it resets its
+// checkpoint to the start of the log and fills a new generation by itself.
+// A projection whose checkpoint is at the start of the log fills whatever
+// index is behind its alias, and creates one when there is none. An index
+// emptied in place (its documents deleted, the index kept) is not noticed.
+//
+// A checkpoint with no record, written by an earlier version of this
+// package, stalls the same way: rebuild the index once after upgrading.
+//
+// # Timeouts
+//
+// Every request the sink makes has a deadline: [Config.BulkTimeout] (30s)
+// for bulk requests and changes to indices and aliases,
+// [Config.RequestTimeout] (10s) for reads. A node
+// that stops answering without refusing connections fails the batch with a
+// transient [ErrTimeout]; the worker retries it from the checkpoint with
+// backoff, and records the error meanwhile ([projections.RetryRecorder]),
+// so that status shows the projection as retrying, with the error, until a
+// batch commits again.
 //
 // # Per-item results and the error policy
 //

@@ -9,7 +9,9 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 
@@ -92,20 +94,59 @@ func (s *Sink) EnsureIndex(ctx context.Context, p Projection) (string, error) {
 		return "", err
 	}
 	name := ix.Alias + "-g1"
-	res, err := s.client.Indices.Create(name, s.client.Indices.Create.WithBody(bytes.NewReader(body)),
-		s.client.Indices.Create.WithContext(ctx))
-	if err := check(res, err, "create index "+name); err != nil {
-		if !isType(err, "resource_already_exists_exception") {
-			return "", err
-		}
-	} else {
-		drain(res.Body)
+	create := s.client.Indices.Create
+	err = s.request(ctx, "create index "+name, s.cfg.BulkTimeout, func(ctx context.Context) (*esapi.Response, error) {
+		return create(name, create.WithBody(bytes.NewReader(body)), create.WithContext(ctx))
+	})
+	if err != nil && !isType(err, "resource_already_exists_exception") {
+		return "", err
 	}
 	cur, err := s.aliasIndices(ctx, ix.Alias)
 	if err == nil && len(cur) == 0 {
 		err = fmt.Errorf("elasticsink: index %s exists without the alias %s", name, ix.Alias)
 	}
 	return first(cur), err
+}
+
+// request sends one request whose answer does not matter but for its
+// status, bounded by d; errors name op.
+func (s *Sink) request(ctx context.Context, op string, d time.Duration, send func(context.Context) (*esapi.Response, error)) error {
+	ctx, cancel := context.WithTimeoutCause(ctx, d, &TimeoutError{Op: op, After: d})
+	defer cancel()
+	res, err := send(ctx)
+	return timedOut(ctx, do(op, done(res, err)))
+}
+
+// newGeneration creates an index for ix, named alias-g<unix ms>, with m in
+// its _meta and without the alias.
+func (s *Sink) newGeneration(ctx context.Context, ix Index, m meta) (string, error) {
+	body, err := createBody(ix, m, false)
+	if err != nil {
+		return "", err
+	}
+	index := ix.Alias + "-g" + strconv.FormatInt(time.Now().UnixMilli(), 10)
+	create := s.client.Indices.Create
+	return index, s.request(ctx, "create index "+index, s.cfg.BulkTimeout, func(ctx context.Context) (*esapi.Response, error) {
+		return create(index, create.WithBody(bytes.NewReader(body)), create.WithContext(ctx))
+	})
+}
+
+// moveAlias points alias at index alone, in one request: searches see the
+// indices it pointed at (from) or index, never neither.
+func (s *Sink) moveAlias(ctx context.Context, alias string, from []string, index string) error {
+	var actions []map[string]any
+	for _, idx := range from {
+		actions = append(actions, map[string]any{"remove": map[string]any{"index": idx, "alias": alias}})
+	}
+	actions = append(actions, map[string]any{"add": map[string]any{"index": index, "alias": alias, "is_write_index": true}})
+	body, err := json.Marshal(map[string]any{"actions": actions})
+	if err != nil {
+		return err
+	}
+	upd := s.client.Indices.UpdateAliases
+	return s.request(ctx, "move alias "+alias+" to "+index, s.cfg.BulkTimeout, func(ctx context.Context) (*esapi.Response, error) {
+		return upd(bytes.NewReader(body), upd.WithContext(ctx))
+	})
 }
 
 func first(s []string) string {
@@ -124,7 +165,10 @@ func validIndex(ix Index) error {
 }
 
 // aliasIndices returns the indices behind alias, sorted.
-func (s *Sink) aliasIndices(ctx context.Context, alias string) ([]string, error) {
+func (s *Sink) aliasIndices(ctx context.Context, alias string) (_ []string, err error) {
+	ctx, cancel := s.small(ctx, "get alias "+alias)
+	defer cancel()
+	defer func() { err = timedOut(ctx, err) }()
 	res, err := s.client.Indices.GetAlias(s.client.Indices.GetAlias.WithName(alias),
 		s.client.Indices.GetAlias.WithContext(ctx))
 	if err != nil {
@@ -179,6 +223,9 @@ func drain(body io.ReadCloser) {
 
 // done checks a response whose body does not matter, and closes it.
 func done(res *esapi.Response, err error) error {
+	if err != nil {
+		return err
+	}
 	if err := check(res, err, "request"); err != nil {
 		return err
 	}

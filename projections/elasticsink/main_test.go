@@ -122,6 +122,12 @@ func newEnvWith(t *testing.T, client *elasticsearch.Client, cfg elasticsink.Conf
 	t.Helper()
 	elastictest.URL(t) // skip or fail first, before PostgreSQL
 	pool, schema := pgtest.NewSchemaWith(t, pgtest.Options{MaxConns: 24})
+	return newEnvOn(t, pool, schema, client, cfg)
+}
+
+// newEnvOn makes an env in schema of pool's database.
+func newEnvOn(t *testing.T, pool *pgxpool.Pool, schema string, client *elasticsearch.Client, cfg elasticsink.Config) env {
+	t.Helper()
 	store := pgstore.New(pool, pgstore.Config{Schema: schema, Logger: quiet, PollInterval: 50 * time.Millisecond})
 	if _, err := store.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
@@ -248,4 +254,30 @@ func (e env) exec(t *testing.T, sql string, args ...any) {
 	if _, err := e.pool.Exec(t.Context(), sql, args...); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
+}
+
+// events reads the log up to head and decodes it, waiting for readers to
+// see head (another test's open transaction may hold them back a moment).
+func (e env) events(t *testing.T, head es.Position) []projections.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var out []projections.Event
+	for batch, err := range e.store.Subscribe(ctx, es.SubscribeOptions{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range batch {
+			v, err := e.reg.Decode(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, projections.Event{Record: r, Data: v})
+		}
+		if len(out) > 0 && !out[len(out)-1].Record.Position.Before(head) {
+			return out
+		}
+	}
+	t.Fatalf("read %d events, not up to %s", len(out), head)
+	return nil
 }

@@ -7,8 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"time"
+
+	"github.com/elastic/go-elasticsearch/v8/esapi"
 
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/projections"
@@ -53,6 +54,9 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 	if log == nil {
 		log = s.cfg.Logger
 	}
+	if err := s.migrateOnce(ctx); err != nil {
+		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
+	}
 	if _, err := s.EnsureIndex(ctx, p); err != nil {
 		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
 	}
@@ -69,7 +73,7 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 	for _, idx := range live {
 		if m, ok := gens[idx]; ok && m.Rebuild {
 			log.InfoContext(ctx, "elasticsink: finishing an interrupted swap", slog.String("projection", name), slog.String("index", idx))
-			if err := s.finishSwap(ctx, name, cpName, idx, gens); err != nil {
+			if err := s.finishSwap(ctx, name, cpName, ix.Alias, idx, gens); err != nil {
 				return err
 			}
 			s.report(ctx, cfg, name, cpName, m, nil, true)
@@ -123,24 +127,16 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 	// Make everything the new generation holds searchable, so that the
 	// alias does not move to an index that still looks partial.
 	ref := s.client.Indices.Refresh
-	if err := do("rebuild "+name+": refresh "+index, done(ref(ref.WithIndex(index), ref.WithContext(ctx)))); err != nil {
+	if err := s.request(ctx, "rebuild "+name+": refresh "+index, s.cfg.BulkTimeout, func(ctx context.Context) (*esapi.Response, error) {
+		return ref(ref.WithIndex(index), ref.WithContext(ctx))
+	}); err != nil {
 		return err
 	}
 	// Swap: move the alias in one request, then the live checkpoint.
-	var actions []map[string]any
-	for _, idx := range live {
-		actions = append(actions, map[string]any{"remove": map[string]any{"index": idx, "alias": ix.Alias}})
+	if err := s.moveAlias(ctx, ix.Alias, live, index); err != nil {
+		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
 	}
-	actions = append(actions, map[string]any{"add": map[string]any{"index": index, "alias": ix.Alias, "is_write_index": true}})
-	body, err := json.Marshal(map[string]any{"actions": actions})
-	if err != nil {
-		return err
-	}
-	if err := do("rebuild "+name+": move alias "+ix.Alias,
-		done(s.client.Indices.UpdateAliases(bytes.NewReader(body), s.client.Indices.UpdateAliases.WithContext(ctx)))); err != nil {
-		return err
-	}
-	if err := s.finishSwap(ctx, name, cpName, index, gens); err != nil {
+	if err := s.finishSwap(ctx, name, cpName, ix.Alias, index, gens); err != nil {
 		return err
 	}
 	s.report(ctx, cfg, name, cpName, m, run, true)
@@ -172,22 +168,24 @@ func (s *Sink) startRebuild(ctx context.Context, store es.Store, name, cpName st
 	if err := s.pg.SetState(ctx, cpName, projections.StateRebuilding, nil); err != nil {
 		return "", meta{}, fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
 	}
-	m := meta{Alias: ix.Alias, Rebuild: true, HeadCommit: head.Commit, HeadPrepare: head.Prepare}
-	body, err := createBody(ix, m, false)
-	if err != nil {
-		return "", meta{}, err
+	// The generation numbers its events from 1.
+	if err := s.forgetRecord(ctx, cpName); err != nil {
+		return "", meta{}, fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
 	}
-	index := ix.Alias + "-g" + strconv.FormatInt(time.Now().UnixMilli(), 10)
-	if err := do("rebuild "+name+": create index "+index, done(s.client.Indices.Create(index,
-		s.client.Indices.Create.WithBody(bytes.NewReader(body)), s.client.Indices.Create.WithContext(ctx)))); err != nil {
-		return "", meta{}, err
+	m := meta{Alias: ix.Alias, Rebuild: true, HeadCommit: head.Commit, HeadPrepare: head.Prepare}
+	index, err := s.newGeneration(ctx, ix, m)
+	if err != nil {
+		return "", meta{}, fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
 	}
 	return index, m, nil
 }
 
 // generations returns the indices named alias-g* that belong to alias,
 // with their _meta.strata.
-func (s *Sink) generations(ctx context.Context, alias string) (map[string]meta, error) {
+func (s *Sink) generations(ctx context.Context, alias string) (_ map[string]meta, err error) {
+	ctx, cancel := s.small(ctx, "read mappings of "+alias+"-g*")
+	defer cancel()
+	defer func() { err = timedOut(ctx, err) }()
 	get := s.client.Indices.GetMapping
 	res, err := get(get.WithIndex(alias+"-g*"), get.WithContext(ctx), get.WithAllowNoIndices(true))
 	if err := check(res, err, "read mappings of "+alias+"-g*"); err != nil {
@@ -214,17 +212,23 @@ func (s *Sink) generations(ctx context.Context, alias string) (map[string]meta, 
 }
 
 // finishSwap completes a swap once the alias points at index: it moves the
-// live checkpoint to the new generation's, deletes the other generations
-// and the rebuild's checkpoint, and clears the rebuild mark.
-func (s *Sink) finishSwap(ctx context.Context, name, cpName, index string, gens map[string]meta) error {
+// live checkpoint to the new generation's and hands the generation's
+// record to it, deletes the other generations and the rebuild's
+// checkpoint, resumes the projection if it was stalled, and clears the
+// rebuild mark.
+func (s *Sink) finishSwap(ctx context.Context, name, cpName, alias, index string, gens map[string]meta) error {
 	cp, err := s.pg.Checkpoint(ctx, cpName)
 	if err != nil {
 		return fmt.Errorf("elasticsink: rebuild %s: swap: %w", name, err)
 	}
 	// Waits for a live batch in flight (it holds the checkpoint's row), then
 	// sets the checkpoint: a live worker restarts from there, into the new
-	// index.
+	// index. Until the record is handed over, live batches find the alias
+	// on an index being swapped in, and wait.
 	if err := s.pg.Reset(ctx, name, cp.Position); err != nil {
+		return fmt.Errorf("elasticsink: rebuild %s: swap: %w", name, err)
+	}
+	if err := s.adoptGeneration(ctx, name, cpName, alias, index); err != nil {
 		return fmt.Errorf("elasticsink: rebuild %s: swap: %w", name, err)
 	}
 	var old []string
@@ -236,8 +240,10 @@ func (s *Sink) finishSwap(ctx context.Context, name, cpName, index string, gens 
 	if len(old) > 0 {
 		slices.Sort(old)
 		del := s.client.Indices.Delete
-		if err := do(fmt.Sprintf("rebuild %s: delete old generations %v", name, old),
-			done(del(old, del.WithContext(ctx), del.WithIgnoreUnavailable(true)))); err != nil {
+		if err := s.request(ctx, fmt.Sprintf("rebuild %s: delete old generations %v", name, old), s.cfg.BulkTimeout,
+			func(ctx context.Context) (*esapi.Response, error) {
+				return del(old, del.WithContext(ctx), del.WithIgnoreUnavailable(true))
+			}); err != nil {
 			return err
 		}
 	}
@@ -245,14 +251,25 @@ func (s *Sink) finishSwap(ctx context.Context, name, cpName, index string, gens 
 	if err := s.pg.DeleteRebuildCheckpoint(ctx, name); err != nil {
 		return fmt.Errorf("elasticsink: rebuild %s: swap: %w", name, err)
 	}
-	m := gens[index]
-	m.Rebuild = false
+	// The new generation got past every event up to the checkpoint; an
+	// event after it that stalled the projection stalls it again.
+	if live, err := s.pg.Checkpoint(ctx, name); err != nil {
+		return fmt.Errorf("elasticsink: rebuild %s: swap: %w", name, err)
+	} else if live.State == projections.StateStalled {
+		if err := s.pg.SetState(ctx, name, projections.StateRunning, nil); err != nil {
+			return fmt.Errorf("elasticsink: rebuild %s: swap: %w", name, err)
+		}
+	}
+	m := gens[index] // absent when the generation was made after gens was read
+	m.Alias, m.Rebuild = alias, false
 	body, err := json.Marshal(map[string]any{"_meta": map[string]any{"strata": m}})
 	if err != nil {
 		return err
 	}
 	put := s.client.Indices.PutMapping
-	return do("rebuild "+name+": clear the rebuild mark", done(put([]string{index}, bytes.NewReader(body), put.WithContext(ctx))))
+	return s.request(ctx, "rebuild "+name+": clear the rebuild mark", s.cfg.BulkTimeout, func(ctx context.Context) (*esapi.Response, error) {
+		return put([]string{index}, bytes.NewReader(body), put.WithContext(ctx))
+	})
 }
 
 type progressRun struct {

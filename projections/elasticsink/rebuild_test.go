@@ -3,7 +3,6 @@ package elasticsink_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -133,12 +132,14 @@ func TestRebuildSwapKeepsSearchAnswering(t *testing.T) {
 
 // proxy forwards TCP connections to an address until it is cut, which
 // closes its listener and every connection, like a server that stops; it
-// listens again on the same port when restored.
+// listens again on the same port when restored. While frozen it accepts
+// connections and bytes but forwards nothing, like a server that hangs.
 type proxy struct {
 	addr, target string
 	mu           sync.Mutex
 	ln           net.Listener
 	conns        map[net.Conn]bool
+	thaw         chan struct{} // closed on unfreeze; nil when not frozen
 	wg           sync.WaitGroup
 }
 
@@ -173,13 +174,54 @@ func (p *proxy) serve(ln net.Listener) {
 			p.mu.Lock()
 			p.conns[c], p.conns[u] = true, true
 			p.mu.Unlock()
-			p.wg.Go(func() { io.Copy(u, c); u.Close() })
-			p.wg.Go(func() { io.Copy(c, u); c.Close() })
+			p.wg.Go(func() { p.pipe(u, c) })
+			p.wg.Go(func() { p.pipe(c, u) })
 		}
 	})
 }
 
+// pipe copies src to dst, holding each chunk while the proxy is frozen.
+func (p *proxy) pipe(dst, src net.Conn) {
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			thaw := p.thaw
+			p.mu.Unlock()
+			if thaw != nil {
+				<-thaw
+			}
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (p *proxy) freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.thaw == nil {
+		p.thaw = make(chan struct{})
+	}
+}
+
+func (p *proxy) unfreeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.thaw != nil {
+		close(p.thaw)
+		p.thaw = nil
+	}
+}
+
 func (p *proxy) cut() {
+	p.unfreeze()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.ln != nil {
@@ -202,16 +244,17 @@ func (p *proxy) restore(t *testing.T) {
 }
 
 // signalHandler is a slog handler that signals once a message containing
-// want is logged.
+// want is logged (after armed is set, when there is armed).
 type signalHandler struct {
-	want string
-	once *sync.Once
-	ch   chan struct{}
+	want  string
+	once  *sync.Once
+	ch    chan struct{}
+	armed *atomic.Bool
 }
 
 func (h signalHandler) Enabled(context.Context, slog.Level) bool { return true }
 func (h signalHandler) Handle(_ context.Context, r slog.Record) error {
-	if strings.Contains(r.Message, h.want) {
+	if strings.Contains(r.Message, h.want) && (h.armed == nil || h.armed.Load()) {
 		h.once.Do(func() { close(h.ch) })
 	}
 	return nil
@@ -273,9 +316,10 @@ func TestRebuildSurvivesElasticsearchOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, r := range recs {
+		// The generation numbers the events from 1, in log order.
 		id := fmt.Sprintf("o%d", i)
-		if d, ok := docs[id]; !ok || d.Version != version(t, r.Position) || d.Source.Total != float64(i) {
-			t.Errorf("%s = %+v, want total %d at version %d", id, d, i, version(t, r.Position))
+		if d, ok := docs[id]; !ok || d.Version != int64(i+1) || d.Source.Total != float64(i) {
+			t.Errorf("%s = %+v, want total %d at version %d (event at %s)", id, d, i, i+1, r.Position)
 		}
 	}
 	cp, err := e.pg.Checkpoint(t.Context(), e.proj.Name())

@@ -3,11 +3,13 @@ package elasticsink
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
@@ -19,12 +21,31 @@ import (
 
 // Defaults for [Config].
 const (
-	FlushActionsDefault = 1000
-	FlushBytesDefault   = 5 << 20
-	ConcurrencyDefault  = 2
-	MaxRetriesDefault   = 8
-	RetryMinDefault     = 100 * time.Millisecond
-	RetryMaxDefault     = 5 * time.Second
+	FlushActionsDefault   = 1000
+	FlushBytesDefault     = 5 << 20
+	ConcurrencyDefault    = 2
+	MaxRetriesDefault     = 8
+	RetryMinDefault       = 100 * time.Millisecond
+	RetryMaxDefault       = 5 * time.Second
+	RequestTimeoutDefault = 10 * time.Second
+	BulkTimeoutDefault    = 30 * time.Second
+)
+
+// IndexLostPolicy says what a worker made with [NewWorker] does when the
+// index behind its projection's alias is not the one its checkpoint
+// belongs to (see [IndexLostError]).
+type IndexLostPolicy uint8
+
+const (
+	// StallProjection stops the projection, marked stalled with the
+	// [IndexLostError] as its last error, until an operator rebuilds the
+	// index. It is the default.
+	StallProjection IndexLostPolicy = iota
+	// RebuildIndex resets the checkpoint to the start of the log and puts
+	// a new, empty generation behind the alias, which the worker then
+	// fills. Searches see a partial index until it has caught up; the
+	// index that was behind the alias is left in place, without the alias.
+	RebuildIndex
 )
 
 // Config tunes a [Sink]. The zero value works.
@@ -43,11 +64,26 @@ type Config struct {
 	// transient error. Default to 8, 100ms and 5s.
 	MaxRetries         int
 	RetryMin, RetryMax time.Duration
-	// Version maps an event's log position to the external version of the
-	// documents it writes. It must be monotonic in log order and
-	// deterministic. Defaults to [PackedVersion]. Changing it for an index
-	// that holds documents loses writes; see the package documentation.
+	// Version, when set, maps an event's log position to the external
+	// version of the documents it writes, instead of the counter kept with
+	// the checkpoint (the default; see the package documentation). It must
+	// be monotonic in log order and deterministic; [PackedVersion] is one
+	// for small positions. Changing it for an index that holds documents
+	// loses writes.
 	Version func(es.Position) (int64, error)
+	// RequestTimeout bounds each read the sink makes (resolve an alias,
+	// read documents to update, read an index's mappings), response
+	// included. Defaults to 10s.
+	RequestTimeout time.Duration
+	// BulkTimeout bounds each bulk request and each change to an index or
+	// an alias (create, refresh, delete, move the alias), response
+	// included. A request that times out fails the batch with a transient
+	// error ([ErrTimeout]), which the worker retries from the checkpoint
+	// and shows in the status meanwhile. Defaults to 30s.
+	BulkTimeout time.Duration
+	// OnIndexLost says what a worker does when the index behind its alias
+	// is not the one its checkpoint belongs to. Defaults to StallProjection.
+	OnIndexLost IndexLostPolicy
 	// Refresh is the bulk API's refresh parameter: "" (the default) leaves
 	// refreshing to the index's refresh interval; "wait_for" makes each
 	// batch searchable before its checkpoint moves, at a cost in
@@ -75,6 +111,12 @@ func (c Config) Validate() error {
 	if c.RetryMin < 0 || c.RetryMax < 0 || (c.RetryMin > 0 && c.RetryMax > 0 && c.RetryMin > c.RetryMax) {
 		errs = append(errs, fmt.Errorf("elasticsink: Config.RetryMin (%v) and RetryMax (%v) must not be negative, and RetryMin not above RetryMax", c.RetryMin, c.RetryMax))
 	}
+	if c.RequestTimeout < 0 || c.BulkTimeout < 0 {
+		errs = append(errs, fmt.Errorf("elasticsink: Config.RequestTimeout (%v) and BulkTimeout (%v) must not be negative", c.RequestTimeout, c.BulkTimeout))
+	}
+	if c.OnIndexLost > RebuildIndex {
+		errs = append(errs, fmt.Errorf("elasticsink: Config.OnIndexLost %d is unknown", c.OnIndexLost))
+	}
 	switch c.Refresh {
 	case "", "false", "true", "wait_for":
 	default:
@@ -90,9 +132,8 @@ func (c Config) withDefaults() Config {
 	c.MaxRetries = cmp.Or(c.MaxRetries, MaxRetriesDefault)
 	c.RetryMin = cmp.Or(c.RetryMin, RetryMinDefault)
 	c.RetryMax = cmp.Or(c.RetryMax, RetryMaxDefault)
-	if c.Version == nil {
-		c.Version = PackedVersion
-	}
+	c.RequestTimeout = cmp.Or(c.RequestTimeout, RequestTimeoutDefault)
+	c.BulkTimeout = cmp.Or(c.BulkTimeout, BulkTimeoutDefault)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -107,6 +148,9 @@ type Sink struct {
 	client *elasticsearch.Client
 	pg     *pgsink.Sink
 	cfg    Config
+
+	mu       sync.Mutex
+	migrated bool // Migrate succeeded
 }
 
 var (
@@ -115,8 +159,8 @@ var (
 )
 
 // New returns a sink that writes documents with client and keeps
-// checkpoints with pg (call pg.Migrate before first use). The caller owns
-// both. New panics if cfg is invalid or an argument is nil.
+// checkpoints with pg. The caller owns both. The sink creates its tables
+// in pg's schema on first use (see [Sink.Migrate]). New panics if cfg is invalid or an argument is nil.
 func New(client *elasticsearch.Client, pg *pgsink.Sink, cfg Config) *Sink {
 	if client == nil || pg == nil {
 		panic("elasticsink: New: nil argument")
@@ -151,16 +195,51 @@ func (s *Sink) Apply(ctx context.Context, p projections.ApplyParams, handle func
 // target is where a Tx writes: the alias (live) or a generation's index
 // (rebuild).
 type target struct {
-	index string // empty: the projection's alias, named by the handler's Tx
+	index string // empty: the aliases the handler names, checked by a guard
+	// main is the alias of the projection's own index, and proj the
+	// projection, when the sink knows them (workers made with NewWorker).
+	main string
+	proj Projection
 }
 
 func (s *Sink) apply(ctx context.Context, p projections.ApplyParams, tg target, handle func(context.Context, *Tx) error) error {
+	if err := s.migrateOnce(ctx); err != nil {
+		return err
+	}
 	return s.pg.Apply(ctx, p, func(ctx context.Context, ptx *pgsink.Tx) error {
+		// Locked after the checkpoint, until the checkpoint moves.
+		rec, err := s.lockRecord(ctx, ptx.Tx, p.Projection)
+		if err != nil {
+			return err
+		}
 		tx := s.newTx(ptx, tg)
+		if s.cfg.Version == nil {
+			// The events are numbered on from the counter: the same
+			// events after the same checkpoint get the same versions,
+			// and the counter never goes back.
+			tx.versions = make(map[es.Position]int64, len(p.Events))
+			for i, ev := range p.Events {
+				tx.versions[ev.Record.Position] = rec.version + int64(i) + 1
+			}
+			rec.version += int64(len(p.Events))
+		}
+		if tg.index == "" {
+			tx.guard = &guard{sink: s, name: p.Projection, from: p.From, rec: &rec, main: tg.main, proj: tg.proj}
+			if tg.main != "" {
+				// Before the handler, so that a lost index is not taken
+				// for the fault of an event.
+				if _, err := tx.guard.index(ctx, tg.main); err != nil {
+					return err
+				}
+			}
+		}
 		if err := handle(ctx, tx); err != nil {
 			return err
 		}
-		return tx.Flush(ctx)
+		if err := tx.Flush(ctx); err != nil {
+			return err
+		}
+		return s.saveRecord(ctx, ptx.Tx, p.Projection, rec)
 	})
 }
 
@@ -183,14 +262,15 @@ func (s *Sink) TryLock(ctx context.Context, name string) (projections.Lease, boo
 func (s *Sink) Transient(err error) bool { return IsTransient(err) }
 
 // IsTransient reports whether err is worth retrying: Elasticsearch or
-// PostgreSQL unreachable or overloaded (429, 5xx, connection errors), items
-// that kept failing for such reasons ([ErrRetriesExhausted]), or an index
-// that is missing for a moment while an alias moves.
+// PostgreSQL unreachable, overloaded or not answering (429, 5xx, connection
+// errors, [ErrTimeout]), items that kept failing for such reasons
+// ([ErrRetriesExhausted]), or an index that is missing for a moment while
+// an alias moves.
 func IsTransient(err error) bool {
 	if err == nil {
 		return false
 	}
-	if errors.Is(err, ErrRetriesExhausted) {
+	if errors.Is(err, ErrRetriesExhausted) || errors.Is(err, ErrTimeout) || errors.Is(err, errAliasMoving) {
 		return true
 	}
 	var re *ResponseError
@@ -207,4 +287,57 @@ func IsTransient(err error) bool {
 		return true
 	}
 	return pgsink.IsTransient(err)
+}
+
+// TimeoutError is a request Elasticsearch did not answer in time.
+type TimeoutError struct {
+	Op    string
+	After time.Duration
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("elasticsink: %s: no answer from Elasticsearch within %v", e.Op, e.After)
+}
+
+func (e *TimeoutError) Unwrap() error { return ErrTimeout }
+
+// small bounds a read by RequestTimeout.
+func (s *Sink) small(ctx context.Context, op string) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, s.cfg.RequestTimeout, &TimeoutError{Op: op, After: s.cfg.RequestTimeout})
+}
+
+// timedOut returns the *TimeoutError of ctx, made by small or a bulk
+// request, when err happened because it expired, and err otherwise.
+func timedOut(ctx context.Context, err error) error {
+	var te *TimeoutError
+	if err != nil && errors.As(context.Cause(ctx), &te) {
+		return te
+	}
+	return err
+}
+
+var _ projections.RetryRecorder = (*Sink)(nil)
+
+// SetRetrying implements [projections.RetryRecorder]: it records f as the
+// last error of a running projection in pgsink's checkpoint table, where
+// every status reader finds it, or clears such a record when f is nil.
+// Elasticsearch is what fails while PostgreSQL answers, so the record can
+// be written.
+func (s *Sink) SetRetrying(ctx context.Context, name string, f *projections.Failure) error {
+	var err error
+	if f == nil {
+		_, err = s.pg.Pool().Exec(ctx, s.expand(`UPDATE {{schema}}.projection_checkpoints SET failure = NULL, updated_at = now()
+			WHERE name = $1 AND failure @> '{"Retrying": true}'`), name)
+	} else {
+		var b []byte
+		if b, err = json.Marshal(f); err != nil {
+			return err
+		}
+		_, err = s.pg.Pool().Exec(ctx, s.expand(`UPDATE {{schema}}.projection_checkpoints SET failure = $2, updated_at = now()
+			WHERE name = $1 AND state = 'running'`), name, b)
+	}
+	if err != nil {
+		return fmt.Errorf("elasticsink: record the error %s is retrying: %w", name, err)
+	}
+	return nil
 }

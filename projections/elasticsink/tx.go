@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 
+	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/pgsink"
 )
@@ -19,7 +20,10 @@ import (
 type Tx struct {
 	sink  *Sink
 	pg    *pgsink.Tx
-	index string // the generation's index; empty for the alias
+	index string // the generation's index; empty for the aliases
+	guard *guard // resolves and checks the aliases; nil for a generation
+
+	versions map[es.Position]int64 // of the batch's events, unless Config.Version is set
 
 	docs  map[docKey]*pending
 	order []docKey
@@ -64,7 +68,7 @@ func (tx *Tx) slot(alias, id string, ev projections.Event) (*pending, int64, err
 	if alias == "" || id == "" {
 		return nil, 0, fmt.Errorf("elasticsink: write for event %s@%d: empty index or document ID", ev.Record.Stream, ev.Record.Version)
 	}
-	v, err := tx.sink.cfg.Version(ev.Record.Position)
+	v, err := tx.version(ev)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -76,6 +80,29 @@ func (tx *Tx) slot(alias, id string, ev projections.Event) (*pending, int64, err
 		tx.order = append(tx.order, k)
 	}
 	return p, v, nil
+}
+
+// version returns the external version of the documents ev writes.
+func (tx *Tx) version(ev projections.Event) (int64, error) {
+	if tx.sink.cfg.Version != nil {
+		return tx.sink.cfg.Version(ev.Record.Position)
+	}
+	v, ok := tx.versions[ev.Record.Position]
+	if !ok {
+		return 0, fmt.Errorf("elasticsink: write for event %s@%d: not an event of the batch being applied", ev.Record.Stream, ev.Record.Version)
+	}
+	return v, nil
+}
+
+// concrete returns k with the alias replaced by the index the guard
+// resolved it to.
+func (tx *Tx) concrete(k docKey) docKey {
+	if tx.guard != nil {
+		if idx, ok := tx.guard.resolved[k.index]; ok {
+			k.index = idx
+		}
+	}
+	return k
 }
 
 // Index writes the whole document id of the projection's index (named by
@@ -163,13 +190,21 @@ func (tx *Tx) Flush(ctx context.Context) error {
 	if len(tx.order) == 0 {
 		return nil
 	}
+	if tx.guard != nil {
+		for _, k := range tx.order {
+			if _, err := tx.guard.index(ctx, k.index); err != nil {
+				return err
+			}
+		}
+	}
 	if err := tx.resolveUpdates(ctx); err != nil {
 		return err
 	}
 	acts := make([]action, 0, len(tx.order))
 	for _, k := range tx.order {
 		p := tx.docs[k]
-		a := action{index: k.index, id: k.id, version: p.version}
+		c := tx.concrete(k)
+		a := action{index: c.index, id: c.id, version: p.version}
 		switch p.kind {
 		case opDelete:
 			a.delete = true
@@ -189,7 +224,7 @@ func (tx *Tx) Flush(ctx context.Context) error {
 	}
 	clear(tx.docs)
 	tx.order = tx.order[:0]
-	return tx.sink.bulk(ctx, acts, tx.index == "")
+	return tx.sink.bulk(ctx, acts)
 }
 
 // resolveUpdates reads the stored documents that pending updates merge
@@ -204,13 +239,17 @@ func (tx *Tx) resolveUpdates(ctx context.Context) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	found, err := tx.sink.mget(ctx, keys)
+	concrete := make([]docKey, len(keys))
+	for i, k := range keys {
+		concrete[i] = tx.concrete(k)
+	}
+	found, err := tx.sink.mget(ctx, concrete)
 	if err != nil {
 		return err
 	}
-	for _, k := range keys {
+	for i, k := range keys {
 		p := tx.docs[k]
-		doc, ok := found[k]
+		doc, ok := found[concrete[i]]
 		if !ok {
 			p.kind = 0 // absent: nothing to write
 			continue
