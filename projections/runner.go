@@ -22,7 +22,7 @@ const (
 	WorkerStandby  WorkerState = "standby"  // another worker holds the lease
 	WorkerPaused   WorkerState = "paused"   // an operator paused the projection
 	WorkerStalled  WorkerState = "stalled"  // stopped at an event it could not handle
-	WorkerRetrying WorkerState = "retrying" // failed unexpectedly; restarted after a backoff
+	WorkerRetrying WorkerState = "retrying" // retrying a transient error, or restarted after a failure
 	WorkerStopped  WorkerState = "stopped"  // not running
 )
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratadev/strata/es/memstore"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/memsink"
 )
@@ -104,5 +105,67 @@ func TestRunnerConfigValidate(t *testing.T) {
 	}
 	if err := (projections.RunnerConfig{}).Validate(); err != nil {
 		t.Errorf("zero RunnerConfig: Validate() = %v", err)
+	}
+}
+
+// outage is a memsink whose batches fail with a transient error while down
+// is set, and which says when a batch failed.
+type outage struct {
+	*memsink.Sink
+	down   atomic.Bool
+	failed chan struct{} // receives after each failed batch
+}
+
+var errOutage = errors.New("no answer from the server within 2s")
+
+func (s *outage) Apply(ctx context.Context, p projections.ApplyParams, handle func(context.Context, *memsink.Tx) error) error {
+	if s.down.Load() {
+		select {
+		case s.failed <- struct{}{}:
+		default:
+		}
+		return errOutage
+	}
+	return s.Sink.Apply(ctx, p, handle)
+}
+
+func (s *outage) Transient(err error) bool { return errors.Is(err, errOutage) }
+
+// A worker retrying a transient error says so to the runner, and is
+// healthy again once a batch commits.
+func TestRunnerHealthShowsTransientRetries(t *testing.T) {
+	t.Parallel()
+	store := memstore.New()
+	sink := &outage{Sink: memsink.New(), failed: make(chan struct{}, 1)}
+	sink.down.Store(true)
+	w := projections.NewWorker(store, newRegistry(), projections.Sink[*memsink.Tx](sink), projections.Projection[*memsink.Tx](stock{name: "stock"}),
+		projections.Config{Logger: quiet, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond})
+	r := projections.NewRunner(projections.RunnerConfig{Logger: quiet})
+	r.Add(w)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	res := appendAdded(t, store, "a", 5)
+	select {
+	case <-sink.failed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no batch was tried within 10s")
+	}
+	<-sink.failed // the state is set before the next attempt
+	if h := r.Health(); h.OK() || !strings.Contains(h.String(), "stock retrying") {
+		t.Errorf("Health() during the outage = %q, want degraded: stock retrying", h)
+	}
+	sink.down.Store(false)
+	waitFor(t, sink.Sink, "stock", res.Position)
+	// The worker marks itself healthy after the batch commits and before it
+	// takes the next one: once a later batch is in, it has.
+	res = appendAdded(t, store, "b", 1)
+	waitFor(t, sink.Sink, "stock", res.Position)
+	if h := r.Health(); !h.OK() {
+		t.Errorf("Health() after the outage = %q, want ok", h)
+	}
+	cancel()
+	if err := waitDone(t, done); err != nil {
+		t.Errorf("Run = %v, want nil", err)
 	}
 }

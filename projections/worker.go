@@ -579,6 +579,13 @@ type RetryRecorder interface {
 // recordRetry records err as the transient error being retried, or clears
 // the record when err is nil, when the sink is a RetryRecorder.
 func (w *Worker[Tx]) recordRetry(ctx context.Context, err error) {
+	// The process's own view (Worker.State, Runner.Health) follows on every
+	// sink; the stored record only where the sink keeps one.
+	if err != nil {
+		w.setState(WorkerRetrying)
+	} else if w.State() == WorkerRetrying {
+		w.setState(WorkerRunning)
+	}
 	rr, ok := w.sink.(RetryRecorder)
 	if !ok || (err == nil && !w.retrying) {
 		return
