@@ -177,13 +177,21 @@ func TestPauseResumeReset(t *testing.T) {
 	}
 	e.mustRun(t, opts{}, "projections", "resume", "order_view").check(t, 0, "resumed order_view at "+res.Position.String()+" (was paused)")
 
-	e.mustRun(t, opts{}, "projections", "reset", "order_view").check(t, 0,
-		"reset order_view: checkpoint "+res.Position.String()+" -> 0:0")
+	// The generic binary does not know the tables, so it would replay
+	// into them.
+	e.cli(t.Context(), opts{}, "projections", "reset", "order_view").check(t, cli.ExitFailed,
+		"not resetting order_view from "+res.Position.String()+" to the start", "this binary does not know its tables", "--idempotent")
+	if cp, _ = e.sink.Checkpoint(t.Context(), "order_view"); cp.Position != res.Position {
+		t.Errorf("checkpoint after a refused reset: %+v", cp)
+	}
+	e.mustRun(t, opts{}, "projections", "reset", "order_view", "--idempotent").check(t, 0,
+		"reset order_view: checkpoint "+res.Position.String()+" -> 0:0; its worker applies the events after it again")
 	cp, _ = e.sink.Checkpoint(t.Context(), "order_view")
 	if cp.Position != es.Start || cp.State != projections.StateRunning {
 		t.Errorf("checkpoint after reset: %+v", cp)
 	}
-	e.mustRun(t, opts{}, "projections", "reset", "order_view", "--to", res.Position.String())
+	// Forwards needs no assertion.
+	e.mustRun(t, opts{}, "projections", "reset", "order_view", "--to", res.Position.String()).check(t, 0, "its worker goes on from there")
 	if cp, _ = e.sink.Checkpoint(t.Context(), "order_view"); cp.Position != res.Position {
 		t.Errorf("checkpoint after reset --to: %+v", cp)
 	}
