@@ -22,7 +22,7 @@ func (a *app) projectionsCommand() *cobra.Command {
   %[1]s projections run
   %[1]s projections rebuild order_view`, a.cfg.Name),
 		a.projectionsListCommand(), a.projectionsStatusCommand(), a.runCommand(), a.rebuildCommand(),
-		a.resetCommand(), a.pauseCommand(), a.resumeCommand(), a.deadLettersCommand())
+		a.verifyCommand(), a.resetCommand(), a.pauseCommand(), a.resumeCommand(), a.deadLettersCommand())
 	cmd.Aliases = []string{"projection", "proj"}
 	return cmd
 }
