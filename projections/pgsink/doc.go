@@ -46,7 +46,10 @@
 // [projections.CheckpointWatcher] through LISTEN/NOTIFY, so
 // [projections.WaitFor] wakes up as soon as a batch commits.
 // [Sink.Rebuild] builds a projection's tables anew, blue/green, while the
-// live ones serve; [HeldBack] makes [projections.ReadStatus] say which
+// live ones serve; [Sink.Verify] builds them into shadow tables and compares
+// them with the live ones at the same checkpoint, reporting any [Drift];
+// [Sink.ResetProjection] moves a checkpoint back without applying an event
+// twice to the same rows (it empties the tables, or refuses); [HeldBack] makes [projections.ReadStatus] say which
 // transaction holds readers of a pgstore log back. [Sink.Projections],
 // [Sink.DeadLetters], [Sink.RetryDeadLetter], [Sink.DeleteDeadLetters],
 // [Sink.DeleteCheckpoint] and [Sink.SchemaVersion] are what tools such as the strata CLI need of the
