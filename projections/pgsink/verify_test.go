@@ -209,3 +209,51 @@ func TestVerifyWhileAppending(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestHoldCheckpoint(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	head := e.importEvents(t, 10)
+	e.waitVisible(t, head)
+	p := stock{name: "stock"}
+	e.runTo(t, p, head)
+
+	// The hold locks a row, so its transaction holds back readers of the
+	// log: the next event is visible before.
+	next := e.appendOne(t, "next", "ItemAdded", `{"sku":"n","qty":1}`).Position
+	e.waitVisible(t, next)
+	cp, release, err := e.sink.HoldCheckpoint(t.Context(), "stock")
+	if err != nil || cp.Position != head {
+		t.Fatalf("hold: %+v, %v; want the checkpoint at %s", cp, err, head)
+	}
+	defer release()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := start(ctx, projections.NewWorker(e.store, e.reg, e.sink, p, projections.Config{Logger: quiet}))
+	// The worker's batch waits for the held checkpoint row.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var waiting bool
+		if err := e.pool.QueryRow(t.Context(), `SELECT EXISTS (SELECT FROM pg_catalog.pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE '%projection_checkpoints%' AND query LIKE '%FOR UPDATE%'
+			AND strpos(query, $1) > 0)`, e.sink.Schema()).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no batch waits for the held checkpoint")
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
+	}
+	if cp, err := e.sink.Checkpoint(t.Context(), "stock"); err != nil || cp.Position != head {
+		t.Errorf("checkpoint %s, %v while held; want %s", cp.Position, err, head)
+	}
+	release()
+	e.waitFor(t, "stock", next)
+	cancel()
+	if err := waitDone(t, done); err != nil {
+		t.Fatal(err)
+	}
+}
