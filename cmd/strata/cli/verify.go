@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stratadev/strata/projections"
+	"github.com/stratadev/strata/projections/elasticsink"
 	"github.com/stratadev/strata/projections/pgsink"
 )
 
@@ -72,7 +73,17 @@ verification failed), 2 usage error.`,
 				}
 			}
 			if len(sel.elastic) == 1 {
-				return usagef("projection %q is kept in Elasticsearch; this binary verifies projections kept in PostgreSQL", name)
+				p := sel.elastic[0]
+				if policy != nil {
+					p.Worker.ErrorPolicy = *policy
+				}
+				ctx := cmd.Context()
+				c, err := a.connect(ctx)
+				if err != nil {
+					return err
+				}
+				defer c.close()
+				return a.verifyElastic(ctx, c, p, elasticsink.VerifyConfig{ProgressEvery: every, Samples: samples, Ignore: ignore})
 			}
 			p := sel.pg[0]
 			rb, ok := p.Projection.(pgsink.Rebuildable)
@@ -94,7 +105,7 @@ verification failed), 2 usage error.`,
 	cmd.Flags().StringVar(&onError, "on-error", "", "what the rebuild does with an event the projection cannot handle: stop or dead-letter (default: as the application configured, else stop)")
 	cmd.Flags().DurationVar(&every, "progress-interval", 0, "time between progress reports (default: 200ms on a terminal, 5s otherwise)")
 	cmd.Flags().IntVar(&samples, "samples", pgsink.VerifySamplesDefault, "differences shown per table (all are counted)")
-	cmd.Flags().StringSliceVar(&ignore, "ignore", nil, "a column not to compare, as table.column (repeatable): one a handler fills with the time, say")
+	cmd.Flags().StringSliceVar(&ignore, "ignore", nil, "a column not to compare, as table.column (repeatable): one a handler fills with the time, say; for an Elasticsearch projection, a top-level field")
 	return cmd
 }
 
@@ -111,15 +122,8 @@ func (a *app) verify(ctx context.Context, c *conn, p Projection, rb pgsink.Rebui
 	}
 	d, err := c.sink.Verify(ctx, c.store, a.cfg.Registry, rb, vcfg)
 	bar.finish()
-	var stalled *projections.StalledError
-	switch {
-	case errors.As(err, &stalled):
-		return fmt.Errorf("the rebuild of %s for verification stalled at %s; fix the projection, or verify with --on-error dead-letter",
-			name, stalled.Failure)
-	case errors.Is(err, pgsink.ErrVerifyRunning):
-		return fmt.Errorf("a verification of %s is already running; wait for it to finish", name)
-	case err != nil:
-		return a.explain(err)
+	if err != nil {
+		return a.verifyFailed(name, err)
 	}
 	if a.format() == formatJSON {
 		if err := a.writeJSON(d); err != nil {
@@ -193,4 +197,72 @@ func valueText(m map[string]json.RawMessage, col string) string {
 		return "(no column)"
 	}
 	return truncate(string(v), 80)
+}
+
+// verifyFailed explains a verification that could not be done.
+func (a *app) verifyFailed(name string, err error) error {
+	var stalled *projections.StalledError
+	switch {
+	case errors.As(err, &stalled):
+		return fmt.Errorf("the rebuild of %s for verification stalled at %s; fix the projection, or verify with --on-error dead-letter",
+			name, stalled.Failure)
+	case errors.Is(err, pgsink.ErrVerifyRunning):
+		return fmt.Errorf("a verification of %s is already running; wait for it to finish", name)
+	default:
+		return a.explain(err)
+	}
+}
+
+// verifyElastic verifies an Elasticsearch projection: documents by _id.
+func (a *app) verifyElastic(ctx context.Context, c *conn, p ElasticProjection, vcfg elasticsink.VerifyConfig) error {
+	name := p.name()
+	s, err := c.elasticSink()
+	if err != nil {
+		return err
+	}
+	bar := a.newProgressBar(name)
+	defer a.logs.attach(nil)
+	vcfg.Worker = p.Worker
+	if vcfg.Worker.Logger == nil {
+		vcfg.Worker.Logger = c.log
+	}
+	if a.format() != formatJSON {
+		vcfg.Progress = bar.update
+	}
+	d, err := s.Verify(ctx, c.store, a.cfg.Registry, p.Projection, vcfg)
+	bar.finish()
+	if err != nil {
+		return a.verifyFailed(name, err)
+	}
+	w := a.stdout()
+	switch {
+	case a.format() == formatJSON:
+		if err := a.writeJSON(d); err != nil {
+			return err
+		}
+	case d.Equal():
+		fmt.Fprintf(w, "%s equals its rebuild at %s: %s documents in %s, %s events\n",
+			name, d.Position, formatCount(d.LiveDocs), d.Index, formatCount(d.Events))
+	default:
+		fmt.Fprintf(w, "%s differs from its rebuild at %s (%s events): %s live documents in %s, %s rebuilt; %d missing, %d extra, %d different\n",
+			name, d.Position, formatCount(d.Events), formatCount(d.LiveDocs), d.Index, formatCount(d.RebuiltDocs), d.Missing, d.Extra, d.Different)
+		for _, x := range d.Samples {
+			switch x.Kind {
+			case pgsink.DiffMissing:
+				fmt.Fprintf(w, "    missing    %s: rebuilt %s\n", x.ID, truncate(string(x.Rebuilt), 200))
+			case pgsink.DiffExtra:
+				fmt.Fprintf(w, "    extra      %s: live %s\n", x.ID, truncate(string(x.Live), 200))
+			default:
+				fmt.Fprintf(w, "    different  %s: %s\n", x.ID, columnDiffs(pgsink.RowDiff{Columns: x.Fields, Live: x.Live, Rebuilt: x.Rebuilt}))
+			}
+		}
+		if n := d.Differences(); n > int64(len(d.Samples)) {
+			fmt.Fprintf(w, "    ... and %s more\n", formatCount(n-int64(len(d.Samples))))
+		}
+	}
+	if d.Equal() {
+		return nil
+	}
+	return fmt.Errorf("%s has drifted from its rebuild at %s: %s documents differ (%d missing, %d extra, %d different); find the cause, then '%s projections rebuild %s' replaces the index",
+		name, d.Position, formatCount(d.Differences()), d.Missing, d.Extra, d.Different, a.cfg.Name, name)
 }
