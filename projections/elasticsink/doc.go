@@ -127,7 +127,10 @@
 // while the alias keeps serving the old one, catches up, moves the alias in
 // one atomic request, moves the live checkpoint to where the new generation
 // is and deletes the old index. It is resumable and reports progress like
-// pgsink's rebuild ([pgsink.RebuildProgress]).
+// pgsink's rebuild ([pgsink.RebuildProgress]). [Sink.Verify] builds a shadow
+// index (alias-verify-<unix ms>, behind no alias) up to the live checkpoint,
+// compares its documents by _id and _source with the live ones as of that
+// checkpoint, reports the [Drift] and deletes the shadow.
 //
 // # Reading
 //

@@ -48,7 +48,11 @@
 // notices a [Sink.Reset] at once, and a [projections.Runner] a resume.
 // [Sink.Rebuild] builds a projection's tables anew, blue/green, while the
 // live ones serve, and reports its progress in events on a store that
-// counts them ([ProgressMeter]); [HeldBack] makes [projections.ReadStatus] say which
+// counts them ([ProgressMeter]); [Sink.Verify] builds them into shadow
+// tables and compares them with the live ones at the same checkpoint,
+// reporting any [Drift]; [Sink.ResetProjection] moves a checkpoint back
+// without applying an event twice to the same rows (it empties the tables,
+// or refuses); [HeldBack] makes [projections.ReadStatus] say which
 // transaction holds readers of a pgstore log back. [Sink.Projections],
 // [Sink.DeadLetters], [Sink.RetryDeadLetter], [Sink.DeleteDeadLetters],
 // [Sink.DeleteCheckpoint] and [Sink.SchemaVersion] are what tools such as the strata CLI need of the

@@ -197,8 +197,11 @@ func failureJSON(f *projections.Failure) ([]byte, error) {
 	return b, nil
 }
 
-// Reset sets the checkpoint of a projection to pos, to replay it from there
-// into the tables it has (for a replay into new tables, see [Rebuild]).
+// Reset sets the checkpoint of a projection to pos, and does nothing else:
+// a worker applies the events after pos again into the rows that may
+// already reflect them. It is the low-level move rebuilds use; to reset a
+// projection without applying an event twice, use [Sink.ResetProjection],
+// and for a replay into new tables, [Sink.Rebuild].
 func (s *Sink) Reset(ctx context.Context, name string, pos es.Position) error {
 	_, err := s.pool.Exec(ctx, s.expand(`WITH c AS (INSERT INTO {{schema}}.projection_checkpoints AS cp (name, commit_pos, prepare_pos)
 		VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE

@@ -31,8 +31,9 @@ const (
 // Config describes the application the commands run for. The zero value is
 // the generic strata binary: every command that needs no application code
 // works (migrate, streams, events, projections list, status, reset, pause,
-// resume and dead-letters list and skip); projections run, rebuild and
-// dead-letters retry need the application's projections.
+// resume and dead-letters list and skip); projections run, rebuild, verify
+// and dead-letters retry need the application's projections, and so does a
+// reset to the start that empties the projection's tables.
 type Config struct {
 	// Name is the binary's name, used in usage lines and error messages.
 	// Defaults to "strata".

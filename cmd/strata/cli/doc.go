@@ -9,7 +9,9 @@
 // binary is [New] with a zero [Config]: it runs every command that needs no
 // application code (migrate, streams, events, projections list, status,
 // reset, pause, resume, dead-letters list and skip) by reading the store and
-// the checkpoint tables.
+// the checkpoint tables. Projections run, rebuild, verify and dead-letters
+// retry need the projections; so does a reset to the start that empties the
+// tables (the generic binary refuses it unless --idempotent).
 //
 // Settings come from flags, then the environment: STRATA_DATABASE_URL,
 // STRATA_ESDB_URL, STRATA_ELASTICSEARCH_URL and STRATA_SCHEMA. [Main]

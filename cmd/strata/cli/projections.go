@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -21,7 +22,7 @@ func (a *app) projectionsCommand() *cobra.Command {
   %[1]s projections run
   %[1]s projections rebuild order_view`, a.cfg.Name),
 		a.projectionsListCommand(), a.projectionsStatusCommand(), a.runCommand(), a.rebuildCommand(),
-		a.resetCommand(), a.pauseCommand(), a.resumeCommand(), a.deadLettersCommand())
+		a.verifyCommand(), a.resetCommand(), a.pauseCommand(), a.resumeCommand(), a.deadLettersCommand())
 	cmd.Aliases = []string{"projection", "proj"}
 	return cmd
 }
@@ -461,16 +462,35 @@ func percent(done, total int64) string {
 }
 
 func (a *app) resetCommand() *cobra.Command {
-	var to string
+	var (
+		to         string
+		idempotent bool
+	)
 	cmd := &cobra.Command{
 		Use:   "reset <name>",
 		Short: "Move a projection's checkpoint, to replay the log into its tables",
 		Long: `Move a projection's checkpoint back to the start of the log (or to --to), so
-that its worker applies the events again into the tables it has. Handlers
-must then be idempotent; to build the tables anew while the old ones serve,
-use 'projections rebuild'. A running worker notices and replays at once.`,
+that its worker applies the events after it again. A running worker goes on
+from the new checkpoint.
+
+An event must not be applied twice to rows that already reflect it (a
+count would double), so:
+
+  - to the start, a projection whose tables this binary knows (registered
+    with Tables, pgsink.Rebuildable) has them emptied, and its dead letters
+    dropped, in the transaction that moves the checkpoint: the read model
+    is empty until the worker has replayed the log. To keep the old rows
+    serving meanwhile, use 'projections rebuild'.
+  - back to the start for a projection whose tables are not known here, or
+    back to any other position, is refused unless --idempotent says that
+    the handlers can apply an event again harmlessly.
+  - an Elasticsearch projection keeps its documents, which already reflect
+    the events a reset would replay: use 'projections rebuild' for a fresh
+    index (or --idempotent when its handlers write whole documents).
+  - forwards, the events skipped are not applied at all; nothing is
+    refused.`,
 		Example: fmt.Sprintf(`  %[1]s projections reset order_view
-  %[1]s projections reset order_view --to 812:40`, a.cfg.Name),
+  %[1]s projections reset order_view --to 812:40 --idempotent`, a.cfg.Name),
 		Args:              exactArgs(1, "one projection name"),
 		ValidArgsFunction: a.completeProjections,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -492,22 +512,84 @@ use 'projections rebuild'. A running worker notices and replays at once.`,
 			if err := a.known(ctx, c, name); err != nil {
 				return err
 			}
-			before, err := c.sink.Checkpoint(ctx, name)
-			if err != nil {
-				return err
+			rcfg := pgsink.ResetConfig{Idempotent: idempotent}
+			p, pgReg := a.registered(name)
+			if rb, ok := p.Projection.(pgsink.Rebuildable); pgReg && ok {
+				rcfg.Tables = rb.Tables()
 			}
-			if err := c.sink.Reset(ctx, name, pos); err != nil {
-				return err
+			_, elastic := a.registeredElastic(name)
+			if elastic && !idempotent {
+				cp, err := c.sink.Checkpoint(ctx, name)
+				if err != nil {
+					return a.explain(err)
+				}
+				if pos.Before(cp.Position) {
+					return fmt.Errorf("not resetting %s from %s to %s: an Elasticsearch projection keeps its documents, which already reflect the events a reset would replay; run '%s projections rebuild %s' to build its index anew (or pass --idempotent when its handlers write whole documents)",
+						name, cp.Position, positionText(pos), a.cfg.Name, name)
+				}
+			}
+			res, err := c.sink.ResetProjection(ctx, name, pos, rcfg)
+			var unsafe *pgsink.UnsafeResetError
+			if errors.As(err, &unsafe) {
+				return a.unsafeReset(unsafe, pgReg)
+			}
+			if err != nil {
+				return a.explain(err)
 			}
 			if a.format() == formatJSON {
-				return a.writeJSON(map[string]any{"name": name, "from": before.Position, "to": pos})
+				cleared := []map[string]any{}
+				for _, t := range res.Cleared {
+					cleared = append(cleared, map[string]any{"table": t.Table, "rows": t.Rows})
+				}
+				return a.writeJSON(map[string]any{"name": name, "from": res.From, "to": res.To,
+					"cleared": cleared, "dead_letters_dropped": res.DeadLetters})
 			}
-			fmt.Fprintf(a.stdout(), "reset %s: checkpoint %s -> %s; its worker applies the events after it again\n", name, before.Position, pos)
+			w := a.stdout()
+			fmt.Fprintf(w, "reset %s: checkpoint %s -> %s", name, res.From, res.To)
+			switch {
+			case len(res.Cleared) > 0:
+				var parts []string
+				for _, t := range res.Cleared {
+					parts = append(parts, fmt.Sprintf("%s (%s rows)", t.Table, formatCount(t.Rows)))
+				}
+				fmt.Fprintf(w, "; emptied %s", strings.Join(parts, ", "))
+				if res.DeadLetters > 0 {
+					fmt.Fprintf(w, " and dropped %s dead letters", formatCount(res.DeadLetters))
+				}
+				fmt.Fprintln(w, "; its worker builds them again from the start of the log")
+			case res.To.Before(res.From):
+				fmt.Fprintln(w, "; its worker applies the events after it again")
+			default:
+				fmt.Fprintln(w, "; its worker goes on from there")
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&to, "to", "start", "the new checkpoint: start, or a position like 812:40")
+	cmd.Flags().BoolVar(&idempotent, "idempotent", false, "the handlers can apply an event again harmlessly: allow replaying into rows that already reflect it")
 	return cmd
+}
+
+// unsafeReset explains a reset that was refused and what to do instead.
+func (a *app) unsafeReset(e *pgsink.UnsafeResetError, registered bool) error {
+	name, bin := e.Projection, a.cfg.Name
+	if e.To.IsZero() {
+		how := fmt.Sprintf("this binary does not know its tables (register it with Tables, pgsink.Rebuildable, to have them emptied); run '%s projections rebuild %s' from the application's binary", bin, name)
+		if registered {
+			how = fmt.Sprintf("the projection does not name its tables (pgsink.Rebuildable: Tables and Setup), so they cannot be emptied first; name them and reset again, or run '%s projections rebuild %s'", bin, name)
+		}
+		return fmt.Errorf("not resetting %s from %s to the start: replaying into its tables would apply every event a second time (a count would double); %s, or pass --idempotent if its handlers can apply an event again harmlessly",
+			name, e.From, how)
+	}
+	return fmt.Errorf("not resetting %s from %s back to %s: its tables already reflect the events after %s, which would be applied a second time; pass --idempotent if its handlers can apply an event again harmlessly, or reset to the start (or run '%s projections rebuild %s') to build them anew",
+		name, e.From, e.To, e.To, bin, name)
+}
+
+func positionText(p es.Position) string {
+	if p.IsZero() {
+		return "the start"
+	}
+	return p.String()
 }
 
 func (a *app) pauseCommand() *cobra.Command {

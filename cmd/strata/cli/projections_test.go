@@ -85,13 +85,13 @@ func TestProjectionsRunStalls(t *testing.T) {
 	}
 }
 
-// orderCount applies OrderPlaced events and keeps no tables: its
+// tablelessCount applies OrderPlaced events and keeps no tables: its
 // checkpoint says how far it got.
-type orderCount struct{}
+type tablelessCount struct{}
 
-func (orderCount) Name() string      { return "order_count" }
-func (orderCount) Handles() []string { return []string{"OrderPlaced"} }
-func (orderCount) HandleBatch(context.Context, *pgsink.Tx, []projections.Event) error {
+func (tablelessCount) Name() string      { return "order_count" }
+func (tablelessCount) Handles() []string { return []string{"OrderPlaced"} }
+func (tablelessCount) HandleBatch(context.Context, *pgsink.Tx, []projections.Event) error {
 	return nil
 }
 
@@ -107,7 +107,7 @@ func TestProjectionsRunStallIsolated(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	stderr := newBuffer()
-	done := e.startRun(ctx, opts{projections: []cli.Projection{{Projection: v}, {Projection: orderCount{}}}, stderr: stderr})
+	done := e.startRun(ctx, opts{projections: []cli.Projection{{Projection: v}, {Projection: tablelessCount{}}}, stderr: stderr})
 	stderr.waitFor(t, "order_view stalled at")
 
 	res := e.place(t, 3, 4)
@@ -242,13 +242,21 @@ func TestPauseResumeReset(t *testing.T) {
 	}
 	e.mustRun(t, opts{}, "projections", "resume", "order_view").check(t, 0, "resumed order_view at "+res.Position.String()+" (was paused)")
 
-	e.mustRun(t, opts{}, "projections", "reset", "order_view").check(t, 0,
-		"reset order_view: checkpoint "+res.Position.String()+" -> 0:0")
+	// The generic binary does not know the tables, so it would replay
+	// into them.
+	e.cli(t.Context(), opts{}, "projections", "reset", "order_view").check(t, cli.ExitFailed,
+		"not resetting order_view from "+res.Position.String()+" to the start", "this binary does not know its tables", "--idempotent")
+	if cp, _ = e.sink.Checkpoint(t.Context(), "order_view"); cp.Position != res.Position {
+		t.Errorf("checkpoint after a refused reset: %+v", cp)
+	}
+	e.mustRun(t, opts{}, "projections", "reset", "order_view", "--idempotent").check(t, 0,
+		"reset order_view: checkpoint "+res.Position.String()+" -> 0:0; its worker applies the events after it again")
 	cp, _ = e.sink.Checkpoint(t.Context(), "order_view")
 	if cp.Position != es.Start || cp.State != projections.StateRunning {
 		t.Errorf("checkpoint after reset: %+v", cp)
 	}
-	e.mustRun(t, opts{}, "projections", "reset", "order_view", "--to", res.Position.String())
+	// Forwards needs no assertion.
+	e.mustRun(t, opts{}, "projections", "reset", "order_view", "--to", res.Position.String()).check(t, 0, "its worker goes on from there")
 	if cp, _ = e.sink.Checkpoint(t.Context(), "order_view"); cp.Position != res.Position {
 		t.Errorf("checkpoint after reset --to: %+v", cp)
 	}
