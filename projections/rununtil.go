@@ -26,15 +26,22 @@ func (w *Worker[Tx]) RunUntil(ctx context.Context, cps Checkpoints, pos es.Posit
 		cancel()
 	})
 	// One WaitFor for the whole wait, not one per tick: each WaitFor sets up
-	// a watch, which may take longer than a short tick under load.
+	// a watch, which may take longer than a short tick under load. Each
+	// tick also reads the checkpoint itself, so that a watch that is slow
+	// to start never keeps RunUntil from seeing pos reached.
 	if every <= 0 {
 		every = time.Second
 	}
 	ticker := time.NewTicker(every)
 	defer ticker.Stop()
+	reached := func() bool {
+		cp, err := cps.Checkpoint(wctx, w.name)
+		return err == nil && !cp.Position.Before(pos)
+	}
 	for wctx.Err() == nil {
 		res := make(chan error, 1)
-		go func() { res <- WaitFor(wctx, cps, w.name, pos) }()
+		waitCtx, stopWait := context.WithCancel(wctx)
+		go func() { res <- WaitFor(waitCtx, cps, w.name, pos) }()
 		var err error
 	waiting:
 		for {
@@ -45,8 +52,14 @@ func (w *Worker[Tx]) RunUntil(ctx context.Context, cps Checkpoints, pos es.Posit
 				if tick != nil {
 					tick()
 				}
+				if reached() {
+					stopWait()
+					<-res
+					break waiting
+				}
 			}
 		}
+		stopWait()
 		if err == nil {
 			break
 		}

@@ -247,6 +247,7 @@ func (p *proxy) restore(t *testing.T) {
 // want is logged (after armed is set, when there is armed).
 type signalHandler struct {
 	want  string
+	or    string // another message that signals too, when set
 	once  *sync.Once
 	ch    chan struct{}
 	armed *atomic.Bool
@@ -254,7 +255,8 @@ type signalHandler struct {
 
 func (h signalHandler) Enabled(context.Context, slog.Level) bool { return true }
 func (h signalHandler) Handle(_ context.Context, r slog.Record) error {
-	if strings.Contains(r.Message, h.want) && (h.armed == nil || h.armed.Load()) {
+	match := strings.Contains(r.Message, h.want) || (h.or != "" && strings.Contains(r.Message, h.or))
+	if match && (h.armed == nil || h.armed.Load()) {
 		h.once.Do(func() { close(h.ch) })
 	}
 	return nil
