@@ -145,7 +145,8 @@ func (s *Sink) verify(ctx context.Context, store es.Store, reg *es.Registry, p P
 	if err := s.deleteShadows(ctx, ix.Alias); err != nil {
 		return Drift{}, err
 	}
-	defer s.deleteShadows(context.WithoutCancel(ctx), ix.Alias)
+	// A shadow left behind is deleted by the next verification.
+	defer func() { _ = s.deleteShadows(context.WithoutCancel(ctx), ix.Alias) }()
 	shadowIndex := ix.Alias + verifyInfix + strconv.FormatInt(time.Now().UnixMilli(), 10)
 	body, err := createBody(ix, meta{}, false)
 	if err != nil {
@@ -435,6 +436,7 @@ type esShadow struct {
 
 	mu      sync.Mutex
 	cp      projections.Checkpoint
+	version int64 // the external version of the last event applied
 	events  int64
 	until   es.Position
 	end     *es.Position
@@ -451,6 +453,14 @@ func (sh *esShadow) Apply(ctx context.Context, p projections.ApplyParams, handle
 	if len(p.Events) > 0 {
 		err := sh.sink.pg.BeginFunc(ctx, func(ctx context.Context, ptx *pgsink.Tx) error {
 			tx := sh.sink.newTx(ptx, target{index: sh.index})
+			if sh.sink.cfg.Version == nil {
+				// Numbered like a live batch, from 1 in the fresh shadow
+				// index; only one batch is in flight at a time.
+				tx.versions = make(map[es.Position]int64, len(p.Events))
+				for i, ev := range p.Events {
+					tx.versions[ev.Record.Position] = sh.version + int64(i) + 1
+				}
+			}
 			if err := handle(ctx, tx); err != nil {
 				return err
 			}
@@ -466,6 +476,7 @@ func (sh *esShadow) Apply(ctx context.Context, p projections.ApplyParams, handle
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sh.cp.Position = p.To
+	sh.version += int64(len(p.Events))
 	sh.events += int64(len(p.Events))
 	sh.check()
 	return nil

@@ -38,8 +38,13 @@ func TestElasticVerifyAndReset(t *testing.T) {
 
 	e.mustRun(t, o, "projections", "verify", "order_search").check(t, 0,
 		"order_search equals its rebuild at "+pos+": 3 documents in "+p.alias+"-g1, 3 events\n")
-	if res, err := client.Delete(p.alias, "o1", client.Delete.WithRefresh("true")); err != nil || res.IsError() {
-		t.Fatalf("delete o1: %v %v", res, err)
+	del, err := client.Delete(p.alias, "o1", client.Delete.WithRefresh("true"))
+	if err != nil {
+		t.Fatalf("delete o1: %v", err)
+	}
+	del.Body.Close() // a body left open keeps its connection out of the idle pool
+	if del.IsError() {
+		t.Fatalf("delete o1: %s", del)
 	}
 	e.cli(t.Context(), o, "projections", "verify", "order_search").check(t, cli.ExitFailed,
 		"order_search differs from its rebuild at "+pos+" (3 events): 2 live documents in "+p.alias+"-g1, 3 rebuilt; 1 missing, 0 extra, 0 different\n",
