@@ -23,7 +23,7 @@ BENCH_PKGS ?= ./es/pgstore/ ./cqrs/ ./projections/pgsink/
 # assertions; see docs/benchmarks.md).
 BENCH_TARGETS ?= -target AppendOne=0.8,AppendOneParallel=0.8,Append100=0.8,Import=0.85,ReadAll=0.7,OnNew=0.9,OnExisting=0.9,CatchUp=0.75
 
-.PHONY: all test vet ensure-postgres ensure-elasticsearch bench
+.PHONY: all test vet lint ensure-postgres ensure-elasticsearch bench
 
 all: test
 
@@ -35,6 +35,12 @@ ensure-elasticsearch:
 
 vet:
 	$(GO) vet ./...
+
+# golangci-lint at the version scripts/ensure-golangci-lint.sh pins, with
+# .golangci.yml; the darwin pass keeps contributors on macOS building.
+lint:
+	@lint=$$(./scripts/ensure-golangci-lint.sh) && $$lint run ./...
+	GOOS=darwin $(GO) vet ./...
 
 test: ensure-postgres ensure-elasticsearch vet
 	$(WITHPG) $(WITHELASTIC) $(GO) test -race -count=1 ./...

@@ -237,8 +237,8 @@ func TestConcurrentWriters(t *testing.T) {
 		for i := range writers {
 			sku := string(rune('a' + i))
 			rec, stored := bySKU[sku]
-			switch {
-			case errs[i] == nil:
+			switch errs[i] {
+			case nil:
 				ok++
 				if !stored || rec.Version != results[i].Version || rec.Position != results[i].Position {
 					t.Errorf("writer %s succeeded with %+v; stored: %v %+v", sku, results[i], stored, rec)

@@ -60,7 +60,7 @@ func validate[C any](name string, cmd C) error {
 
 // fieldErrors appends every FieldError in err's tree to out, in order.
 func fieldErrors(err error, out []FieldError) []FieldError {
-	switch e := err.(type) {
+	switch e := err.(type) { //nolint:errorlint // walks the tree itself, to keep the order
 	case nil:
 		return out
 	case FieldError:

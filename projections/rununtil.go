@@ -54,7 +54,7 @@ func (w *Worker[Tx]) RunUntil(ctx context.Context, cps Checkpoints, pos es.Posit
 				}
 				if reached() {
 					stopWait()
-					<-res
+					<-res //nolint:errcheck // cancelled: it says only that
 					break waiting
 				}
 			}

@@ -139,7 +139,10 @@ var mutants = []mutant{
 			s.subscribe = func(ctx context.Context, opts es.SubscribeOptions) iter.Seq2[[]es.Record, error] {
 				return func(yield func([]es.Record, error) bool) {
 					for batch, err := range s.Store.Subscribe(ctx, opts) {
-						if !yield(batch, err) || !yield(batch, err) {
+						if !yield(batch, err) {
+							return
+						}
+						if !yield(batch, err) { // every page twice
 							return
 						}
 					}

@@ -17,6 +17,6 @@ func StreamKey(stream string) int32 { return streamKey(stream) }
 
 // AppendsIdle reports whether no append is in flight that may not notify
 // and no committed event is pending after the position after.
-func AppendsIdle(s *Store, ctx context.Context, after es.Position) (bool, error) {
+func AppendsIdle(ctx context.Context, s *Store, after es.Position) (bool, error) {
 	return s.appendsIdle(ctx, after.Commit, int64(after.Prepare))
 }

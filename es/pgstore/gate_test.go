@@ -541,7 +541,7 @@ func TestAppendsInFlightWhileSubscriberListens(t *testing.T) {
 	}
 	idle := func() bool {
 		t.Helper()
-		ok, err := pgstore.AppendsIdle(s, ctx, last())
+		ok, err := pgstore.AppendsIdle(ctx, s, last())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -577,7 +577,7 @@ func TestAppendsInFlightWhileSubscriberListens(t *testing.T) {
 	if !idle() {
 		t.Error("appends not idle after the append in flight committed")
 	}
-	if ok, err := pgstore.AppendsIdle(s, ctx, es.Start); err != nil || ok {
+	if ok, err := pgstore.AppendsIdle(ctx, s, es.Start); err != nil || ok {
 		t.Errorf("AppendsIdle(Start) = %v, %v; want false: committed events are pending after Start", ok, err)
 	}
 }

@@ -60,7 +60,7 @@ func Run(prog string, args []string) int {
 	}
 	go func() {
 		for sig := range term {
-			cmd.Process.Signal(sig)
+			_ = cmd.Process.Signal(sig) // fails only once the child has exited
 		}
 	}()
 	err := cmd.Wait()

@@ -37,7 +37,7 @@ import (
 const (
 	// EnvURL names the test server.
 	EnvURL = "TEST_ELASTICSEARCH_URL"
-	// EnvSkip, set to 1, skips the tests that need Elasticsearch.
+	// EnvSkip skips the tests that need Elasticsearch when set to 1.
 	EnvSkip = "STRATA_SKIP_ELASTIC"
 )
 

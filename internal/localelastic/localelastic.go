@@ -41,7 +41,7 @@ const Version = "8.19.7"
 
 // ErrNotInstalled means no unpacked Elasticsearch was found. Its message is
 // the one line a person needs to fix that.
-var ErrNotInstalled = errors.New("Elasticsearch not found: run scripts/ensure-elasticsearch.sh (make ensure-elasticsearch), or set TEST_ELASTICSEARCH_URL, or STRATA_SKIP_ELASTIC=1 to skip those tests")
+var ErrNotInstalled = errors.New("no Elasticsearch found: run scripts/ensure-elasticsearch.sh (make ensure-elasticsearch), or set TEST_ELASTICSEARCH_URL, or STRATA_SKIP_ELASTIC=1 to skip those tests")
 
 // Options tune [Start]. The zero value works.
 type Options struct {
@@ -104,11 +104,11 @@ func javaHome() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("localelastic: no java on PATH and no JAVA_HOME: Elasticsearch 8 needs Java 17 or later")
 	}
-	real, err := filepath.EvalSymlinks(p)
+	target, err := filepath.EvalSymlinks(p)
 	if err != nil {
 		return "", fmt.Errorf("localelastic: %w", err)
 	}
-	return filepath.Dir(filepath.Dir(real)), nil
+	return filepath.Dir(filepath.Dir(target)), nil
 }
 
 // Start configures a node in a temporary directory, starts it and waits

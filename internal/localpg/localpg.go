@@ -95,8 +95,8 @@ func FindBinaries() (string, error) {
 		}
 		// A symlink on PATH (Debian's /usr/bin wrappers, or a link in
 		// /usr/local/bin): look where it points.
-		if real, err := filepath.EvalSymlinks(p); err == nil && hasServerBinaries(filepath.Dir(real)) {
-			return filepath.Dir(real), nil
+		if target, err := filepath.EvalSymlinks(p); err == nil && hasServerBinaries(filepath.Dir(target)) {
+			return filepath.Dir(target), nil
 		}
 	}
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
@@ -211,8 +211,8 @@ func companion(binDir, name string) string {
 	if _, err := os.Stat(p); err == nil {
 		return p
 	}
-	if real, err := filepath.EvalSymlinks(filepath.Join(binDir, "initdb")); err == nil {
-		if q := filepath.Join(filepath.Dir(real), name); q != p {
+	if target, err := filepath.EvalSymlinks(filepath.Join(binDir, "initdb")); err == nil {
+		if q := filepath.Join(filepath.Dir(target), name); q != p {
 			if _, err := os.Stat(q); err == nil {
 				return q
 			}

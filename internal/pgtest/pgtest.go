@@ -38,8 +38,8 @@ import (
 // EnvURL is the environment variable that names the test server.
 const EnvURL = "TEST_DATABASE_URL"
 
-// EnvRequire, set to 1, makes tests fail rather than skip when no server
-// can be had. CI=true does the same.
+// EnvRequire makes tests fail rather than skip, when set to 1, if no
+// server can be had. CI=true does the same.
 const EnvRequire = "STRATA_REQUIRE_SERVERS"
 
 // Required reports whether tests must fail, not skip, when a server they

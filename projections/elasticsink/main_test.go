@@ -7,12 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stratadev/strata/es"
@@ -246,14 +244,6 @@ func version(t *testing.T, p es.Position) int64 {
 		t.Fatal(err)
 	}
 	return v
-}
-
-func (e env) exec(t *testing.T, sql string, args ...any) {
-	t.Helper()
-	sql = strings.ReplaceAll(sql, "{{schema}}", pgx.Identifier{e.pg.Schema()}.Sanitize())
-	if _, err := e.pool.Exec(t.Context(), sql, args...); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
 }
 
 // events reads the log up to head and decodes it, waiting for readers to

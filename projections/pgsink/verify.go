@@ -183,7 +183,8 @@ func (s *Sink) verify(ctx context.Context, store es.Store, reg *es.Registry, p R
 	if err := s.dropShadows(ctx, p.Tables()); err != nil {
 		return Drift{}, err
 	}
-	defer s.dropShadows(context.WithoutCancel(ctx), p.Tables())
+	// A shadow left behind is dropped by the next verification.
+	defer func() { _ = s.dropShadows(context.WithoutCancel(ctx), p.Tables()) }()
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		return p.Setup(ctx, &Tx{Tx: tx, readSchema: s.cfg.ReadSchema, suffix: sh.suffix})
 	})

@@ -55,7 +55,9 @@ func (f *flags) register(root *cobra.Command) {
 	pf.StringVar(&f.readSchema, "read-schema", "", "PostgreSQL schema of the read-model tables (default: --schema)")
 	pf.StringVarP(&f.output, "output", "o", "", "output format: table, json or lines (default: table on a terminal, lines otherwise)")
 	pf.BoolVarP(&f.verbose, "verbose", "v", false, "log what happens and print the detail of errors")
-	root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json", "lines"}, cobra.ShellCompDirectiveNoFileComp))
+	if err := root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json", "lines"}, cobra.ShellCompDirectiveNoFileComp)); err != nil {
+		panic(err) // the flag is defined just above
+	}
 }
 
 // resolve fills in what the flags left unset from the environment, and
@@ -333,4 +335,3 @@ func (a *app) explain(err error) error {
 	}
 	return err
 }
-

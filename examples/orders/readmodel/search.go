@@ -165,7 +165,7 @@ func (p OrderSearch) HandleBatch(ctx context.Context, tx *elasticsink.Tx, events
 	return nil
 }
 
-// Sorts of [SearchQuery].
+// SearchSorts are the sorts a [SearchQuery] may ask for.
 var SearchSorts = []string{"", "relevance", "placed_at", "-placed_at", "total", "-total"}
 
 // SearchQuery asks order_search for orders.

@@ -257,7 +257,7 @@ func measure(ctx context.Context, op func(context.Context) error, c int, d time.
 		wg.Wait()
 		return all, errs, firstErr
 	}
-	run(time.Second, false)
+	_, _, _ = run(time.Second, false) // warm-up
 	lat, errs, firstErr := run(d, true)
 	slices.Sort(lat)
 	r := result{errors: errs, firstErr: firstErr, rate: float64(len(lat)) / d.Seconds()}

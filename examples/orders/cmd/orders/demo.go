@@ -116,7 +116,7 @@ func demo(cmd *cobra.Command, addr string) error {
 
 	if err := scenario(ctx, out, base, cfg.Elastic != nil); err != nil {
 		cancel()
-		<-done
+		<-done //nolint:errcheck // the scenario's error is the one to report
 		return fmt.Errorf("demo scenario: %w", err)
 	}
 
