@@ -562,6 +562,9 @@ count would double), so:
 			default:
 				fmt.Fprintln(w, "; its worker goes on from there")
 			}
+			if cp, err := c.sink.Checkpoint(ctx, name); err == nil && cp.State == projections.StateStalled {
+				fmt.Fprintf(w, "%s is still stalled: '%s projections resume %s' lets its worker go on\n", name, a.cfg.Name, name)
+			}
 			return nil
 		},
 	}
@@ -653,7 +656,7 @@ func (a *app) setState(ctx context.Context, name string, state projections.State
 	case state == projections.StatePaused:
 		fmt.Fprintf(w, "paused %s at %s (was %s); its worker finishes the batch in flight and waits\n", name, before.Position, before.State)
 	case before.State == projections.StateStalled:
-		fmt.Fprintf(w, "resumed %s (was stalled at %s); start its worker again: %s projections run %s\n", name, failureText(before.Failure), a.cfg.Name, name)
+		fmt.Fprintf(w, "resumed %s (was stalled at %s); a running worker starts again within a second, or start one: %s projections run %s\n", name, failureText(before.Failure), a.cfg.Name, name)
 	default:
 		fmt.Fprintf(w, "resumed %s at %s (was %s)\n", name, before.Position, before.State)
 	}
