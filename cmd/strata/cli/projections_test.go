@@ -83,6 +83,15 @@ func TestProjectionsRunStalls(t *testing.T) {
 			t.Errorf("status does not say %q:\n%s", s, r.stdout)
 		}
 	}
+	// Skipping past the event moves the checkpoint; the projection stays
+	// stalled until resumed, and reset says so.
+	cp, err := e.sink.Checkpoint(t.Context(), "order_view")
+	if err != nil || cp.Failure == nil {
+		t.Fatalf("checkpoint %+v, %v; want a failure", cp, err)
+	}
+	e.mustRun(t, opts{}, "projections", "reset", "order_view", "--to", cp.Failure.Position.String()).check(t, 0,
+		"its worker goes on from there", "order_view is still stalled: 'strata projections resume order_view' lets its worker go on")
+	e.mustRun(t, opts{}, "projections", "resume", "order_view").check(t, 0, "a running worker starts again within a second")
 }
 
 // tablelessCount applies OrderPlaced events and keeps no tables: its
