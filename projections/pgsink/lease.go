@@ -79,7 +79,7 @@ type lease struct {
 func (l *lease) Lost() <-chan struct{} { return l.lost }
 
 // watch pings the lease connection until it fails or the lease is
-// released, and then closes it.
+// released (then it unlocks), and then closes it.
 func (l *lease) watch(every time.Duration) {
 	defer close(l.lost)
 	defer closeConn(l.conn)
@@ -88,6 +88,12 @@ func (l *lease) watch(every time.Duration) {
 	for {
 		select {
 		case <-l.stop:
+			// Unlock before closing: a closed connection's backend gives its
+			// locks up only when it notices, so a TryLock right after
+			// Release could still find the lock taken.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_, _ = l.conn.Exec(ctx, `SELECT pg_catalog.pg_advisory_unlock_all()`)
+			cancel()
 			return
 		case <-t.C:
 		}
