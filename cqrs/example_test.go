@@ -62,7 +62,7 @@ var errAccountClosed = errors.New("account is closed")
 var openAccount = cqrs.OnNew(
 	func(c OpenAccount) string { return c.AccountID },
 	func(_ context.Context, _ *account, c OpenAccount) ([]any, error) {
-		return []any{AccountOpened{AccountID: c.AccountID, Owner: c.Owner}}, nil //nolint:staticcheck // spelled out: commands and events change apart
+		return []any{AccountOpened(c)}, nil
 	})
 
 var deposit = cqrs.OnExisting(
