@@ -182,6 +182,11 @@ func scenario(ctx context.Context, out io.Writer, base string, search bool) erro
 	c.write("POST", "/orders", `{"customer_id":"c-4","customer_name":"Dan","lines":[{"product_id":"tea","quantity":-1}]}`)
 	c.write("POST", "/orders", `{"customer_id":"c-4","customer_name":"Dan","lines":[{"product_id":"kettle","quantity":1}]}`)
 	c.write("POST", "/orders/o-1002/cancel", "")
+
+	c.section("Health: every projection running (a stalled one would be named here, and the APIs keep serving)")
+	if res, b := c.do("GET", "/healthz", "", nil); res != nil {
+		fmt.Fprintf(c.out, "< GET /healthz\n  %d, X-Health: %s\n  %s", res.StatusCode, res.Header.Get("X-Health"), b)
+	}
 	return c.err
 }
 
