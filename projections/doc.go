@@ -22,8 +22,10 @@
 //     parked as a dead letter and the projection continues
 //     ([PolicyDeadLetter]). The [Failure] names stream, version, position,
 //     type and error.
-//   - Transient errors (see [Sink.Transient]) are retried with exponential
-//     backoff and jitter, from the last committed checkpoint.
+//   - Transient errors (those [Sink.Transient] names, and handler errors
+//     with a Transient() bool method that says so, see [IsTransient]) are
+//     retried with exponential backoff and jitter, from the last committed
+//     checkpoint.
 //   - When the sink implements [Locker], one worker per projection applies
 //     events at a time; the others wait and take over when it stops.
 //

@@ -78,3 +78,13 @@ func (e *CheckpointMovedError) Error() string {
 }
 
 func (e *CheckpointMovedError) Unwrap() error { return ErrCheckpointMoved }
+
+// IsTransient reports whether err, or an error it wraps, says through a
+// Transient() bool method that it is transient. A handler returns such an
+// error (a remote service that timed out, say) to have its batch rolled
+// back and retried with backoff, instead of following the error policy;
+// the worker also retries what its [Sink] calls transient.
+func IsTransient(err error) bool {
+	var t interface{ Transient() bool }
+	return errors.As(err, &t) && t.Transient()
+}

@@ -142,8 +142,8 @@ func (w *Worker[Tx]) run(ctx context.Context) error {
 		case errors.Is(err, errChanged):
 			log.InfoContext(ctx, "projections: restarting from the checkpoint", slog.Any("reason", err))
 			w.retries = 0
-		case errors.Is(err, errRestart), errors.Is(err, ErrCheckpointMoved), w.sink.Transient(err):
-			if w.sink.Transient(err) {
+		case errors.Is(err, errRestart), errors.Is(err, ErrCheckpointMoved), w.transient(err):
+			if w.transient(err) {
 				w.recordRetry(ctx, err)
 			}
 			log.InfoContext(ctx, "projections: restarting from the checkpoint", slog.Any("reason", err))
@@ -167,7 +167,7 @@ func (w *Worker[Tx]) acquire(ctx context.Context) (Lease, error) {
 	for {
 		lease, got, err := locker.TryLock(ctx, w.name)
 		switch {
-		case err != nil && ctx.Err() == nil && w.sink.Transient(err):
+		case err != nil && ctx.Err() == nil && w.transient(err):
 			if !w.backoff(ctx) {
 				return nil, ctx.Err()
 			}
@@ -520,11 +520,11 @@ func (w *Worker[Tx]) apply(ctx, actx context.Context, p ApplyParams) error {
 			return nil
 		case actx.Err() != nil:
 			return fmt.Errorf("apply batch to %s: %w", p.To, actx.Err())
-		case herr != nil && !w.sink.Transient(herr) && !errors.Is(herr, context.Canceled):
+		case herr != nil && !w.transient(herr) && !errors.Is(herr, context.Canceled):
 			return &handlerError{herr}
 		case errors.Is(err, ErrCheckpointMoved), errors.Is(err, ErrPaused):
 			return err
-		case w.sink.Transient(err) || herr != nil:
+		case w.transient(err) || herr != nil:
 			w.recordRetry(actx, err)
 			w.cfg.Logger.WarnContext(ctx, "projections: transient error; retrying",
 				slog.String("projection", w.name), slog.String("to", p.To.String()), slog.Any("error", err))
@@ -559,7 +559,7 @@ func (w *Worker[Tx]) fail(ctx, actx context.Context, rec es.Record, cause error)
 		if err == nil {
 			break
 		}
-		if !w.sink.Transient(err) || !w.backoff(ctx) {
+		if !w.transient(err) || !w.backoff(ctx) {
 			return fmt.Errorf("mark %s stalled at %s: %w", w.name, f, err)
 		}
 	}
@@ -632,4 +632,10 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// transient reports whether err is worth retrying: the sink says so, or the
+// error itself does (see [IsTransient]).
+func (w *Worker[Tx]) transient(err error) bool {
+	return w.sink.Transient(err) || IsTransient(err)
 }

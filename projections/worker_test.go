@@ -348,3 +348,56 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// remoteTimeout is a handler error that says it is transient.
+type remoteTimeout struct{}
+
+func (remoteTimeout) Error() string   { return "pricing service: no answer within 2s" }
+func (remoteTimeout) Transient() bool { return true }
+
+// A handler error that says it is transient is retried, not followed by the
+// error policy; the batch applies once it succeeds.
+func TestWorkerRetriesTransientHandlerErrors(t *testing.T) {
+	t.Parallel()
+	store, sink := memstore.New(), memsink.New()
+	res := appendAdded(t, store, "a", 3)
+	var mu sync.Mutex
+	failures := 0
+	p := stock{name: "s", fail: func(projections.Event) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if failures < 4 {
+			failures++
+			return true
+		}
+		return false
+	}}
+	transient := transientStock{p}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	w := projections.NewWorker(store, newRegistry(), sink, projections.Projection[*memsink.Tx](transient),
+		projections.Config{Logger: quiet, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond})
+	done := start(t, ctx, w)
+	waitFor(t, sink, "s", res.Position)
+	cancel()
+	if err := waitDone(t, done); err != nil {
+		t.Fatalf("Run = %v, want nil: a transient handler error is retried", err)
+	}
+	if failures != 4 {
+		t.Errorf("the handler failed %d times, want 4", failures)
+	}
+	checkAppliedOnce(t, sink, store, nil)
+	if !projections.IsTransient(fmt.Errorf("wrapped: %w", remoteTimeout{})) || projections.IsTransient(errors.New("plain")) {
+		t.Error("IsTransient does not look through wrapping, or calls a plain error transient")
+	}
+}
+
+// transientStock is stock whose handler errors say they are transient.
+type transientStock struct{ stock }
+
+func (p transientStock) HandleBatch(ctx context.Context, tx *memsink.Tx, events []projections.Event) error {
+	if err := p.stock.HandleBatch(ctx, tx, events); err != nil {
+		return fmt.Errorf("%w: %v", remoteTimeout{}, err)
+	}
+	return nil
+}
