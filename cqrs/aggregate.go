@@ -149,8 +149,9 @@ func (o AggregateOptions) withDefaults() AggregateOptions {
 // loaded and decided again, up to opts.MaxAttempts times, and then fails
 // with a [*ConflictError]. A decision of no events is a success that appends
 // nothing and returns the aggregate's current version with a zero position.
-// An error from decide is returned wrapped with the command's name, so
-// errors.Is and errors.As still find it.
+// An error from decide is returned as a [*RejectedError] that names the
+// command and the stream and unwraps to it, so errors.Is and errors.As
+// still find the decider's own error.
 //
 // Every event carries [EventMetadata]. When the command has an ID (see
 // [Identified]), the i-th event's ID is [EventID](name, id, i) and every
@@ -233,7 +234,7 @@ func (h *aggregateHandler[C, T]) handle(ctx context.Context, cmd C) (Result, err
 
 		events, err := h.d.decide(ctx, root.State, cmd)
 		if err != nil {
-			err = fmt.Errorf("cqrs: handle %s for %s: %w", h.name, stream, err)
+			err = &RejectedError{Command: h.name, Stream: stream, Err: err}
 			if root.Exists() {
 				return h.original(ctx, c, h.window(), err)
 			}

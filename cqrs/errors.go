@@ -32,7 +32,29 @@ var (
 	// payload or named another aggregate. Nothing was written. The details
 	// are in a [*CommandIDReusedError].
 	ErrCommandIDReused = errors.New("cqrs: command id reused")
+	// ErrRejected means the domain refused a command: its decide function
+	// returned an error. The details are in a [*RejectedError].
+	ErrRejected = errors.New("cqrs: command rejected")
 )
+
+// RejectedError is returned when a decide function refuses a command. Err
+// is the decider's own error, so that an HTTP layer can tell a refusal
+// from a failure and show the domain's words without the bus's prefix:
+//
+//	var re *cqrs.RejectedError
+//	if errors.As(err, &re) { msg = re.Err.Error() }
+type RejectedError struct {
+	Command string // the command's type name, see [CommandName]
+	Stream  string // the aggregate's stream
+	Err     error  // the decider's error
+}
+
+func (e *RejectedError) Error() string {
+	return fmt.Sprintf("cqrs: handle %s for %s: %v", e.Command, e.Stream, e.Err)
+}
+
+// Unwrap returns [ErrRejected] and the decider's error.
+func (e *RejectedError) Unwrap() []error { return []error{ErrRejected, e.Err} }
 
 // UnknownCommandError is returned by [Bus.Dispatch] for a command whose type
 // has no handler.

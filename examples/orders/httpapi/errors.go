@@ -107,19 +107,15 @@ func toAPIError(err error) *apiError {
 	return &apiError{status: http.StatusInternalServerError, code: "internal", msg: "internal error"}
 }
 
-// domainMessage returns the sentinel's message with the detail the
-// decider added (the product's ID before it, the amounts after it),
-// without the bus's "cqrs: handle orders.X for order-1: " prefix.
+// domainMessage returns the decider's own words, with the detail it added
+// (the product's ID, the amounts), without the bus's prefix; or the
+// sentinel's message when err did not come from a decider.
 func domainMessage(err, sentinel error) string {
-	msg := err.Error()
-	j := strings.Index(msg, sentinel.Error())
-	if j < 0 {
-		return sentinel.Error()
+	var re *cqrs.RejectedError
+	if errors.As(err, &re) {
+		return re.Err.Error()
 	}
-	if k := strings.LastIndex(msg[:j], `product "`); k >= 0 {
-		return msg[k:]
-	}
-	return msg[j:]
+	return sentinel.Error()
 }
 
 func joinLines(s string) string { return strings.ReplaceAll(s, "\n", "; ") }
