@@ -21,7 +21,7 @@ func TestRejectedError(t *testing.T) {
 		t.Fatalf("Dispatch = %v, want a *RejectedError", err)
 	}
 	want := cqrs.RejectedError{Command: cqrs.CommandName(AddItem{}), Stream: re.Stream, Err: ErrOrderConfirmed}
-	if re.Command != want.Command || re.Stream == "" || re.Err != want.Err {
+	if re.Command != want.Command || re.Stream == "" || !errors.Is(re.Err, want.Err) {
 		t.Errorf("RejectedError = %+v, want %+v", *re, want)
 	}
 	if !errors.Is(err, cqrs.ErrRejected) || !errors.Is(err, ErrOrderConfirmed) {
