@@ -36,7 +36,7 @@
 //
 //	sink := pgsink.New(pool, pgsink.Config{})
 //	if _, err := sink.Migrate(ctx); err != nil { ... }
-//	if err := sink.BeginFunc(ctx, ordersByProduct{}.Setup); err != nil { ... } // once
+//	if _, err := sink.EnsureTables(ctx, ordersByProduct{}); err != nil { ... } // at every start
 //	w := projections.NewWorker(store, registry, sink, ordersByProduct{}, projections.Config{})
 //	err := w.Run(ctx) // nil on a clean stop
 //

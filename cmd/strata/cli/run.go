@@ -206,30 +206,14 @@ func (a *app) run(ctx context.Context, c *conn, sel selection, policy *projectio
 }
 
 // setupTables creates the tables of a rebuildable projection when none of
-// them exists yet.
+// them exists yet (see pgsink.Sink.EnsureTables).
 func (a *app) setupTables(ctx context.Context, c *conn, p Projection) (bool, error) {
 	rb, ok := p.Projection.(pgsink.Rebuildable)
 	if !ok || len(rb.Tables()) == 0 {
 		return false, nil
 	}
-	rs := a.settings().ReadSchema
-	for _, t := range rb.Tables() {
-		var exists bool
-		if err := c.pool.QueryRow(ctx, `SELECT pg_catalog.to_regclass($1) IS NOT NULL`,
-			quoteIdent(rs)+"."+quoteIdent(t)).Scan(&exists); err != nil {
-			return false, fmt.Errorf("look for the tables of %s: %w", p.name(), err)
-		}
-		if exists {
-			return false, nil
-		}
-	}
-	if err := c.sink.BeginFunc(ctx, rb.Setup); err != nil {
-		return false, fmt.Errorf("create the tables of %s: %w", p.name(), err)
-	}
-	return true, nil
+	return c.sink.EnsureTables(ctx, rb)
 }
-
-func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
 // parsePolicy reads --on-error: nil when unset.
 func parsePolicy(s string) (*projections.ErrorPolicy, error) {

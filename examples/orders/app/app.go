@@ -130,8 +130,8 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		return nil, err
 	}
 	for _, p := range Projections() {
-		if err := a.setup(ctx, p); err != nil {
-			return nil, err
+		if _, err := a.Sink.EnsureTables(ctx, p); err != nil {
+			return nil, fmt.Errorf("app: %w", err)
 		}
 	}
 	a.Repos = orders.NewRepositories(a.Store, a.Registry)
@@ -161,28 +161,6 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	a.Runner = a.newRunner()
 	a.Handler = httpapi.WithHealth(httpapi.New(api), a.Runner.Health)
 	return a, nil
-}
-
-// setup creates p's tables unless its first table exists.
-func (a *App) setup(ctx context.Context, p pgsink.Rebuildable) error {
-	return a.Sink.BeginFunc(ctx, func(ctx context.Context, tx *pgsink.Tx) error {
-		// Serialize concurrent starts.
-		if _, err := tx.Exec(ctx, `SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))`,
-			"orders/setup/"+a.Schema+"/"+p.Name()); err != nil {
-			return err
-		}
-		var exists bool
-		if err := tx.QueryRow(ctx, `SELECT pg_catalog.to_regclass($1) IS NOT NULL`, tx.Table(p.Tables()[0]).Sanitize()).Scan(&exists); err != nil {
-			return fmt.Errorf("app: look for %s's tables: %w", p.Name(), err)
-		}
-		if exists {
-			return nil
-		}
-		if err := p.Setup(ctx, tx); err != nil {
-			return fmt.Errorf("app: create %s's tables: %w", p.Name(), err)
-		}
-		return nil
-	})
 }
 
 // newRunner returns the runner of the projection workers.
