@@ -76,8 +76,8 @@ func (d Decider[C, T]) AggregateID(cmd C) string { return d.id(cmd) }
 
 // Defaults of [AggregateOptions].
 const (
-	DefaultMaxAttempts           = 3
-	DefaultIdempotencyWindow     = 100
+	MaxAttemptsDefault           = 3
+	IdempotencyWindowDefault     = 100
 	UnknownOutcomeRetriesDefault = 3
 )
 
@@ -88,7 +88,7 @@ type AggregateOptions struct {
 	// [OnAny] is loaded, decided and appended when its appends keep meeting
 	// concurrent writes to the same stream; after that the command fails
 	// with a [*ConflictError]. 1 means no retry. Commands handled with
-	// [OnNew] are never retried. Defaults to DefaultMaxAttempts (3).
+	// [OnNew] are never retried. Defaults to MaxAttemptsDefault (3).
 	MaxAttempts int
 	// IdempotencyWindow is how many of a stream's latest events are searched
 	// for the events of an earlier dispatch of a command with the same ID
@@ -100,7 +100,7 @@ type AggregateOptions struct {
 	// the empty result) instead of the original result. When the store says
 	// that the command's event IDs are stored already, the whole stream is
 	// searched. Commands handled with [OnNew] look at the stream's first
-	// events only. Defaults to DefaultIdempotencyWindow (100).
+	// events only. Defaults to IdempotencyWindowDefault (100).
 	IdempotencyWindow int
 	// UnknownOutcomeRetries caps how many times an append whose outcome is
 	// unknown (the store returned an error wrapping [es.ErrUnknownOutcome]:
@@ -129,10 +129,10 @@ func (o AggregateOptions) Validate() error {
 
 func (o AggregateOptions) withDefaults() AggregateOptions {
 	if o.MaxAttempts == 0 {
-		o.MaxAttempts = DefaultMaxAttempts
+		o.MaxAttempts = MaxAttemptsDefault
 	}
 	if o.IdempotencyWindow == 0 {
-		o.IdempotencyWindow = DefaultIdempotencyWindow
+		o.IdempotencyWindow = IdempotencyWindowDefault
 	}
 	if o.UnknownOutcomeRetries == 0 {
 		o.UnknownOutcomeRetries = UnknownOutcomeRetriesDefault

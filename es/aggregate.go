@@ -126,7 +126,7 @@ func (r *Repository[T]) Load(ctx context.Context, id string) (*Root[T], error) {
 		}
 	}
 	for {
-		recs, err := r.store.ReadStream(ctx, root.Stream, ReadStreamOptions{From: root.Version + 1, Limit: DefaultBatchSize})
+		recs, err := r.store.ReadStream(ctx, root.Stream, ReadStreamOptions{From: root.Version + 1, Limit: BatchSizeDefault})
 		if errors.Is(err, ErrStreamNotFound) {
 			if root.Version > 0 {
 				return nil, fmt.Errorf("es: load %s: snapshot at version %d but the stream has no events", root.Stream, root.Version)
@@ -141,7 +141,7 @@ func (r *Repository[T]) Load(ctx context.Context, id string) (*Root[T], error) {
 				return nil, err
 			}
 		}
-		if len(recs) < DefaultBatchSize {
+		if len(recs) < BatchSizeDefault {
 			return root, nil
 		}
 	}

@@ -44,7 +44,7 @@ type Store interface {
 	// others are held back until the order can no longer change, so a caller
 	// that pages with the position of the last record it got never skips an
 	// event. While more events are readable a page is full. A limit <= 0
-	// means [DefaultBatchSize].
+	// means [BatchSizeDefault].
 	ReadAll(ctx context.Context, after Position, limit int) ([]Record, error)
 
 	// Subscribe delivers the global log after opts.After in batches: first
@@ -60,9 +60,9 @@ type Store interface {
 	Head(ctx context.Context) (Position, error)
 }
 
-// DefaultBatchSize is how many records ReadAll and Subscribe return at most
+// BatchSizeDefault is how many records ReadAll and Subscribe return at most
 // when the caller does not say.
-const DefaultBatchSize = 500
+const BatchSizeDefault = 500
 
 // Direction is the order in which ReadStream returns events.
 type Direction uint8
@@ -89,7 +89,7 @@ type SubscribeOptions struct {
 	// After is the position to resume from, exclusive: usually a checkpoint.
 	// Defaults to Start, the beginning of the log.
 	After Position
-	// BatchSize caps the records in one batch. Defaults to DefaultBatchSize.
+	// BatchSize caps the records in one batch. Defaults to BatchSizeDefault.
 	BatchSize int
 }
 

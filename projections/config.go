@@ -24,6 +24,41 @@ const (
 	PolicyDeadLetter
 )
 
+// String returns "stop" or "dead-letter", the words the CLI's --on-error
+// takes.
+func (p ErrorPolicy) String() string {
+	switch p {
+	case PolicyStop:
+		return "stop"
+	case PolicyDeadLetter:
+		return "dead-letter"
+	}
+	return fmt.Sprintf("ErrorPolicy(%d)", uint8(p))
+}
+
+// MarshalText implements [encoding.TextMarshaler] with [ErrorPolicy.String].
+func (p ErrorPolicy) MarshalText() ([]byte, error) {
+	if p > PolicyDeadLetter {
+		return nil, fmt.Errorf("projections: error policy %d is unknown", uint8(p))
+	}
+	return []byte(p.String()), nil
+}
+
+// UnmarshalText implements [encoding.TextUnmarshaler]: it takes "stop" or
+// "dead-letter", so that a policy can come from a flag, an environment
+// variable or a configuration file.
+func (p *ErrorPolicy) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "stop":
+		*p = PolicyStop
+	case "dead-letter":
+		*p = PolicyDeadLetter
+	default:
+		return fmt.Errorf("projections: error policy %q is unknown: want stop or dead-letter", b)
+	}
+	return nil
+}
+
 // Defaults for [Config].
 const (
 	BatchSizeDefault       = 500

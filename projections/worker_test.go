@@ -401,3 +401,27 @@ func (p transientStock) HandleBatch(ctx context.Context, tx *memsink.Tx, events 
 	}
 	return nil
 }
+
+func TestErrorPolicyText(t *testing.T) {
+	t.Parallel()
+	for _, p := range []projections.ErrorPolicy{projections.PolicyStop, projections.PolicyDeadLetter} {
+		b, err := p.MarshalText()
+		if err != nil {
+			t.Fatalf("MarshalText(%d): %v", p, err)
+		}
+		var back projections.ErrorPolicy
+		if err := back.UnmarshalText(b); err != nil || back != p {
+			t.Errorf("UnmarshalText(%q) = %v, %v; want %v", b, back, err, p)
+		}
+	}
+	var p projections.ErrorPolicy
+	if err := p.UnmarshalText([]byte("skip")); err == nil || !strings.Contains(err.Error(), `"skip"`) {
+		t.Errorf("UnmarshalText(skip) = %v; want an error naming it", err)
+	}
+	if _, err := projections.ErrorPolicy(9).MarshalText(); err == nil {
+		t.Error("MarshalText of an unknown policy succeeded")
+	}
+	if got := projections.PolicyDeadLetter.String(); got != "dead-letter" {
+		t.Errorf("String() = %q, want dead-letter", got)
+	}
+}

@@ -192,7 +192,7 @@ func (s *Store) ReadAll(ctx context.Context, after es.Position, limit int) ([]es
 		return nil, fmt.Errorf("esdbstore: read all: %w", err)
 	}
 	if limit <= 0 {
-		limit = es.DefaultBatchSize
+		limit = es.BatchSizeDefault
 	}
 	page := uint64(limit + 1)
 	cursor := esdb.Position{Commit: after.Commit, Prepare: after.Prepare}

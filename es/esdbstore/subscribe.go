@@ -28,7 +28,7 @@ import (
 func (s *Store) Subscribe(ctx context.Context, opts es.SubscribeOptions) iter.Seq2[[]es.Record, error] {
 	size := opts.BatchSize
 	if size <= 0 {
-		size = es.DefaultBatchSize
+		size = es.BatchSizeDefault
 	}
 	return func(yield func([]es.Record, error) bool) {
 		after := opts.After

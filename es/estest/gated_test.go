@@ -263,7 +263,7 @@ func (s *gatedStore) ReadAll(ctx context.Context, after es.Position, limit int) 
 // may see below horizon, or that are committed if naive is set.
 func (s *gatedStore) visible(horizon uint64, naive bool, after es.Position, limit int) []es.Record {
 	if limit <= 0 {
-		limit = es.DefaultBatchSize
+		limit = es.BatchSizeDefault
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -24,7 +24,7 @@ func readAllTests() []test {
 		{"Empty", testReadAllEmpty},
 		{"Order", testReadAllOrder},
 		{"Paging", testReadAllPaging},
-		{"DefaultBatchSize", testDefaultBatchSize},
+		{"BatchSizeDefault", testDefaultBatchSize},
 		{"Head", testHead},
 		{"Count", testCount},
 	}
@@ -272,7 +272,7 @@ func testReadAllPaging(t *testing.T, ctx context.Context, s es.Store) {
 }
 
 func testDefaultBatchSize(t *testing.T, ctx context.Context, s es.Store) {
-	n := es.DefaultBatchSize + 100
+	n := es.BatchSizeDefault + 100
 	evs := events("Bulk", n)
 	res := mustAppend(t, ctx, s, "bulk", es.NoStream, evs...)
 	if res.Version != int64(n) {
@@ -284,20 +284,20 @@ func testDefaultBatchSize(t *testing.T, ctx context.Context, s es.Store) {
 		if err != nil {
 			t.Fatalf("ReadAll(Start, %d): %v", limit, err)
 		}
-		checkIDs(t, fmt.Sprintf("ReadAll(Start, %d)", limit), page, eventIDs(evs[:es.DefaultBatchSize]))
+		checkIDs(t, fmt.Sprintf("ReadAll(Start, %d)", limit), page, eventIDs(evs[:es.BatchSizeDefault]))
 		rest, err := s.ReadAll(ctx, page[len(page)-1].Position, limit)
 		if err != nil {
 			t.Fatalf("ReadAll(%s, %d): %v", page[len(page)-1].Position, limit, err)
 		}
-		checkIDs(t, fmt.Sprintf("ReadAll after the first page, limit %d", limit), rest, eventIDs(evs[es.DefaultBatchSize:]))
+		checkIDs(t, fmt.Sprintf("ReadAll after the first page, limit %d", limit), rest, eventIDs(evs[es.BatchSizeDefault:]))
 	}
 
 	sub := subscribe(t, ctx, s, es.SubscribeOptions{})
 	got := sub.waitFor(ctx, n)
 	checkIDs(t, "Subscribe with the default batch size", got, eventIDs(evs))
 	for i, b := range sub.batchSizes() {
-		if b > es.DefaultBatchSize {
-			t.Errorf("Subscribe with the default batch size delivered batch %d with %d events, want at most %d", i, b, es.DefaultBatchSize)
+		if b > es.BatchSizeDefault {
+			t.Errorf("Subscribe with the default batch size delivered batch %d with %d events, want at most %d", i, b, es.BatchSizeDefault)
 		}
 	}
 }

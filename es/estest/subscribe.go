@@ -167,7 +167,7 @@ func (sub *subscription) checkExactlyOnce(ctx context.Context, s es.Store) {
 	}
 	limit := sub.opts.BatchSize
 	if limit <= 0 {
-		limit = es.DefaultBatchSize
+		limit = es.BatchSizeDefault
 	}
 	for i, n := range sub.batchSizes() {
 		if n == 0 || n > limit {

@@ -251,7 +251,7 @@ func (s *Store) ReadAll(ctx context.Context, after es.Position, limit int) ([]es
 // The caller holds s.mu.
 func (s *Store) readAll(after es.Position, limit int) []es.Record {
 	if limit <= 0 {
-		limit = es.DefaultBatchSize
+		limit = es.BatchSizeDefault
 	}
 	i := sort.Search(len(s.log), func(i int) bool { return after.Before(s.log[i].Position) })
 	out := make([]es.Record, 0, min(limit, len(s.log)-i))

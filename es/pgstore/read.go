@@ -62,7 +62,7 @@ func (s *Store) ReadStream(ctx context.Context, stream string, opts es.ReadStrea
 // documentation.
 func (s *Store) ReadAll(ctx context.Context, after es.Position, limit int) ([]es.Record, error) {
 	if limit <= 0 {
-		limit = es.DefaultBatchSize
+		limit = es.BatchSizeDefault
 	}
 	rows, err := s.pool.Query(ctx, s.q.readAll, after.Commit, clampInt64(after.Prepare), limit)
 	if err != nil {

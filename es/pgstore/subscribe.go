@@ -38,7 +38,7 @@ const (
 func (s *Store) Subscribe(ctx context.Context, opts es.SubscribeOptions) iter.Seq2[[]es.Record, error] {
 	batch := opts.BatchSize
 	if batch <= 0 {
-		batch = es.DefaultBatchSize
+		batch = es.BatchSizeDefault
 	}
 	return func(yield func([]es.Record, error) bool) {
 		sub := subscription{store: s, after: opts.After, batch: batch}

@@ -217,15 +217,11 @@ func (a *app) setupTables(ctx context.Context, c *conn, p Projection) (bool, err
 
 // parsePolicy reads --on-error: nil when unset.
 func parsePolicy(s string) (*projections.ErrorPolicy, error) {
-	var p projections.ErrorPolicy
-	switch s {
-	case "":
+	if s == "" {
 		return nil, nil
-	case "stop":
-		p = projections.PolicyStop
-	case "dead-letter":
-		p = projections.PolicyDeadLetter
-	default:
+	}
+	var p projections.ErrorPolicy
+	if err := p.UnmarshalText([]byte(s)); err != nil {
 		return nil, usagef("invalid argument %q for --on-error: want stop or dead-letter", s)
 	}
 	return &p, nil
