@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -156,7 +157,7 @@ func (s *Store) importError(ctx context.Context, src *importSource, err error) e
 		return src.err
 	}
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+	if errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UniqueViolation {
 		switch pgErr.ConstraintName {
 		case "events_event_id_key":
 			return &es.DuplicateEventIDError{Stream: "", ID: idFromDetail(pgErr.Detail)}

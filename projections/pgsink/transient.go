@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -21,12 +22,12 @@ func IsTransient(err error) bool {
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		switch pgErr.Code[:2] {
-		case "08", "40": // connection exception, transaction rollback
+		if pgerrcode.IsConnectionException(pgErr.Code) || pgerrcode.IsTransactionRollback(pgErr.Code) {
 			return true
 		}
 		switch pgErr.Code {
-		case "57P01", "57P02", "57P03", "53300", "55P03": // shutdown, cannot connect now, too many connections, lock not available
+		case pgerrcode.AdminShutdown, pgerrcode.CrashShutdown, pgerrcode.CannotConnectNow,
+			pgerrcode.TooManyConnections, pgerrcode.LockNotAvailable:
 			return true
 		}
 		return false
