@@ -48,8 +48,8 @@ type StatusOptions struct {
 	Store       es.Store
 	Checkpoints Checkpoints
 	// HeldBack, when set, reports whether readers of the log are held back
-	// by an open transaction, and which one. pgsink.HeldBack adapts
-	// pgstore's.
+	// by an open transaction, and which one: pgstore's Store.HeldBackReason,
+	// say.
 	HeldBack func(ctx context.Context) (string, bool, error)
 }
 

@@ -54,6 +54,19 @@ func (h Hold) String() string {
 	return s
 }
 
+// HeldBackReason is [Store.HeldBack] as one line, such as "held at position
+// 812:40 by transaction 812 (pid 4242, open 3m0s, idle in transaction)". Its
+// method value fits projections.StatusOptions.HeldBack:
+//
+//	opts := projections.StatusOptions{Store: store, Checkpoints: sink, HeldBack: store.HeldBackReason}
+func (s *Store) HeldBackReason(ctx context.Context) (string, bool, error) {
+	h, held, err := s.HeldBack(ctx)
+	if err != nil || !held {
+		return "", false, err
+	}
+	return h.String(), true, nil
+}
+
 // HeldBack reports whether committed events are hidden from readers by a
 // transaction that is still running, and if so which one. Any transaction
 // that has written anything, in any database of the server, holds back the

@@ -52,10 +52,11 @@
 // tables and compares them with the live ones at the same checkpoint,
 // reporting any [Drift]; [Sink.ResetProjection] moves a checkpoint back
 // without applying an event twice to the same rows (it empties the tables,
-// or refuses); [HeldBack] makes [projections.ReadStatus] say which
-// transaction holds readers of a pgstore log back. [Sink.Projections],
-// [Sink.DeadLetters], [Sink.RetryDeadLetter], [Sink.DeleteDeadLetters],
-// [Sink.DeleteCheckpoint] and [Sink.SchemaVersion] are what tools such as the strata CLI need of the
+// or refuses). (pgstore's Store.HeldBackReason makes [projections.ReadStatus]
+// say which transaction holds readers of a pgstore log back; the sink does
+// not import the store.) [Sink.Projections], [Sink.DeadLetters],
+// [Sink.RetryDeadLetter], [Sink.DeleteDeadLetters], [Sink.DeleteCheckpoint]
+// and [Sink.SchemaVersion] are what tools such as the strata CLI need of the
 // sink's tables, which are its own. [Sink.Migrate] returns a [MigrateResult]
 // (what it applied, the version after); [Sink.MigrateTx] migrates in the
 // caller's transaction, and [MigrationSQL] gives the SQL, recorded in

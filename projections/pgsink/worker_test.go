@@ -280,7 +280,7 @@ func TestErrorPolicies(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
 			done := start(ctx, projections.NewWorker(e.store, e.reg, e.sink, p, projections.Config{Logger: quiet, ErrorPolicy: policy}))
-			opts := projections.StatusOptions{Store: e.store, Checkpoints: e.sink, HeldBack: pgsink.HeldBack(e.store)}
+			opts := projections.StatusOptions{Store: e.store, Checkpoints: e.sink, HeldBack: e.store.HeldBackReason}
 			if policy == projections.PolicyStop {
 				err := waitDone(t, done)
 				var stalled *projections.StalledError
@@ -375,7 +375,7 @@ func TestStatusHeldBack(t *testing.T) {
 			first = last
 		}
 	}
-	opts := projections.StatusOptions{Store: e.store, Checkpoints: e.sink, HeldBack: pgsink.HeldBack(e.store)}
+	opts := projections.StatusOptions{Store: e.store, Checkpoints: e.sink, HeldBack: e.store.HeldBackReason}
 	st, err := projections.ReadStatus(t.Context(), opts, "stock")
 	if err != nil {
 		t.Fatal(err)

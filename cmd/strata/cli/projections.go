@@ -171,7 +171,7 @@ func (a *app) takeSample(ctx context.Context, c *conn, names []string) (sample, 
 func (a *app) statuses(ctx context.Context, c *conn, names []string, prev *sample) ([]projStatus, sample, error) {
 	opts := projections.StatusOptions{Store: c.store, Checkpoints: c.sink}
 	if c.pg != nil {
-		opts.HeldBack = pgsink.HeldBack(c.pg)
+		opts.HeldBack = c.pg.HeldBackReason
 	}
 	now := sample{at: time.Now(), cps: map[string]es.Position{}}
 	out := make([]projStatus, 0, len(names))
