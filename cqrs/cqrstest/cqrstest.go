@@ -44,8 +44,9 @@ type Scenario[C any, T es.Aggregate] struct {
 	given []any
 	cmd   C
 	ran   bool
-	got   []any // the events the command appended
-	err   error // the command's error
+	got   []any       // the events the command appended
+	res   cqrs.Result // the command's result
+	err   error       // the command's error
 }
 
 // For starts a scenario for decider d on aggregates made by newAggregate,
@@ -72,6 +73,29 @@ func (s *Scenario[C, T]) Given(events ...any) *Scenario[C, T] {
 
 // When stores the given events and dispatches cmd.
 func (s *Scenario[C, T]) When(cmd C) *Scenario[C, T] {
+	s.t.Helper()
+	return s.when(cmd, false)
+}
+
+// WhenRetried is [Scenario.When] followed by a retry of the same command,
+// as a client that never saw the first answer sends it again. The retry
+// must return the first dispatch's [cqrs.Result] (or fail as it did) and
+// append nothing, or the scenario fails: that holds for a command with an
+// ID (see [cqrs.Identified]) and not for one without. Then and its kin
+// check what the first dispatch did.
+func (s *Scenario[C, T]) WhenRetried(cmd C) *Scenario[C, T] {
+	s.t.Helper()
+	return s.when(cmd, true)
+}
+
+// Result returns the [cqrs.Result] the command's dispatch returned.
+func (s *Scenario[C, T]) Result() cqrs.Result {
+	s.t.Helper()
+	s.mustHaveRun("Result")
+	return s.res
+}
+
+func (s *Scenario[C, T]) when(cmd C, retry bool) *Scenario[C, T] {
 	s.t.Helper()
 	if s.ran {
 		s.t.Fatalf("cqrstest: When called twice")
@@ -101,7 +125,21 @@ func (s *Scenario[C, T]) When(cmd C) *Scenario[C, T] {
 
 	bus := cqrs.NewBus()
 	cqrs.Handle(bus, cqrs.Aggregate(repo, s.decider, cqrs.AggregateOptions{MaxAttempts: 1}))
-	_, s.err = bus.Dispatch(ctx, cmd)
+	s.res, s.err = bus.Dispatch(ctx, cmd)
+	if retry {
+		before, _ := store.ReadStream(ctx, stream, es.ReadStreamOptions{})
+		res, err := bus.Dispatch(ctx, cmd)
+		after, _ := store.ReadStream(ctx, stream, es.ReadStreamOptions{})
+		switch {
+		case (err == nil) != (s.err == nil):
+			s.t.Errorf("cqrstest: the retry of %T returned error %v; the first dispatch returned %v", cmd, err, s.err)
+		case err == nil && res != s.res:
+			s.t.Errorf("cqrstest: the retry of %T returned %+v; want the first dispatch's %+v", cmd, res, s.res)
+		}
+		if len(after) != len(before) {
+			s.t.Errorf("cqrstest: the retry of %T appended %d more events; a retried command must append nothing (does it have an ID?)", cmd, len(after)-len(before))
+		}
+	}
 
 	recs, err := store.ReadStream(ctx, stream, es.ReadStreamOptions{From: int64(len(s.given)) + 1})
 	if err != nil && !errors.Is(err, es.ErrStreamNotFound) {

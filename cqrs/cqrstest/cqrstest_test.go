@@ -85,6 +85,45 @@ var bump = cqrs.OnExisting(
 		return []any{Bumped(c)}, nil
 	})
 
+// KeyedBump is Bump with an idempotency key.
+type KeyedBump struct {
+	Key, ID string
+	By      int
+}
+
+func (b KeyedBump) CommandID() string { return b.Key }
+
+var keyedBump = cqrs.OnExisting(
+	func(c KeyedBump) string { return c.ID },
+	func(_ context.Context, s *counter, c KeyedBump) ([]any, error) {
+		if !s.Open {
+			return nil, ErrClosed
+		}
+		return []any{Bumped{ID: c.ID, By: c.By}}, nil
+	})
+
+func TestRetriedScenarios(t *testing.T) {
+	t.Parallel()
+	r := registry()
+	s := cqrstest.For(t, r, newCounter, keyedBump).Given(Opened{ID: "c"}).WhenRetried(KeyedBump{Key: "k1", ID: "c", By: 2})
+	s.Then(Bumped{ID: "c", By: 2})
+	if res := s.Result(); res.Version != 2 || res.Stream == "" {
+		t.Errorf("Result() = %+v; want version 2 of the counter's stream", res)
+	}
+	cqrstest.For(t, r, newCounter, keyedBump).Given(Opened{ID: "c"}, Closed{ID: "c"}).
+		WhenRetried(KeyedBump{Key: "k1", ID: "c", By: 2}).ThenError(ErrClosed)
+
+	// A command without an ID is applied twice: the scenario says so.
+	f := run(func(t testing.TB) {
+		cqrstest.For(t, r, newCounter, bump).Given(Opened{ID: "c"}).WhenRetried(Bump{ID: "c", By: 2})
+	})
+	want := []string{"returned {Stream:c Version:3", "want the first dispatch's {Stream:c Version:2", "appended 1 more events"}
+	if got := strings.Join(f.failures, "\n"); len(f.failures) != 2 || !strings.Contains(got, want[0]) ||
+		!strings.Contains(got, want[1]) || !strings.Contains(got, want[2]) {
+		t.Errorf("a retried command without an ID: failures %q; want two, saying %q", f.failures, want)
+	}
+}
+
 func TestPassingScenarios(t *testing.T) {
 	t.Parallel()
 	r := registry()
