@@ -7,14 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"iter"
 	"reflect"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/stratadev/strata/es"
+	shadowlog "github.com/stratadev/strata/internal/shadow"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/pgsink"
 )
@@ -156,9 +155,9 @@ func (s *Sink) verify(ctx context.Context, store es.Store, reg *es.Registry, p P
 	if err := do("create shadow index "+shadowIndex, done(create(shadowIndex, create.WithBody(bytes.NewReader(body)), create.WithContext(ctx)))); err != nil {
 		return Drift{}, err
 	}
-	sh := &esShadow{sink: s, index: shadowIndex, projection: name}
+	sh := &esShadow{Log: &shadowlog.Log{}, sink: s, index: shadowIndex, projection: name}
 	build := func(until es.Position) error {
-		w := projections.NewWorker(esBounded{store, sh}, reg, projections.Sink[*Tx](sh),
+		w := projections.NewWorker(sh.Store(store), reg, projections.Sink[*Tx](sh),
 			projections.Projection[*Tx](verifyRenamed{flushing{p}, name + pgsink.VerifySuffix}), cfg.Worker)
 		return sh.build(ctx, store, w, until, cfg)
 	}
@@ -194,7 +193,7 @@ func (s *Sink) verify(ctx context.Context, store es.Store, reg *es.Registry, p P
 		return Drift{}, err
 	}
 
-	d := Drift{Projection: name, Position: cp.Position, Events: sh.events, Index: live[0], Samples: []DocDiff{}}
+	d := Drift{Projection: name, Position: cp.Position, Events: sh.Events(), Index: live[0], Samples: []DocDiff{}}
 	add := func(x DocDiff) {
 		if len(d.Samples) < cfg.Samples {
 			d.Samples = append(d.Samples, x)
@@ -430,25 +429,15 @@ var errRollback = errors.New("elasticsink: roll back")
 // documents go to the shadow index, PostgreSQL writes are rolled back, and
 // the checkpoint is kept in memory.
 type esShadow struct {
+	*shadowlog.Log
 	sink       *Sink
 	index      string
 	projection string
-
-	mu      sync.Mutex
-	cp      projections.Checkpoint
-	version int64 // the external version of the last event applied
-	events  int64
-	until   es.Position
-	end     *es.Position
-	reached chan struct{}
 }
 
 func (sh *esShadow) Apply(ctx context.Context, p projections.ApplyParams, handle func(context.Context, *Tx) error) error {
-	sh.mu.Lock()
-	at := sh.cp.Position
-	sh.mu.Unlock()
-	if at != p.From {
-		return &projections.CheckpointMovedError{Projection: p.Projection, Expected: p.From, Actual: at}
+	if err := sh.Check(p); err != nil {
+		return err
 	}
 	if len(p.Events) > 0 {
 		err := sh.sink.pg.BeginFunc(ctx, func(ctx context.Context, ptx *pgsink.Tx) error {
@@ -457,8 +446,9 @@ func (sh *esShadow) Apply(ctx context.Context, p projections.ApplyParams, handle
 				// Numbered like a live batch, from 1 in the fresh shadow
 				// index; only one batch is in flight at a time.
 				tx.versions = make(map[es.Position]int64, len(p.Events))
+				base := sh.Events()
 				for i, ev := range p.Events {
-					tx.versions[ev.Record.Position] = sh.version + int64(i) + 1
+					tx.versions[ev.Record.Position] = base + int64(i) + 1
 				}
 			}
 			if err := handle(ctx, tx); err != nil {
@@ -473,148 +463,32 @@ func (sh *esShadow) Apply(ctx context.Context, p projections.ApplyParams, handle
 			return err
 		}
 	}
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	sh.cp.Position = p.To
-	sh.version += int64(len(p.Events))
-	sh.events += int64(len(p.Events))
-	sh.check()
-	return nil
-}
-
-func (sh *esShadow) Checkpoint(ctx context.Context, name string) (projections.Checkpoint, error) {
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	cp := sh.cp
-	cp.Name = name
-	return cp, nil
-}
-
-func (sh *esShadow) SetState(ctx context.Context, name string, state projections.State, f *projections.Failure) error {
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	sh.cp.State = state
-	if f != nil {
-		sh.cp.Failure = f
-	}
+	sh.Advance(p)
 	return nil
 }
 
 func (sh *esShadow) Transient(err error) bool { return IsTransient(err) }
 
-// check closes reached once the shadow is where it is to be; sh.mu is held.
-func (sh *esShadow) check() {
-	if sh.reached == nil {
-		return
-	}
-	if !sh.cp.Position.Before(sh.until) || (sh.end != nil && !sh.cp.Position.Before(*sh.end)) {
-		close(sh.reached)
-		sh.reached = nil
-	}
-}
-
-func (sh *esShadow) passed(last es.Position) {
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if sh.end == nil || sh.end.Before(last) {
-		sh.end = &last
-	}
-	sh.check()
-}
-
 // build runs w until the shadow has applied the log up to until (or the
-// head of the log, when until is past it).
+// head of the log, when until is past it), reporting its progress as cfg
+// asks.
 func (sh *esShadow) build(ctx context.Context, store es.Store, w *projections.Worker[*Tx], until es.Position, cfg VerifyConfig) error {
-	head, err := store.Head(ctx)
-	if err != nil {
-		return err
-	}
-	if head.Before(until) {
-		until = head
-	}
-	reached := make(chan struct{})
-	sh.mu.Lock()
-	sh.until, sh.end, sh.reached = until, nil, reached
-	from := sh.cp.Position
-	sh.check()
-	sh.mu.Unlock()
-	began := time.Now()
-	report := func() {
-		if cfg.Progress == nil {
-			return
-		}
-		sh.mu.Lock()
-		pr := pgsink.RebuildProgress{Projection: sh.projection, Done: int64(sh.cp.Position.Prepare), Total: int64(until.Prepare)}
-		sh.mu.Unlock()
-		pr.Estimate(int64(from.Prepare), time.Since(began))
-		cfg.Progress(pr)
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	runErr := make(chan error, 1)
-	go func() { runErr <- w.Run(wctx) }()
-	tick := time.NewTicker(cfg.ProgressEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-reached:
-			cancel()
-			if err := <-runErr; err != nil {
-				return err
-			}
-			report()
-			return nil
-		case err := <-runErr:
-			if err == nil {
-				err = context.Cause(ctx)
-			}
+	var meter *pgsink.ProgressMeter
+	if cfg.Progress != nil {
+		cp, _ := sh.Checkpoint(ctx, sh.projection)
+		var err error
+		if meter, err = pgsink.NewProgressMeter(ctx, store, sh.projection, until, cp.Position); err != nil {
 			return err
-		case <-tick.C:
-			report()
 		}
 	}
-}
-
-// esBounded is the log as the shadow's worker sees it: it ends at the
-// shadow's until.
-type esBounded struct {
-	es.Store
-	sh *esShadow
-}
-
-func (b esBounded) Subscribe(ctx context.Context, opts es.SubscribeOptions) iter.Seq2[[]es.Record, error] {
-	return func(yield func([]es.Record, error) bool) {
-		b.sh.mu.Lock()
-		until := b.sh.until
-		b.sh.mu.Unlock()
-		last := opts.After
-		if last.Before(until) {
-			for recs, err := range b.Store.Subscribe(ctx, opts) {
-				if err != nil {
-					yield(nil, err)
-					return
-				}
-				n := 0
-				for n < len(recs) && recs[n].Position.Compare(until) <= 0 {
-					n++
-				}
-				if n > 0 {
-					last = recs[n-1].Position
-					if !yield(recs[:n], nil) {
-						return
-					}
-				}
-				if n < len(recs) {
-					break
-				}
-			}
-		}
-		if ctx.Err() != nil {
+	return sh.Build(ctx, store, w.Run, until, cfg.ProgressEvery, func(at es.Position) {
+		if meter == nil {
 			return
 		}
-		b.sh.passed(last)
-		<-ctx.Done()
-	}
+		if pr, err := meter.Progress(ctx, at, false); err == nil {
+			cfg.Progress(pr)
+		}
+	})
 }
 
 // verifyRenamed runs a projection under the verification's name.

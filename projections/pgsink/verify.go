@@ -7,15 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"iter"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stratadev/strata/es"
+	shadowlog "github.com/stratadev/strata/internal/shadow"
 	"github.com/stratadev/strata/projections"
 )
 
@@ -179,7 +178,7 @@ func (s *Sink) verify(ctx context.Context, store es.Store, reg *es.Registry, p R
 		}
 	}()
 
-	sh := &shadow{sink: s, suffix: fmt.Sprintf("__v%d", time.Now().UnixMilli()), projection: name}
+	sh := &shadow{Log: &shadowlog.Log{}, sink: s, suffix: fmt.Sprintf("__v%d", time.Now().UnixMilli()), projection: name}
 	if err := s.dropShadows(ctx, p.Tables()); err != nil {
 		return Drift{}, err
 	}
@@ -192,7 +191,7 @@ func (s *Sink) verify(ctx context.Context, store es.Store, reg *es.Registry, p R
 		return Drift{}, fmt.Errorf("create the shadow tables: %w", err)
 	}
 	build := func(until es.Position) error {
-		w := projections.NewWorker(boundedStore{store, sh}, reg, projections.Sink[*Tx](sh),
+		w := projections.NewWorker(sh.Store(store), reg, projections.Sink[*Tx](sh),
 			projections.Projection[*Tx](renamed{p, name + VerifySuffix}), cfg.Worker)
 		return sh.build(ctx, store, w, until, cfg)
 	}
@@ -219,7 +218,7 @@ func (s *Sink) verify(ctx context.Context, store es.Store, reg *es.Registry, p R
 	if err := build(cp.Position); err != nil {
 		return Drift{}, err
 	}
-	drift := Drift{Projection: name, Position: cp.Position, Events: sh.events}
+	drift := Drift{Projection: name, Position: cp.Position, Events: sh.Events()}
 	for _, t := range p.Tables() {
 		td, err := s.compareTable(ctx, snap, t, sh.suffix, ignore[t], cfg.Samples)
 		if err != nil {
@@ -274,26 +273,17 @@ func (s *Sink) dropShadows(ctx context.Context, tables []string) error {
 // checkpoint is kept in memory, since the shadow lives only as long as
 // Verify.
 type shadow struct {
+	*shadowlog.Log
 	sink       *Sink
 	suffix     string
 	projection string
-
-	mu      sync.Mutex
-	cp      projections.Checkpoint
-	events  int64
-	until   es.Position
-	end     *es.Position  // the last record at or before until, once the log past until was seen
-	reached chan struct{} // closed when cp reaches until or end
 }
 
 var _ projections.Sink[*Tx] = (*shadow)(nil)
 
 func (sh *shadow) Apply(ctx context.Context, p projections.ApplyParams, handle func(context.Context, *Tx) error) error {
-	sh.mu.Lock()
-	at := sh.cp.Position
-	sh.mu.Unlock()
-	if at != p.From {
-		return &projections.CheckpointMovedError{Projection: p.Projection, Expected: p.From, Actual: at}
+	if err := sh.Check(p); err != nil {
+		return err
 	}
 	if len(p.Events) > 0 {
 		err := pgx.BeginFunc(ctx, sh.sink.pool, func(tx pgx.Tx) error {
@@ -303,160 +293,31 @@ func (sh *shadow) Apply(ctx context.Context, p projections.ApplyParams, handle f
 			return err
 		}
 	}
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	sh.cp.Position = p.To
-	sh.events += int64(len(p.Events))
-	if n := len(p.DeadLetters); n > 0 {
-		f := p.DeadLetters[n-1].Failure
-		sh.cp.Failure = &f
-	}
-	sh.check()
-	return nil
-}
-
-func (sh *shadow) Checkpoint(ctx context.Context, name string) (projections.Checkpoint, error) {
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	cp := sh.cp
-	cp.Name = name
-	return cp, nil
-}
-
-func (sh *shadow) SetState(ctx context.Context, name string, state projections.State, f *projections.Failure) error {
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	sh.cp.State = state
-	if f != nil {
-		sh.cp.Failure = f
-	}
+	sh.Advance(p)
 	return nil
 }
 
 func (sh *shadow) Transient(err error) bool { return IsTransient(err) }
 
-// check closes reached once the shadow is where it is to be; sh.mu is held.
-func (sh *shadow) check() {
-	if sh.reached == nil {
-		return
-	}
-	if !sh.cp.Position.Before(sh.until) || (sh.end != nil && !sh.cp.Position.Before(*sh.end)) {
-		close(sh.reached)
-		sh.reached = nil
-	}
-}
-
-// passed records that the log goes on after until, and that last is the
-// last record at or before it.
-func (sh *shadow) passed(last es.Position) {
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if sh.end == nil || sh.end.Before(last) {
-		sh.end = &last
-	}
-	sh.check()
-}
-
-// build runs w until the shadow has applied the log up to until.
+// build runs w until the shadow has applied the log up to until,
+// reporting its progress as cfg asks.
 func (sh *shadow) build(ctx context.Context, store es.Store, w *projections.Worker[*Tx], until es.Position, cfg VerifyConfig) error {
-	// A checkpoint moved past the head of the log (by a reset) covers
-	// events that are not visible yet: the live worker will never apply
-	// them, so neither does the shadow.
-	head, err := store.Head(ctx)
-	if err != nil {
-		return err
-	}
-	if head.Before(until) {
-		until = head
-	}
-	reached := make(chan struct{})
-	sh.mu.Lock()
-	sh.until, sh.end, sh.reached = until, nil, reached
-	from := sh.cp.Position
-	sh.check()
-	sh.mu.Unlock()
-
-	began := time.Now()
-	report := func() {
-		if cfg.Progress == nil {
-			return
-		}
-		sh.mu.Lock()
-		pr := RebuildProgress{Projection: sh.projection, Done: int64(sh.cp.Position.Prepare), Total: int64(until.Prepare)}
-		sh.mu.Unlock()
-		pr.Estimate(int64(from.Prepare), time.Since(began))
-		cfg.Progress(pr)
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- w.Run(wctx) }()
-	tick := time.NewTicker(cfg.ProgressEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-reached:
-			cancel()
-			if err := <-done; err != nil {
-				return err
-			}
-			report()
-			return nil
-		case err := <-done:
-			if err == nil {
-				err = context.Cause(ctx)
-			}
+	var meter *ProgressMeter
+	if cfg.Progress != nil {
+		cp, _ := sh.Checkpoint(ctx, sh.projection)
+		var err error
+		if meter, err = NewProgressMeter(ctx, store, sh.projection, until, cp.Position); err != nil {
 			return err
-		case <-tick.C:
-			report()
 		}
 	}
-}
-
-// boundedStore is the log as the shadow's worker sees it: it ends at the
-// shadow's until.
-type boundedStore struct {
-	es.Store
-	sh *shadow
-}
-
-func (b boundedStore) Subscribe(ctx context.Context, opts es.SubscribeOptions) iter.Seq2[[]es.Record, error] {
-	return func(yield func([]es.Record, error) bool) {
-		b.sh.mu.Lock()
-		until := b.sh.until
-		b.sh.mu.Unlock()
-		last := opts.After
-		if last.Before(until) {
-			for recs, err := range b.Store.Subscribe(ctx, opts) {
-				if err != nil {
-					yield(nil, err)
-					return
-				}
-				n, _ := slices.BinarySearchFunc(recs, until, func(r es.Record, p es.Position) int {
-					if r.Position.Compare(p) <= 0 {
-						return -1
-					}
-					return 1
-				})
-				if n > 0 {
-					last = recs[n-1].Position
-					if !yield(recs[:n], nil) {
-						return
-					}
-				}
-				if n < len(recs) {
-					break
-				}
-			}
-		}
-		if ctx.Err() != nil {
+	return sh.Build(ctx, store, w.Run, until, cfg.ProgressEvery, func(at es.Position) {
+		if meter == nil {
 			return
 		}
-		// The log ends here for the shadow; wait, like a caught-up
-		// subscription, for the worker to stop.
-		b.sh.passed(last)
-		<-ctx.Done()
-	}
+		if pr, err := meter.Progress(ctx, at, false); err == nil {
+			cfg.Progress(pr)
+		}
+	})
 }
 
 // compareTable compares the live table t, read in snap, with its shadow.
