@@ -61,12 +61,7 @@ rebuild's progress and exits 1, or with --wait follows it until it swaps.`,
 			if err != nil {
 				return err
 			}
-			if every == 0 {
-				every = progressEveryLines
-				if a.tty() {
-					every = progressEveryTTY
-				}
-			}
+			every = a.progressEvery(every)
 			if len(sel.elastic) == 1 {
 				p := sel.elastic[0]
 				if policy != nil {
@@ -366,4 +361,17 @@ func etaText(d time.Duration) string {
 		return "-"
 	}
 	return formatAge(d.Round(time.Second))
+}
+
+// progressEvery returns --progress-interval, or when it is 0 the default
+// for where the output goes: a terminal redraws its bar often, a pipe gets
+// a line now and then.
+func (a *app) progressEvery(every time.Duration) time.Duration {
+	switch {
+	case every != 0:
+		return every
+	case a.tty():
+		return progressEveryTTY
+	}
+	return progressEveryLines
 }

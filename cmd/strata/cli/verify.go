@@ -66,12 +66,7 @@ verification failed), 2 usage error.`,
 			if err != nil {
 				return err
 			}
-			if every == 0 {
-				every = progressEveryLines
-				if a.tty() {
-					every = progressEveryTTY
-				}
-			}
+			every = a.progressEvery(every)
 			if len(sel.elastic) == 1 {
 				p := sel.elastic[0]
 				if policy != nil {
