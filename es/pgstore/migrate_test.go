@@ -7,10 +7,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/es/pgstore"
@@ -126,7 +124,7 @@ func TestMigrateTx(t *testing.T) {
 	}
 	// A migrator on another pool, marked so that the test can see it wait.
 	app := "migrate-tx-" + schema[max(0, len(schema)-16):]
-	other := newPool(t, app)
+	other := pgtest.NamedPool(t, app)
 	done := make(chan error, 1)
 	var res pgstore.MigrateResult
 	go func() {
@@ -134,7 +132,7 @@ func TestMigrateTx(t *testing.T) {
 		res, err = pgstore.New(other, pgstore.Config{Schema: schema, Logger: quietLog}).Migrate(ctx)
 		done <- err
 	}()
-	waitForLockWaiters(t, app, 1)
+	pgtest.WaitForLockWaiters(t, app, 1)
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -224,44 +222,4 @@ func countMigrations(t *testing.T, pool interface {
 		t.Fatal(err)
 	}
 	return n
-}
-
-// newPool returns a pool of its own on the test server whose connections
-// carry application name app.
-func newPool(t *testing.T, app string) *pgxpool.Pool {
-	t.Helper()
-	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ConnConfig.RuntimeParams["application_name"] = app
-	cfg.ConnConfig.RuntimeParams["search_path"] = ""
-	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return pool
-}
-
-// waitForLockWaiters waits until n sessions named app wait for a lock.
-func waitForLockWaiters(t *testing.T, app string, n int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	for {
-		var waiting int
-		if err := pgtest.Admin(t).QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_stat_activity
-			WHERE application_name = $1 AND wait_event_type = 'Lock'`, app).Scan(&waiting); err != nil {
-			t.Fatalf("wait for %d sessions of %s to wait for a lock: %v", n, app, err)
-		}
-		if waiting >= n {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%d sessions of %s wait for a lock; want %d", waiting, app, n)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
 }

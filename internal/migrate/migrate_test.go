@@ -8,10 +8,8 @@ import (
 	"sync"
 	"testing"
 	"testing/fstest"
-	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stratadev/strata/internal/migrate"
 	"github.com/stratadev/strata/internal/pgtest"
@@ -193,7 +191,7 @@ func TestConcurrentRuns(t *testing.T) {
 	out := make(chan outcome, pools*perPool)
 	var wg sync.WaitGroup
 	for range pools {
-		p := newPool(t, app)
+		p := pgtest.NamedPool(t, app)
 		for range perPool {
 			wg.Go(func() {
 				res, err := s.Run(ctx, p, schema, exp, quiet)
@@ -201,7 +199,7 @@ func TestConcurrentRuns(t *testing.T) {
 			})
 		}
 	}
-	waitForLockWaiters(t, app, pools*perPool)
+	pgtest.WaitForLockWaiters(t, app, pools*perPool)
 	if err := gate.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -255,44 +253,5 @@ func TestPreludeAndRecord(t *testing.T) {
 	}
 	if !slices.Equal(res.Applied, []string{"002_b"}) || res.Version != 2 {
 		t.Errorf("Run after applying 001 by hand = %+v; want Applied [002_b], Version 2", res)
-	}
-}
-
-func newPool(t *testing.T, app string) *pgxpool.Pool {
-	t.Helper()
-	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = 4
-	cfg.ConnConfig.RuntimeParams["application_name"] = app
-	cfg.ConnConfig.RuntimeParams["search_path"] = ""
-	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return pool
-}
-
-// waitForLockWaiters waits until n sessions named app wait for a lock.
-func waitForLockWaiters(t *testing.T, app string, n int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	for {
-		var waiting int
-		if err := pgtest.Admin(t).QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_stat_activity
-			WHERE application_name = $1 AND wait_event_type = 'Lock'`, app).Scan(&waiting); err != nil {
-			t.Fatalf("wait for %d sessions of %s to wait for a lock: %v", n, app, err)
-		}
-		if waiting >= n {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%d sessions of %s wait for a lock; want %d", waiting, app, n)
-		case <-time.After(5 * time.Millisecond):
-		}
 	}
 }

@@ -212,3 +212,46 @@ func schemaName(testName string) string {
 }
 
 func firstLine(err error) string { return strings.SplitN(err.Error(), "\n", 2)[0] }
+
+// NamedPool returns a pool on the test database whose connections carry
+// application name app, so that [WaitForLockWaiters] can find them, with an
+// empty search_path like [NewSchema]'s. It is closed when the test ends.
+func NamedPool(t testing.TB, app string) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 4
+	cfg.ConnConfig.RuntimeParams["application_name"] = app
+	cfg.ConnConfig.RuntimeParams["search_path"] = ""
+	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// WaitForLockWaiters waits until n sessions of application app wait for a
+// lock, failing the test after 20s.
+func WaitForLockWaiters(t testing.TB, app string, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for {
+		var waiting int
+		if err := Admin(t).QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_stat_activity
+			WHERE application_name = $1 AND wait_event_type = 'Lock'`, app).Scan(&waiting); err != nil {
+			t.Fatalf("wait for %d sessions of %s to wait for a lock: %v", n, app, err)
+		}
+		if waiting >= n {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d sessions of %s wait for a lock; want %d", waiting, app, n)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
