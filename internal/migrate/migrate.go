@@ -117,6 +117,21 @@ func parseName(file string) (version int, name string, ok bool) {
 	return v, name, true
 }
 
+// Scripts returns the migrations like [Set.Migrations], each with SQL that
+// applies it on its own: [Set.Prelude], the statements, and [Set.Record],
+// for teams that run them with a tool of their own.
+func (set Set) Scripts(expand func(string) string) ([]Migration, error) {
+	ms, err := set.Migrations(expand)
+	if err != nil {
+		return nil, err
+	}
+	prelude := set.Prelude(expand)
+	for i, m := range ms {
+		ms[i].SQL = prelude + "\n\n" + m.SQL + "\n" + set.Record(expand, m) + "\n"
+	}
+	return ms, nil
+}
+
 // Prelude returns the statements that create the schema and the
 // bookkeeping table when they are missing, with expand applied.
 func (set Set) Prelude(expand func(string) string) string {

@@ -77,15 +77,13 @@ func (s *Sink) SchemaVersion(ctx context.Context) (int, error) {
 // Migrations returns the sink's migrations, in order, with its schema
 // filled in: what [Sink.Migrate] applies. See [MigrationSQL].
 func (s *Sink) Migrations() ([]Migration, error) {
-	ms, err := migrations.Migrations(s.expand)
+	ms, err := migrations.Scripts(s.expand)
 	if err != nil {
 		return nil, err
 	}
-	prelude := migrations.Prelude(s.expand)
 	out := make([]Migration, len(ms))
 	for i, m := range ms {
-		out[i] = Migration{Version: m.Version, Name: m.Name,
-			SQL: prelude + "\n\n" + m.SQL + "\n" + migrations.Record(s.expand, m) + "\n"}
+		out[i] = Migration(m)
 	}
 	return out, nil
 }
