@@ -1,6 +1,6 @@
 # Tests and benchmarks run against real servers: `make test` installs the
 # PostgreSQL server binaries if needed (scripts/ensure-postgres.sh) and
-# starts one throwaway server for all packages (internal/cmd/withpg). Set
+# starts one throwaway server for all packages (cmd/withpg). Set
 # TEST_DATABASE_URL to use a server of your own instead. Likewise for
 # Elasticsearch: scripts/ensure-elasticsearch.sh fetches Elastic's test
 # distribution once (mvn, Java 17) and internal/cmd/withelastic starts one
@@ -11,7 +11,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
 GO ?= go
-WITHPG = $(GO) run ./internal/cmd/withpg --
+WITHPG = $(GO) run ./cmd/withpg --
 WITHELASTIC = $(GO) run ./internal/cmd/withelastic --
 
 # Benchmarks: which ones, how long, how often (the table shows medians).

@@ -8,10 +8,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stratadev/strata/es"
-	"github.com/stratadev/strata/internal/elastictest"
-	"github.com/stratadev/strata/internal/localpg"
+	"github.com/stratadev/strata/es/pgstore/pgtest"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/elasticsink"
+	"github.com/stratadev/strata/projections/elasticsink/elastictest"
 )
 
 // On a PostgreSQL cluster past 2^32 transactions, where pgstore's
@@ -20,10 +20,10 @@ import (
 func TestMatureDatabase(t *testing.T) {
 	t.Parallel()
 	elastictest.URL(t)
-	if _, err := localpg.FindBinaries(); err != nil {
+	if _, err := pgtest.FindBinaries(); err != nil {
 		t.Skip(err)
 	}
-	srv, err := localpg.Start(t.Context(), localpg.Options{XactEpoch: 3})
+	srv, err := pgtest.Start(t.Context(), pgtest.ServerConfig{XactEpoch: 3})
 	if err != nil {
 		t.Fatal(err)
 	}

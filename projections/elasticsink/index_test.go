@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stratadev/strata/internal/elastictest"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/elasticsink"
+	"github.com/stratadev/strata/projections/elasticsink/elastictest"
 )
 
 // start runs a worker in the background; the returned channel has Run's

@@ -15,10 +15,10 @@ import (
 
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/es/pgstore"
-	"github.com/stratadev/strata/internal/elastictest"
 	"github.com/stratadev/strata/internal/pgtest"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/elasticsink"
+	"github.com/stratadev/strata/projections/elasticsink/elastictest"
 	"github.com/stratadev/strata/projections/pgsink"
 )
 

@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/stratadev/strata/es"
-	"github.com/stratadev/strata/internal/elastictest"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/elasticsink"
+	"github.com/stratadev/strata/projections/elasticsink/elastictest"
 	"github.com/stratadev/strata/projections/pgsink"
 )
 

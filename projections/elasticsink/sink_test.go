@@ -10,9 +10,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stratadev/strata/es"
-	"github.com/stratadev/strata/internal/elastictest"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/elasticsink"
+	"github.com/stratadev/strata/projections/elasticsink/elastictest"
 )
 
 func TestIndexUpdateDelete(t *testing.T) {

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stratadev/strata/internal/elastictest"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/elasticsink"
+	"github.com/stratadev/strata/projections/elasticsink/elastictest"
 )
 
 // An Elasticsearch node that stops answering, without refusing anything:

@@ -12,9 +12,9 @@ import (
 	"github.com/elastic/go-elasticsearch/v8"
 
 	"github.com/stratadev/strata/cmd/strata/cli"
-	"github.com/stratadev/strata/internal/elastictest"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/elasticsink"
+	"github.com/stratadev/strata/projections/elasticsink/elastictest"
 )
 
 // orderSearch is an Elasticsearch projection: a document per order. It

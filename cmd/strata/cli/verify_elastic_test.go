@@ -7,8 +7,8 @@ import (
 
 	"github.com/stratadev/strata/cmd/strata/cli"
 	"github.com/stratadev/strata/es"
-	"github.com/stratadev/strata/internal/elastictest"
 	"github.com/stratadev/strata/projections"
+	"github.com/stratadev/strata/projections/elasticsink/elastictest"
 )
 
 func TestElasticVerifyAndReset(t *testing.T) {

@@ -18,12 +18,12 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/es/pgstore/pgtest"
 	"github.com/stratadev/strata/examples/orders/app"
 	"github.com/stratadev/strata/examples/orders/httpapi"
 	"github.com/stratadev/strata/examples/orders/readmodel"
-	"github.com/stratadev/strata/internal/elastictest"
-	"github.com/stratadev/strata/internal/pgtest"
 	"github.com/stratadev/strata/projections"
+	"github.com/stratadev/strata/projections/elasticsink/elastictest"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -49,7 +49,7 @@ func start(t *testing.T, runWorkers bool, options ...func(*app.Config)) *env {
 // startWith is start with tune, when not nil, changing the app's config.
 func startWith(t *testing.T, runWorkers bool, tune func(*app.Config)) *env {
 	t.Helper()
-	pool, schema := pgtest.NewSchemaWith(t, pgtest.Options{MaxConns: 24})
+	pool, schema := pgtest.NewSchemaWith(t, pgtest.SchemaConfig{MaxConns: 24})
 	cfg := app.Config{Pool: pool, Schema: schema, Logger: quiet, ReadWait: 5 * time.Second,
 		PollInterval: 50 * time.Millisecond, Worker: projections.Config{Logger: quiet, LeasePoll: 50 * time.Millisecond}}
 	e := &env{t: t}

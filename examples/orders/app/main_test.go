@@ -1,11 +1,26 @@
 package app_test
 
 import (
+	"fmt"
 	"os"
 	"testing"
 
-	"github.com/stratadev/strata/internal/elastictest"
-	"github.com/stratadev/strata/internal/pgtest"
+	"go.uber.org/goleak"
+
+	"github.com/stratadev/strata/es/pgstore/pgtest"
+	"github.com/stratadev/strata/projections/elasticsink/elastictest"
 )
 
-func TestMain(m *testing.M) { os.Exit(elastictest.Run(m, pgtest.Run)) }
+// TestMain runs the tests against PostgreSQL and Elasticsearch (throwaway
+// servers unless TEST_DATABASE_URL and TEST_ELASTICSEARCH_URL name some),
+// then checks that no goroutine outlived them.
+func TestMain(m *testing.M) {
+	code := elastictest.Run(m, pgtest.Run)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}

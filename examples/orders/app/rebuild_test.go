@@ -16,13 +16,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/es/pgstore/pgtest"
 	"github.com/stratadev/strata/examples/orders"
 	"github.com/stratadev/strata/examples/orders/app"
 	"github.com/stratadev/strata/examples/orders/readmodel"
-	"github.com/stratadev/strata/internal/elastictest"
-	"github.com/stratadev/strata/internal/pgtest"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/elasticsink"
+	"github.com/stratadev/strata/projections/elasticsink/elastictest"
 	"github.com/stratadev/strata/projections/pgsink"
 )
 
@@ -285,7 +285,7 @@ func (e *env) readModels(pool *pgxpool.Pool, schema, alias string) map[string]ma
 func (e *env) rebuildFromScratch(head es.Position) map[string]map[string]string {
 	e.t.Helper()
 	ctx := e.t.Context()
-	pool, schema := pgtest.NewSchemaWith(e.t, pgtest.Options{MaxConns: 8})
+	pool, schema := pgtest.NewSchemaWith(e.t, pgtest.SchemaConfig{MaxConns: 8})
 	sink := pgsink.New(pool, pgsink.Config{Schema: schema, Logger: quiet})
 	if _, err := sink.Migrate(ctx); err != nil {
 		e.t.Fatal(err)

@@ -14,8 +14,13 @@ import (
 	"time"
 
 	"github.com/stratadev/strata/internal/childcmd"
-	"github.com/stratadev/strata/internal/elastictest"
 	"github.com/stratadev/strata/internal/localelastic"
+)
+
+// The variables projections/elasticsink/elastictest reads.
+const (
+	envURL  = "TEST_ELASTICSEARCH_URL"
+	envSkip = "STRATA_SKIP_ELASTIC"
 )
 
 func main() {
@@ -25,7 +30,7 @@ func main() {
 // startServer starts a throwaway server unless one is named already, and
 // names it in the environment the command inherits.
 func startServer() (stop func(), err error) {
-	if os.Getenv(elastictest.EnvURL) != "" || os.Getenv(elastictest.EnvSkip) == "1" {
+	if os.Getenv(envURL) != "" || os.Getenv(envSkip) == "1" {
 		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 7*time.Minute)
@@ -34,6 +39,6 @@ func startServer() (stop func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	os.Setenv(elastictest.EnvURL, srv.URL())
+	os.Setenv(envURL, srv.URL())
 	return func() { srv.Stop() }, nil
 }

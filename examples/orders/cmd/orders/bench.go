@@ -20,10 +20,10 @@ import (
 
 	"github.com/stratadev/strata/cmd/strata/cli"
 	"github.com/stratadev/strata/es/pgstore"
+	"github.com/stratadev/strata/es/pgstore/pgtest"
 	"github.com/stratadev/strata/examples/orders"
 	"github.com/stratadev/strata/examples/orders/app"
 	"github.com/stratadev/strata/examples/orders/readmodel"
-	"github.com/stratadev/strata/internal/localpg"
 	"github.com/stratadev/strata/projections"
 )
 
@@ -48,7 +48,7 @@ orders_bench, must be empty or hold an earlier seed).`,
 			out := cmd.OutOrStdout()
 			dbURL := setting(cmd, "database-url", cli.EnvDatabaseURL)
 			if dbURL == "" {
-				srv, err := localpg.Start(ctx, localpg.Options{})
+				srv, err := pgtest.Start(ctx, pgtest.ServerConfig{})
 				if err != nil {
 					return err
 				}

@@ -18,9 +18,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stratadev/strata/cmd/strata/cli"
+	"github.com/stratadev/strata/es/pgstore/pgtest"
 	"github.com/stratadev/strata/examples/orders/app"
-	"github.com/stratadev/strata/internal/localelastic"
-	"github.com/stratadev/strata/internal/localpg"
+	"github.com/stratadev/strata/projections/elasticsink/elastictest"
 )
 
 const searchHowTo = "To turn it on: install Java 17+ and mvn (apt-get install -y openjdk-17-jre-headless maven unzip), " +
@@ -55,7 +55,7 @@ func demo(cmd *cobra.Command, addr string) error {
 	if dbURL == "" {
 		say("Starting a throwaway PostgreSQL server...")
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		srv, err := localpg.Start(sctx, localpg.Options{})
+		srv, err := pgtest.Start(sctx, pgtest.ServerConfig{})
 		cancel()
 		if err != nil {
 			return err
@@ -73,12 +73,12 @@ func demo(cmd *cobra.Command, addr string) error {
 	cfg := app.Config{Pool: pool, Schema: setting(cmd, "schema", cli.EnvSchema), Logger: logger()}
 	esURL := setting(cmd, "elasticsearch-url", cli.EnvElasticsearchURL)
 	if esURL == "" {
-		if _, err := localelastic.FindHome(); err != nil {
+		if _, err := elastictest.FindHome(); err != nil {
 			cfg.SearchOff = "search is off: Elasticsearch is not installed. " + searchHowTo
 		} else {
 			say("Starting a throwaway Elasticsearch server (this takes a little while)...")
 			sctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
-			srv, err := localelastic.Start(sctx, localelastic.Options{})
+			srv, err := elastictest.Start(sctx, elastictest.ServerConfig{})
 			cancel()
 			if err != nil {
 				cfg.SearchOff = "search is off: Elasticsearch did not start (" + firstLine(err) + "). " + searchHowTo

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -12,16 +13,30 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/stratadev/strata/cmd/strata/cli"
+	"github.com/stratadev/strata/es/pgstore/pgtest"
 	"github.com/stratadev/strata/examples/orders"
 	"github.com/stratadev/strata/examples/orders/app"
 	"github.com/stratadev/strata/examples/orders/readmodel"
-	"github.com/stratadev/strata/internal/elastictest"
-	"github.com/stratadev/strata/internal/pgtest"
 	"github.com/stratadev/strata/projections"
+	"github.com/stratadev/strata/projections/elasticsink/elastictest"
 )
 
-func TestMain(m *testing.M) { os.Exit(elastictest.Run(m, pgtest.Run)) }
+// TestMain runs the tests against PostgreSQL and Elasticsearch (throwaway
+// servers unless TEST_DATABASE_URL and TEST_ELASTICSEARCH_URL name some),
+// then checks that no goroutine outlived them.
+func TestMain(m *testing.M) {
+	code := elastictest.Run(m, pgtest.Run)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 var quiet = slog.New(slog.DiscardHandler)
 
@@ -42,7 +57,7 @@ func run(t *testing.T, search readmodel.OrderSearch, env map[string]string, args
 func TestRebuildOrderSearch(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	pool, schema := pgtest.NewSchemaWith(t, pgtest.Options{MaxConns: 8})
+	pool, schema := pgtest.NewSchemaWith(t, pgtest.SchemaConfig{MaxConns: 8})
 	client := elastictest.Client(t)
 	alias := elastictest.Name(t)
 	t.Cleanup(func() {

@@ -1,4 +1,4 @@
-package localpg_test
+package pgtest_test
 
 import (
 	"context"
@@ -8,17 +8,17 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/goleak"
 
-	"github.com/stratadev/strata/internal/localpg"
+	"github.com/stratadev/strata/es/pgstore/pgtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestStartStop(t *testing.T) {
-	if _, err := localpg.FindBinaries(); err != nil {
+	if _, err := pgtest.FindBinaries(); err != nil {
 		t.Skip(err)
 	}
 	ctx := context.Background()
-	srv, err := localpg.Start(ctx, localpg.Options{})
+	srv, err := pgtest.Start(ctx, pgtest.ServerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,11 +52,11 @@ func TestStartStop(t *testing.T) {
 
 func TestXactEpoch(t *testing.T) {
 	t.Parallel()
-	if _, err := localpg.FindBinaries(); err != nil {
+	if _, err := pgtest.FindBinaries(); err != nil {
 		t.Skip(err)
 	}
 	ctx := context.Background()
-	srv, err := localpg.Start(ctx, localpg.Options{XactEpoch: 7})
+	srv, err := pgtest.Start(ctx, pgtest.ServerConfig{XactEpoch: 7})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,18 +1,4 @@
-// Package localpg starts a throwaway PostgreSQL server from the binaries
-// installed on the machine, for tests, benchmarks and demos.
-//
-//	srv, err := localpg.Start(ctx, localpg.Options{})
-//	if err != nil { ... }
-//	defer srv.Stop()
-//	pool, err := pgxpool.New(ctx, srv.URL())
-//
-// The server runs from a fresh data directory in a temporary directory,
-// listens on 127.0.0.1 on a free port, trusts every local connection and is
-// tuned for speed, not durability (fsync, synchronous_commit and
-// full_page_writes are off). [Server.Stop] shuts it down at once and removes
-// the directory. When the calling process runs as root, which initdb refuses,
-// the server runs as the user nobody.
-package localpg
+package pgtest
 
 import (
 	"bytes"
@@ -39,8 +25,8 @@ import (
 // is the one line a person needs to fix that.
 var ErrNotInstalled = errors.New("PostgreSQL server binaries not found: apt-get install -y postgresql, or set TEST_DATABASE_URL")
 
-// Options tune [Start]. The zero value works.
-type Options struct {
+// ServerConfig configures [Start]. The zero value works.
+type ServerConfig struct {
 	// BinDir is the directory holding initdb and postgres. Defaults to the
 	// result of [FindBinaries].
 	BinDir string
@@ -130,9 +116,20 @@ func majorVersion(binDir string) float64 {
 	return v
 }
 
-// Start creates a data directory, starts a server on it and waits until it
-// accepts connections.
-func Start(ctx context.Context, opts Options) (*Server, error) {
+// Start starts a throwaway server: it creates a data directory in a
+// temporary directory, starts a server on it that listens on 127.0.0.1 on a
+// free port and trusts every local connection, and waits until it accepts
+// connections. The server is tuned for speed, not durability (fsync,
+// synchronous_commit and full_page_writes are off; see
+// ServerConfig.Settings). [Server.Stop] shuts it down at once and removes
+// the directory. When the calling process runs as root, which initdb
+// refuses, the server runs as the user nobody.
+//
+//	srv, err := pgtest.Start(ctx, pgtest.ServerConfig{})
+//	if err != nil { ... }
+//	defer srv.Stop()
+//	pool, err := pgxpool.New(ctx, srv.URL())
+func Start(ctx context.Context, opts ServerConfig) (*Server, error) {
 	binDir := opts.BinDir
 	if binDir == "" {
 		var err error
@@ -143,14 +140,14 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	ctx, cancel := context.WithTimeout(ctx, cmp.Or(opts.StartTimeout, 60*time.Second))
 	defer cancel()
 
-	dir, err := os.MkdirTemp("", "localpg-")
+	dir, err := os.MkdirTemp("", "pgtest-")
 	if err != nil {
-		return nil, fmt.Errorf("localpg: %w", err)
+		return nil, fmt.Errorf("pgtest: %w", err)
 	}
 	cred, err := localproc.Credential(dir)
 	if err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("localpg: %w", err)
+		return nil, fmt.Errorf("pgtest: %w", err)
 	}
 	if err := initdb(ctx, binDir, dir, cred); err != nil {
 		os.RemoveAll(dir)
@@ -198,7 +195,7 @@ func initdb(ctx context.Context, binDir, dir string, cred *syscall.Credential) e
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("localpg: initdb: %w: %s", err, strings.TrimSpace(out.String()))
+		return fmt.Errorf("pgtest: initdb: %w: %s", err, strings.TrimSpace(out.String()))
 	}
 	return nil
 }
@@ -229,7 +226,7 @@ func resetEpoch(ctx context.Context, binDir, dir string, cred *syscall.Credentia
 	cmd.Env = serverEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("localpg: set the transaction ID epoch to %d: %w: %s", epoch, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("pgtest: set the transaction ID epoch to %d: %w: %s", epoch, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
@@ -250,12 +247,12 @@ func serverEnv() []string {
 func launch(ctx context.Context, binDir, dir string, cred *syscall.Credential, settings map[string]string) (*Server, error) {
 	port, err := localproc.FreePort()
 	if err != nil {
-		return nil, fmt.Errorf("localpg: find a free port: %w", err)
+		return nil, fmt.Errorf("pgtest: find a free port: %w", err)
 	}
 	logPath := filepath.Join(dir, "postgres.log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("localpg: %w", err)
+		return nil, fmt.Errorf("pgtest: %w", err)
 	}
 	defer logFile.Close() // the child has its own copy
 
@@ -280,7 +277,7 @@ func launch(ctx context.Context, binDir, dir string, cred *syscall.Credential, s
 	cmd.Stderr = logFile
 	proc, err := localproc.Start(cmd, cred, syscall.SIGQUIT) // SIGQUIT: immediate shutdown
 	if err != nil {
-		return nil, fmt.Errorf("localpg: start postgres: %w", err)
+		return nil, fmt.Errorf("pgtest: start postgres: %w", err)
 	}
 	srv := &Server{
 		dir:    dir,
@@ -295,7 +292,7 @@ func launch(ctx context.Context, binDir, dir string, cred *syscall.Credential, s
 		if bytes.Contains(log, []byte("could not bind")) || bytes.Contains(log, []byte("already in use")) {
 			return nil, localproc.ErrPortTaken
 		}
-		return nil, fmt.Errorf("localpg: %w\n%s", err, localproc.LastLines(log, 20))
+		return nil, fmt.Errorf("pgtest: %w\n%s", err, localproc.LastLines(log, 20))
 	}
 	return srv, nil
 }

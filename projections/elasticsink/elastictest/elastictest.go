@@ -11,10 +11,11 @@
 //	alias := elastictest.Name(t)
 //
 // The server is the one named by TEST_ELASTICSEARCH_URL. When that is
-// unset, Run starts a throwaway one (internal/localelastic) for the test
-// binary; `go run ./internal/cmd/withelastic -- go test ./...` starts one
-// for all packages instead. With neither, the tests fail with one line
-// saying how to get one; STRATA_SKIP_ELASTIC=1 skips them instead.
+// unset, Run starts a throwaway one (see [Start]) for the test binary;
+// strata's own `make test` starts one for all packages instead. When no
+// server can be had, the tests that need one skip with one line saying why
+// (or fail under CI=true or STRATA_REQUIRE_SERVERS=1, see
+// [pgtest.Required]); STRATA_SKIP_ELASTIC=1 skips them without trying.
 package elastictest
 
 import (
@@ -30,8 +31,7 @@ import (
 
 	"github.com/elastic/go-elasticsearch/v8"
 
-	"github.com/stratadev/strata/internal/localelastic"
-	"github.com/stratadev/strata/internal/pgtest"
+	"github.com/stratadev/strata/es/pgstore/pgtest"
 )
 
 const (
@@ -54,7 +54,7 @@ func Run(m *testing.M, next func(*testing.M) int) int {
 		return next(m)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 7*time.Minute)
-	srv, err := localelastic.Start(ctx, localelastic.Options{})
+	srv, err := Start(ctx, ServerConfig{})
 	cancel()
 	if err != nil {
 		startErr = err // the tests that need it fail with it
@@ -84,7 +84,7 @@ func URL(t testing.TB) string {
 	}
 	url := os.Getenv(EnvURL)
 	if url == "" {
-		t.Fatal(localelastic.ErrNotInstalled)
+		t.Fatal(ErrNotInstalled)
 	}
 	return url
 }

@@ -1,10 +1,12 @@
 // Command withpg runs a command with TEST_DATABASE_URL pointing at a
-// PostgreSQL server, starting a throwaway one (see internal/localpg) when the
+// PostgreSQL server, starting a throwaway one (see [pgtest.Start]) when the
 // variable is unset, so that every test package of one `go test ./...` run
 // shares one server:
 //
-//	go run ./internal/cmd/withpg -- go test -race ./...
+//	go run github.com/stratadev/strata/cmd/withpg -- go test -race ./...
 //
+// The server is stopped, and its data directory removed, when the command
+// ends.
 // It exits with the command's exit code.
 package main
 
@@ -13,9 +15,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/stratadev/strata/es/pgstore/pgtest"
 	"github.com/stratadev/strata/internal/childcmd"
-	"github.com/stratadev/strata/internal/localpg"
-	"github.com/stratadev/strata/internal/pgtest"
 )
 
 func main() {
@@ -30,7 +31,7 @@ func startServer() (stop func(), err error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	srv, err := localpg.Start(ctx, localpg.Options{})
+	srv, err := pgtest.Start(ctx, pgtest.ServerConfig{})
 	if err != nil {
 		return nil, err
 	}
