@@ -11,6 +11,13 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
 GO ?= go
+# The repository is several Go modules (go.work lists them): the core (es,
+# cqrs, projections, pgstore, pgsink), and modules of their own for the
+# EventStoreDB store, the Elasticsearch sink, the CLI and the examples, so
+# that an application using the core does not get their dependencies. A
+# `./...` stops at a module's edge, so the targets name every module.
+MODULES := . ./cmd/strata ./es/esdbstore ./examples ./projections/elasticsink
+PKGS := $(addsuffix /...,$(MODULES))
 WITHPG = $(GO) run ./cmd/withpg --
 WITHELASTIC = $(GO) run ./internal/cmd/withelastic --
 
@@ -23,7 +30,7 @@ BENCH_PKGS ?= ./es/pgstore/ ./cqrs/ ./projections/pgsink/
 # assertions; see docs/benchmarks.md).
 BENCH_TARGETS ?= -target AppendOne=0.8,AppendOneParallel=0.8,Append100=0.8,Import=0.85,ReadAll=0.7,OnNew=0.9,OnExisting=0.9,CatchUp=0.75
 
-.PHONY: all test vet lint ensure-postgres ensure-elasticsearch bench
+.PHONY: all test vet lint tidy ensure-postgres ensure-elasticsearch bench
 
 all: test
 
@@ -34,16 +41,17 @@ ensure-elasticsearch:
 	@if [[ -z "$${TEST_ELASTICSEARCH_URL:-}" && "$${STRATA_SKIP_ELASTIC:-}" != 1 ]]; then ./scripts/ensure-elasticsearch.sh >/dev/null; fi
 
 vet:
-	$(GO) vet ./...
+	$(GO) vet $(PKGS)
 
 # golangci-lint at the version scripts/ensure-golangci-lint.sh pins, with
 # .golangci.yml; the darwin pass keeps contributors on macOS building.
 lint:
-	@lint=$$(./scripts/ensure-golangci-lint.sh) && $$lint run ./...
-	GOOS=darwin $(GO) vet ./...
+	@lint=$$(./scripts/ensure-golangci-lint.sh) && for m in $(MODULES); do (cd $$m && $$lint run ./...) || exit 1; done
+	GOOS=darwin $(GO) vet $(PKGS)
+	./scripts/check-modules.sh
 
 test: ensure-postgres ensure-elasticsearch vet
-	$(WITHPG) $(WITHELASTIC) $(GO) test -race -count=1 ./...
+	$(WITHPG) $(WITHELASTIC) $(GO) test -race -count=1 $(PKGS)
 
 bench: ensure-postgres
 	$(WITHPG) $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(BENCH_PKGS) \
