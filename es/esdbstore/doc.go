@@ -74,4 +74,8 @@
 // calls and follows the server's documented semantics. Setting
 // TEST_ESDB_URL runs the same suite against a real node as well, each
 // subtest in a namespace of its own (see [Config.Namespace]).
+//
+// This package is in a module of its own,
+// github.com/stratadev/strata/es/esdbstore, so that applications that do not
+// use it do not get EventStore-Client-Go and gRPC in their module graph.
 package esdbstore

@@ -139,4 +139,8 @@
 // refresh (1s by default), after the checkpoint has moved: for
 // read-your-writes through search, set [Config.Refresh] to "wait_for", or
 // read documents by ID, which is real time.
+//
+// This package is in a module of its own,
+// github.com/stratadev/strata/projections/elasticsink, so that applications
+// that do not use it do not get go-elasticsearch in their module graph.
 package elasticsink

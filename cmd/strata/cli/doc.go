@@ -17,4 +17,8 @@
 // STRATA_ESDB_URL, STRATA_ELASTICSEARCH_URL and STRATA_SCHEMA. [Main]
 // returns the exit code: 0 success, 1 the operation failed, 2 usage error,
 // and prints errors on one line (with detail under --verbose).
+//
+// This package is in a module of its own,
+// github.com/stratadev/strata/cmd/strata, so that applications that do not
+// use it do not get cobra in their module graph.
 package cli
