@@ -32,12 +32,13 @@
 //		return err
 //	}
 //
-// Run it with a [projections.Worker] on the sink; the caller owns the pool:
+// Run it with a worker made by [NewWorker] on the sink ([Workers] makes one
+// for each of several projections); the caller owns the pool:
 //
 //	sink := pgsink.New(pool, pgsink.Config{})
 //	if _, err := sink.Migrate(ctx); err != nil { ... }
 //	if _, err := sink.EnsureTables(ctx, ordersByProduct{}); err != nil { ... } // at every start
-//	w := projections.NewWorker(store, registry, sink, ordersByProduct{}, projections.Config{})
+//	w := pgsink.NewWorker(store, registry, sink, ordersByProduct{}, projections.Config{})
 //	err := w.Run(ctx) // nil on a clean stop
 //
 // The sink is also a [projections.Locker]: workers of the same projection
