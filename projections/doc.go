@@ -15,8 +15,10 @@
 //   - Events reach the handler in log order, each once per committed batch;
 //     the batch and the checkpoint move together (see [Sink.Apply]).
 //   - An event whose type the projection does not declare in
-//     [Projection.Handles] is skipped and the checkpoint moves past it. A
-//     declared event that does not decode, or that the handler fails on,
+//     [Projection.Handles], and that the registry does not upcast into a
+//     declared type, is skipped and the checkpoint moves past it. A
+//     declared event that does not decode (an old event whose upcaster
+//     fails counts as declared), or that the handler fails on,
 //     follows the [ErrorPolicy]: the projection stops, marked
 //     [StateStalled] at that event ([PolicyStop], the default), or the event is
 //     parked as a dead letter and the projection continues

@@ -38,9 +38,10 @@ var _ pgsink.Rebuildable = OrdersByProduct{}
 // Name implements [projections.Projection].
 func (OrdersByProduct) Name() string { return OrdersByProductName }
 
-// Handles implements [projections.Projection].
+// Handles implements [projections.Projection]. OrderPlaced.v1 events reach
+// the projection too: the registry upcasts them into OrderPlaced.
 func (OrdersByProduct) Handles() []string {
-	return []string{orders.TypeOrderPlaced, orders.TypeOrderPlacedV1, orders.TypeItemAdded, orders.TypeItemRemoved,
+	return []string{orders.TypeOrderPlaced, orders.TypeItemAdded, orders.TypeItemRemoved,
 		orders.TypeOrderConfirmed, orders.TypeOrderPaid, orders.TypeOrderShipped, orders.TypeOrderCancelled}
 }
 

@@ -52,10 +52,11 @@ var _ pgsink.Rebuildable = OrderViews{}
 // Name implements [projections.Projection].
 func (OrderViews) Name() string { return OrderViewName }
 
-// Handles implements [projections.Projection].
+// Handles implements [projections.Projection]. OrderPlaced.v1 events reach
+// the projection too: the registry upcasts them into OrderPlaced.
 func (OrderViews) Handles() []string {
 	return []string{orders.TypeProductCreated, orders.TypeProductRenamed,
-		orders.TypeOrderPlaced, orders.TypeOrderPlacedV1, orders.TypeItemAdded, orders.TypeItemRemoved,
+		orders.TypeOrderPlaced, orders.TypeItemAdded, orders.TypeItemRemoved,
 		orders.TypeOrderConfirmed, orders.TypeOrderPaid, orders.TypeOrderShipped, orders.TypeOrderCancelled}
 }
 
