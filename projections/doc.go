@@ -54,7 +54,9 @@
 // Config.LeasePoll.
 //
 // [WaitFor] waits until a projection has reached a position: the consistency
-// token of a command result, for read-your-writes. [ReadStatus] reports
+// token of a command result, for read-your-writes; [WaitForAll] waits for
+// several under one bound. When the bound expires first, a [*BehindError]
+// names the projection that was behind. [ReadStatus] reports
 // state, checkpoint, head and lag. The lag counts every committed event the
 // projection has yet to apply, those that an open transaction hides from
 // readers included ([es.BacklogReporter]); it is exact on a store that
