@@ -4,7 +4,9 @@
 //
 // A projection writes through the [*Tx] it is handed, naming its tables
 // with [Tx.Table] (so that [Sink.Rebuild] can build a new generation beside
-// the live one) and batching its writes with [Tx.Upsert]:
+// the live one) and batching its writes with [Tx.Upsert], which infers the
+// SQL types of the columns from the Go types of the values, adds to
+// counters ([Upsert].Add) and folds rows whose key repeats:
 //
 //	type ordersByProduct struct{}
 //
@@ -26,7 +28,7 @@
 //		}
 //		_, err := tx.Upsert(ctx, pgsink.Upsert{
 //			Table:   tx.Table("orders_by_product"),
-//			Columns: []string{"product_id", "order_id"}, Types: []string{"text", "text"},
+//			Columns: []string{"product_id", "order_id"},
 //			Key:     []string{"product_id", "order_id"},
 //		}, products, orders)
 //		return err

@@ -179,7 +179,6 @@ func (OrdersByProduct) HandleBatch(ctx context.Context, tx *pgsink.Tx, events []
 	}
 	_, err := tx.Upsert(ctx, pgsink.Upsert{Table: table,
 		Columns: []string{"product_id", "order_id", "customer_name", "status", "placed_at", "quantity", "unit_price_cents", "order_total_cents"},
-		Types:   []string{"text", "text", "text", "text", "timestamptz", "integer", "bigint", "bigint"},
 		Key:     []string{"product_id", "order_id"}},
 		products, oids, customers, statuses, placed, qtys, prices, totals)
 	return err
