@@ -6,7 +6,7 @@
 // with [Tx.Table] (so that [Sink.Rebuild] can build a new generation beside
 // the live one) and batching its writes with [Tx.Upsert], which infers the
 // SQL types of the columns from the Go types of the values, adds to
-// counters ([Upsert].Add) and folds rows whose key repeats:
+// counters (the Add field of [Upsert]) and folds rows whose key repeats:
 //
 //	type ordersByProduct struct{}
 //
