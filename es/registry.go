@@ -156,6 +156,22 @@ func (r *Registry) Known(typ string) bool {
 	return registered || upcast
 }
 
+// UpcastType returns the type name rec decodes as: rec.Type, or the type
+// the chain of upcasters of rec.Type turns it into. It runs the upcasters
+// only when rec.Type has one, and fails, like [Registry.Decode], when one
+// of them does. Projection workers use it so that a projection that
+// handles a type also receives the older events upcast into it.
+func (r *Registry) UpcastType(rec Record) (string, error) {
+	r.mu.RLock()
+	_, ok := r.upcasters[rec.Type]
+	r.mu.RUnlock()
+	if !ok {
+		return rec.Type, nil
+	}
+	typ, _, err := r.upcast(rec)
+	return typ, err
+}
+
 // upcast runs the chain of upcasters for rec's type and returns the final
 // type name and data.
 func (r *Registry) upcast(rec Record) (string, []byte, error) {

@@ -15,8 +15,10 @@
 //   - Events reach the handler in log order, each once per committed batch;
 //     the batch and the checkpoint move together (see [Sink.Apply]).
 //   - An event whose type the projection does not declare in
-//     [Projection.Handles] is skipped and the checkpoint moves past it. A
-//     declared event that does not decode, or that the handler fails on,
+//     [Projection.Handles], and that the registry does not upcast into a
+//     declared type, is skipped and the checkpoint moves past it. A
+//     declared event that does not decode (an old event whose upcaster
+//     fails counts as declared), or that the handler fails on,
 //     follows the [ErrorPolicy]: the projection stops, marked
 //     [StateStalled] at that event ([PolicyStop], the default), or the event is
 //     parked as a dead letter and the projection continues
@@ -52,7 +54,9 @@
 // Config.LeasePoll.
 //
 // [WaitFor] waits until a projection has reached a position: the consistency
-// token of a command result, for read-your-writes. [ReadStatus] reports
+// token of a command result, for read-your-writes; [WaitForAll] waits for
+// several under one bound. When the bound expires first, a [*BehindError]
+// names the projection that was behind. [ReadStatus] reports
 // state, checkpoint, head and lag. The lag counts every committed event the
 // projection has yet to apply, those that an open transaction hides from
 // readers included ([es.BacklogReporter]); it is exact on a store that

@@ -21,7 +21,32 @@ var (
 	// that wraps it instead of applying a batch, and the worker then waits
 	// for the projection to be resumed (see [Pause]).
 	ErrPaused = errors.New("projections: projection paused")
+	// ErrBehind means a projection had not reached a position when the
+	// wait for it ended (see [WaitFor]). The details are in a
+	// [*BehindError].
+	ErrBehind = errors.New("projections: projection behind")
 )
+
+// BehindError is returned by [WaitFor] and [WaitForAll] when their context
+// ends before a projection has reached the position they wait for. It
+// wraps both [ErrBehind] and the context's error, so errors.Is(err,
+// context.DeadlineExceeded) tells an expired bound.
+type BehindError struct {
+	// Projection is the projection that had not reached Want.
+	Projection string
+	// Want is the position waited for; Checkpoint is the projection's
+	// checkpoint as last read (zero when it could not be read).
+	Want, Checkpoint es.Position
+	// Err is the context's error.
+	Err error
+}
+
+func (e *BehindError) Error() string {
+	return fmt.Sprintf("projections: wait for %s to reach %s (at %s): %v", e.Projection, e.Want, e.Checkpoint, e.Err)
+}
+
+// Unwrap returns ErrBehind and the context's error.
+func (e *BehindError) Unwrap() []error { return []error{ErrBehind, e.Err} }
 
 // Failure describes an event a projection could not handle.
 type Failure struct {

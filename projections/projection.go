@@ -21,9 +21,12 @@ type Projection[Tx any] interface {
 	// Name identifies the projection and its checkpoint. It must be stable
 	// across deployments.
 	Name() string
-	// Handles lists the event types the projection handles. Events of other
-	// types are skipped; events of these types that do not decode follow the
-	// error policy.
+	// Handles lists the event types the projection handles. Older types
+	// that the worker's [es.Registry] upcasts into one of them need not be
+	// listed: the worker hands them over too, upcast (see
+	// [es.Registry.UpcastType]). Events of other types are skipped; events
+	// of these types that do not decode, and old events whose upcaster
+	// fails, follow the error policy.
 	Handles() []string
 	// HandleBatch applies events, in log order, through tx. An error rolls
 	// the whole batch back. When a batch of several events fails, the worker

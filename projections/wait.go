@@ -29,9 +29,10 @@ type CheckpointWatcher interface {
 
 // WaitFor returns nil once the projection's checkpoint has reached pos,
 // typically the position of a command's [es.AppendResult], so that a read
-// sees that command's writes. It gives up when ctx ends, with an error that
-// wraps ctx.Err(): bound it with a timeout. A stalled projection returns a
-// [*StalledError] at once, since it will not get there on its own.
+// sees that command's writes. It gives up when ctx ends, with a
+// [*BehindError] that wraps ctx.Err(): bound it with a timeout. A stalled
+// projection returns a [*StalledError] at once, since it will not get there
+// on its own.
 //
 // When cps is a [CheckpointWatcher], WaitFor wakes up when the checkpoint
 // moves, and looks again every 100ms in case a signal was lost; otherwise
@@ -45,14 +46,19 @@ func WaitFor(ctx context.Context, cps Checkpoints, projection string, pos es.Pos
 		}
 	}
 	d := waitMin
+	var at es.Position // the checkpoint as last read
 	for {
 		cp, err := cps.Checkpoint(ctx, projection)
 		if err != nil {
+			if ctx.Err() != nil {
+				return &BehindError{Projection: projection, Want: pos, Checkpoint: at, Err: ctx.Err()}
+			}
 			return fmt.Errorf("projections: wait for %s to reach %s: %w", projection, pos, err)
 		}
 		if !cp.Position.Before(pos) {
 			return nil
 		}
+		at = cp.Position
 		if cp.State == StateStalled {
 			f := Failure{}
 			if cp.Failure != nil {
@@ -66,9 +72,24 @@ func WaitFor(ctx context.Context, cps Checkpoints, projection string, pos es.Pos
 		wait(ctx, changed, d)
 		d = min(2*d, waitMax)
 		if ctx.Err() != nil {
-			return fmt.Errorf("projections: wait for %s to reach %s (at %s): %w", projection, pos, cp.Position, ctx.Err())
+			return &BehindError{Projection: projection, Want: pos, Checkpoint: at, Err: ctx.Err()}
 		}
 	}
+}
+
+// WaitForAll is [WaitFor] for several projections under the one bound of
+// ctx: it returns nil once the checkpoint of every projection in names has
+// reached pos. When ctx ends first, the [*BehindError] names the projection
+// that had not; a stalled projection returns its [*StalledError] at once.
+func WaitForAll(ctx context.Context, cps Checkpoints, names []string, pos es.Position) error {
+	// One after the other: a checkpoint that reached pos stays there (a
+	// reset aside), so when the last one is there, all of them are.
+	for _, name := range names {
+		if err := WaitFor(ctx, cps, name, pos); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // wait returns when changed receives, d has passed or ctx ends. It

@@ -210,7 +210,12 @@ func (w *Worker[Tx]) decode(recs []es.Record) []item {
 		it := &items[i]
 		it.ev.Record = recs[i]
 		if !w.handles[recs[i].Type] {
-			continue
+			// An older type is handled when its upcasters turn it into
+			// a handled one. One whose upcaster fails cannot be told
+			// apart, so it follows the error policy: never a silent skip.
+			if typ, err := w.reg.UpcastType(recs[i]); err == nil && !w.handles[typ] {
+				continue
+			}
 		}
 		it.handled = true
 		it.ev.Data, it.err = w.reg.Decode(recs[i])

@@ -4,7 +4,9 @@
 //
 // A projection writes through the [*Tx] it is handed, naming its tables
 // with [Tx.Table] (so that [Sink.Rebuild] can build a new generation beside
-// the live one) and batching its writes with [Tx.Upsert]:
+// the live one) and batching its writes with [Tx.Upsert], which infers the
+// SQL types of the columns from the Go types of the values, adds to
+// counters (the Add field of [Upsert]) and folds rows whose key repeats:
 //
 //	type ordersByProduct struct{}
 //
@@ -26,18 +28,19 @@
 //		}
 //		_, err := tx.Upsert(ctx, pgsink.Upsert{
 //			Table:   tx.Table("orders_by_product"),
-//			Columns: []string{"product_id", "order_id"}, Types: []string{"text", "text"},
+//			Columns: []string{"product_id", "order_id"},
 //			Key:     []string{"product_id", "order_id"},
 //		}, products, orders)
 //		return err
 //	}
 //
-// Run it with a [projections.Worker] on the sink; the caller owns the pool:
+// Run it with a worker made by [NewWorker] on the sink ([Workers] makes one
+// for each of several projections); the caller owns the pool:
 //
 //	sink := pgsink.New(pool, pgsink.Config{})
 //	if _, err := sink.Migrate(ctx); err != nil { ... }
 //	if _, err := sink.EnsureTables(ctx, ordersByProduct{}); err != nil { ... } // at every start
-//	w := projections.NewWorker(store, registry, sink, ordersByProduct{}, projections.Config{})
+//	w := pgsink.NewWorker(store, registry, sink, ordersByProduct{}, projections.Config{})
 //	err := w.Run(ctx) // nil on a clean stop
 //
 // The sink is also a [projections.Locker]: workers of the same projection

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -92,72 +91,6 @@ func (s *Sink) apply(ctx context.Context, p projections.ApplyParams, suffix stri
 	return nil
 }
 
-// Upsert describes a batch insert-or-update for [Tx.Upsert].
-type Upsert struct {
-	// Table is the target, usually from [Tx.Table].
-	Table pgx.Identifier
-	// Columns are the columns written, and Types their SQL types
-	// ("text", "bigint", "jsonb", ...), in the same order.
-	Columns, Types []string
-	// Key is the conflict target: the columns of a unique index.
-	Key []string
-	// Update lists the columns set when a row exists. Defaults to every
-	// column that is not in Key; with no such column, existing rows are
-	// left as they are.
-	Update []string
-}
-
-// Upsert inserts or updates many rows in one statement: values holds one
-// slice per column (a []string for a text column, an []int64 for a bigint,
-// ...), all of the same length. Rows are sent as arrays and expanded with
-// unnest, which is several times faster than a statement per row. Within
-// one call, a key must not appear twice (PostgreSQL refuses to update a row
-// twice in one statement): fold repeated keys first.
-func (tx *Tx) Upsert(ctx context.Context, u Upsert, values ...any) (int64, error) {
-	if len(u.Columns) == 0 || len(u.Columns) != len(u.Types) || len(values) != len(u.Columns) || len(u.Key) == 0 {
-		return 0, fmt.Errorf("pgsink: upsert into %s: want Columns, Types and values of the same length, and a Key", u.Table.Sanitize())
-	}
-	update := u.Update
-	if update == nil {
-		for _, c := range u.Columns {
-			if !contains(u.Key, c) {
-				update = append(update, c)
-			}
-		}
-	}
-	var b strings.Builder
-	b.WriteString("INSERT INTO ")
-	b.WriteString(u.Table.Sanitize())
-	b.WriteString(" (")
-	writeIdents(&b, u.Columns)
-	b.WriteString(") SELECT * FROM unnest(")
-	for i, t := range u.Types {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "$%d::%s[]", i+1, t)
-	}
-	b.WriteString(") ON CONFLICT (")
-	writeIdents(&b, u.Key)
-	if len(update) == 0 {
-		b.WriteString(") DO NOTHING")
-	} else {
-		b.WriteString(") DO UPDATE SET ")
-		for i, c := range update {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			id := pgx.Identifier{c}.Sanitize()
-			b.WriteString(id + " = excluded." + id)
-		}
-	}
-	tag, err := tx.Exec(ctx, b.String(), values...)
-	if err != nil {
-		return 0, fmt.Errorf("pgsink: upsert into %s: %w", u.Table.Sanitize(), err)
-	}
-	return tag.RowsAffected(), nil
-}
-
 // DeleteKeys deletes the rows of table whose column key is in keys (a
 // slice of the column's Go type), in one statement.
 func (tx *Tx) DeleteKeys(ctx context.Context, table pgx.Identifier, key, keyType string, keys any) (int64, error) {
@@ -167,24 +100,6 @@ func (tx *Tx) DeleteKeys(ctx context.Context, table pgx.Identifier, key, keyType
 		return 0, fmt.Errorf("pgsink: delete from %s: %w", table.Sanitize(), err)
 	}
 	return tag.RowsAffected(), nil
-}
-
-func writeIdents(b *strings.Builder, names []string) {
-	for i, n := range names {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(pgx.Identifier{n}.Sanitize())
-	}
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // BeginFunc runs fn in a transaction whose [Tx.Table] names the live

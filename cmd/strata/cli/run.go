@@ -138,7 +138,7 @@ func (a *app) run(ctx context.Context, c *conn, sel selection, policy *projectio
 	)
 	for _, p := range sel.pg {
 		names = append(names, p.name())
-		workers = append(workers, projections.NewWorker(c.store, a.cfg.Registry, projections.Sink[*pgsink.Tx](c.sink), p.Projection, workerConfig(p.Worker)))
+		workers = append(workers, pgsink.NewWorker(c.store, a.cfg.Registry, c.sink, p.Projection, workerConfig(p.Worker)))
 	}
 	for _, p := range sel.elastic {
 		names = append(names, p.name())

@@ -170,9 +170,7 @@ func (a *App) newRunner() *projections.Runner {
 		rc.Logger = a.log
 	}
 	r := projections.NewRunner(rc)
-	for _, p := range Projections() {
-		r.Add(projections.NewWorker(a.Store, a.Registry, projections.Sink[*pgsink.Tx](a.Sink), projections.Projection[*pgsink.Tx](p), a.cfg.Worker))
-	}
+	r.Add(pgsink.Workers(a.Store, a.Registry, a.Sink, a.cfg.Worker, Projections()...)...)
 	if a.Elastic != nil {
 		r.Add(elasticsink.NewWorker(a.Store, a.Registry, a.Elastic, a.OrderSearch(), a.cfg.Worker))
 	}

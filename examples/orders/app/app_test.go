@@ -19,6 +19,7 @@ import (
 
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/es/pgstore/pgtest"
+	"github.com/stratadev/strata/examples/orders"
 	"github.com/stratadev/strata/examples/orders/app"
 	"github.com/stratadev/strata/examples/orders/httpapi"
 	"github.com/stratadev/strata/examples/orders/readmodel"
@@ -407,5 +408,31 @@ func TestAddItemKeepsProductNames(t *testing.T) {
 		if res.Total != 1 || !slices.Equal(res.Orders[0].ProductNames, []string{"Assam Tea"}) {
 			t.Errorf("search for assam after the item changes: %+v, want o1 with [Assam Tea]", res)
 		}
+	}
+}
+
+// An order placed before customers had IDs (OrderPlaced.v1) reaches the
+// projections, which list only OrderPlaced: the registry upcasts it.
+func TestOldOrderPlacedReachesTheReadModels(t *testing.T) {
+	t.Parallel()
+	e := start(t, true)
+	e.command("POST", "/products", `{"product_id":"tea","name":"Tea","price_cents":450}`)
+	v1 := `{"order_id":"o1","customer":"Ann","items":[{"product_id":"tea","qty":2,"unit_price":"4.5"}]}`
+	res, err := e.app.Store.Append(t.Context(), "order-o1", es.NoStream, es.EventData{Type: orders.TypeOrderPlacedV1, Data: []byte(v1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := res.Position.String()
+	var v readmodel.OrderView
+	e.read("/orders/o1", tok, &v)
+	if v.CustomerID != "legacy:Ann" || v.TotalCents != 900 || len(v.Lines) != 1 || v.Lines[0].ProductName != "Tea" {
+		t.Errorf("order_view of the v1 order: %+v; want customer legacy:Ann, total 900, one line of Tea", v)
+	}
+	var byProduct struct {
+		Orders []readmodel.ProductOrder `json:"orders"`
+	}
+	e.read("/products/tea/orders", tok, &byProduct)
+	if len(byProduct.Orders) != 1 || byProduct.Orders[0].OrderID != "o1" || byProduct.Orders[0].Quantity != 2 {
+		t.Errorf("orders_by_product of tea: %+v; want o1 with quantity 2", byProduct.Orders)
 	}
 }

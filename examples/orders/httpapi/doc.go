@@ -37,7 +37,8 @@
 // or ?after=; both with different values are a 400) waits, up to
 // [Config.ReadWait], until the read model has reached it; if it has not by
 // then, it answers with what the read model has and the header X-Stale:
-// true. A read model that is being built for the first time answers 503.
+// true (projections/consistency does the waiting). A read model that is
+// being built for the first time answers 503.
 // A search takes at most [Config.SearchTimeout]; its terms at most
 // [MaxSearchLength] characters, and offset + limit at most 10,000.
 //

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -16,33 +15,19 @@ import (
 	"github.com/stratadev/strata/examples/orders/readmodel"
 )
 
-// answer writes a read's result with the X-Stale header.
-func answer(w http.ResponseWriter, stale bool, v any) {
-	if stale {
-		w.Header().Set("X-Stale", "true")
-	} else {
-		w.Header().Set("X-Stale", "false")
-	}
-	writeJSON(w, http.StatusOK, v)
-}
-
 func (s *server) getOrder(w http.ResponseWriter, r *http.Request) {
-	stale, err := s.consistency(r, readmodel.OrderViewName)
-	if err != nil {
+	// X-Stale is set on a 404 too: true only when the read model had not
+	// reached the request's token.
+	if _, err := s.waitRead(w, r, readmodel.OrderViewName); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	v, err := s.Reader.Order(r.Context(), r.PathValue("id"))
 	if err != nil {
-		if errors.Is(err, readmodel.ErrNotFound) {
-			// As on a 200: true only when the read model had not reached
-			// the request's token.
-			w.Header().Set("X-Stale", strconv.FormatBool(stale))
-		}
 		s.writeError(w, r, err)
 		return
 	}
-	answer(w, stale, v)
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (s *server) getProductOrders(w http.ResponseWriter, r *http.Request) {
@@ -60,8 +45,7 @@ func (s *server) getProductOrders(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	stale, err := s.consistency(r, readmodel.OrdersByProductName)
-	if err != nil {
+	if _, err := s.waitRead(w, r, readmodel.OrdersByProductName); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -70,7 +54,7 @@ func (s *server) getProductOrders(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	answer(w, stale, page)
+	writeJSON(w, http.StatusOK, page)
 }
 
 func (s *server) searchOrders(w http.ResponseWriter, r *http.Request) {
@@ -106,14 +90,14 @@ func (s *server) searchOrders(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	stale, err := s.consistency(r, readmodel.OrderSearchName)
+	wr, err := s.waitRead(w, r, readmodel.OrderSearchName)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.SearchTimeout)
 	defer cancel()
-	if tok, _ := token(r); tok != "" && !stale {
+	if !wr.Position.IsZero() && !wr.Stale {
 		if err := s.Search.Refresh(ctx); err != nil {
 			s.writeError(w, r, s.searchFailed(r, err))
 			return
@@ -124,7 +108,7 @@ func (s *server) searchOrders(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, s.searchFailed(r, err))
 		return
 	}
-	answer(w, stale, res)
+	writeJSON(w, http.StatusOK, res)
 }
 
 // Limits of search requests.

@@ -13,11 +13,12 @@ import (
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/examples/orders/readmodel"
 	"github.com/stratadev/strata/projections"
+	"github.com/stratadev/strata/projections/consistency"
 )
 
 // ReadWaitDefault is how long a read with a consistency token waits for the
 // read model by default.
-const ReadWaitDefault = 2 * time.Second
+const ReadWaitDefault = consistency.WaitDefault
 
 // SearchTimeoutDefault bounds a search by default.
 const SearchTimeoutDefault = 5 * time.Second
@@ -66,8 +67,9 @@ type Searcher interface {
 
 type server struct {
 	Config
-	log   *slog.Logger
-	ready map[string]*atomic.Bool
+	log    *slog.Logger
+	ready  map[string]*atomic.Bool
+	waiter *consistency.Waiter
 }
 
 // New returns the API's handler.
@@ -78,7 +80,8 @@ func New(cfg Config) http.Handler {
 	cfg.ReadWait = cmp.Or(cfg.ReadWait, ReadWaitDefault)
 	cfg.SearchTimeout = cmp.Or(cfg.SearchTimeout, SearchTimeoutDefault)
 	cfg.SearchOffMessage = cmp.Or(cfg.SearchOffMessage, "search is off: this server runs without Elasticsearch")
-	s := &server{Config: cfg, log: cmp.Or(cfg.Logger, slog.Default()), ready: map[string]*atomic.Bool{}}
+	s := &server{Config: cfg, log: cmp.Or(cfg.Logger, slog.Default()), ready: map[string]*atomic.Bool{},
+		waiter: consistency.New(cfg.Checkpoints, consistency.Config{Wait: cfg.ReadWait})}
 	for _, name := range []string{readmodel.OrderViewName, readmodel.OrdersByProductName, readmodel.OrderSearchName} {
 		s.ready[name] = new(atomic.Bool)
 	}
@@ -137,53 +140,27 @@ func (s *server) isReady(ctx context.Context, name string) (bool, error) {
 	return true, nil
 }
 
-// token returns the request's consistency token, or "", and refuses two
-// that disagree (the header and ?after=).
-func token(r *http.Request) (string, error) {
-	h, q := r.Header.Get("X-Consistency-Token"), r.URL.Query().Get("after")
-	if h != "" && q != "" && h != q {
-		return "", badRequest("invalid_consistency_token", "the X-Consistency-Token header and ?after= name different positions; send one")
+// waitRead waits, up to ReadWait, for projection to reach the request's
+// consistency token and sets X-Stale (see [consistency.Waiter.Wait]). It
+// refuses a malformed token with 400, and with 503 a read model that is
+// being built for the first time.
+func (s *server) waitRead(w http.ResponseWriter, r *http.Request, projection string) (consistency.Result, error) {
+	res, err := s.waiter.Wait(w, r, projection)
+	if te := (*consistency.TokenError)(nil); errors.As(err, &te) {
+		return res, badRequest("invalid_consistency_token", te.Reason)
 	}
-	return cmp.Or(h, q), nil
-}
-
-// consistency reads the request's consistency token, waits up to ReadWait
-// for projection to reach it and reports whether the answer may be stale.
-// It also refuses with 503 a read model that is being built for the first
-// time.
-func (s *server) consistency(r *http.Request, projection string) (stale bool, err error) {
-	ctx := r.Context()
-	token, err := token(r)
 	if err != nil {
-		return false, err
+		return res, err
 	}
-	var pos es.Position
-	if token != "" {
-		if pos, err = es.ParsePosition(token); err != nil {
-			return false, badRequest("invalid_consistency_token", "the consistency token must be a position like 123:456, as the write API returned it")
+	if !res.Position.IsZero() && !res.Stale {
+		return res, nil
+	}
+	if ready, err := s.isReady(r.Context(), projection); err != nil || !ready {
+		w.Header().Del(consistency.StaleHeader)
+		if err != nil {
+			return res, err
 		}
+		return res, errRebuilding(projection)
 	}
-	ready, err := s.isReady(ctx, projection)
-	if err != nil {
-		return false, err
-	}
-	if !ready && pos.IsZero() {
-		return false, errRebuilding(projection)
-	}
-	if pos.IsZero() {
-		return false, nil
-	}
-	wctx, cancel := context.WithTimeout(ctx, s.ReadWait)
-	defer cancel()
-	err = projections.WaitFor(wctx, s.Checkpoints, projection, pos)
-	switch {
-	case err == nil:
-		return false, nil
-	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil, errors.Is(err, projections.ErrStalled):
-		if ok, _ := s.isReady(ctx, projection); !ok {
-			return false, errRebuilding(projection)
-		}
-		return true, nil
-	}
-	return false, err
+	return res, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stratadev/strata/cqrs"
 	"github.com/stratadev/strata/examples/orders"
+	"github.com/stratadev/strata/projections/consistency"
 )
 
 // maxBody bounds a request body.
@@ -95,7 +96,7 @@ func (s *server) dispatch(w http.ResponseWriter, r *http.Request, id string, cmd
 	}
 	if saved != nil {
 		// A retry: the first answer, whose token a read can wait for.
-		w.Header().Set("X-Consistency-Token", saved.ConsistencyToken)
+		w.Header().Set(consistency.Header, saved.ConsistencyToken)
 		writeJSON(w, http.StatusAccepted, saved)
 		return
 	}
@@ -104,8 +105,7 @@ func (s *server) dispatch(w http.ResponseWriter, r *http.Request, id string, cmd
 		s.writeError(w, r, err)
 		return
 	}
-	token := res.Position.String()
-	a := Accepted{ID: id, Stream: res.Stream, Version: res.Version, ConsistencyToken: token}
+	a := Accepted{ID: id, Stream: res.Stream, Version: res.Version, ConsistencyToken: consistency.SetToken(w.Header(), res.Position)}
 	if k := r.Header.Get("Idempotency-Key"); k != "" && s.Keys != nil {
 		// Unsaved (a crash, an error), a retry is dispatched again and
 		// the command side recognizes it by its ID.
@@ -113,7 +113,6 @@ func (s *server) dispatch(w http.ResponseWriter, r *http.Request, id string, cmd
 			s.log.WarnContext(ctx, "orders api: save the answer of an idempotency key", slog.Any("error", err))
 		}
 	}
-	w.Header().Set("X-Consistency-Token", token)
 	writeJSON(w, http.StatusAccepted, a)
 }
 

@@ -38,9 +38,10 @@ var _ pgsink.Rebuildable = OrdersByProduct{}
 // Name implements [projections.Projection].
 func (OrdersByProduct) Name() string { return OrdersByProductName }
 
-// Handles implements [projections.Projection].
+// Handles implements [projections.Projection]. OrderPlaced.v1 events reach
+// the projection too: the registry upcasts them into OrderPlaced.
 func (OrdersByProduct) Handles() []string {
-	return []string{orders.TypeOrderPlaced, orders.TypeOrderPlacedV1, orders.TypeItemAdded, orders.TypeItemRemoved,
+	return []string{orders.TypeOrderPlaced, orders.TypeItemAdded, orders.TypeItemRemoved,
 		orders.TypeOrderConfirmed, orders.TypeOrderPaid, orders.TypeOrderShipped, orders.TypeOrderCancelled}
 }
 
@@ -178,7 +179,6 @@ func (OrdersByProduct) HandleBatch(ctx context.Context, tx *pgsink.Tx, events []
 	}
 	_, err := tx.Upsert(ctx, pgsink.Upsert{Table: table,
 		Columns: []string{"product_id", "order_id", "customer_name", "status", "placed_at", "quantity", "unit_price_cents", "order_total_cents"},
-		Types:   []string{"text", "text", "text", "text", "timestamptz", "integer", "bigint", "bigint"},
 		Key:     []string{"product_id", "order_id"}},
 		products, oids, customers, statuses, placed, qtys, prices, totals)
 	return err

@@ -52,10 +52,11 @@ var _ pgsink.Rebuildable = OrderViews{}
 // Name implements [projections.Projection].
 func (OrderViews) Name() string { return OrderViewName }
 
-// Handles implements [projections.Projection].
+// Handles implements [projections.Projection]. OrderPlaced.v1 events reach
+// the projection too: the registry upcasts them into OrderPlaced.
 func (OrderViews) Handles() []string {
 	return []string{orders.TypeProductCreated, orders.TypeProductRenamed,
-		orders.TypeOrderPlaced, orders.TypeOrderPlacedV1, orders.TypeItemAdded, orders.TypeItemRemoved,
+		orders.TypeOrderPlaced, orders.TypeItemAdded, orders.TypeItemRemoved,
 		orders.TypeOrderConfirmed, orders.TypeOrderPaid, orders.TypeOrderShipped, orders.TypeOrderCancelled}
 }
 
@@ -342,7 +343,7 @@ func (f *fold) write(ctx context.Context, tx *pgsink.Tx, table pgx.Identifier) e
 			ids, names, versions = append(ids, id), append(names, f.names[id].name), append(versions, f.names[id].version)
 		}
 		if _, err := tx.Upsert(ctx, pgsink.Upsert{Table: f.productsTable,
-			Columns: []string{"product_id", "name", "version"}, Types: []string{"text", "text", "bigint"}, Key: []string{"product_id"}},
+			Columns: []string{"product_id", "name", "version"}, Key: []string{"product_id"}},
 			ids, names, versions); err != nil {
 			return err
 		}
@@ -353,7 +354,7 @@ func (f *fold) write(ctx context.Context, tx *pgsink.Tx, table pgx.Identifier) e
 			ids, customers, names, statuses = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 			totals, versions                = make([]int64, n), make([]int64, n)
 			counts                          = make([]int32, n)
-			lines                           = make([]string, n)
+			lines                           = make([]json.RawMessage, n)
 			placed, updated                 = make([]time.Time, n), make([]time.Time, n)
 		)
 		for i, id := range f.order {
@@ -363,12 +364,11 @@ func (f *fold) write(ctx context.Context, tx *pgsink.Tx, table pgx.Identifier) e
 				return err
 			}
 			ids[i], customers[i], names[i], statuses[i] = v.OrderID, v.CustomerID, v.CustomerName, v.Status
-			totals[i], versions[i], counts[i], lines[i] = v.TotalCents, v.Version, int32(v.ItemCount), string(b)
+			totals[i], versions[i], counts[i], lines[i] = v.TotalCents, v.Version, int32(v.ItemCount), b
 			placed[i], updated[i] = v.PlacedAt, v.UpdatedAt
 		}
 		if _, err := tx.Upsert(ctx, pgsink.Upsert{Table: table,
 			Columns: []string{"order_id", "customer_id", "customer_name", "status", "total_cents", "item_count", "lines", "placed_at", "updated_at", "version"},
-			Types:   []string{"text", "text", "text", "text", "bigint", "integer", "jsonb", "timestamptz", "timestamptz", "bigint"},
 			Key:     []string{"order_id"}},
 			ids, customers, names, statuses, totals, counts, lines, placed, updated, versions); err != nil {
 			return err
