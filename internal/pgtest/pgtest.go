@@ -255,3 +255,26 @@ func WaitForLockWaiters(t testing.TB, app string, n int) {
 		}
 	}
 }
+
+// WaitForSessions waits until exactly n sessions of application app are
+// connected, failing the test after 20s.
+func WaitForSessions(t testing.TB, app string, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for {
+		var sessions int
+		if err := Admin(t).QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_stat_activity
+			WHERE application_name = $1`, app).Scan(&sessions); err != nil {
+			t.Fatalf("wait for %d sessions of %s: %v", n, app, err)
+		}
+		if sessions == n {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d sessions of %s; want %d", sessions, app, n)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
