@@ -257,10 +257,10 @@ func WaitForLockWaiters(t testing.TB, app string, n int) {
 }
 
 // WaitForSessions waits until exactly n sessions of application app are
-// connected, failing the test after 20s.
+// connected, failing the test after 20s. It may be called from a cleanup.
 func WaitForSessions(t testing.TB, app string, n int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for {
 		var sessions int
