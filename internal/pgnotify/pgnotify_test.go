@@ -3,14 +3,11 @@ package pgnotify_test
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stratadev/strata/internal/pgnotify"
@@ -18,50 +15,6 @@ import (
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
-
-// gate holds the listening connection's reconnections: the first
-// connection goes through, each later one sends on held and waits for
-// release.
-type gate struct {
-	connects atomic.Int32
-	held     chan struct{}
-	release  chan struct{}
-}
-
-// newPool returns a pool whose connections have an application name unique
-// to the test, and that name.
-func newPool(t *testing.T, g *gate) (*pgxpool.Pool, string) {
-	t.Helper()
-	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b [6]byte
-	rand.Read(b[:])
-	app := "pgnotify-" + hex.EncodeToString(b[:])
-	cfg.ConnConfig.RuntimeParams["application_name"] = app
-	if g != nil {
-		listener := pgnotify.AppName(app)
-		cfg.ConnConfig.ValidateConnect = func(ctx context.Context, pc *pgconn.PgConn) error {
-			if pc.ParameterStatus("application_name") != listener || g.connects.Add(1) == 1 {
-				return nil
-			}
-			g.held <- struct{}{}
-			select {
-			case <-g.release:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-	}
-	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return pool, app
-}
 
 func listen(t *testing.T, pool *pgxpool.Pool, p pgnotify.Params) *pgnotify.Subscription {
 	t.Helper()
@@ -91,16 +44,6 @@ func awaitWake(t *testing.T, sub *pgnotify.Subscription, what string) {
 	}
 }
 
-func sessions(t *testing.T, app string) int {
-	t.Helper()
-	var n int
-	if err := pgtest.Admin(t).QueryRow(t.Context(), `SELECT count(*) FROM pg_catalog.pg_stat_activity
-		WHERE application_name = $1`, app).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 func channel(t *testing.T, i int) string {
 	return fmt.Sprintf("%s.%d", strings.ToLower(t.Name()), i)
 }
@@ -110,8 +53,7 @@ func channel(t *testing.T, i int) string {
 // closed when the last one closes.
 func TestOneConnectionPerPool(t *testing.T) {
 	t.Parallel()
-	pool, app := newPool(t, nil)
-	listener := pgnotify.AppName(app)
+	pool, listener := pgtest.ListenerPool(t, nil)
 	const channels, perChannel = 4, 5
 	subs := make([][]*pgnotify.Subscription, channels)
 	for c := range channels {
@@ -119,7 +61,7 @@ func TestOneConnectionPerPool(t *testing.T) {
 			subs[c] = append(subs[c], listen(t, pool, pgnotify.Params{Channel: channel(t, c)}))
 		}
 	}
-	if got := sessions(t, listener); got != 1 {
+	if got := pgtest.Sessions(t, listener); got != 1 {
 		t.Fatalf("listening connections with %d subscribers on %d channels: %d; want 1", channels*perChannel, channels, got)
 	}
 	// Notifications arrive in commit order on the one connection: once the
@@ -151,7 +93,7 @@ func TestOneConnectionPerPool(t *testing.T) {
 // coalesce into one.
 func TestSlowSubscriber(t *testing.T) {
 	t.Parallel()
-	pool, _ := newPool(t, nil)
+	pool, _ := pgtest.ListenerPool(t, nil)
 	slow := listen(t, pool, pgnotify.Params{Channel: channel(t, 0)})
 	fast := listen(t, pool, pgnotify.Params{Channel: channel(t, 0)})
 	for i := range 50 {
@@ -166,7 +108,7 @@ func TestSlowSubscriber(t *testing.T) {
 // Match picks notifications by payload.
 func TestMatch(t *testing.T) {
 	t.Parallel()
-	pool, _ := newPool(t, nil)
+	pool, _ := pgtest.ListenerPool(t, nil)
 	a := listen(t, pool, pgnotify.Params{Channel: channel(t, 0), Match: func(p string) bool { return p == "a" }})
 	b := listen(t, pool, pgnotify.Params{Channel: channel(t, 0), Match: func(p string) bool { return p == "b" }})
 	notify(t, pool, channel(t, 0), "a")
@@ -186,20 +128,16 @@ func TestMatch(t *testing.T) {
 // notifications sent meanwhile are lost.
 func TestReconnect(t *testing.T) {
 	t.Parallel()
-	g := &gate{held: make(chan struct{}, 1), release: make(chan struct{})}
-	pool, app := newPool(t, g)
-	listener := pgnotify.AppName(app)
+	hold := &pgtest.ListenerHold{Held: make(chan struct{}, 1), Release: make(chan struct{})}
+	pool, listener := pgtest.ListenerPool(t, hold)
 	subs := []*pgnotify.Subscription{
 		listen(t, pool, pgnotify.Params{Channel: channel(t, 0)}),
 		listen(t, pool, pgnotify.Params{Channel: channel(t, 0), Match: func(string) bool { return false }}),
 		listen(t, pool, pgnotify.Params{Channel: channel(t, 1)}),
 	}
-	if _, err := pgtest.Admin(t).Exec(t.Context(), `SELECT pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity
-		WHERE application_name = $1`, listener); err != nil {
-		t.Fatal(err)
-	}
+	pgtest.TerminateSessions(t, listener)
 	select {
-	case <-g.held:
+	case <-hold.Held:
 	case <-time.After(20 * time.Second):
 		t.Fatal("the notifier did not reconnect within 20s")
 	}
@@ -209,11 +147,11 @@ func TestReconnect(t *testing.T) {
 			t.Errorf("subscriber %d woke before the connection was back", i)
 		}
 	}
-	close(g.release)
+	close(hold.Release)
 	for i, sub := range subs {
 		awaitWake(t, sub, fmt.Sprintf("subscriber %d after the reconnection", i))
 	}
-	if got := sessions(t, listener); got != 1 {
+	if got := pgtest.Sessions(t, listener); got != 1 {
 		t.Errorf("listening connections after the reconnection: %d; want 1", got)
 	}
 	// Listening again.
@@ -225,7 +163,7 @@ func TestReconnect(t *testing.T) {
 // subscriber closed, while the connection stays for the others.
 func TestSetupTeardown(t *testing.T) {
 	t.Parallel()
-	pool, app := newPool(t, nil)
+	pool, listener := pgtest.ListenerPool(t, nil)
 	var b [2]byte
 	rand.Read(b[:])
 	key := int(b[0])<<8 | int(b[1])
@@ -234,7 +172,7 @@ func TestSetupTeardown(t *testing.T) {
 		if err := pgtest.Admin(t).QueryRow(t.Context(), `SELECT count(*) FROM pg_catalog.pg_locks l
 			JOIN pg_catalog.pg_stat_activity a USING (pid)
 			WHERE l.locktype = 'advisory' AND l.classid = 424242 AND l.objid = $1 AND l.granted
-			AND a.application_name = $2`, key, pgnotify.AppName(app)).Scan(&n); err != nil {
+			AND a.application_name = $2`, key, listener).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n
