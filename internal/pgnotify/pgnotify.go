@@ -43,8 +43,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Reconnection backoff: the first attempt after the connection broke is
-// immediate, failed ones are retried after ReconnectMin doubled each time,
+// Reconnection backoff: the first attempt after a connection that lasted
+// ReconnectMax broke is immediate; failed attempts, and connections that
+// broke sooner, are followed by a wait of ReconnectMin doubled each time,
 // at most ReconnectMax, with jitter.
 const (
 	ReconnectMin = 100 * time.Millisecond
@@ -53,10 +54,6 @@ const (
 
 // connectTimeout bounds one attempt to connect and listen.
 const connectTimeout = 10 * time.Second
-
-// AppNameSuffix is appended to the pool's application_name to name the
-// listening connection; "strata" stands for an empty one.
-const AppNameSuffix = " listener"
 
 // Params says what a subscriber listens for.
 type Params struct {
@@ -257,7 +254,22 @@ func (n *notifier) run(ctx context.Context) {
 			closeConn(conn)
 		}
 	}()
-	failures, opened := 0, 0
+	// failures counts the failed attempts to connect, and the connections
+	// that broke soon after they were opened, since the last connection
+	// that lasted: each is followed by a longer backoff.
+	var (
+		failures, opened int
+		since            time.Time
+	)
+	broke := func(err error) {
+		n.lost(ctx, conn, err)
+		conn = nil
+		if time.Since(since) < ReconnectMax {
+			failures++
+		} else {
+			failures = 0
+		}
+	}
 	for ctx.Err() == nil {
 		reconnected := false
 		if conn == nil {
@@ -276,14 +288,17 @@ func (n *notifier) run(ctx context.Context) {
 				continue
 			}
 			opened++
-			conn, reconnected, failures = c, opened > 1, 0
+			conn, reconnected, since = c, opened > 1, time.Now()
+			select {
+			case <-n.kick: // the subscribers that kicked are handled now
+			default:
+			}
 		}
 		if err := n.sync(ctx, conn); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			n.lost(ctx, conn, err)
-			conn, failures = nil, 0
+			broke(err)
 			continue
 		}
 		if reconnected {
@@ -297,8 +312,7 @@ func (n *notifier) run(ctx context.Context) {
 		case ctx.Err() != nil:
 			return
 		default:
-			n.lost(ctx, conn, err)
-			conn, failures = nil, 0
+			broke(err)
 		}
 	}
 }
@@ -338,12 +352,13 @@ func (n *notifier) connect(ctx context.Context) (*pgx.Conn, error) {
 }
 
 // AppName is the application_name of the listening connection of a pool
-// whose connections have application_name app.
+// whose connections have application_name app: app + " listener", or
+// "strata listener" when app is empty.
 func AppName(app string) string {
 	if app == "" {
 		app = "strata"
 	}
-	return app + AppNameSuffix
+	return app + " listener"
 }
 
 // sync brings the listens of conn in line with the subscribers: it runs
