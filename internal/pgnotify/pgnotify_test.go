@@ -221,3 +221,41 @@ func TestListenUnreachable(t *testing.T) {
 		t.Errorf("Listen on an unreachable server: %v; want it to say it could not open the listening connection", err)
 	}
 }
+
+// Listen returns only once its channel is listened to, also when the
+// connection is open already: a notification sent right after it returns
+// wakes the subscriber. (Setup sleeps to leave a window in which a Listen
+// that returned early would miss it.)
+func TestListenReturnsOnceListening(t *testing.T) {
+	t.Parallel()
+	pool, _ := pgtest.ListenerPool(t, nil)
+	listen(t, pool, pgnotify.Params{Channel: channel(t, 0)})
+	sub := listen(t, pool, pgnotify.Params{Channel: channel(t, 1), Setup: "SELECT pg_sleep(0.2)"})
+	notify(t, pool, channel(t, 1), "")
+	awaitWake(t, sub, "subscriber notified right after Listen returned")
+}
+
+// While the connection is being opened again, Listen waits for it.
+func TestListenWaitsForReconnection(t *testing.T) {
+	t.Parallel()
+	hold := &pgtest.ListenerHold{Held: make(chan struct{}, 1), Release: make(chan struct{})}
+	pool, listener := pgtest.ListenerPool(t, hold)
+	first := listen(t, pool, pgnotify.Params{Channel: channel(t, 0)})
+	pgtest.TerminateSessions(t, listener)
+	select {
+	case <-hold.Held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the notifier did not reconnect within 20s")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if sub, err := pgnotify.Listen(ctx, pool, pgnotify.Params{Channel: channel(t, 1)}); err == nil {
+		sub.Close()
+		t.Fatal("Listen returned while the connection was being opened again")
+	}
+	close(hold.Release)
+	sub := listen(t, pool, pgnotify.Params{Channel: channel(t, 1)})
+	notify(t, pool, channel(t, 1), "")
+	awaitWake(t, sub, "subscriber that listened after the reconnection")
+	awaitWake(t, first, "subscriber from before the reconnection")
+}
