@@ -128,11 +128,22 @@
 //
 // # Subscriptions
 //
-// [Store.Subscribe] catches up with ReadAll pages, then waits on a
-// connection of its own that listens for the store's notifications, looking
-// again every [Config.PollInterval] in case one is missed, and every few
-// milliseconds while appends are in flight or committed events are held back
-// by a running transaction (which may roll back without notifying anybody).
+// [Store.Subscribe] catches up with ReadAll pages, then waits for the
+// store's notifications, looking again every [Config.PollInterval] in case
+// one is missed, and every few milliseconds while appends are in flight or
+// committed events are held back by a running transaction (which may roll
+// back without notifying anybody).
+//
+// All subscriptions, of every store on one pool, and the checkpoint watchers
+// of projections/pgsink on that pool share one listening connection: it is
+// opened with the pool's connection settings, outside the pool (so it is one
+// server connection beyond the pool's limit), with application_name
+// "<the pool's application_name> listener" ("strata listener" when the pool
+// sets none), when the first of them starts listening, and closed when the
+// last stops. A process therefore uses one extra connection per pool,
+// however many subscriptions and projections it runs. When that connection
+// breaks, it is opened again with backoff, and every subscription reads
+// again once it listens, because notifications sent meanwhile are lost.
 //
 // PostgreSQL serializes the commits of all transactions that send a
 // notification, and a notification costs about as much as the rest of a

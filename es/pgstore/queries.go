@@ -21,6 +21,7 @@ type queries struct {
 	pending       string
 	appendsIdle   string
 	listening     string
+	unlistening   string
 	hold          string
 	loadSnapshot  string
 	saveSnapshot  string
@@ -126,8 +127,11 @@ func newQueries(expand func(string) string) queries {
 			FROM generate_series(2, 17) AS k`),
 
 		// Tell appends that a subscriber listens: session locks, held by
-		// the listening connection until it closes.
+		// the listening connection until the store's last subscription
+		// stops (unlistening) or the connection closes.
 		listening: expand(`SELECT pg_advisory_lock_shared({{notifylock}}, k)
+			FROM generate_series(18, 33) AS k`),
+		unlistening: expand(`SELECT pg_advisory_unlock_shared({{notifylock}}, k)
 			FROM generate_series(18, 33) AS k`),
 
 		// The first held-back event and the transaction holding it: the

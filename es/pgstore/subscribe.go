@@ -2,17 +2,13 @@ package pgstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"iter"
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
-
 	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/internal/pgnotify"
 )
 
 // Backoff while appends are in flight, or committed events are held back by
@@ -25,16 +21,19 @@ const (
 )
 
 // Subscribe implements [es.Store]. It catches up with ReadAll pages, then
-// waits on a connection of its own that listens to the store's channel, which
-// appends notify on commit. It also looks for new events every PollInterval,
-// and every few milliseconds while appends are in flight or committed events
-// are held back by a running transaction. It starts no goroutine: all waiting
-// happens inside the iteration, and the listening connection is closed when
-// the iteration ends.
+// waits for a notification on the store's channel, which appends send on
+// commit. It also looks for new events every PollInterval, and every few
+// milliseconds while appends are in flight or committed events are held back
+// by a running transaction. It starts no goroutine of its own: all waiting
+// happens inside the iteration.
 //
-// The listening connection is opened with the pool's connection settings but
-// outside the pool, so each live subscription uses one server connection
-// beyond the pool's limit.
+// All subscriptions and checkpoint watchers (projections/pgsink) on one pool
+// share one listening connection, opened with the pool's connection
+// settings but outside the pool when the first starts listening, and closed
+// when the last stops: a process uses one server connection beyond the
+// pool's limit for each pool it subscribes with, however many subscriptions
+// it runs. When that connection breaks it is opened again, and every
+// subscription reads again, since notifications may have been missed.
 func (s *Store) Subscribe(ctx context.Context, opts es.SubscribeOptions) iter.Seq2[[]es.Record, error] {
 	batch := opts.BatchSize
 	if batch <= 0 {
@@ -51,7 +50,7 @@ type subscription struct {
 	store    *Store
 	after    es.Position
 	batch    int
-	listener *pgx.Conn
+	listener *pgnotify.Subscription
 	backoff  time.Duration
 }
 
@@ -117,70 +116,45 @@ func (sub *subscription) failure(err error) error {
 	return &prefixed{prefix: "pgstore: subscribe: ", err: err}
 }
 
-// listen opens the subscription's own connection, with the pool's
-// connection settings, and listens to the store's channel on it.
+// listen registers the subscription on the pool's listening connection
+// and returns once that listens to the store's channel. Before the first
+// subscriber of the store listens, the connection tells appends that a
+// subscriber listens (see notify.go): this waits for the appends in flight
+// that decided not to notify, whose events the next read sees.
 func (sub *subscription) listen(ctx context.Context) error {
-	cfg := sub.store.pool.Config().ConnConfig.Copy()
-	// Waiting with a deadline is how the subscription polls; a timeout must
-	// not send a cancel request to the server each time.
-	cfg.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
-		return &pgconn.DeadlineContextWatcherHandler{Conn: pc.Conn()}
-	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	s := sub.store
+	l, err := pgnotify.Listen(ctx, s.pool, pgnotify.Params{
+		Channel: s.channel, Setup: s.q.listening, Teardown: s.q.unlistening, Logger: s.cfg.Logger,
+	})
 	if err != nil {
 		return err
 	}
-	// First tell appends that a subscriber listens (see notify.go): this
-	// waits for the appends in flight that decided not to notify, whose
-	// events the next read sees. Then listen.
-	if _, err := conn.Exec(ctx, sub.store.q.listening); err != nil {
-		closeConn(conn)
-		return err
-	}
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{sub.store.channel}.Sanitize()); err != nil {
-		closeConn(conn)
-		return err
-	}
-	sub.listener = conn
+	sub.listener = l
 	return nil
 }
 
 // wait returns when a notification arrives or d has passed, and reports
 // false when ctx has ended.
 func (sub *subscription) wait(ctx context.Context, d time.Duration) bool {
-	wctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	if sub.listener == nil {
-		<-wctx.Done()
-		return ctx.Err() == nil
+	t := time.NewTimer(d)
+	defer t.Stop()
+	var woken <-chan struct{}
+	if sub.listener != nil {
+		woken = sub.listener.C()
 	}
-	_, err := sub.listener.WaitForNotification(wctx)
-	switch {
-	case err == nil:
+	select {
+	case <-woken:
 		return true
-	case ctx.Err() != nil:
-		return false
-	case errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err):
+	case <-t.C:
 		return true // poll
+	case <-ctx.Done():
+		return false
 	}
-	// The listening connection broke. Reads will tell whether the server is
-	// gone; listen again when caught up.
-	sub.store.cfg.Logger.WarnContext(ctx, "pgstore: subscription lost its listening connection",
-		slog.String("channel", sub.store.channel), slog.Any("error", err))
-	closeConn(sub.listener)
-	sub.listener = nil
-	return true
 }
 
 func (sub *subscription) close() {
 	if sub.listener != nil {
-		closeConn(sub.listener)
+		sub.listener.Close()
 		sub.listener = nil
 	}
-}
-
-func closeConn(conn *pgx.Conn) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_ = conn.Close(ctx)
 }

@@ -13,15 +13,20 @@ package pgtest
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
 
 	"github.com/stratadev/strata/es/pgstore/pgtest"
+	"github.com/stratadev/strata/internal/pgnotify"
 )
 
 // EnvURL is the environment variable that names the test server.
@@ -114,4 +119,97 @@ func WaitForLockWaiters(t testing.TB, app string, n int) {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// WaitForSessions waits until exactly n sessions of application app are
+// connected, failing the test after 20s. It may be called from a cleanup.
+func WaitForSessions(t testing.TB, app string, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for {
+		var sessions int
+		if err := Admin(t).QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_stat_activity
+			WHERE application_name = $1`, app).Scan(&sessions); err != nil {
+			t.Fatalf("wait for %d sessions of %s: %v", n, app, err)
+		}
+		if sessions == n {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d sessions of %s; want %d", sessions, app, n)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// ListenerHold holds the reconnections of a pool's listening connection
+// (see internal/pgnotify): its first connection goes through, each later
+// one sends on Held, which should have room for one value, and waits until
+// Release is closed.
+type ListenerHold struct {
+	Held    chan struct{}
+	Release chan struct{}
+}
+
+// ListenerPool returns a pool on the test database whose connections carry
+// an application name unique to the test, with an empty search_path like
+// [NewSchema]'s and a limit of 24 connections, and the application name of
+// its listening connection. When hold is not nil, it holds that
+// connection's reconnections. The pool is closed when the test ends.
+func ListenerPool(t testing.TB, hold *ListenerHold) (*pgxpool.Pool, string) {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	app := "strata-test-" + hex.EncodeToString(b[:])
+	listener := pgnotify.AppName(app)
+	cfg.MaxConns = 24
+	cfg.ConnConfig.RuntimeParams["application_name"] = app
+	cfg.ConnConfig.RuntimeParams["search_path"] = ""
+	if hold != nil {
+		var connects atomic.Int32
+		cfg.ConnConfig.ValidateConnect = func(ctx context.Context, pc *pgconn.PgConn) error {
+			if pc.ParameterStatus("application_name") != listener || connects.Add(1) == 1 {
+				return nil
+			}
+			hold.Held <- struct{}{}
+			select {
+			case <-hold.Release:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool, listener
+}
+
+// TerminateSessions terminates the sessions of application app.
+func TerminateSessions(t testing.TB, app string) {
+	t.Helper()
+	if _, err := Admin(t).Exec(t.Context(), `SELECT pg_catalog.pg_terminate_backend(pid)
+		FROM pg_catalog.pg_stat_activity WHERE application_name = $1`, app); err != nil {
+		t.Fatalf("terminate the sessions of %s: %v", app, err)
+	}
+}
+
+// Sessions counts the sessions of application app.
+func Sessions(t testing.TB, app string) int {
+	t.Helper()
+	var n int
+	if err := Admin(t).QueryRow(t.Context(), `SELECT count(*) FROM pg_catalog.pg_stat_activity
+		WHERE application_name = $1`, app).Scan(&n); err != nil {
+		t.Fatalf("count the sessions of %s: %v", app, err)
+	}
+	return n
 }

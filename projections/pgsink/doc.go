@@ -49,6 +49,13 @@
 // [projections.CheckpointWatcher] through LISTEN/NOTIFY, so
 // [projections.WaitFor] wakes up as soon as a batch commits, an idle worker
 // notices a [Sink.Reset] at once, and a [projections.Runner] a resume.
+// All watchers of all sinks on one pool, and the subscriptions of pgstore
+// stores on it, share one listening connection, opened outside the pool
+// while any of them listens, and opened again with backoff when it breaks
+// (then every watcher is signalled, since a change may have been missed).
+// With the lease each running worker holds on a connection of its own, a
+// process running N projections on one pool uses the pool's connections
+// plus N + 1.
 // [Sink.Rebuild] builds a projection's tables anew, blue/green, while the
 // live ones serve, and reports its progress in events on a store that
 // counts them ([ProgressMeter]); [Sink.Verify] builds them into shadow

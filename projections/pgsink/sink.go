@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -73,9 +72,6 @@ type Sink struct {
 	schema  string // quoted
 	channel string // of checkpoint notifications
 	q       queries
-
-	mu       sync.Mutex
-	listener *listener // of WatchCheckpoint, while someone watches
 }
 
 var (
