@@ -49,7 +49,7 @@
 // A worker with nothing to apply notices when its checkpoint is moved (a
 // reset) or its projection paused, and starts over from the checkpoint at
 // once: on the signal of a [CheckpointWatcher] sink, or within
-// Config.LeasePoll.
+// Config.PollInterval.
 //
 // [WaitFor] waits until a projection has reached a position: the consistency
 // token of a command result, for read-your-writes. [ReadStatus] reports

@@ -100,7 +100,7 @@ var errChanged = errors.New("projections: checkpoint changed")
 // While it has nothing to apply, Run notices when someone else moves the
 // checkpoint (projections reset) or pauses the projection, and starts over
 // from the checkpoint at once: on the signal of a [CheckpointWatcher] sink,
-// or by reading the checkpoint every Config.LeasePoll.
+// or by reading the checkpoint every Config.PollInterval.
 func (w *Worker[Tx]) Run(ctx context.Context) error {
 	w.setState(WorkerStarting)
 	err := w.run(ctx)
@@ -183,7 +183,7 @@ func (w *Worker[Tx]) acquire(ctx context.Context) (Lease, error) {
 			w.setState(WorkerStandby)
 			w.cfg.Logger.InfoContext(ctx, "projections: another worker holds the lease; standing by", slog.String("projection", w.name))
 		}
-		if !sleep(ctx, w.cfg.LeasePoll) {
+		if !sleep(ctx, w.cfg.PollInterval) {
 			return nil, ctx.Err()
 		}
 	}
@@ -248,7 +248,7 @@ func (w *Worker[Tx]) runLeased(ctx context.Context, lease Lease) error {
 	}
 	// Polled while idle, too: a watch may lose signals (its connection
 	// breaks), and not every sink has one.
-	idle := time.NewTicker(w.cfg.LeasePoll)
+	idle := time.NewTicker(w.cfg.PollInterval)
 	defer idle.Stop()
 
 	cp, err := w.sink.Checkpoint(lctx, w.name)
