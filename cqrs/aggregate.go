@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/internal/backoff"
 )
 
 // intent is what a Decider expects of the aggregate a command names.
@@ -389,7 +390,7 @@ func (h *aggregateHandler[C, T]) save(ctx context.Context, root *es.Root[T], eve
 	}
 	unknown, retries := err, 0
 	for ; retries < h.cfg.UnknownOutcomeRetries; retries++ {
-		if !sleep(ctx, unknownOutcomeDelay<<retries) {
+		if !backoff.Sleep(ctx, unknownOutcomeDelay<<retries) {
 			break
 		}
 		res, err = h.repo.Save(ctx, root, events, opts)
@@ -417,15 +418,3 @@ func (h *aggregateHandler[C, T]) save(ctx context.Context, root *es.Root[T], eve
 // unknownOutcomeDelay is the wait before the first retry of an append whose
 // outcome is unknown; it doubles for each further retry.
 const unknownOutcomeDelay = 50 * time.Millisecond
-
-// sleep waits for d and reports true, or returns false when ctx ends first.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}

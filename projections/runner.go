@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/stratadev/strata/internal/backoff"
 )
 
 // WorkerState is what a worker is doing, as [Worker.State] and
@@ -205,7 +207,7 @@ func (r *Runner) supervise(ctx context.Context, s *supervised) {
 		}
 		r.set(s, WorkerRetrying, nil, err)
 		log.ErrorContext(ctx, "projections: worker failed; starting it again after a backoff", slog.Any("error", err))
-		if !backoff(ctx, r.cfg.RetryMin, r.cfg.RetryMax, attempt) {
+		if !(backoff.Backoff{Min: r.cfg.RetryMin, Max: r.cfg.RetryMax}).Wait(ctx, attempt) {
 			return
 		}
 		attempt++

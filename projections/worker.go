@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/internal/backoff"
 )
 
 // Worker runs one projection: it follows the log from the projection's
@@ -183,7 +183,7 @@ func (w *Worker[Tx]) acquire(ctx context.Context) (Lease, error) {
 			w.setState(WorkerStandby)
 			w.cfg.Logger.InfoContext(ctx, "projections: another worker holds the lease; standing by", slog.String("projection", w.name))
 		}
-		if !sleep(ctx, w.cfg.PollInterval) {
+		if !backoff.Sleep(ctx, w.cfg.PollInterval) {
 			return nil, ctx.Err()
 		}
 	}
@@ -607,31 +607,7 @@ func (w *Worker[Tx]) recordRetry(ctx context.Context, err error) {
 // reports false when ctx ended first.
 func (w *Worker[Tx]) backoff(ctx context.Context) bool {
 	w.retries++
-	return backoff(ctx, w.cfg.RetryMin, w.cfg.RetryMax, w.retries-1)
-}
-
-// backoff waits before retry number attempt (counted from 0): lo doubled
-// attempt times, at most hi, with jitter. It reports false when ctx ended
-// first.
-func backoff(ctx context.Context, lo, hi time.Duration, attempt int) bool {
-	d := lo << min(attempt, 20)
-	if d <= 0 || d > hi {
-		d = hi
-	}
-	d = d/2 + rand.N(d/2+1)
-	return sleep(ctx, d)
-}
-
-// sleep waits for d and reports false when ctx ended first.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return backoff.Backoff{Min: w.cfg.RetryMin, Max: w.cfg.RetryMax}.Wait(ctx, w.retries-1)
 }
 
 // transient reports whether err is worth retrying: the sink says so, or the

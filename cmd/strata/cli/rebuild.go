@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stratadev/strata/internal/backoff"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/elasticsink"
 	"github.com/stratadev/strata/projections/pgsink"
@@ -245,7 +246,7 @@ func (a *app) follow(ctx context.Context, c *conn, name string, bar *progressBar
 				name, formatCount(pr.Done), formatCount(pr.Total), a.cfg.Name, name)
 		}
 		bar.update(pr)
-		if !sleepCtx(ctx, every) {
+		if !backoff.Sleep(ctx, every) {
 			bar.finish()
 			return nil
 		}
