@@ -58,4 +58,10 @@
 // readers included ([es.BacklogReporter]); it is exact on a store that
 // counts ([es.Counter]), and elsewhere a lower bound beyond [LagCountLimit],
 // flagged as Status.LagEstimated.
+//
+// What the sinks' rebuilds and verifications share lives here, so that no
+// sink depends on another: their progress ([RebuildProgress], measured by a
+// [ProgressMeter]), the names of the checkpoints they run under
+// ([RebuildSuffix], [VerifySuffix]), [ErrVerifyRunning] and the kinds of
+// difference a verification finds ([DiffKind]).
 package projections

@@ -13,7 +13,6 @@ import (
 
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/projections"
-	"github.com/stratadev/strata/projections/pgsink"
 )
 
 // RebuildConfig tunes [Sink.Rebuild]. The zero value works.
@@ -22,13 +21,10 @@ type RebuildConfig struct {
 	Worker projections.Config
 	// Progress, when set, is called about every ProgressEvery and once at
 	// the end, with the same figures as pgsink's rebuilds.
-	Progress func(pgsink.RebuildProgress)
+	Progress func(projections.RebuildProgress)
 	// ProgressEvery defaults to 1s.
 	ProgressEvery time.Duration
 }
-
-// rebuildSuffix names the checkpoint of the generation being built.
-const rebuildSuffix = "#rebuild"
 
 // Rebuild builds p's index again from the start of the log, blue/green: the
 // new generation is an index of its own (Alias-g<unix ms>, with p's current
@@ -68,7 +64,7 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 	if err != nil {
 		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
 	}
-	cpName := name + rebuildSuffix
+	cpName := name + projections.RebuildSuffix
 	// A swap cut short: the alias moved, the rest did not happen yet.
 	for _, idx := range live {
 		if m, ok := gens[idx]; ok && m.Rebuild {
@@ -112,7 +108,7 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 	run := &progressRun{began: time.Now(), from: startCP.Position}
 	if cfg.Progress != nil {
 		head := es.Position{Commit: m.HeadCommit, Prepare: m.HeadPrepare}
-		if run.meter, err = pgsink.NewProgressMeter(ctx, store, name, head, startCP.Position); err != nil {
+		if run.meter, err = projections.NewProgressMeter(ctx, store, name, head, startCP.Position); err != nil {
 			return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
 		}
 	}
@@ -275,7 +271,7 @@ func (s *Sink) finishSwap(ctx context.Context, name, cpName, alias, index string
 type progressRun struct {
 	began time.Time
 	from  es.Position
-	meter *pgsink.ProgressMeter // counts events on a store that can
+	meter *projections.ProgressMeter // counts events on a store that can
 }
 
 func (s *Sink) report(ctx context.Context, cfg RebuildConfig, name, cpName string, m meta, run *progressRun, swapped bool) {
@@ -295,7 +291,7 @@ func (s *Sink) report(ctx context.Context, cfg RebuildConfig, name, cpName strin
 		}
 		return
 	}
-	pr := pgsink.RebuildProgress{Projection: name, Total: int64(m.HeadPrepare), Swapped: swapped, Estimated: true}
+	pr := projections.RebuildProgress{Projection: name, Total: int64(m.HeadPrepare), Swapped: swapped, Estimated: true}
 	if swapped {
 		pr.Done = pr.Total
 	} else {
@@ -335,7 +331,7 @@ func (g *generation) SetState(ctx context.Context, name string, state projection
 	return g.sink.pg.SetState(ctx, name, state, f)
 }
 
-func (g *generation) Transient(err error) bool { return IsTransient(err) }
+func (g *generation) Transient(err error) bool { return g.sink.Transient(err) }
 
 // renamed runs a projection under the rebuild's checkpoint name.
 type renamed struct {

@@ -27,7 +27,7 @@ var migrations = migrate.Set{Component: "elasticsink", Files: migrationFiles, Ta
 // idempotent and safe to call from many processes at once. The sink calls
 // it on first use when it has not been called.
 func (s *Sink) Migrate(ctx context.Context) error {
-	if _, err := s.pg.Migrate(ctx); err != nil {
+	if err := s.pg.EnsureMigrated(ctx); err != nil {
 		return err
 	}
 	if _, err := migrations.Run(ctx, s.pg.Pool(), s.pg.Schema(), s.expand, s.cfg.Logger); err != nil {

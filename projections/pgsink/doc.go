@@ -48,8 +48,8 @@
 // notices a [Sink.Reset] at once, and a [projections.Runner] a resume.
 // [Sink.Rebuild] builds a projection's tables anew, blue/green, while the
 // live ones serve, and reports its progress in events on a store that
-// counts them ([ProgressMeter]); [Sink.Verify] builds them into shadow
-// tables and compares them with the live ones at the same checkpoint,
+// counts them ([projections.ProgressMeter]); [Sink.Verify] builds them into
+// shadow tables and compares them with the live ones at the same checkpoint,
 // reporting any [Drift]; [Sink.ResetProjection] moves a checkpoint back
 // without applying an event twice to the same rows (it empties the tables,
 // or refuses). (pgstore's Store.HeldBackReason makes [projections.ReadStatus]
