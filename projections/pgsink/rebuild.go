@@ -67,19 +67,9 @@ type rebuildRow struct {
 // [*RebuildRunningError] with the running one's progress at once.
 func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p Rebuildable, cfg RebuildConfig) error {
 	name := p.Name()
-	lease, got, err := s.TryLock(ctx, name+projections.RebuildSuffix)
+	lease, err := s.lockRebuild(ctx, store, name)
 	if err != nil {
-		return fmt.Errorf("pgsink: rebuild %s: %w", name, err)
-	}
-	if !got {
-		pr, _, err := s.RebuildStatus(ctx, name)
-		if err == nil {
-			err = pr.Count(ctx, store)
-		}
-		if err != nil {
-			return fmt.Errorf("pgsink: rebuild %s: another rebuild is running: %w", name, err)
-		}
-		return &RebuildRunningError{Projection: name, Progress: pr}
+		return err
 	}
 	defer lease.Release(context.WithoutCancel(ctx))
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -96,16 +86,8 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 		return err
 	}
 	if resumed {
-		// Calling Rebuild again is the request to try a stalled generation
-		// again.
-		cp, err := s.Checkpoint(ctx, row.name)
-		if err != nil {
+		if err := s.retryStalled(ctx, row.name); err != nil {
 			return err
-		}
-		if cp.State == projections.StateStalled {
-			if err := s.SetState(ctx, row.name, projections.StateRebuilding, nil); err != nil {
-				return err
-			}
 		}
 	}
 	log := cfg.Worker.Logger
@@ -115,28 +97,72 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 	log.InfoContext(ctx, "pgsink: rebuilding", slog.String("projection", name), slog.Bool("resumed", resumed),
 		slog.String("generation", row.suffix))
 	gen := &generation{sink: s, suffix: row.suffix}
-	wcfg := cfg.Worker
-	w := projections.NewWorker(store, reg, projections.Sink[*Tx](gen), projections.Projection[*Tx](renamed{p, row.name}), wcfg)
-
-	// Report progress while the worker runs.
+	w := projections.NewWorker(store, reg, projections.Sink[*Tx](gen), projections.Projection[*Tx](renamed{p, row.name}), cfg.Worker)
+	report, err := s.rebuildReporter(ctx, store, name, row, cfg.Progress)
+	if err != nil {
+		return err
+	}
 	every := cfg.ProgressEvery
 	if every <= 0 {
 		every = time.Second
 	}
-	startCP, err := s.Checkpoint(ctx, row.name)
+	if err := s.catchUpAndSwap(ctx, store, w, p, row, every, report); err != nil {
+		return err
+	}
+	log.InfoContext(ctx, "pgsink: rebuild swapped in", slog.String("projection", name))
+	return nil
+}
+
+// lockRebuild takes the lock of name's rebuild. When another process holds
+// it, it returns a [*RebuildRunningError] with that rebuild's progress.
+func (s *Sink) lockRebuild(ctx context.Context, store es.Store, name string) (projections.Lease, error) {
+	lease, got, err := s.TryLock(ctx, name+projections.RebuildSuffix)
+	if err != nil {
+		return nil, fmt.Errorf("pgsink: rebuild %s: %w", name, err)
+	}
+	if got {
+		return lease, nil
+	}
+	pr, _, err := s.RebuildStatus(ctx, name)
+	if err == nil {
+		err = pr.Count(ctx, store)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pgsink: rebuild %s: another rebuild is running: %w", name, err)
+	}
+	return nil, &RebuildRunningError{Projection: name, Progress: pr}
+}
+
+// retryStalled sets a resumed generation's checkpoint running again when
+// it is stalled: calling Rebuild again is the request to try a stalled
+// generation again.
+func (s *Sink) retryStalled(ctx context.Context, cpName string) error {
+	cp, err := s.Checkpoint(ctx, cpName)
 	if err != nil {
 		return err
 	}
-	var meter *projections.ProgressMeter
-	if cfg.Progress != nil {
-		if meter, err = projections.NewProgressMeter(ctx, store, name, row.head, startCP.Position); err != nil {
-			return fmt.Errorf("pgsink: rebuild %s: %w", name, err)
-		}
+	if cp.State != projections.StateStalled {
+		return nil
 	}
-	report := func(swapped bool) {
-		if cfg.Progress == nil {
-			return
-		}
+	return s.SetState(ctx, cpName, projections.StateRebuilding, nil)
+}
+
+// rebuildReporter returns the function that reports the progress of the
+// generation of row to progress, if set; swapped says that it is done and
+// swapped in.
+func (s *Sink) rebuildReporter(ctx context.Context, store es.Store, name string, row rebuildRow, progress func(projections.RebuildProgress)) (report func(swapped bool), err error) {
+	if progress == nil {
+		return func(bool) {}, nil
+	}
+	startCP, err := s.Checkpoint(ctx, row.name)
+	if err != nil {
+		return nil, err
+	}
+	meter, err := projections.NewProgressMeter(ctx, store, name, row.head, startCP.Position)
+	if err != nil {
+		return nil, fmt.Errorf("pgsink: rebuild %s: %w", name, err)
+	}
+	return func(swapped bool) {
 		cp, err := s.Checkpoint(context.WithoutCancel(ctx), row.name)
 		if err != nil && !swapped {
 			return
@@ -145,10 +171,14 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 		if err != nil {
 			return
 		}
-		cfg.Progress(pr)
-	}
+		progress(pr)
+	}, nil
+}
 
-	// Catch up with the log as it is, then swap.
+// catchUpAndSwap runs w up to the head of the log as it is, then tries to
+// swap the generation in, until a swap succeeds.
+func (s *Sink) catchUpAndSwap(ctx context.Context, store es.Store, w *projections.Worker[*Tx], p Rebuildable, row rebuildRow, every time.Duration, report func(swapped bool)) error {
+	name := p.Name()
 	for {
 		head, err := store.Head(ctx)
 		if err != nil {
@@ -163,7 +193,6 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 		}
 		if swapped {
 			report(true)
-			log.InfoContext(ctx, "pgsink: rebuild swapped in", slog.String("projection", name))
 			return nil
 		}
 	}
