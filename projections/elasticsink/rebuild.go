@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"time"
 
@@ -46,25 +47,15 @@ type RebuildConfig struct {
 // per projection at a time.
 func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p Projection, cfg RebuildConfig) error {
 	name, ix := p.Name(), p.Index()
+	cpName := name + projections.RebuildSuffix
 	log := cfg.Worker.Logger
 	if log == nil {
 		log = s.cfg.Logger
 	}
-	if err := s.migrateOnce(ctx); err != nil {
-		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
-	}
-	if _, err := s.EnsureIndex(ctx, p); err != nil {
-		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
-	}
-	gens, err := s.generations(ctx, ix.Alias)
+	gens, live, err := s.prepareRebuild(ctx, p)
 	if err != nil {
 		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
 	}
-	live, err := s.aliasIndices(ctx, ix.Alias)
-	if err != nil {
-		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
-	}
-	cpName := name + projections.RebuildSuffix
 	// A swap cut short: the alias moved, the rest did not happen yet.
 	for _, idx := range live {
 		if m, ok := gens[idx]; ok && m.Rebuild {
@@ -76,16 +67,7 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 			return nil
 		}
 	}
-	var (
-		index   string
-		m       meta
-		resumed bool
-	)
-	for _, idx := range slices.Sorted(mapsKeys(gens)) {
-		if gm := gens[idx]; gm.Rebuild && !slices.Contains(live, idx) {
-			index, m, resumed = idx, gm, true
-		}
-	}
+	index, m, resumed := resumableGeneration(gens, live)
 	if !resumed {
 		if index, m, err = s.startRebuild(ctx, store, name, cpName, ix); err != nil {
 			return err
@@ -93,7 +75,56 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 	}
 	log.InfoContext(ctx, "elasticsink: rebuilding", slog.String("projection", name), slog.Bool("resumed", resumed),
 		slog.String("index", index))
+	run, err := s.fillGeneration(ctx, store, reg, p, cfg, index, m)
+	if err != nil {
+		return err
+	}
+	if err := s.swapIn(ctx, name, ix.Alias, live, index, gens); err != nil {
+		return err
+	}
+	s.report(ctx, cfg, name, cpName, m, run, true)
+	log.InfoContext(ctx, "elasticsink: rebuild swapped in", slog.String("projection", name), slog.String("index", index))
+	return nil
+}
 
+// prepareRebuild makes sure the sink's tables and p's index exist, and
+// returns the generations of p's alias and the indices the alias points
+// at.
+func (s *Sink) prepareRebuild(ctx context.Context, p Projection) (gens map[string]meta, live []string, err error) {
+	if err := s.migrateOnce(ctx); err != nil {
+		return nil, nil, err
+	}
+	if _, err := s.EnsureIndex(ctx, p); err != nil {
+		return nil, nil, err
+	}
+	alias := p.Index().Alias
+	if gens, err = s.generations(ctx, alias); err != nil {
+		return nil, nil, err
+	}
+	if live, err = s.aliasIndices(ctx, alias); err != nil {
+		return nil, nil, err
+	}
+	return gens, live, nil
+}
+
+// resumableGeneration returns the generation an earlier Rebuild left
+// unfinished, not behind the alias, if there is one: the last by name.
+func resumableGeneration(gens map[string]meta, live []string) (index string, m meta, ok bool) {
+	for _, idx := range slices.Sorted(maps.Keys(gens)) {
+		if gm := gens[idx]; gm.Rebuild && !slices.Contains(live, idx) {
+			index, m, ok = idx, gm, true
+		}
+	}
+	return index, m, ok
+}
+
+// fillGeneration runs a worker that writes p's events into index, the
+// generation being built, from its checkpoint up to the head of the log,
+// reporting progress as it goes. It returns the run whose progress it
+// reported.
+func (s *Sink) fillGeneration(ctx context.Context, store es.Store, reg *es.Registry, p Projection, cfg RebuildConfig, index string, m meta) (*progressRun, error) {
+	name := p.Name()
+	cpName := name + projections.RebuildSuffix
 	gen := &generation{sink: s, index: index}
 	w := projections.NewWorker(store, reg, projections.Sink[*Tx](gen),
 		projections.Projection[*Tx](renamed{flushing{p}, cpName}), cfg.Worker)
@@ -103,51 +134,39 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 	}
 	startCP, err := s.pg.Checkpoint(ctx, cpName)
 	if err != nil {
-		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
+		return nil, fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
 	}
 	run := &progressRun{began: time.Now(), from: startCP.Position}
 	if cfg.Progress != nil {
 		head := es.Position{Commit: m.HeadCommit, Prepare: m.HeadPrepare}
 		if run.meter, err = projections.NewProgressMeter(ctx, store, name, head, startCP.Position); err != nil {
-			return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
+			return nil, fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
 		}
 	}
 	head, err := store.Head(ctx)
 	if err != nil {
-		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
+		return nil, fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
 	}
 	if err := w.RunUntil(ctx, s.pg, head, every, func() { s.report(ctx, cfg, name, cpName, m, run, false) }); err != nil {
-		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
+		return nil, fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
 	}
+	return run, nil
+}
 
-	// Make everything the new generation holds searchable, so that the
-	// alias does not move to an index that still looks partial.
+// swapIn makes everything index holds searchable, so that the alias does
+// not move to an index that still looks partial, moves the alias from
+// live to index in one request, then finishes the swap.
+func (s *Sink) swapIn(ctx context.Context, name, alias string, live []string, index string, gens map[string]meta) error {
 	ref := s.client.Indices.Refresh
 	if err := s.request(ctx, "rebuild "+name+": refresh "+index, s.cfg.BulkTimeout, func(ctx context.Context) (*esapi.Response, error) {
 		return ref(ref.WithIndex(index), ref.WithContext(ctx))
 	}); err != nil {
 		return err
 	}
-	// Swap: move the alias in one request, then the live checkpoint.
-	if err := s.moveAlias(ctx, ix.Alias, live, index); err != nil {
+	if err := s.moveAlias(ctx, alias, live, index); err != nil {
 		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
 	}
-	if err := s.finishSwap(ctx, name, cpName, ix.Alias, index, gens); err != nil {
-		return err
-	}
-	s.report(ctx, cfg, name, cpName, m, run, true)
-	log.InfoContext(ctx, "elasticsink: rebuild swapped in", slog.String("projection", name), slog.String("index", index))
-	return nil
-}
-
-func mapsKeys[M ~map[K]V, K comparable, V any](m M) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
+	return s.finishSwap(ctx, name, name+projections.RebuildSuffix, alias, index, gens)
 }
 
 // startRebuild resets the rebuild's checkpoint and creates the new

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -145,7 +146,7 @@ func (s *Sink) resolve(ctx context.Context, alias string) (id indexID, found boo
 	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
 		return id, false, timedOut(ctx, err)
 	}
-	names := slices.Sorted(mapsKeys(out))
+	names := slices.Sorted(maps.Keys(out))
 	if len(names) != 1 {
 		return id, false, fmt.Errorf("elasticsink: resolve %s: it names %d indices %v; want one", alias, len(names), names)
 	}
