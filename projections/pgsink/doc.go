@@ -62,4 +62,9 @@
 // caller's transaction, and [MigrationSQL] gives the SQL, recorded in
 // pgsink_migrations, to teams that manage their schema with their own tool. Package pgsinktest tests
 // a projection in isolation: given events, then rows.
+//
+// A sink that writes its read model elsewhere can keep its checkpoints,
+// leases and dead letters here: [Sink.ApplyTx], [Sink.BeginTx] and
+// [Sink.EnsureMigrated] hand it the transaction as a pgx.Tx, which makes a
+// *Sink an elasticsink.Keeper without either package importing the other.
 package pgsink
