@@ -40,7 +40,9 @@ type Keeper interface {
 	// Transient reports whether an error of the keeper is worth retrying.
 	Transient(err error) bool
 	// Pool and Schema are where the sink keeps elasticsink_checkpoints:
-	// the keeper's pool and schema.
+	// the keeper's pool and schema, which hold the keeper's
+	// projection_checkpoints table too ([Sink.SetRetrying] writes its
+	// failure column).
 	Pool() *pgxpool.Pool
 	Schema() string
 }
