@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/internal/backoff"
 )
 
 // intent is what a Decider expects of the aggregate a command names.
@@ -74,16 +75,16 @@ func newDecider[C any, T es.Aggregate](in intent, id func(C) string, decide func
 // AggregateID returns the ID of the aggregate cmd names.
 func (d Decider[C, T]) AggregateID(cmd C) string { return d.id(cmd) }
 
-// Defaults of [AggregateOptions].
+// Defaults of [AggregateConfig].
 const (
 	MaxAttemptsDefault           = 3
 	IdempotencyWindowDefault     = 100
 	UnknownOutcomeRetriesDefault = 3
 )
 
-// AggregateOptions tune a handler made with [Aggregate]. The zero value
+// AggregateConfig tunes a handler made with [Aggregate]. The zero value
 // works.
-type AggregateOptions struct {
+type AggregateConfig struct {
 	// MaxAttempts caps how many times a command handled with [OnExisting] or
 	// [OnAny] is loaded, decided and appended when its appends keep meeting
 	// concurrent writes to the same stream; after that the command fails
@@ -112,32 +113,32 @@ type AggregateOptions struct {
 	UnknownOutcomeRetries int
 }
 
-// Validate reports every problem with o at once.
-func (o AggregateOptions) Validate() error {
+// Validate reports every problem with c at once.
+func (c AggregateConfig) Validate() error {
 	var errs []error
-	if o.MaxAttempts < 0 {
-		errs = append(errs, fmt.Errorf("cqrs: AggregateOptions.MaxAttempts is %d; want 0 (default) or more", o.MaxAttempts))
+	if c.MaxAttempts < 0 {
+		errs = append(errs, fmt.Errorf("cqrs: AggregateConfig.MaxAttempts is %d; want 0 (default) or more", c.MaxAttempts))
 	}
-	if o.IdempotencyWindow < 0 {
-		errs = append(errs, fmt.Errorf("cqrs: AggregateOptions.IdempotencyWindow is %d; want 0 (default) or more", o.IdempotencyWindow))
+	if c.IdempotencyWindow < 0 {
+		errs = append(errs, fmt.Errorf("cqrs: AggregateConfig.IdempotencyWindow is %d; want 0 (default) or more", c.IdempotencyWindow))
 	}
-	if o.UnknownOutcomeRetries < 0 {
-		errs = append(errs, fmt.Errorf("cqrs: AggregateOptions.UnknownOutcomeRetries is %d; want 0 (default) or more", o.UnknownOutcomeRetries))
+	if c.UnknownOutcomeRetries < 0 {
+		errs = append(errs, fmt.Errorf("cqrs: AggregateConfig.UnknownOutcomeRetries is %d; want 0 (default) or more", c.UnknownOutcomeRetries))
 	}
 	return errors.Join(errs...)
 }
 
-func (o AggregateOptions) withDefaults() AggregateOptions {
-	if o.MaxAttempts == 0 {
-		o.MaxAttempts = MaxAttemptsDefault
+func (c AggregateConfig) withDefaults() AggregateConfig {
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = MaxAttemptsDefault
 	}
-	if o.IdempotencyWindow == 0 {
-		o.IdempotencyWindow = IdempotencyWindowDefault
+	if c.IdempotencyWindow == 0 {
+		c.IdempotencyWindow = IdempotencyWindowDefault
 	}
-	if o.UnknownOutcomeRetries == 0 {
-		o.UnknownOutcomeRetries = UnknownOutcomeRetriesDefault
+	if c.UnknownOutcomeRetries == 0 {
+		c.UnknownOutcomeRetries = UnknownOutcomeRetriesDefault
 	}
-	return o
+	return c
 }
 
 // Aggregate returns a handler that runs d against the aggregates of repo:
@@ -146,7 +147,7 @@ func (o AggregateOptions) withDefaults() AggregateOptions {
 // so that snapshots are taken as configured.
 //
 // On a version conflict, a command handled with [OnExisting] or [OnAny] is
-// loaded and decided again, up to opts.MaxAttempts times, and then fails
+// loaded and decided again, up to cfg.MaxAttempts times, and then fails
 // with a [*ConflictError]. A decision of no events is a success that appends
 // nothing and returns the aggregate's current version with a zero position.
 // An error from decide is returned as a [*RejectedError] that names the
@@ -167,12 +168,12 @@ func (o AggregateOptions) withDefaults() AggregateOptions {
 //
 // An append whose outcome is unknown ([es.ErrUnknownOutcome]) is retried
 // with the same event IDs at the same expected version, up to
-// opts.UnknownOutcomeRetries times; commands without an ID get event IDs
+// cfg.UnknownOutcomeRetries times; commands without an ID get event IDs
 // chosen here (version 7 UUIDs) rather than by the store, so that the retry
 // can repeat them. See the package documentation.
 //
-// Aggregate panics if repo is nil, d is the zero Decider or opts is invalid.
-func Aggregate[C any, T es.Aggregate](repo *es.Repository[T], d Decider[C, T], opts AggregateOptions) Handler[C] {
+// Aggregate panics if repo is nil, d is the zero Decider or cfg is invalid.
+func Aggregate[C any, T es.Aggregate](repo *es.Repository[T], d Decider[C, T], cfg AggregateConfig) Handler[C] {
 	name := reflect.TypeFor[C]().String()
 	switch {
 	case repo == nil:
@@ -180,10 +181,10 @@ func Aggregate[C any, T es.Aggregate](repo *es.Repository[T], d Decider[C, T], o
 	case d.intent == 0:
 		panic(fmt.Sprintf("cqrs: aggregate handler for %s: zero Decider; make one with OnNew, OnExisting or OnAny", name))
 	}
-	if err := opts.Validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		panic(err)
 	}
-	h := &aggregateHandler[C, T]{name: name, repo: repo, d: d, opts: opts.withDefaults()}
+	h := &aggregateHandler[C, T]{name: name, repo: repo, d: d, cfg: cfg.withDefaults()}
 	return h.handle
 }
 
@@ -191,7 +192,7 @@ type aggregateHandler[C any, T es.Aggregate] struct {
 	name string
 	repo *es.Repository[T]
 	d    Decider[C, T]
-	opts AggregateOptions
+	cfg  AggregateConfig
 }
 
 func (h *aggregateHandler[C, T]) handle(ctx context.Context, cmd C) (Result, error) {
@@ -274,7 +275,7 @@ func (h *aggregateHandler[C, T]) handle(ctx context.Context, cmd C) (Result, err
 			return appendResult(res), fmt.Errorf("cqrs: handle %s: %w", h.name, err)
 		case errors.Is(err, es.ErrWrongExpectedVersion) && h.d.intent == intentNew:
 			return h.original(ctx, c, 0, &AggregateExistsError{Command: h.name, Stream: stream, Err: err})
-		case errors.Is(err, es.ErrWrongExpectedVersion) && attempt < h.opts.MaxAttempts:
+		case errors.Is(err, es.ErrWrongExpectedVersion) && attempt < h.cfg.MaxAttempts:
 			continue
 		case errors.Is(err, es.ErrWrongExpectedVersion):
 			return h.original(ctx, c, h.window(), &ConflictError{Command: h.name, Stream: stream, Attempts: attempt, Err: err})
@@ -320,7 +321,7 @@ func (h *aggregateHandler[C, T]) window() int {
 	if h.d.intent == intentNew {
 		return 0 // a command that created the stream wrote its first events
 	}
-	return h.opts.IdempotencyWindow
+	return h.cfg.IdempotencyWindow
 }
 
 // original returns the result of an earlier dispatch of c, when it has an
@@ -378,7 +379,7 @@ func (h *aggregateHandler[C, T]) verify(ctx context.Context, c command, res es.A
 // save saves events with [es.Repository.Save]. While the store says that
 // the outcome of the append is unknown (the connection broke while it
 // committed), it saves them again, with the same event IDs at the same
-// expected version, up to opts.UnknownOutcomeRetries times: the store
+// expected version, up to cfg.UnknownOutcomeRetries times: the store
 // returns the original result if the first attempt was stored, and stores
 // the events once if not. Deciding again instead could apply the command
 // twice.
@@ -388,8 +389,8 @@ func (h *aggregateHandler[C, T]) save(ctx context.Context, root *es.Root[T], eve
 		return res, err
 	}
 	unknown, retries := err, 0
-	for ; retries < h.opts.UnknownOutcomeRetries; retries++ {
-		if !sleep(ctx, unknownOutcomeDelay<<retries) {
+	for ; retries < h.cfg.UnknownOutcomeRetries; retries++ {
+		if !backoff.Sleep(ctx, unknownOutcomeDelay<<retries) {
 			break
 		}
 		res, err = h.repo.Save(ctx, root, events, opts)
@@ -417,15 +418,3 @@ func (h *aggregateHandler[C, T]) save(ctx context.Context, root *es.Root[T], eve
 // unknownOutcomeDelay is the wait before the first retry of an append whose
 // outcome is unknown; it doubles for each further retry.
 const unknownOutcomeDelay = 50 * time.Millisecond
-
-// sleep waits for d and reports true, or returns false when ctx ends first.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}

@@ -13,7 +13,7 @@ import (
 func TestAggregateLifecycle(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, store es.Store) {
-		a := newApp(store, cqrs.AggregateOptions{})
+		a := newApp(store, cqrs.AggregateConfig{})
 		placed := a.mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
 		if placed.Stream != "order-1" || placed.Version != 1 || placed.Position.IsZero() {
 			t.Fatalf("place: %+v", placed)
@@ -41,7 +41,7 @@ func TestAggregateLifecycle(t *testing.T) {
 func TestOnNewDoesNotLoad(t *testing.T) {
 	t.Parallel()
 	store := &countingStore{Store: backends[0].open(t)}
-	a := newApp(store, cqrs.AggregateOptions{})
+	a := newApp(store, cqrs.AggregateConfig{})
 	a.mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
 	if r, w := store.reads.Load(), store.appends.Load(); r != 0 || w != 1 {
 		t.Fatalf("OnNew: %d reads, %d appends; want 0 and 1", r, w)
@@ -51,7 +51,7 @@ func TestOnNewDoesNotLoad(t *testing.T) {
 func TestOnNewExisting(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, store es.Store) {
-		a := newApp(store, cqrs.AggregateOptions{})
+		a := newApp(store, cqrs.AggregateConfig{})
 		a.mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
 		_, err := a.bus.Dispatch(t.Context(), PlaceOrder{OrderID: "1", Customer: "bob"})
 		var exists *cqrs.AggregateExistsError
@@ -71,7 +71,7 @@ func TestOnNewExisting(t *testing.T) {
 func TestOnExistingNotFound(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, store es.Store) {
-		a := newApp(store, cqrs.AggregateOptions{})
+		a := newApp(store, cqrs.AggregateConfig{})
 		_, err := a.bus.Dispatch(t.Context(), AddItem{OrderID: "nope", SKU: "tea", Quantity: 1})
 		var nf *cqrs.AggregateNotFoundError
 		if !errors.Is(err, cqrs.ErrAggregateNotFound) || !errors.As(err, &nf) || nf.Stream != "order-nope" {
@@ -86,7 +86,7 @@ func TestOnExistingNotFound(t *testing.T) {
 func TestOnAnyAndNoOp(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, store es.Store) {
-		a := newApp(store, cqrs.AggregateOptions{})
+		a := newApp(store, cqrs.AggregateConfig{})
 		first := a.mustDispatch(t, SetNote{OrderID: "1", Note: "hi"}) // creates
 		if first.Version != 1 {
 			t.Fatalf("set note on a new order: %+v", first)
@@ -115,7 +115,7 @@ func TestOnAnyAndNoOp(t *testing.T) {
 func TestDecideErrorReachesCaller(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, store es.Store) {
-		a := newApp(store, cqrs.AggregateOptions{})
+		a := newApp(store, cqrs.AggregateConfig{})
 		a.mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
 		a.mustDispatch(t, &ConfirmOrder{OrderID: "1"})
 		_, err := a.bus.Dispatch(t.Context(), AddItem{OrderID: "1", SKU: "tea", Quantity: 1})
@@ -136,7 +136,7 @@ func TestEmptyAggregateID(t *testing.T) {
 	repo := es.NewRepository(backends[0].open(t), newRegistry(), newOrder, es.RepositoryConfig{})
 	bus := cqrs.NewBus()
 	// No Validate method on this command: the handler catches the empty ID.
-	cqrs.Handle(bus, cqrs.Aggregate(repo, setNote, cqrs.AggregateOptions{}))
+	cqrs.Handle(bus, cqrs.Aggregate(repo, setNote, cqrs.AggregateConfig{}))
 	_, err := bus.Dispatch(t.Context(), SetNote{Note: "x"})
 	var ve *cqrs.ValidationError
 	if !errors.Is(err, cqrs.ErrInvalidCommand) || !errors.As(err, &ve) {
@@ -149,7 +149,7 @@ func TestUnregisteredEvent(t *testing.T) {
 	store := backends[0].open(t)
 	repo := es.NewRepository(store, es.NewRegistry(), newOrder, es.RepositoryConfig{})
 	bus := cqrs.NewBus()
-	cqrs.Handle(bus, cqrs.Aggregate(repo, placeOrder, cqrs.AggregateOptions{}))
+	cqrs.Handle(bus, cqrs.Aggregate(repo, placeOrder, cqrs.AggregateConfig{}))
 	_, err := bus.Dispatch(t.Context(), PlaceOrder{OrderID: "1", Customer: "ann"})
 	if !errors.Is(err, es.ErrUnknownEventType) || !strings.Contains(err.Error(), "cqrs_test.PlaceOrder") {
 		t.Fatalf("event type not registered: %v", err)
@@ -163,7 +163,7 @@ func TestConflictRetry(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, store es.Store) {
 		wrapped := &interferingStore{Store: store}
-		a := newApp(wrapped, cqrs.AggregateOptions{})
+		a := newApp(wrapped, cqrs.AggregateConfig{})
 		a.mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
 
 		// Two other writers get in first; the third attempt lands.
@@ -183,7 +183,7 @@ func TestConflictAfterMaxAttempts(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, store es.Store) {
 		wrapped := &interferingStore{Store: store}
-		a := newApp(wrapped, cqrs.AggregateOptions{MaxAttempts: 2})
+		a := newApp(wrapped, cqrs.AggregateConfig{MaxAttempts: 2})
 		a.mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
 
 		wrapped.interfered.Store(0)
@@ -210,7 +210,7 @@ func TestConflictAfterMaxAttempts(t *testing.T) {
 func TestConcurrentWriters(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, store es.Store) {
-		a := newApp(store, cqrs.AggregateOptions{MaxAttempts: 4})
+		a := newApp(store, cqrs.AggregateConfig{MaxAttempts: 4})
 		a.mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
 
 		const writers = 8

@@ -89,7 +89,7 @@ func TestHandleMisuse(t *testing.T) {
 	mustPanic("nil handler", "nil handler", func() { cqrs.Handle[pong](bus, nil) })
 	mustPanic("nil middleware", "nil middleware", func() { bus.Use(nil) })
 	mustPanic("zero decider", "zero Decider", func() {
-		cqrs.Aggregate(es.NewRepository(nil, newRegistry(), newOrder, es.RepositoryConfig{}), cqrs.Decider[pong, *Order]{}, cqrs.AggregateOptions{})
+		cqrs.Aggregate(es.NewRepository(nil, newRegistry(), newOrder, es.RepositoryConfig{}), cqrs.Decider[pong, *Order]{}, cqrs.AggregateConfig{})
 	})
 	mustPanic("nil decide", "nil id or decide", func() { cqrs.OnAny[pong, *Order](nil, nil) })
 }
@@ -103,7 +103,7 @@ func TestHandleMisuseOptions(t *testing.T) {
 		}
 	}()
 	repo := es.NewRepository(nil, newRegistry(), newOrder, es.RepositoryConfig{})
-	cqrs.Aggregate(repo, setNote, cqrs.AggregateOptions{MaxAttempts: -1, IdempotencyWindow: -2})
+	cqrs.Aggregate(repo, setNote, cqrs.AggregateConfig{MaxAttempts: -1, IdempotencyWindow: -2})
 }
 
 func TestMiddlewareOrder(t *testing.T) {
@@ -184,25 +184,25 @@ func TestPanics(t *testing.T) {
 			cqrs.Handle(bus, cqrs.Aggregate(repo, cqrs.OnNew(
 				func(c PlaceOrder) string { return c.OrderID },
 				func(context.Context, *Order, PlaceOrder) ([]any, error) { panic(boom) },
-			), cqrs.AggregateOptions{}))
+			), cqrs.AggregateConfig{}))
 		}, PlaceOrder{OrderID: "1", Customer: "ann"}},
 		{"id", func(bus *cqrs.Bus, repo *es.Repository[*Order]) {
 			cqrs.Handle(bus, cqrs.Aggregate(repo, cqrs.OnNew(
 				func(c PlaceOrder) string { panic(boom) },
 				func(context.Context, *Order, PlaceOrder) ([]any, error) { return []any{OrderPlaced{}}, nil },
-			), cqrs.AggregateOptions{}))
+			), cqrs.AggregateConfig{}))
 		}, PlaceOrder{OrderID: "1", Customer: "ann"}},
 		{"validate", func(bus *cqrs.Bus, repo *es.Repository[*Order]) {
 			cqrs.Handle(bus, cqrs.Aggregate(repo, cqrs.OnNew(
 				func(c panicky) string { return "1" },
 				func(context.Context, *Order, panicky) ([]any, error) { return []any{OrderPlaced{}}, nil },
-			), cqrs.AggregateOptions{}))
+			), cqrs.AggregateConfig{}))
 		}, panicky{}},
 		{"middleware", func(bus *cqrs.Bus, repo *es.Repository[*Order]) {
 			bus.Use(func(next cqrs.Next) cqrs.Next {
 				return func(ctx context.Context, cmd any) (cqrs.Result, error) { panic(boom) }
 			})
-			cqrs.Handle(bus, cqrs.Aggregate(repo, placeOrder, cqrs.AggregateOptions{}))
+			cqrs.Handle(bus, cqrs.Aggregate(repo, placeOrder, cqrs.AggregateConfig{}))
 		}, PlaceOrder{OrderID: "1", Customer: "ann"}},
 	}
 	for _, tc := range cases {
@@ -242,7 +242,7 @@ func TestHandlerCalledDirectly(t *testing.T) {
 	t.Parallel()
 	store := backends[0].open(t)
 	repo := es.NewRepository(store, newRegistry(), newOrder, es.RepositoryConfig{})
-	h := cqrs.Aggregate(repo, placeOrder, cqrs.AggregateOptions{})
+	h := cqrs.Aggregate(repo, placeOrder, cqrs.AggregateConfig{})
 	res, err := h(t.Context(), PlaceOrder{ID: "direct", OrderID: "1", Customer: "ann"})
 	if err != nil || res.Version != 1 {
 		t.Fatalf("%+v, %v", res, err)

@@ -17,7 +17,7 @@
 //
 //	bus := cqrs.NewBus()
 //	bus.Use(cqrs.Logging(logger), cqrs.Tracing(cqrs.TracingConfig{}))
-//	cqrs.Handle(bus, cqrs.Aggregate(orders, addItem, cqrs.AggregateOptions{}))
+//	cqrs.Handle(bus, cqrs.Aggregate(orders, addItem, cqrs.AggregateConfig{}))
 //
 //	res, err := bus.Dispatch(ctx, AddItem{ID: idempotencyKey, OrderID: "42", SKU: "tea", Quantity: 2})
 //	// res.Position is the consistency token: a read API can wait until a
@@ -25,7 +25,7 @@
 //
 // [OnNew] creates an aggregate without loading it, [OnExisting] requires it
 // to exist, and [OnAny] takes either. On a version conflict the handler
-// loads and decides again, up to [AggregateOptions.MaxAttempts] times, then
+// loads and decides again, up to [AggregateConfig.MaxAttempts] times, then
 // returns a [*ConflictError].
 //
 // # Idempotency
@@ -47,7 +47,7 @@
 // decide now: after the aggregate changed it may decide other events, an
 // error, or nothing, and it still gets the original result (for an error or
 // nothing, when the original events are among the stream's latest
-// [AggregateOptions.IdempotencyWindow] events). A command that
+// [AggregateConfig.IdempotencyWindow] events). A command that
 // decided no events left no trace, so its ID may be used again; events
 // stored before the hash existed are taken to match any payload. A field
 // that differs between a request and its retry without changing what is
@@ -58,7 +58,7 @@
 // ID (the store answers a repeat that lands where the original did with the
 // original result, whatever its content), and a search of the stream's
 // latest events when the decision fails or is empty; see
-// [AggregateOptions.IdempotencyWindow].
+// [AggregateConfig.IdempotencyWindow].
 //
 // # Unknown outcomes
 //
@@ -70,7 +70,7 @@
 // attempt was stored, and stores the events once if it was not. Commands
 // without an ID get event IDs chosen by the handler for this purpose, so
 // they too are applied exactly once across a dropped connection. After
-// [AggregateOptions.UnknownOutcomeRetries] retries whose outcome is still
+// [AggregateConfig.UnknownOutcomeRetries] retries whose outcome is still
 // unknown, the dispatch fails with an error that wraps
 // [es.ErrUnknownOutcome]: dispatching a command with an ID again is then
 // safe; a command without one may be applied twice.

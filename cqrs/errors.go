@@ -149,7 +149,7 @@ func (e *AggregateExistsError) Error() string {
 func (e *AggregateExistsError) Unwrap() []error { return []error{ErrAggregateExists, e.Err} }
 
 // ConflictError is returned when a command handled with [OnExisting] or
-// [OnAny] still met a concurrent write after [AggregateOptions.MaxAttempts]
+// [OnAny] still met a concurrent write after [AggregateConfig.MaxAttempts]
 // attempts. Nothing of this command was written. It unwraps to the last
 // [*es.VersionConflictError], and so to [es.ErrWrongExpectedVersion].
 type ConflictError struct {

@@ -87,8 +87,8 @@ func newAccountsOn(store es.Store) (*cqrs.Bus, *es.Repository[*account]) {
 	accounts := es.NewRepository(store, registry, newAccount, es.RepositoryConfig{StreamPrefix: "account-"})
 
 	bus := cqrs.NewBus()
-	cqrs.Handle(bus, cqrs.Aggregate(accounts, openAccount, cqrs.AggregateOptions{}))
-	cqrs.Handle(bus, cqrs.Aggregate(accounts, deposit, cqrs.AggregateOptions{}))
+	cqrs.Handle(bus, cqrs.Aggregate(accounts, openAccount, cqrs.AggregateConfig{}))
+	cqrs.Handle(bus, cqrs.Aggregate(accounts, deposit, cqrs.AggregateConfig{}))
 	return bus, accounts
 }
 

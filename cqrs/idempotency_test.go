@@ -35,7 +35,7 @@ func TestEventIDs(t *testing.T) {
 func TestIdempotentEventIDs(t *testing.T) {
 	t.Parallel()
 	store := backends[0].open(t)
-	a := newApp(store, cqrs.AggregateOptions{})
+	a := newApp(store, cqrs.AggregateConfig{})
 	a.mustDispatch(t, PlaceOrder{ID: "p", OrderID: "1", Customer: "ann"})
 	a.mustDispatch(t, &ConfirmOrder{ID: "c", OrderID: "1"})
 	recs := read(t, store, "order-1")
@@ -56,7 +56,7 @@ func TestIdempotentEventIDs(t *testing.T) {
 func TestRetryOnNew(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, store es.Store) {
-		a := newApp(store, cqrs.AggregateOptions{})
+		a := newApp(store, cqrs.AggregateConfig{})
 		cmd := PlaceOrder{ID: "req-1", OrderID: "1", Customer: "ann"}
 		first := a.mustDispatch(t, cmd)
 		if again := a.mustDispatch(t, cmd); again != first {
@@ -75,7 +75,7 @@ func TestRetryOnNew(t *testing.T) {
 			t.Fatalf("create without an ID: %v", err)
 		}
 		counted := &countingStore{Store: store}
-		b := newApp(counted, cqrs.AggregateOptions{})
+		b := newApp(counted, cqrs.AggregateConfig{})
 		if _, err := b.bus.Dispatch(t.Context(), PlaceOrder{ID: "req-other", OrderID: "1", Customer: "ann"}); !errors.Is(err, cqrs.ErrAggregateExists) {
 			t.Fatalf("create with another ID: %v", err)
 		}
@@ -90,7 +90,7 @@ func TestRetryOnNew(t *testing.T) {
 func TestRetryDecideFails(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, store es.Store) {
-		a := newApp(store, cqrs.AggregateOptions{})
+		a := newApp(store, cqrs.AggregateConfig{})
 		a.mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
 		cmd := &ConfirmOrder{ID: "req-2", OrderID: "1"}
 		first := a.mustDispatch(t, cmd)
@@ -103,7 +103,7 @@ func TestRetryDecideFails(t *testing.T) {
 		}
 		// Another confirmation, with another ID, gets the domain error.
 		counted := &countingStore{Store: store}
-		b := newApp(counted, cqrs.AggregateOptions{})
+		b := newApp(counted, cqrs.AggregateConfig{})
 		if _, err := b.bus.Dispatch(t.Context(), &ConfirmOrder{ID: "req-3", OrderID: "1"}); !errors.Is(err, ErrOrderConfirmed) {
 			t.Fatalf("second confirmation: %v", err)
 		}
@@ -123,7 +123,7 @@ func TestRetryDecideFails(t *testing.T) {
 func TestRetryDecideSucceeds(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, store es.Store) {
-		a := newApp(store, cqrs.AggregateOptions{})
+		a := newApp(store, cqrs.AggregateConfig{})
 		a.mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
 		cmd := AddItem{ID: "req-4", OrderID: "1", SKU: "tea", Quantity: 1}
 		first := a.mustDispatch(t, cmd)
@@ -143,7 +143,7 @@ func TestRetryDecideSucceeds(t *testing.T) {
 func TestConcurrentRetry(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, store es.Store) {
-		a := newApp(store, cqrs.AggregateOptions{})
+		a := newApp(store, cqrs.AggregateConfig{})
 		for round := range 10 {
 			order := fmt.Sprint(round)
 			a.mustDispatch(t, PlaceOrder{OrderID: order, Customer: "ann"})
@@ -171,7 +171,7 @@ func TestConcurrentRetry(t *testing.T) {
 func TestCommandIDReused(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, store es.Store) {
-		a := newApp(store, cqrs.AggregateOptions{})
+		a := newApp(store, cqrs.AggregateConfig{})
 		a.mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
 		a.mustDispatch(t, PlaceOrder{OrderID: "2", Customer: "bob"})
 		a.mustDispatch(t, AddItem{ID: "same", OrderID: "1", SKU: "tea", Quantity: 1})
@@ -193,7 +193,7 @@ func TestCommandIDReused(t *testing.T) {
 func TestIdempotencyWindow(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, store es.Store) {
-		a := newApp(store, cqrs.AggregateOptions{IdempotencyWindow: 2})
+		a := newApp(store, cqrs.AggregateConfig{IdempotencyWindow: 2})
 		a.mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
 		add := AddItem{ID: "old-add", OrderID: "1", SKU: "tea", Quantity: 1}
 		firstAdd := a.mustDispatch(t, add)
@@ -223,7 +223,7 @@ func TestIdempotencyWindow(t *testing.T) {
 func TestRetrySearchPages(t *testing.T) {
 	t.Parallel()
 	store := backends[0].open(t)
-	a := newApp(store, cqrs.AggregateOptions{IdempotencyWindow: 1000})
+	a := newApp(store, cqrs.AggregateConfig{IdempotencyWindow: 1000})
 	a.mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
 	cmd := &ConfirmOrder{ID: "deep", OrderID: "1"}
 	first := a.mustDispatch(t, cmd)
@@ -238,7 +238,7 @@ func TestRetrySearchPages(t *testing.T) {
 func TestNoIDNoIdempotency(t *testing.T) {
 	t.Parallel()
 	store := backends[0].open(t)
-	a := newApp(store, cqrs.AggregateOptions{})
+	a := newApp(store, cqrs.AggregateConfig{})
 	a.mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
 	cmd := AddItem{OrderID: "1", SKU: "tea", Quantity: 1}
 	first := a.mustDispatch(t, cmd)

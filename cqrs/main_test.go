@@ -180,7 +180,7 @@ type app struct {
 	bus   *cqrs.Bus
 }
 
-func newApp(store es.Store, opts cqrs.AggregateOptions) *app {
+func newApp(store es.Store, opts cqrs.AggregateConfig) *app {
 	repo := es.NewRepository(store, newRegistry(), newOrder, es.RepositoryConfig{StreamPrefix: "order-"})
 	bus := cqrs.NewBus()
 	cqrs.Handle(bus, cqrs.Aggregate(repo, placeOrder, opts))

@@ -33,7 +33,7 @@ func callerSpan(t *testing.T, ctx context.Context) (context.Context, trace.SpanC
 func TestMetadata(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, store es.Store) {
-		a := newApp(store, cqrs.AggregateOptions{})
+		a := newApp(store, cqrs.AggregateConfig{})
 		ctx, _ := callerSpan(t, t.Context())
 		ctx = cqrs.WithMetadata(ctx, es.Metadata{"user": "u1", es.MetaCorrelationID: "forged", es.MetaTraceParent: "forged", cqrs.MetaCommandHash: "forged"})
 		ctx = cqrs.WithMetadata(ctx, es.Metadata{"tenant": "t1"})
@@ -84,7 +84,7 @@ func equalMetadata(a, b es.Metadata) bool {
 func TestMetadataDefaults(t *testing.T) {
 	t.Parallel()
 	store := backends[0].open(t)
-	a := newApp(store, cqrs.AggregateOptions{})
+	a := newApp(store, cqrs.AggregateConfig{})
 	a.mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
 	a.mustDispatch(t, &ConfirmOrder{OrderID: "1"})
 	recs := read(t, store, "order-1")
@@ -114,7 +114,7 @@ func TestMetadataDefaults(t *testing.T) {
 func TestNestedDispatch(t *testing.T) {
 	t.Parallel()
 	store := backends[0].open(t)
-	a := newApp(store, cqrs.AggregateOptions{})
+	a := newApp(store, cqrs.AggregateConfig{})
 	type placeAndConfirm struct{ OrderID string }
 	cqrs.Handle(a.bus, func(ctx context.Context, c placeAndConfirm) (cqrs.Result, error) {
 		if _, err := a.bus.Dispatch(ctx, PlaceOrder{ID: "inner-1", OrderID: c.OrderID, Customer: "ann"}); err != nil {
@@ -146,7 +146,7 @@ func (a *app) mustDispatchCtx(t *testing.T, ctx context.Context, cmd any) cqrs.R
 func TestContextFromMetadata(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, store es.Store) {
-		a := newApp(store, cqrs.AggregateOptions{})
+		a := newApp(store, cqrs.AggregateConfig{})
 		ctx, sc := callerSpan(t, t.Context())
 		a.mustDispatchCtx(t, cqrs.WithCorrelationID(ctx, "corr-9"), PlaceOrder{OrderID: "1", Customer: "ann"})
 		rec := read(t, store, "order-1")[0]

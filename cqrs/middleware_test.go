@@ -21,7 +21,7 @@ func TestLogging(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
 	logger := slog.New(slog.NewJSONHandler(&buf, nil))
-	a := newApp(backends[0].open(t), cqrs.AggregateOptions{})
+	a := newApp(backends[0].open(t), cqrs.AggregateConfig{})
 	a.bus.Use(cqrs.Logging(logger))
 	cqrs.Handle(a.bus, func(context.Context, pong) (cqrs.Result, error) { panic("pong") })
 
@@ -64,7 +64,7 @@ func TestTracing(t *testing.T) {
 	defer tp.Shutdown(context.Background())
 
 	store := backends[0].open(t)
-	a := newApp(store, cqrs.AggregateOptions{})
+	a := newApp(store, cqrs.AggregateConfig{})
 	a.bus.Use(cqrs.Tracing(cqrs.TracingConfig{TracerProvider: tp}))
 
 	ctx, parent := tp.Tracer("test").Start(t.Context(), "POST /orders")

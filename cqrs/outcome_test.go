@@ -78,9 +78,9 @@ func TestUnknownOutcomeRetried(t *testing.T) {
 			t.Run(fmt.Sprintf("stored=%v/id=%q", stored, id), func(t *testing.T) {
 				t.Parallel()
 				inner := memstore.New()
-				newApp(inner, cqrs.AggregateOptions{}).mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
+				newApp(inner, cqrs.AggregateConfig{}).mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
 				store := &unknownStore{Store: inner, fail: 2, stored: stored}
-				a := newApp(store, cqrs.AggregateOptions{})
+				a := newApp(store, cqrs.AggregateConfig{})
 				res, err := a.bus.Dispatch(t.Context(), AddItem{ID: id, OrderID: "1", SKU: "tea", Quantity: 1})
 				if err != nil {
 					t.Fatalf("dispatch: %v", err)
@@ -112,9 +112,9 @@ func TestUnknownOutcomeRetried(t *testing.T) {
 func TestUnknownOutcomeGivesUp(t *testing.T) {
 	t.Parallel()
 	inner := memstore.New()
-	newApp(inner, cqrs.AggregateOptions{}).mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
+	newApp(inner, cqrs.AggregateConfig{}).mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
 	store := &unknownStore{Store: inner, fail: 100}
-	a := newApp(store, cqrs.AggregateOptions{UnknownOutcomeRetries: 2})
+	a := newApp(store, cqrs.AggregateConfig{UnknownOutcomeRetries: 2})
 	_, err := a.bus.Dispatch(t.Context(), AddItem{OrderID: "1", SKU: "tea", Quantity: 1})
 	if !errors.Is(err, es.ErrUnknownOutcome) {
 		t.Fatalf("dispatch: %v; want an error wrapping es.ErrUnknownOutcome", err)
@@ -132,7 +132,7 @@ func TestUnknownOutcomeGivesUp(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	store = &unknownStore{Store: inner, fail: 100, onFail: cancel}
-	a = newApp(store, cqrs.AggregateOptions{})
+	a = newApp(store, cqrs.AggregateConfig{})
 	_, err = a.bus.Dispatch(ctx, AddItem{OrderID: "1", SKU: "tea", Quantity: 1})
 	if !errors.Is(err, es.ErrUnknownOutcome) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("dispatch whose context ended: %v; want an error wrapping es.ErrUnknownOutcome and context.Canceled", err)
@@ -178,7 +178,7 @@ func testUnknownOutcomeDuringCommit(t *testing.T, committed bool, commandID stri
 	if _, err := store.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	a := newApp(store, cqrs.AggregateOptions{})
+	a := newApp(store, cqrs.AggregateConfig{})
 	a.mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
 
 	// The commit of an ItemAdded waits for lockKey while the test holds it.

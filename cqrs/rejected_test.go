@@ -12,7 +12,7 @@ import (
 // and the stream and unwraps to the decider's own error.
 func TestRejectedError(t *testing.T) {
 	t.Parallel()
-	a := newApp(memstore.New(), cqrs.AggregateOptions{})
+	a := newApp(memstore.New(), cqrs.AggregateConfig{})
 	a.mustDispatch(t, PlaceOrder{OrderID: "1", Customer: "ann"})
 	a.mustDispatch(t, ConfirmOrder{OrderID: "1"})
 	_, err := a.bus.Dispatch(t.Context(), AddItem{OrderID: "1", SKU: "tea", Quantity: 1})

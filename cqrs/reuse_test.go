@@ -42,7 +42,7 @@ func checkStream(t *testing.T, store es.Store, stream, want string) {
 func TestCommandIDSameCommand(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, store es.Store) {
-		a := newApp(store, cqrs.AggregateOptions{})
+		a := newApp(store, cqrs.AggregateConfig{})
 		place := PlaceOrder{ID: "k-place", OrderID: "1", Customer: "ann"}
 		add := AddItem{ID: "k-add", OrderID: "1", SKU: "tea", Quantity: 1}
 		note := SetNote{ID: "k-note", OrderID: "1", Note: "ring twice"}
@@ -66,7 +66,7 @@ func TestCommandIDSameCommand(t *testing.T) {
 func TestCommandIDOtherPayload(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, store es.Store) {
-		a := newApp(store, cqrs.AggregateOptions{})
+		a := newApp(store, cqrs.AggregateConfig{})
 		a.mustDispatch(t, PlaceOrder{ID: "k-place", OrderID: "1", Customer: "ann"})
 		a.mustDispatch(t, AddItem{ID: "k-add", OrderID: "1", SKU: "tea", Quantity: 1})
 		a.mustDispatch(t, SetNote{ID: "k-note", OrderID: "1", Note: "first"})
@@ -108,7 +108,7 @@ func TestCommandIDOtherPayload(t *testing.T) {
 func TestCommandIDOtherAggregate(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, store es.Store) {
-		a := newApp(store, cqrs.AggregateOptions{})
+		a := newApp(store, cqrs.AggregateConfig{})
 		a.mustDispatch(t, PlaceOrder{ID: "k-place", OrderID: "1", Customer: "ann"})
 		a.mustDispatch(t, PlaceOrder{OrderID: "2", Customer: "bob"})
 		a.mustDispatch(t, AddItem{ID: "k-add", OrderID: "1", SKU: "tea", Quantity: 1})
@@ -133,7 +133,7 @@ func TestCommandIDOtherAggregate(t *testing.T) {
 func TestCommandIDConcurrent(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, store es.Store) {
-		a := newApp(store, cqrs.AggregateOptions{})
+		a := newApp(store, cqrs.AggregateConfig{})
 		for round := range 10 {
 			for _, same := range []bool{true, false} {
 				order := fmt.Sprint(round, "-", same)

@@ -16,7 +16,7 @@ func TestValidationBeforeAnything(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, store es.Store) {
 		counted := &countingStore{Store: store}
-		a := newApp(counted, cqrs.AggregateOptions{})
+		a := newApp(counted, cqrs.AggregateConfig{})
 		for _, cmd := range []any{
 			PlaceOrder{ID: "v1"},
 			AddItem{ID: "v2", OrderID: "1", Quantity: -1},

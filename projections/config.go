@@ -65,7 +65,7 @@ const (
 	BatchWaitDefault       = 20 * time.Millisecond
 	RetryMinDefault        = 100 * time.Millisecond
 	RetryMaxDefault        = 10 * time.Second
-	LeasePollDefault       = time.Second
+	PollIntervalDefault    = time.Second
 	ShutdownTimeoutDefault = 10 * time.Second
 )
 
@@ -80,10 +80,12 @@ type Config struct {
 	// RetryMin and RetryMax bound the exponential backoff, with jitter,
 	// between retries of transient errors. Default to 100ms and 10s.
 	RetryMin, RetryMax time.Duration
-	// LeasePoll is how often a standby worker tries to take the lease when
-	// the sink is a [Locker], and how often a paused worker looks whether it
-	// may go on. Defaults to 1s.
-	LeasePoll time.Duration
+	// PollInterval is how often a worker looks again when no signal tells
+	// it something changed: a standby worker tries to take the lease when
+	// the sink is a [Locker], a paused worker looks whether it may go on,
+	// and an idle worker reads its checkpoint in case it was moved (a
+	// [CheckpointWatcher] sink wakes it sooner). Defaults to 1s.
+	PollInterval time.Duration
 	// ShutdownTimeout bounds how long the batch in flight may take to finish
 	// after Run's context ends; then it is rolled back. Defaults to 10s.
 	ShutdownTimeout time.Duration
@@ -108,8 +110,8 @@ func (c Config) Validate() error {
 	if c.RetryMin > 0 && c.RetryMax > 0 && c.RetryMin > c.RetryMax {
 		errs = append(errs, fmt.Errorf("projections: Config.RetryMin (%v) is above RetryMax (%v)", c.RetryMin, c.RetryMax))
 	}
-	if c.LeasePoll < 0 {
-		errs = append(errs, fmt.Errorf("projections: Config.LeasePoll is %v; want 0 (default) or more", c.LeasePoll))
+	if c.PollInterval < 0 {
+		errs = append(errs, fmt.Errorf("projections: Config.PollInterval is %v; want 0 (default) or more", c.PollInterval))
 	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("projections: Config.ShutdownTimeout is %v; want 0 (default) or more", c.ShutdownTimeout))
@@ -125,7 +127,7 @@ func (c Config) withDefaults() Config {
 	c.BatchWait = cmp.Or(c.BatchWait, BatchWaitDefault)
 	c.RetryMin = cmp.Or(c.RetryMin, RetryMinDefault)
 	c.RetryMax = cmp.Or(c.RetryMax, RetryMaxDefault)
-	c.LeasePoll = cmp.Or(c.LeasePoll, LeasePollDefault)
+	c.PollInterval = cmp.Or(c.PollInterval, PollIntervalDefault)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, ShutdownTimeoutDefault)
 	if c.Logger == nil {
 		c.Logger = slog.Default()

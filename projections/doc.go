@@ -51,7 +51,7 @@
 // A worker with nothing to apply notices when its checkpoint is moved (a
 // reset) or its projection paused, and starts over from the checkpoint at
 // once: on the signal of a [CheckpointWatcher] sink, or within
-// Config.LeasePoll.
+// Config.PollInterval.
 //
 // [WaitFor] waits until a projection has reached a position: the consistency
 // token of a command result, for read-your-writes; [WaitForAll] waits for
@@ -62,4 +62,10 @@
 // readers included ([es.BacklogReporter]); it is exact on a store that
 // counts ([es.Counter]), and elsewhere a lower bound beyond [LagCountLimit],
 // flagged as Status.LagEstimated.
+//
+// What the sinks' rebuilds and verifications share lives here, so that no
+// sink depends on another: their progress ([RebuildProgress], measured by a
+// [ProgressMeter]), the names of the checkpoints they run under
+// ([RebuildSuffix], [VerifySuffix]), [ErrVerifyRunning] and the kinds of
+// difference a verification finds ([DiffKind]).
 package projections

@@ -60,7 +60,7 @@ func (w *Worker[Tx]) waitPaused(ctx context.Context) error {
 			w.cfg.Logger.InfoContext(ctx, "projections: paused; waiting", slog.String("projection", w.name),
 				slog.String("checkpoint", cp.Position.String()))
 		}
-		if !wait(ctx, changed, w.cfg.LeasePoll) {
+		if !wait(ctx, changed, w.cfg.PollInterval) {
 			return nil
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/stratadev/strata/internal/backoff"
 )
 
 // WorkerState is what a worker is doing, as [Worker.State] and
@@ -39,22 +41,18 @@ type Runnable interface {
 	State() WorkerState
 }
 
-// Defaults for [RunnerConfig].
-const (
-	ResumePollDefault = LeasePollDefault
-)
-
 // RunnerConfig configures a [Runner]. The zero value works.
 type RunnerConfig struct {
 	// RetryMin and RetryMax bound the exponential backoff, with jitter,
 	// before a worker that failed unexpectedly is started again. Default
-	// to RetryMinDefault (100ms) and RetryMaxDefault (10s).
+	// to RetryMinDefault (100ms) and RetryMaxDefault (10s), the defaults of
+	// [Config].
 	RetryMin, RetryMax time.Duration
-	// ResumePoll is how often the runner reads the checkpoint of a stalled
+	// PollInterval is how often the runner reads the checkpoint of a stalled
 	// projection to notice that it was resumed. When the checkpoints are a
 	// [CheckpointWatcher], the runner also wakes up on its signals.
-	// Defaults to ResumePollDefault (1s).
-	ResumePoll time.Duration
+	// Defaults to PollIntervalDefault (1s).
+	PollInterval time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// OnChange, when set, is called with a worker's status each time the
@@ -73,8 +71,8 @@ func (c RunnerConfig) Validate() error {
 	if c.RetryMin > 0 && c.RetryMax > 0 && c.RetryMin > c.RetryMax {
 		errs = append(errs, fmt.Errorf("projections: RunnerConfig.RetryMin (%v) is above RetryMax (%v)", c.RetryMin, c.RetryMax))
 	}
-	if c.ResumePoll < 0 {
-		errs = append(errs, fmt.Errorf("projections: RunnerConfig.ResumePoll is %v; want 0 (default) or more", c.ResumePoll))
+	if c.PollInterval < 0 {
+		errs = append(errs, fmt.Errorf("projections: RunnerConfig.PollInterval is %v; want 0 (default) or more", c.PollInterval))
 	}
 	return errors.Join(errs...)
 }
@@ -82,7 +80,7 @@ func (c RunnerConfig) Validate() error {
 func (c RunnerConfig) withDefaults() RunnerConfig {
 	c.RetryMin = cmp.Or(c.RetryMin, RetryMinDefault)
 	c.RetryMax = cmp.Or(c.RetryMax, RetryMaxDefault)
-	c.ResumePoll = cmp.Or(c.ResumePoll, ResumePollDefault)
+	c.PollInterval = cmp.Or(c.PollInterval, PollIntervalDefault)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -209,7 +207,7 @@ func (r *Runner) supervise(ctx context.Context, s *supervised) {
 		}
 		r.set(s, WorkerRetrying, nil, err)
 		log.ErrorContext(ctx, "projections: worker failed; starting it again after a backoff", slog.Any("error", err))
-		if !backoff(ctx, r.cfg.RetryMin, r.cfg.RetryMax, attempt) {
+		if !(backoff.Backoff{Min: r.cfg.RetryMin, Max: r.cfg.RetryMax}).Wait(ctx, attempt) {
 			return
 		}
 		attempt++
@@ -242,7 +240,7 @@ func (r *Runner) waitResumed(ctx context.Context, w Runnable) bool {
 		case cp.State != StateStalled:
 			return true
 		}
-		if !wait(ctx, changed, r.cfg.ResumePoll) {
+		if !wait(ctx, changed, r.cfg.PollInterval) {
 			return false
 		}
 	}

@@ -99,9 +99,9 @@ func TestRunnerHealthString(t *testing.T) {
 
 func TestRunnerConfigValidate(t *testing.T) {
 	t.Parallel()
-	err := projections.RunnerConfig{RetryMin: time.Second, RetryMax: time.Millisecond, ResumePoll: -1}.Validate()
-	if err == nil || !strings.Contains(err.Error(), "RetryMin") || !strings.Contains(err.Error(), "ResumePoll") {
-		t.Errorf("Validate() = %v, want errors about RetryMin and ResumePoll", err)
+	err := projections.RunnerConfig{RetryMin: time.Second, RetryMax: time.Millisecond, PollInterval: -1}.Validate()
+	if err == nil || !strings.Contains(err.Error(), "RetryMin") || !strings.Contains(err.Error(), "PollInterval") {
+		t.Errorf("Validate() = %v, want errors about RetryMin and PollInterval", err)
 	}
 	if err := (projections.RunnerConfig{}).Validate(); err != nil {
 		t.Errorf("zero RunnerConfig: Validate() = %v", err)

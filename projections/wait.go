@@ -27,9 +27,9 @@ type CheckpointWatcher interface {
 	WatchCheckpoint(ctx context.Context, projection string) (changed <-chan struct{}, stop func(), err error)
 }
 
-// WaitFor returns nil once the projection's checkpoint has reached pos,
-// typically the position of a command's [es.AppendResult], so that a read
-// sees that command's writes. It gives up when ctx ends, with a
+// WaitFor returns nil once the checkpoint of the projection name has
+// reached pos, typically the position of a command's [es.AppendResult], so
+// that a read sees that command's writes. It gives up when ctx ends, with a
 // [*BehindError] that wraps ctx.Err(): bound it with a timeout. A stalled
 // projection returns a [*StalledError] at once, since it will not get there
 // on its own.
@@ -37,10 +37,10 @@ type CheckpointWatcher interface {
 // When cps is a [CheckpointWatcher], WaitFor wakes up when the checkpoint
 // moves, and looks again every 100ms in case a signal was lost; otherwise
 // it polls, from every 2ms up to every 100ms.
-func WaitFor(ctx context.Context, cps Checkpoints, projection string, pos es.Position) error {
+func WaitFor(ctx context.Context, cps Checkpoints, name string, pos es.Position) error {
 	var changed <-chan struct{}
 	if w, ok := cps.(CheckpointWatcher); ok {
-		if ch, stop, err := w.WatchCheckpoint(ctx, projection); err == nil {
+		if ch, stop, err := w.WatchCheckpoint(ctx, name); err == nil {
 			defer stop()
 			changed = ch
 		}
@@ -48,12 +48,12 @@ func WaitFor(ctx context.Context, cps Checkpoints, projection string, pos es.Pos
 	d := waitMin
 	var at es.Position // the checkpoint as last read
 	for {
-		cp, err := cps.Checkpoint(ctx, projection)
+		cp, err := cps.Checkpoint(ctx, name)
 		if err != nil {
 			if ctx.Err() != nil {
-				return &BehindError{Projection: projection, Want: pos, Checkpoint: at, Err: ctx.Err()}
+				return &BehindError{Projection: name, Want: pos, Checkpoint: at, Err: ctx.Err()}
 			}
-			return fmt.Errorf("projections: wait for %s to reach %s: %w", projection, pos, err)
+			return fmt.Errorf("projections: wait for %s to reach %s: %w", name, pos, err)
 		}
 		if !cp.Position.Before(pos) {
 			return nil
@@ -64,7 +64,7 @@ func WaitFor(ctx context.Context, cps Checkpoints, projection string, pos es.Pos
 			if cp.Failure != nil {
 				f = *cp.Failure
 			}
-			return &StalledError{Projection: projection, Failure: f}
+			return &StalledError{Projection: name, Failure: f}
 		}
 		if changed != nil {
 			d = waitMax
@@ -72,7 +72,7 @@ func WaitFor(ctx context.Context, cps Checkpoints, projection string, pos es.Pos
 		wait(ctx, changed, d)
 		d = min(2*d, waitMax)
 		if ctx.Err() != nil {
-			return &BehindError{Projection: projection, Want: pos, Checkpoint: at, Err: ctx.Err()}
+			return &BehindError{Projection: name, Want: pos, Checkpoint: at, Err: ctx.Err()}
 		}
 	}
 }

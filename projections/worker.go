@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/internal/backoff"
 )
 
 // Worker runs one projection: it follows the log from the projection's
@@ -100,7 +100,7 @@ var errChanged = errors.New("projections: checkpoint changed")
 // While it has nothing to apply, Run notices when someone else moves the
 // checkpoint (projections reset) or pauses the projection, and starts over
 // from the checkpoint at once: on the signal of a [CheckpointWatcher] sink,
-// or by reading the checkpoint every Config.LeasePoll.
+// or by reading the checkpoint every Config.PollInterval.
 func (w *Worker[Tx]) Run(ctx context.Context) error {
 	w.setState(WorkerStarting)
 	err := w.run(ctx)
@@ -183,7 +183,7 @@ func (w *Worker[Tx]) acquire(ctx context.Context) (Lease, error) {
 			w.setState(WorkerStandby)
 			w.cfg.Logger.InfoContext(ctx, "projections: another worker holds the lease; standing by", slog.String("projection", w.name))
 		}
-		if !sleep(ctx, w.cfg.LeasePoll) {
+		if !backoff.Sleep(ctx, w.cfg.PollInterval) {
 			return nil, ctx.Err()
 		}
 	}
@@ -230,35 +230,79 @@ func (w *Worker[Tx]) runLeased(ctx context.Context, lease Lease) error {
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if lease != nil {
-		stop := make(chan struct{})
-		defer close(stop)
-		go func() {
-			select {
-			case <-lease.Lost():
-				w.cfg.Logger.WarnContext(ctx, "projections: lease lost", slog.String("projection", w.name))
-				cancel()
-			case <-stop:
-			}
-		}()
+		defer w.cancelOnLost(ctx, lease, cancel)()
 	}
-
 	// Watch before reading the checkpoint, so that no change after the
 	// read goes unnoticed.
-	var changed <-chan struct{}
-	if cw, ok := w.sink.(CheckpointWatcher); ok {
-		if ch, stop, err := cw.WatchCheckpoint(lctx, w.name); err == nil {
-			defer stop()
-			changed = ch
-		}
-	}
+	changed, stopWatch := w.watch(lctx)
+	defer stopWatch()
 	// Polled while idle, too: a watch may lose signals (its connection
 	// breaks), and not every sink has one.
-	idle := time.NewTicker(w.cfg.LeasePoll)
+	idle := time.NewTicker(w.cfg.PollInterval)
 	defer idle.Stop()
 
-	cp, err := w.sink.Checkpoint(lctx, w.name)
+	from, ok, err := w.start(lctx)
+	if !ok {
+		return err
+	}
+	msgs, stopSub := w.subscribe(lctx, from)
+	defer stopSub()
+	in := &intake[Tx]{w: w, msgs: msgs, changed: changed, idle: idle.C}
+	for {
+		batch, err := in.next(lctx)
+		if err != nil || batch == nil {
+			return err
+		}
+		if err := w.process(lctx, batch); err != nil {
+			if errors.Is(err, ErrPaused) {
+				// The batch in flight committed; wait, then start over
+				// from the checkpoint.
+				return w.waitPaused(lctx)
+			}
+			return err
+		}
+		w.retries = 0
+		if lctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// cancelOnLost calls cancel when lease is lost, until the returned
+// function is called.
+func (w *Worker[Tx]) cancelOnLost(ctx context.Context, lease Lease, cancel context.CancelFunc) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-lease.Lost():
+			w.cfg.Logger.WarnContext(ctx, "projections: lease lost", slog.String("projection", w.name))
+			cancel()
+		case <-done:
+		}
+	}()
+	return func() { close(done) }
+}
+
+// watch returns the signals of a [CheckpointWatcher] sink for the
+// projection, and a function that stops watching. The channel is nil when
+// the sink cannot watch.
+func (w *Worker[Tx]) watch(ctx context.Context) (changed <-chan struct{}, stop func()) {
+	if cw, ok := w.sink.(CheckpointWatcher); ok {
+		if ch, stop, err := cw.WatchCheckpoint(ctx, w.name); err == nil {
+			return ch, stop
+		}
+	}
+	return nil, func() {}
+}
+
+// start reads the checkpoint and returns where to go on from, with ok
+// set. A stalled projection returns its [*StalledError]; a paused one
+// waits until it is resumed (or ctx ends) and returns with ok unset, to
+// start over from the checkpoint.
+func (w *Worker[Tx]) start(ctx context.Context) (from es.Position, ok bool, err error) {
+	cp, err := w.sink.Checkpoint(ctx, w.name)
 	if err != nil {
-		return fmt.Errorf("read checkpoint: %w", err)
+		return es.Position{}, false, fmt.Errorf("read checkpoint: %w", err)
 	}
 	switch cp.State {
 	case StateStalled:
@@ -266,22 +310,28 @@ func (w *Worker[Tx]) runLeased(ctx context.Context, lease Lease) error {
 		if cp.Failure != nil {
 			f = *cp.Failure
 		}
-		return &StalledError{Projection: w.name, Failure: f}
+		return es.Position{}, false, &StalledError{Projection: w.name, Failure: f}
 	case StatePaused:
-		return w.waitPaused(lctx)
+		return es.Position{}, false, w.waitPaused(ctx)
 	}
 	w.pos = cp.Position
 	w.setState(WorkerRunning)
 	// A record left by a worker that stopped while retrying is cleared too.
 	w.retrying = w.retrying || (cp.Failure != nil && cp.Failure.Retrying)
-	w.recordRetry(lctx, nil)
+	w.recordRetry(ctx, nil)
+	return cp.Position, true, nil
+}
 
-	subCtx, stopSub := context.WithCancel(lctx)
+// subscribe reads the log after from, decoded, in a goroutine that sends
+// what it reads on msgs until it meets an error or stop is called. stop
+// waits for the goroutine to end.
+func (w *Worker[Tx]) subscribe(ctx context.Context, from es.Position) (msgs <-chan subMsg, stop func()) {
+	subCtx, stopSub := context.WithCancel(ctx)
 	ch := make(chan subMsg)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		defer close(ch)
-		for recs, err := range w.store.Subscribe(subCtx, es.SubscribeOptions{After: cp.Position, BatchSize: w.cfg.BatchSize}) {
+		for recs, err := range w.store.Subscribe(subCtx, es.SubscribeOptions{After: from, BatchSize: w.cfg.BatchSize}) {
 			m := subMsg{err: err}
 			if err == nil {
 				m.items = w.decode(recs)
@@ -296,74 +346,80 @@ func (w *Worker[Tx]) runLeased(ctx context.Context, lease Lease) error {
 			}
 		}
 	})
-	defer func() {
+	return ch, func() {
 		stopSub()
 		for range ch {
 		}
 		wg.Wait()
-	}()
+	}
+}
 
-	var pending []item
-	recv := func(block bool, timeout <-chan time.Time) (bool, error) {
-		if block {
-			select {
-			case m, ok := <-ch:
-				return w.take(lctx, &pending, m, ok)
-			case <-changed:
-				return false, w.checkIdle(lctx)
-			case <-idle.C:
-				return false, w.checkIdle(lctx)
-			case <-lctx.Done():
-				return false, nil
+// intake gathers the events of a leased run into batches.
+type intake[Tx any] struct {
+	w       *Worker[Tx]
+	msgs    <-chan subMsg
+	changed <-chan struct{}  // the sink's signals; nil without a watch
+	idle    <-chan time.Time // polls the checkpoint while there is nothing to do
+	pending []item
+}
+
+// next waits for events and returns the next batch: at most BatchSize
+// events, once BatchWait has passed or BatchSize events are there. It
+// returns nil when ctx ends first, or the error of a look at the
+// checkpoint while idle.
+func (in *intake[Tx]) next(ctx context.Context) ([]item, error) {
+	for len(in.pending) == 0 {
+		if _, err := in.recv(ctx, true, nil); err != nil || ctx.Err() != nil {
+			return nil, err
+		}
+	}
+	cfg := in.w.cfg
+	if len(in.pending) < cfg.BatchSize && cfg.BatchWait > 0 {
+		timer := time.NewTimer(cfg.BatchWait)
+		defer timer.Stop()
+		for len(in.pending) < cfg.BatchSize {
+			got, err := in.recv(ctx, false, timer.C)
+			if err != nil {
+				return nil, err
+			}
+			if !got {
+				break
 			}
 		}
+	}
+	if ctx.Err() != nil {
+		return nil, nil // nothing in flight yet
+	}
+	n := min(len(in.pending), cfg.BatchSize)
+	batch := in.pending[:n:n]
+	in.pending = in.pending[n:]
+	return batch, nil
+}
+
+// recv takes what the subscription sends next into pending and reports
+// whether it got events. Blocking, it waits for events, and looks at the
+// checkpoint when the sink signals a change or the idle ticker fires; not
+// blocking, it gives up when timeout fires.
+func (in *intake[Tx]) recv(ctx context.Context, block bool, timeout <-chan time.Time) (bool, error) {
+	if block {
 		select {
-		case m, ok := <-ch:
-			return w.take(lctx, &pending, m, ok)
-		case <-timeout:
-			return false, nil
-		case <-lctx.Done():
+		case m, ok := <-in.msgs:
+			return in.w.take(ctx, &in.pending, m, ok)
+		case <-in.changed:
+			return false, in.w.checkIdle(ctx)
+		case <-in.idle:
+			return false, in.w.checkIdle(ctx)
+		case <-ctx.Done():
 			return false, nil
 		}
 	}
-	for {
-		for len(pending) == 0 {
-			if _, err := recv(true, nil); err != nil || lctx.Err() != nil {
-				return err
-			}
-		}
-		if len(pending) < w.cfg.BatchSize && w.cfg.BatchWait > 0 {
-			timer := time.NewTimer(w.cfg.BatchWait)
-			for len(pending) < w.cfg.BatchSize {
-				got, err := recv(false, timer.C)
-				if err != nil {
-					timer.Stop()
-					return err
-				}
-				if !got {
-					break
-				}
-			}
-			timer.Stop()
-		}
-		if lctx.Err() != nil {
-			return nil // nothing in flight yet
-		}
-		n := min(len(pending), w.cfg.BatchSize)
-		batch := pending[:n:n]
-		pending = pending[n:]
-		if err := w.process(lctx, batch); err != nil {
-			if errors.Is(err, ErrPaused) {
-				// The batch in flight committed; wait, then start over
-				// from the checkpoint.
-				return w.waitPaused(lctx)
-			}
-			return err
-		}
-		w.retries = 0
-		if lctx.Err() != nil {
-			return nil
-		}
+	select {
+	case m, ok := <-in.msgs:
+		return in.w.take(ctx, &in.pending, m, ok)
+	case <-timeout:
+		return false, nil
+	case <-ctx.Done():
+		return false, nil
 	}
 }
 
@@ -612,31 +668,7 @@ func (w *Worker[Tx]) recordRetry(ctx context.Context, err error) {
 // reports false when ctx ended first.
 func (w *Worker[Tx]) backoff(ctx context.Context) bool {
 	w.retries++
-	return backoff(ctx, w.cfg.RetryMin, w.cfg.RetryMax, w.retries-1)
-}
-
-// backoff waits before retry number attempt (counted from 0): lo doubled
-// attempt times, at most hi, with jitter. It reports false when ctx ended
-// first.
-func backoff(ctx context.Context, lo, hi time.Duration, attempt int) bool {
-	d := lo << min(attempt, 20)
-	if d <= 0 || d > hi {
-		d = hi
-	}
-	d = d/2 + rand.N(d/2+1)
-	return sleep(ctx, d)
-}
-
-// sleep waits for d and reports false when ctx ended first.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return backoff.Backoff{Min: w.cfg.RetryMin, Max: w.cfg.RetryMax}.Wait(ctx, w.retries-1)
 }
 
 // transient reports whether err is worth retrying: the sink says so, or the

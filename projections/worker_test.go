@@ -285,7 +285,7 @@ func TestWorkerLease(t *testing.T) {
 	t.Parallel()
 	store, sink := memstore.New(), memsink.New()
 	reg := newRegistry()
-	cfg := projections.Config{Logger: quiet, BatchSize: 7, LeasePoll: 5 * time.Millisecond}
+	cfg := projections.Config{Logger: quiet, BatchSize: 7, PollInterval: 5 * time.Millisecond}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	ws := []*projections.Worker[*memsink.Tx]{

@@ -124,7 +124,7 @@ func (s *Scenario[C, T]) when(cmd C, retry bool) *Scenario[C, T] {
 	}
 
 	bus := cqrs.NewBus()
-	cqrs.Handle(bus, cqrs.Aggregate(repo, s.decider, cqrs.AggregateOptions{MaxAttempts: 1}))
+	cqrs.Handle(bus, cqrs.Aggregate(repo, s.decider, cqrs.AggregateConfig{MaxAttempts: 1}))
 	s.res, s.err = bus.Dispatch(ctx, cmd)
 	if retry {
 		before, _ := store.ReadStream(ctx, stream, es.ReadStreamOptions{})

@@ -51,6 +51,23 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+// TestConfigValidateOrder checks that Validate reports its problems in the
+// order of the fields every time, so that its message can be compared.
+func TestConfigValidateOrder(t *testing.T) {
+	t.Parallel()
+	c := esdbstore.Config{ConnectionString: "esdb://h:2113", ReconnectMin: -1, ReconnectMax: -2, ReconnectTimeout: -3}
+	want := strings.Join([]string{
+		"esdbstore: Config.ReconnectMin is -1ns; want 0 (default) or more",
+		"esdbstore: Config.ReconnectMax is -2ns; want 0 (default) or more",
+		"esdbstore: Config.ReconnectTimeout is -3ns; want 0 (default) or more",
+	}, "\n")
+	for i := range 50 {
+		if got := c.Validate(); got == nil || got.Error() != want {
+			t.Fatalf("Validate (call %d) = %v; want %q", i, got, want)
+		}
+	}
+}
+
 func TestStreamDeletedAndSystemNames(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()

@@ -88,9 +88,13 @@ func (c Config) Validate() error {
 	if strings.HasPrefix(c.Namespace, "$") {
 		errs = append(errs, fmt.Errorf("esdbstore: Config.Namespace %q starts with $, which names system streams", c.Namespace))
 	}
-	for name, d := range map[string]time.Duration{"ReconnectMin": c.ReconnectMin, "ReconnectMax": c.ReconnectMax, "ReconnectTimeout": c.ReconnectTimeout} {
-		if d < 0 {
-			errs = append(errs, fmt.Errorf("esdbstore: Config.%s is %v; want 0 (default) or more", name, d))
+	// In field order, so that the joined error reads the same every time.
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"ReconnectMin", c.ReconnectMin}, {"ReconnectMax", c.ReconnectMax}, {"ReconnectTimeout", c.ReconnectTimeout}} {
+		if f.d < 0 {
+			errs = append(errs, fmt.Errorf("esdbstore: Config.%s is %v; want 0 (default) or more", f.name, f.d))
 		}
 	}
 	if err := c.limits().Validate("esdbstore: Config"); err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 
 	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/internal/backoff"
 )
 
 // Subscribe implements [es.Store] with a catch-up subscription to $all that
@@ -58,12 +59,8 @@ func (s *Store) Subscribe(ctx context.Context, opts es.SubscribeOptions) iter.Se
 			}
 			s.cfg.Logger.WarnContext(ctx, "esdbstore: subscription dropped; re-subscribing",
 				slog.String("after", after.String()), slog.Duration("wait", wait), slog.Any("error", err))
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !backoff.Sleep(ctx, wait) {
 				return
-			case <-t.C:
 			}
 			wait = min(2*wait, s.cfg.ReconnectMax)
 		}

@@ -238,7 +238,7 @@ func NewRepositories(store es.Store, reg *es.Registry) Repositories {
 // Register wires every command of the example to bus.
 func Register(bus *cqrs.Bus, repos Repositories) {
 	cat := RepositoryCatalog{Products: repos.Products}
-	opts := cqrs.AggregateOptions{}
+	opts := cqrs.AggregateConfig{}
 	cqrs.Handle(bus, cqrs.Aggregate(repos.Products, CreateProductDecider, opts))
 	cqrs.Handle(bus, cqrs.Aggregate(repos.Products, RenameProductDecider, opts))
 	cqrs.Handle(bus, cqrs.Aggregate(repos.Products, RepriceProductDecider, opts))

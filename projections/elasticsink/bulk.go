@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/stratadev/strata/internal/backoff"
 )
 
 // action is one bulk item.
@@ -156,13 +156,7 @@ func (s *Sink) bulkChunk(ctx context.Context, acts []action) error {
 		}
 		s.cfg.Logger.WarnContext(ctx, "elasticsink: retrying refused items", slog.Int("items", len(retry)),
 			slog.Int("attempt", attempt+1), slog.String("error", retry[0].err.Error()))
-		d := min(s.cfg.RetryMin<<min(attempt, 20), s.cfg.RetryMax)
-		d = d/2 + rand.N(d/2+1)
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !(backoff.Backoff{Min: s.cfg.RetryMin, Max: s.cfg.RetryMax}).Wait(ctx, attempt) {
 			return ctx.Err()
 		}
 		acts = acts[:0:0]

@@ -1,7 +1,8 @@
 // Package elasticsink keeps projections' read models in Elasticsearch, with
 // their checkpoints, dead letters and leases in PostgreSQL next to every
-// other projection's (through projections/pgsink), so that one status shows
-// them all.
+// other projection's, so that one status shows them all. They are kept by a
+// [Keeper], the small interface the sink needs; a *pgsink.Sink is one, and
+// this package does not import pgsink.
 //
 //	pg := pgsink.New(pool, pgsink.Config{})                  // checkpoints, leases, dead letters
 //	sink := elasticsink.New(client, pg, elasticsink.Config{}) // the caller owns client and pool
@@ -127,7 +128,7 @@
 // while the alias keeps serving the old one, catches up, moves the alias in
 // one atomic request, moves the live checkpoint to where the new generation
 // is and deletes the old index. It is resumable and reports progress like
-// pgsink's rebuild ([pgsink.RebuildProgress]). [Sink.Verify] builds a shadow
+// pgsink's rebuild ([projections.RebuildProgress]). [Sink.Verify] builds a shadow
 // index (alias-verify-<unix ms>, behind no alias) up to the live checkpoint,
 // compares its documents by _id and _source with the live ones as of that
 // checkpoint, reports the [Drift] and deletes the shadow.

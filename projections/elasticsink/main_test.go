@@ -26,6 +26,9 @@ func TestMain(m *testing.M) { os.Exit(elastictest.Run(m, pgtest.Run)) }
 
 var quiet = slog.New(slog.DiscardHandler)
 
+// The PostgreSQL sink keeps an Elasticsearch sink's checkpoints.
+var _ elasticsink.Keeper = (*pgsink.Sink)(nil)
+
 // Events of the order-search projection.
 type orderPlaced struct {
 	Order    string `json:"order"`

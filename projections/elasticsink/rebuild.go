@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"time"
 
@@ -13,7 +14,6 @@ import (
 
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/projections"
-	"github.com/stratadev/strata/projections/pgsink"
 )
 
 // RebuildConfig tunes [Sink.Rebuild]. The zero value works.
@@ -22,13 +22,10 @@ type RebuildConfig struct {
 	Worker projections.Config
 	// Progress, when set, is called about every ProgressEvery and once at
 	// the end, with the same figures as pgsink's rebuilds.
-	Progress func(pgsink.RebuildProgress)
+	Progress func(projections.RebuildProgress)
 	// ProgressEvery defaults to 1s.
 	ProgressEvery time.Duration
 }
-
-// rebuildSuffix names the checkpoint of the generation being built.
-const rebuildSuffix = "#rebuild"
 
 // Rebuild builds p's index again from the start of the log, blue/green: the
 // new generation is an index of its own (Alias-g<unix ms>, with p's current
@@ -50,25 +47,15 @@ const rebuildSuffix = "#rebuild"
 // per projection at a time.
 func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p Projection, cfg RebuildConfig) error {
 	name, ix := p.Name(), p.Index()
+	cpName := name + projections.RebuildSuffix
 	log := cfg.Worker.Logger
 	if log == nil {
 		log = s.cfg.Logger
 	}
-	if err := s.migrateOnce(ctx); err != nil {
-		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
-	}
-	if _, err := s.EnsureIndex(ctx, p); err != nil {
-		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
-	}
-	gens, err := s.generations(ctx, ix.Alias)
+	gens, live, err := s.prepareRebuild(ctx, p)
 	if err != nil {
 		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
 	}
-	live, err := s.aliasIndices(ctx, ix.Alias)
-	if err != nil {
-		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
-	}
-	cpName := name + rebuildSuffix
 	// A swap cut short: the alias moved, the rest did not happen yet.
 	for _, idx := range live {
 		if m, ok := gens[idx]; ok && m.Rebuild {
@@ -80,16 +67,7 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 			return nil
 		}
 	}
-	var (
-		index   string
-		m       meta
-		resumed bool
-	)
-	for _, idx := range slices.Sorted(mapsKeys(gens)) {
-		if gm := gens[idx]; gm.Rebuild && !slices.Contains(live, idx) {
-			index, m, resumed = idx, gm, true
-		}
-	}
+	index, m, resumed := resumableGeneration(gens, live)
 	if !resumed {
 		if index, m, err = s.startRebuild(ctx, store, name, cpName, ix); err != nil {
 			return err
@@ -97,7 +75,56 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 	}
 	log.InfoContext(ctx, "elasticsink: rebuilding", slog.String("projection", name), slog.Bool("resumed", resumed),
 		slog.String("index", index))
+	run, err := s.fillGeneration(ctx, store, reg, p, cfg, index, m)
+	if err != nil {
+		return err
+	}
+	if err := s.swapIn(ctx, name, ix.Alias, live, index, gens); err != nil {
+		return err
+	}
+	s.report(ctx, cfg, name, cpName, m, run, true)
+	log.InfoContext(ctx, "elasticsink: rebuild swapped in", slog.String("projection", name), slog.String("index", index))
+	return nil
+}
 
+// prepareRebuild makes sure the sink's tables and p's index exist, and
+// returns the generations of p's alias and the indices the alias points
+// at.
+func (s *Sink) prepareRebuild(ctx context.Context, p Projection) (gens map[string]meta, live []string, err error) {
+	if err := s.migrateOnce(ctx); err != nil {
+		return nil, nil, err
+	}
+	if _, err := s.EnsureIndex(ctx, p); err != nil {
+		return nil, nil, err
+	}
+	alias := p.Index().Alias
+	if gens, err = s.generations(ctx, alias); err != nil {
+		return nil, nil, err
+	}
+	if live, err = s.aliasIndices(ctx, alias); err != nil {
+		return nil, nil, err
+	}
+	return gens, live, nil
+}
+
+// resumableGeneration returns the generation an earlier Rebuild left
+// unfinished, not behind the alias, if there is one: the last by name.
+func resumableGeneration(gens map[string]meta, live []string) (index string, m meta, ok bool) {
+	for _, idx := range slices.Sorted(maps.Keys(gens)) {
+		if gm := gens[idx]; gm.Rebuild && !slices.Contains(live, idx) {
+			index, m, ok = idx, gm, true
+		}
+	}
+	return index, m, ok
+}
+
+// fillGeneration runs a worker that writes p's events into index, the
+// generation being built, from its checkpoint up to the head of the log,
+// reporting progress as it goes. It returns the run whose progress it
+// reported.
+func (s *Sink) fillGeneration(ctx context.Context, store es.Store, reg *es.Registry, p Projection, cfg RebuildConfig, index string, m meta) (*progressRun, error) {
+	name := p.Name()
+	cpName := name + projections.RebuildSuffix
 	gen := &generation{sink: s, index: index}
 	w := projections.NewWorker(store, reg, projections.Sink[*Tx](gen),
 		projections.Projection[*Tx](renamed{flushing{p}, cpName}), cfg.Worker)
@@ -107,51 +134,39 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 	}
 	startCP, err := s.pg.Checkpoint(ctx, cpName)
 	if err != nil {
-		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
+		return nil, fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
 	}
 	run := &progressRun{began: time.Now(), from: startCP.Position}
 	if cfg.Progress != nil {
 		head := es.Position{Commit: m.HeadCommit, Prepare: m.HeadPrepare}
-		if run.meter, err = pgsink.NewProgressMeter(ctx, store, name, head, startCP.Position); err != nil {
-			return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
+		if run.meter, err = projections.NewProgressMeter(ctx, store, name, head, startCP.Position); err != nil {
+			return nil, fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
 		}
 	}
 	head, err := store.Head(ctx)
 	if err != nil {
-		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
+		return nil, fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
 	}
 	if err := w.RunUntil(ctx, s.pg, head, every, func() { s.report(ctx, cfg, name, cpName, m, run, false) }); err != nil {
-		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
+		return nil, fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
 	}
+	return run, nil
+}
 
-	// Make everything the new generation holds searchable, so that the
-	// alias does not move to an index that still looks partial.
+// swapIn makes everything index holds searchable, so that the alias does
+// not move to an index that still looks partial, moves the alias from
+// live to index in one request, then finishes the swap.
+func (s *Sink) swapIn(ctx context.Context, name, alias string, live []string, index string, gens map[string]meta) error {
 	ref := s.client.Indices.Refresh
 	if err := s.request(ctx, "rebuild "+name+": refresh "+index, s.cfg.BulkTimeout, func(ctx context.Context) (*esapi.Response, error) {
 		return ref(ref.WithIndex(index), ref.WithContext(ctx))
 	}); err != nil {
 		return err
 	}
-	// Swap: move the alias in one request, then the live checkpoint.
-	if err := s.moveAlias(ctx, ix.Alias, live, index); err != nil {
+	if err := s.moveAlias(ctx, alias, live, index); err != nil {
 		return fmt.Errorf("elasticsink: rebuild %s: %w", name, err)
 	}
-	if err := s.finishSwap(ctx, name, cpName, ix.Alias, index, gens); err != nil {
-		return err
-	}
-	s.report(ctx, cfg, name, cpName, m, run, true)
-	log.InfoContext(ctx, "elasticsink: rebuild swapped in", slog.String("projection", name), slog.String("index", index))
-	return nil
-}
-
-func mapsKeys[M ~map[K]V, K comparable, V any](m M) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
+	return s.finishSwap(ctx, name, name+projections.RebuildSuffix, alias, index, gens)
 }
 
 // startRebuild resets the rebuild's checkpoint and creates the new
@@ -275,7 +290,7 @@ func (s *Sink) finishSwap(ctx context.Context, name, cpName, alias, index string
 type progressRun struct {
 	began time.Time
 	from  es.Position
-	meter *pgsink.ProgressMeter // counts events on a store that can
+	meter *projections.ProgressMeter // counts events on a store that can
 }
 
 func (s *Sink) report(ctx context.Context, cfg RebuildConfig, name, cpName string, m meta, run *progressRun, swapped bool) {
@@ -295,7 +310,7 @@ func (s *Sink) report(ctx context.Context, cfg RebuildConfig, name, cpName strin
 		}
 		return
 	}
-	pr := pgsink.RebuildProgress{Projection: name, Total: int64(m.HeadPrepare), Swapped: swapped, Estimated: true}
+	pr := projections.RebuildProgress{Projection: name, Total: int64(m.HeadPrepare), Swapped: swapped, Estimated: true}
 	if swapped {
 		pr.Done = pr.Total
 	} else {
@@ -335,7 +350,7 @@ func (g *generation) SetState(ctx context.Context, name string, state projection
 	return g.sink.pg.SetState(ctx, name, state, f)
 }
 
-func (g *generation) Transient(err error) bool { return IsTransient(err) }
+func (g *generation) Transient(err error) bool { return g.sink.Transient(err) }
 
 // renamed runs a projection under the rebuild's checkpoint name.
 type renamed struct {

@@ -16,7 +16,6 @@ import (
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/elasticsink"
 	"github.com/stratadev/strata/projections/elasticsink/elastictest"
-	"github.com/stratadev/strata/projections/pgsink"
 )
 
 func (e env) appendOrders(t *testing.T, n int) es.Position {
@@ -76,11 +75,11 @@ func TestRebuildSwapKeepsSearchAnswering(t *testing.T) {
 			}
 		}
 	})
-	var progress []pgsink.RebuildProgress
+	var progress []projections.RebuildProgress
 	err = e.sink.Rebuild(t.Context(), e.store, e.reg, e.proj, elasticsink.RebuildConfig{
 		Worker:        projections.Config{Logger: quiet, BatchSize: 100},
 		ProgressEvery: 20 * time.Millisecond,
-		Progress:      func(p pgsink.RebuildProgress) { progress = append(progress, p) },
+		Progress:      func(p projections.RebuildProgress) { progress = append(progress, p) },
 	})
 	close(swapped)
 	if err != nil {
@@ -294,7 +293,7 @@ func TestRebuildSurvivesElasticsearchOutage(t *testing.T) {
 	err = e.sink.Rebuild(t.Context(), e.store, e.reg, e.proj, elasticsink.RebuildConfig{
 		Worker:        projections.Config{Logger: slog.New(failing), BatchSize: 50, RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond},
 		ProgressEvery: 5 * time.Millisecond,
-		Progress: func(p pgsink.RebuildProgress) {
+		Progress: func(p projections.RebuildProgress) {
 			if p.Done > 0 && !p.Swapped {
 				cutOnce.Do(px.cut)
 			}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -27,7 +28,7 @@ var migrations = migrate.Set{Component: "elasticsink", Files: migrationFiles, Ta
 // idempotent and safe to call from many processes at once. The sink calls
 // it on first use when it has not been called.
 func (s *Sink) Migrate(ctx context.Context) error {
-	if _, err := s.pg.Migrate(ctx); err != nil {
+	if err := s.pg.EnsureMigrated(ctx); err != nil {
 		return err
 	}
 	if _, err := migrations.Run(ctx, s.pg.Pool(), s.pg.Schema(), s.expand, s.cfg.Logger); err != nil {
@@ -145,7 +146,7 @@ func (s *Sink) resolve(ctx context.Context, alias string) (id indexID, found boo
 	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
 		return id, false, timedOut(ctx, err)
 	}
-	names := slices.Sorted(mapsKeys(out))
+	names := slices.Sorted(maps.Keys(out))
 	if len(names) != 1 {
 		return id, false, fmt.Errorf("elasticsink: resolve %s: it names %d indices %v; want one", alias, len(names), names)
 	}

@@ -14,9 +14,10 @@ import (
 
 	"github.com/elastic/go-elasticsearch/v8"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/projections"
-	"github.com/stratadev/strata/projections/pgsink"
 )
 
 // Defaults for [Config].
@@ -141,12 +142,12 @@ func (c Config) withDefaults() Config {
 }
 
 // Sink keeps Elasticsearch read models. It is a [projections.Sink] whose
-// handlers get a [*Tx]; checkpoints, dead letters and leases are the
-// PostgreSQL sink's, so it is also a [projections.Locker] and a
+// handlers get a [*Tx]; checkpoints, dead letters and leases are its
+// [Keeper]'s, so it is also a [projections.Locker] and a
 // [projections.Checkpoints].
 type Sink struct {
 	client *elasticsearch.Client
-	pg     *pgsink.Sink
+	pg     Keeper
 	cfg    Config
 
 	mu       sync.Mutex
@@ -159,9 +160,10 @@ var (
 )
 
 // New returns a sink that writes documents with client and keeps
-// checkpoints with pg. The caller owns both. The sink creates its tables
-// in pg's schema on first use (see [Sink.Migrate]). New panics if cfg is invalid or an argument is nil.
-func New(client *elasticsearch.Client, pg *pgsink.Sink, cfg Config) *Sink {
+// checkpoints with pg, a *pgsink.Sink say. The caller owns both. The sink
+// creates its tables in pg's schema on first use (see [Sink.Migrate]). New
+// panics if cfg is invalid or an argument is nil.
+func New(client *elasticsearch.Client, pg Keeper, cfg Config) *Sink {
 	if client == nil || pg == nil {
 		panic("elasticsink: New: nil argument")
 	}
@@ -175,8 +177,9 @@ func New(client *elasticsearch.Client, pg *pgsink.Sink, cfg Config) *Sink {
 // the sink does not do.
 func (s *Sink) Client() *elasticsearch.Client { return s.client }
 
-// Checkpoints returns the PostgreSQL sink that keeps the checkpoints.
-func (s *Sink) Checkpoints() *pgsink.Sink { return s.pg }
+// Checkpoints returns the [Keeper] that keeps the checkpoints, as passed
+// to [New].
+func (s *Sink) Checkpoints() Keeper { return s.pg }
 
 // Apply implements [projections.Sink]. In one PostgreSQL transaction it
 // locks the checkpoint and checks it is at p.From, runs handle, sends the
@@ -206,9 +209,9 @@ func (s *Sink) apply(ctx context.Context, p projections.ApplyParams, tg target, 
 	if err := s.migrateOnce(ctx); err != nil {
 		return err
 	}
-	return s.pg.Apply(ctx, p, func(ctx context.Context, ptx *pgsink.Tx) error {
+	return s.pg.ApplyTx(ctx, p, func(ctx context.Context, ptx pgx.Tx) error {
 		// Locked after the checkpoint, until the checkpoint moves.
-		rec, err := s.lockRecord(ctx, ptx.Tx, p.Projection)
+		rec, err := s.lockRecord(ctx, ptx, p.Projection)
 		if err != nil {
 			return err
 		}
@@ -239,7 +242,7 @@ func (s *Sink) apply(ctx context.Context, p projections.ApplyParams, tg target, 
 		if err := tx.Flush(ctx); err != nil {
 			return err
 		}
-		return s.saveRecord(ctx, ptx.Tx, p.Projection, rec)
+		return s.saveRecord(ctx, ptx, p.Projection, rec)
 	})
 }
 
@@ -253,19 +256,20 @@ func (s *Sink) SetState(ctx context.Context, name string, state projections.Stat
 	return s.pg.SetState(ctx, name, state, f)
 }
 
-// TryLock implements [projections.Locker] with pgsink's leases.
+// TryLock implements [projections.Locker] with the [Keeper]'s leases.
 func (s *Sink) TryLock(ctx context.Context, name string) (projections.Lease, bool, error) {
 	return s.pg.TryLock(ctx, name)
 }
 
-// Transient implements [projections.Sink].
-func (s *Sink) Transient(err error) bool { return IsTransient(err) }
+// Transient implements [projections.Sink]: err is worth retrying when
+// [IsTransient] says so, or the [Keeper] does (PostgreSQL unreachable, say).
+func (s *Sink) Transient(err error) bool { return IsTransient(err) || s.pg.Transient(err) }
 
-// IsTransient reports whether err is worth retrying: Elasticsearch or
-// PostgreSQL unreachable, overloaded or not answering (429, 5xx, connection
-// errors, [ErrTimeout]), items that kept failing for such reasons
-// ([ErrRetriesExhausted]), or an index that is missing for a moment while
-// an alias moves.
+// IsTransient reports whether an error of Elasticsearch is worth retrying:
+// Elasticsearch unreachable, overloaded or not answering (429, 5xx,
+// connection errors, [ErrTimeout]), items that kept failing for such
+// reasons ([ErrRetriesExhausted]), or an index that is missing for a moment
+// while an alias moves. [Sink.Transient] adds the errors of its [Keeper].
 func IsTransient(err error) bool {
 	if err == nil {
 		return false
@@ -286,7 +290,7 @@ func IsTransient(err error) bool {
 		errors.Is(err, net.ErrClosed) {
 		return true
 	}
-	return pgsink.IsTransient(err)
+	return false
 }
 
 // TimeoutError is a request Elasticsearch did not answer in time.
@@ -319,7 +323,7 @@ func timedOut(ctx context.Context, err error) error {
 var _ projections.RetryRecorder = (*Sink)(nil)
 
 // SetRetrying implements [projections.RetryRecorder]: it records f as the
-// last error of a running projection in pgsink's checkpoint table, where
+// last error of a running projection in the [Keeper]'s checkpoint table, where
 // every status reader finds it, or clears such a record when f is nil.
 // Elasticsearch is what fails while PostgreSQL answers, so the record can
 // be written.

@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"maps"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/projections"
-	"github.com/stratadev/strata/projections/pgsink"
 )
 
 // Tx is what a handler writes documents through. Writes are buffered and
@@ -19,7 +20,7 @@ import (
 // that will commit the checkpoint ([Tx.Postgres]).
 type Tx struct {
 	sink  *Sink
-	pg    *pgsink.Tx
+	pg    pgx.Tx
 	index string // the generation's index; empty for the aliases
 	guard *guard // resolves and checks the aliases; nil for a generation
 
@@ -47,13 +48,17 @@ type pending struct {
 	version int64
 }
 
-func (s *Sink) newTx(ptx *pgsink.Tx, tg target) *Tx {
+func (s *Sink) newTx(ptx pgx.Tx, tg target) *Tx {
 	return &Tx{sink: s, pg: ptx, index: tg.index, docs: make(map[docKey]*pending)}
 }
 
 // Postgres returns the PostgreSQL transaction that commits the checkpoint,
-// for a handler that also keeps rows next to it.
-func (tx *Tx) Postgres() *pgsink.Tx { return tx.pg }
+// for a handler that also keeps rows next to it: the transaction the
+// [Keeper] handed to the batch. With a *pgsink.Sink as the keeper it is a
+// *pgsink.Tx, whose Table names the read-model tables:
+//
+//	ptx, ok := tx.Postgres().(*pgsink.Tx)
+func (tx *Tx) Postgres() pgx.Tx { return tx.pg }
 
 // target returns the index to write for alias: the alias itself, or the
 // generation being rebuilt.

@@ -12,10 +12,17 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/stratadev/strata/es"
 	shadowlog "github.com/stratadev/strata/internal/shadow"
 	"github.com/stratadev/strata/projections"
-	"github.com/stratadev/strata/projections/pgsink"
+)
+
+// Defaults for [VerifyConfig].
+const (
+	VerifySamplesDefault       = 20
+	VerifyProgressEveryDefault = time.Second
 )
 
 // VerifyConfig tunes [Sink.Verify]. The zero value works.
@@ -25,7 +32,7 @@ type VerifyConfig struct {
 	Worker projections.Config
 	// Progress, when set, is called about every ProgressEvery while the
 	// shadow is built, and once when it is built.
-	Progress func(pgsink.RebuildProgress)
+	Progress func(projections.RebuildProgress)
 	// ProgressEvery defaults to 1s.
 	ProgressEvery time.Duration
 	// Samples caps the differences kept in [Drift.Samples]; all are
@@ -67,8 +74,8 @@ func (d Drift) Equal() bool { return d.Differences() == 0 }
 
 // DocDiff is a document that differs.
 type DocDiff struct {
-	Kind pgsink.DiffKind `json:"kind"`
-	ID   string          `json:"id"`
+	Kind projections.DiffKind `json:"kind"`
+	ID   string               `json:"id"`
 	// Fields names the top-level fields that differ (DiffDifferent).
 	Fields []string `json:"fields,omitempty"`
 	// Live and Rebuilt are the documents' _source; nil for the side that
@@ -87,7 +94,7 @@ const verifyInfix = "-verify-"
 // running; the live documents are not changed.
 //
 // The shadow is built up to the live checkpoint as it is when Verify
-// starts. Then the live checkpoint is held (see [pgsink.Sink.HoldCheckpoint];
+// starts. Then the live checkpoint is held (see [Keeper.HoldCheckpoint];
 // a live batch locks it before it writes a document) for as long as it
 // takes to refresh the live index and open a point in time on it, so that
 // the live documents are read as of that checkpoint while the live worker
@@ -98,7 +105,7 @@ const verifyInfix = "-verify-"
 // Handlers that keep PostgreSQL rows beside their documents
 // ([Tx.Postgres]) write them in a transaction that is rolled back: the
 // shadow changes nothing in PostgreSQL, and those rows are not compared.
-// One Verify of a projection runs at a time ([pgsink.ErrVerifyRunning]); an
+// One Verify of a projection runs at a time ([projections.ErrVerifyRunning]); an
 // interrupted one leaves a shadow index that the next Verify deletes.
 func (s *Sink) Verify(ctx context.Context, store es.Store, reg *es.Registry, p Projection, cfg VerifyConfig) (Drift, error) {
 	d, err := s.verify(ctx, store, reg, p, cfg)
@@ -110,17 +117,17 @@ func (s *Sink) Verify(ctx context.Context, store es.Store, reg *es.Registry, p P
 
 func (s *Sink) verify(ctx context.Context, store es.Store, reg *es.Registry, p Projection, cfg VerifyConfig) (Drift, error) {
 	name, ix := p.Name(), p.Index()
-	cfg.Samples = cmp.Or(cfg.Samples, pgsink.VerifySamplesDefault)
-	cfg.ProgressEvery = cmp.Or(cfg.ProgressEvery, pgsink.VerifyProgressEveryDefault)
+	cfg.Samples = cmp.Or(cfg.Samples, VerifySamplesDefault)
+	cfg.ProgressEvery = cmp.Or(cfg.ProgressEvery, VerifyProgressEveryDefault)
 	if err := validIndex(ix); err != nil {
 		return Drift{}, err
 	}
-	lease, got, err := s.pg.TryLock(ctx, name+pgsink.VerifySuffix)
+	lease, got, err := s.pg.TryLock(ctx, name+projections.VerifySuffix)
 	if err != nil {
 		return Drift{}, err
 	}
 	if !got {
-		return Drift{}, pgsink.ErrVerifyRunning
+		return Drift{}, projections.ErrVerifyRunning
 	}
 	defer lease.Release(context.WithoutCancel(ctx))
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -158,7 +165,7 @@ func (s *Sink) verify(ctx context.Context, store es.Store, reg *es.Registry, p P
 	sh := &esShadow{Log: &shadowlog.Log{}, sink: s, index: shadowIndex, projection: name}
 	build := func(until es.Position) error {
 		w := projections.NewWorker(sh.Store(store), reg, projections.Sink[*Tx](sh),
-			projections.Projection[*Tx](verifyRenamed{flushing{p}, name + pgsink.VerifySuffix}), cfg.Worker)
+			projections.Projection[*Tx](verifyRenamed{flushing{p}, name + projections.VerifySuffix}), cfg.Worker)
 		return sh.build(ctx, store, w, until, cfg)
 	}
 
@@ -215,7 +222,7 @@ func (s *Sink) verify(ctx context.Context, store es.Store, reg *es.Registry, p P
 			r, ok := rebuilt[i], rebuilt[i] != nil
 			if !ok {
 				d.Extra++
-				add(DocDiff{Kind: pgsink.DiffExtra, ID: h.ID, Live: h.Source})
+				add(DocDiff{Kind: projections.DiffExtra, ID: h.ID, Live: h.Source})
 				continue
 			}
 			fields, err := diffFields(h.Source, r, cfg.Ignore)
@@ -224,7 +231,7 @@ func (s *Sink) verify(ctx context.Context, store es.Store, reg *es.Registry, p P
 			}
 			if len(fields) > 0 {
 				d.Different++
-				add(DocDiff{Kind: pgsink.DiffDifferent, ID: h.ID, Fields: fields, Live: h.Source, Rebuilt: r})
+				add(DocDiff{Kind: projections.DiffDifferent, ID: h.ID, Fields: fields, Live: h.Source, Rebuilt: r})
 			}
 		}
 		return nil
@@ -242,7 +249,7 @@ func (s *Sink) verify(ctx context.Context, store es.Store, reg *es.Registry, p P
 		for _, h := range hits {
 			if _, ok := seen[h.ID]; !ok {
 				d.Missing++
-				add(DocDiff{Kind: pgsink.DiffMissing, ID: h.ID, Rebuilt: h.Source})
+				add(DocDiff{Kind: projections.DiffMissing, ID: h.ID, Rebuilt: h.Source})
 			}
 		}
 		return nil
@@ -440,7 +447,7 @@ func (sh *esShadow) Apply(ctx context.Context, p projections.ApplyParams, handle
 		return err
 	}
 	if len(p.Events) > 0 {
-		err := sh.sink.pg.BeginFunc(ctx, func(ctx context.Context, ptx *pgsink.Tx) error {
+		err := sh.sink.pg.BeginTx(ctx, func(ctx context.Context, ptx pgx.Tx) error {
 			tx := sh.sink.newTx(ptx, target{index: sh.index})
 			if sh.sink.cfg.Version == nil {
 				// Numbered like a live batch, from 1 in the fresh shadow
@@ -467,17 +474,17 @@ func (sh *esShadow) Apply(ctx context.Context, p projections.ApplyParams, handle
 	return nil
 }
 
-func (sh *esShadow) Transient(err error) bool { return IsTransient(err) }
+func (sh *esShadow) Transient(err error) bool { return sh.sink.Transient(err) }
 
 // build runs w until the shadow has applied the log up to until (or the
 // head of the log, when until is past it), reporting its progress as cfg
 // asks.
 func (sh *esShadow) build(ctx context.Context, store es.Store, w *projections.Worker[*Tx], until es.Position, cfg VerifyConfig) error {
-	var meter *pgsink.ProgressMeter
+	var meter *projections.ProgressMeter
 	if cfg.Progress != nil {
 		cp, _ := sh.Checkpoint(ctx, sh.projection)
 		var err error
-		if meter, err = pgsink.NewProgressMeter(ctx, store, sh.projection, until, cp.Position); err != nil {
+		if meter, err = projections.NewProgressMeter(ctx, store, sh.projection, until, cp.Position); err != nil {
 			return err
 		}
 	}

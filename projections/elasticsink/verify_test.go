@@ -15,7 +15,6 @@ import (
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/elasticsink"
-	"github.com/stratadev/strata/projections/pgsink"
 )
 
 // shadowIndices lists the indices whose names mark them as shadows of a
@@ -147,7 +146,7 @@ func TestVerifyElasticWhileAppending(t *testing.T) {
 	})
 	var reports int
 	d, err := e.sink.Verify(t.Context(), e.store, e.reg, e.proj, elasticsink.VerifyConfig{
-		Worker: projections.Config{Logger: quiet, BatchSize: 50}, Progress: func(pgsink.RebuildProgress) { reports++ },
+		Worker: projections.Config{Logger: quiet, BatchSize: 50}, Progress: func(projections.RebuildProgress) { reports++ },
 	})
 	cancel()
 	wg.Wait()

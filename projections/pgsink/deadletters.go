@@ -126,7 +126,7 @@ func (s *Sink) adoptDeadLetters(ctx context.Context, tx pgx.Tx, from, to string)
 }
 
 // DeleteRebuildCheckpoint ends a rebuild of a projection that builds its
-// new generation under a checkpoint of its own (name + [RebuildSuffix]) and
+// new generation under a checkpoint of its own (name + [projections.RebuildSuffix]) and
 // swaps it in by itself, as elasticsink's does: one transaction deletes
 // that checkpoint and makes the dead letters parked under it the
 // projection's, in place of the projection's own (every event those covered
@@ -135,11 +135,11 @@ func (s *Sink) adoptDeadLetters(ctx context.Context, tx pgx.Tx, from, to string)
 // cut short may call it again. [Sink.Rebuild] does this in its swap.
 func (s *Sink) DeleteRebuildCheckpoint(ctx context.Context, name string) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, s.expand(`DELETE FROM {{schema}}.projection_checkpoints WHERE name = $1`), name+RebuildSuffix)
+		tag, err := tx.Exec(ctx, s.expand(`DELETE FROM {{schema}}.projection_checkpoints WHERE name = $1`), name+projections.RebuildSuffix)
 		if err != nil || tag.RowsAffected() == 0 {
 			return err
 		}
-		return s.adoptDeadLetters(ctx, tx, name+RebuildSuffix, name)
+		return s.adoptDeadLetters(ctx, tx, name+projections.RebuildSuffix, name)
 	})
 	if err != nil {
 		return fmt.Errorf("pgsink: delete the rebuild checkpoint of %s: %w", name, err)

@@ -119,7 +119,7 @@ func TestDeleteRebuildCheckpoint(t *testing.T) {
 	e := newEnv(t)
 	e.parkTwo(t)
 	// A generation built under a checkpoint of its own parks one event.
-	rebuildName := "stock" + pgsink.RebuildSuffix
+	rebuildName := "stock" + projections.RebuildSuffix
 	rec, err := e.store.ReadAll(t.Context(), es.Start, 1)
 	if err != nil || len(rec) != 1 {
 		t.Fatal(rec, err)

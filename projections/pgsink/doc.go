@@ -58,8 +58,8 @@
 // plus N + 1.
 // [Sink.Rebuild] builds a projection's tables anew, blue/green, while the
 // live ones serve, and reports its progress in events on a store that
-// counts them ([ProgressMeter]); [Sink.Verify] builds them into shadow
-// tables and compares them with the live ones at the same checkpoint,
+// counts them ([projections.ProgressMeter]); [Sink.Verify] builds them into
+// shadow tables and compares them with the live ones at the same checkpoint,
 // reporting any [Drift]; [Sink.ResetProjection] moves a checkpoint back
 // without applying an event twice to the same rows (it empties the tables,
 // or refuses). (pgstore's Store.HeldBackReason makes [projections.ReadStatus]
@@ -72,4 +72,9 @@
 // caller's transaction, and [MigrationSQL] gives the SQL, recorded in
 // pgsink_migrations, to teams that manage their schema with their own tool. Package pgsinktest tests
 // a projection in isolation: given events, then rows.
+//
+// A sink that writes its read model elsewhere can keep its checkpoints,
+// leases and dead letters here: [Sink.ApplyTx], [Sink.BeginTx] and
+// [Sink.EnsureMigrated] hand it the transaction as a pgx.Tx, which makes a
+// *Sink an elasticsink.Keeper without either package importing the other.
 package pgsink

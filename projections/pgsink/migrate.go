@@ -101,3 +101,11 @@ func MigrationSQL(schema string) ([]Migration, error) {
 	s := &Sink{cfg: cfg, schema: pgx.Identifier{cfg.Schema}.Sanitize()}
 	return s.Migrations()
 }
+
+// EnsureMigrated is [Sink.Migrate] for a caller that needs the tables and
+// not the result: a sink that keeps its checkpoints here (elasticsink's
+// Keeper).
+func (s *Sink) EnsureMigrated(ctx context.Context) error {
+	_, err := s.Migrate(ctx)
+	return err
+}

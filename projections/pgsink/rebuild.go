@@ -25,132 +25,13 @@ type Rebuildable interface {
 	Setup(ctx context.Context, tx *Tx) error
 }
 
-// RebuildProgress reports a rebuild's progress.
-type RebuildProgress struct {
-	Projection string
-	// Done and Total count events up to the head of the log when the
-	// rebuild started: Total all of them, Done those applied. They are
-	// exact when the store is an [es.Counter] (pgstore, memstore). On
-	// other stores, and in [Sink.RebuildStatus], which has no store,
-	// Estimated is set and they are the Prepare parts of positions
-	// instead: their ratio and the ETA still hold roughly, but they are
-	// not event counts (on esdbstore they are byte offsets in its log).
-	Done, Total int64
-	Estimated   bool
-	// At is the rebuild's checkpoint and Head the head of the log it runs
-	// to, which Done and Total measure.
-	At, Head es.Position
-	Rate     float64       // events per second since this run started
-	ETA      time.Duration // 0 when unknown
-	Swapped  bool          // the new generation is live
-	// Running says that a process holds the rebuild's lock, so that it is
-	// running now rather than interrupted; set by [Sink.RebuildStatus].
-	Running bool
-}
-
-// Estimate sets Rate from the events done since from, over elapsed, and ETA
-// from Rate and what is left. Sinks that report rebuild progress use it.
-func (p *RebuildProgress) Estimate(from int64, elapsed time.Duration) {
-	if el := elapsed.Seconds(); el > 0 {
-		p.Rate = float64(p.Done-from) / el
-	}
-	if p.Rate > 0 && p.Total > p.Done {
-		p.ETA = time.Duration(float64(p.Total-p.Done) / p.Rate * float64(time.Second))
-	}
-}
-
-// Count turns Estimated progress into counts of events when store is an
-// [es.Counter]: Done and Total count the events up to At and Head, and
-// Rate scales with them. It leaves other progress as it is.
-func (p *RebuildProgress) Count(ctx context.Context, store es.Store) error {
-	c, ok := store.(es.Counter)
-	if !ok || !p.Estimated {
-		return nil
-	}
-	done, err := c.CountEvents(ctx, es.Start, p.At)
-	if err != nil {
-		return err
-	}
-	total, err := c.CountEvents(ctx, es.Start, p.Head)
-	if err != nil {
-		return err
-	}
-	if p.Done > 0 {
-		p.Rate *= float64(done) / float64(p.Done)
-	}
-	p.Done, p.Total, p.Estimated = done, total, false
-	if p.Swapped {
-		p.Done = p.Total
-	}
-	return nil
-}
-
-// ProgressMeter measures a rebuild's progress as a [RebuildProgress]: in
-// events when the store is an [es.Counter], counting only the events
-// applied since the last measure, or else from the Prepare parts of
-// positions, flagged as Estimated. Sinks that rebuild use it.
-type ProgressMeter struct {
-	name        string
-	counter     es.Counter
-	head        es.Position // the head the rebuild runs to
-	total       int64
-	at          es.Position // the position done counts up to
-	done, start int64
-	began       time.Time
-}
-
-// NewProgressMeter returns a meter for the rebuild of the projection name
-// up to head, whose run starts at from. On a counting store it counts the
-// events up to head and up to from.
-func NewProgressMeter(ctx context.Context, store es.Store, name string, head, from es.Position) (*ProgressMeter, error) {
-	m := &ProgressMeter{name: name, head: head, at: from, began: time.Now()}
-	c, ok := store.(es.Counter)
-	if !ok {
-		m.total, m.done = int64(head.Prepare), int64(from.Prepare)
-		m.start = m.done
-		return m, nil
-	}
-	m.counter = c
-	var err error
-	if m.total, err = c.CountEvents(ctx, es.Start, head); err != nil {
-		return nil, err
-	}
-	if m.done, err = c.CountEvents(ctx, es.Start, from); err != nil {
-		return nil, err
-	}
-	m.start = m.done
-	return m, nil
-}
-
-// Progress reports the progress of the rebuild whose checkpoint is at
-// at; swapped says that the rebuild is done and swapped in. Rate and ETA
-// are for the run since the meter was made.
-func (m *ProgressMeter) Progress(ctx context.Context, at es.Position, swapped bool) (RebuildProgress, error) {
-	pr := RebuildProgress{Projection: m.name, Total: m.total, Swapped: swapped, Estimated: m.counter == nil, At: at, Head: m.head}
-	switch {
-	case swapped:
-		m.done = m.total
-	case m.counter == nil:
-		m.done = int64(at.Prepare)
-	case m.at.Before(at):
-		n, err := m.counter.CountEvents(ctx, m.at, at)
-		if err != nil {
-			return pr, err
-		}
-		m.done, m.at = m.done+n, at
-	}
-	pr.Done = m.done
-	pr.Estimate(m.start, time.Since(m.began))
-	return pr, nil
-}
-
 // RebuildConfig tunes [Sink.Rebuild]. The zero value works.
 type RebuildConfig struct {
 	// Worker configures the worker that builds the new generation.
 	Worker projections.Config
 	// Progress, when set, is called about every ProgressEvery and once at
 	// the end.
-	Progress func(RebuildProgress)
+	Progress func(projections.RebuildProgress)
 	// ProgressEvery defaults to 1s.
 	ProgressEvery time.Duration
 }
@@ -186,19 +67,9 @@ type rebuildRow struct {
 // [*RebuildRunningError] with the running one's progress at once.
 func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p Rebuildable, cfg RebuildConfig) error {
 	name := p.Name()
-	lease, got, err := s.TryLock(ctx, name+RebuildSuffix)
+	lease, err := s.lockRebuild(ctx, store, name)
 	if err != nil {
-		return fmt.Errorf("pgsink: rebuild %s: %w", name, err)
-	}
-	if !got {
-		pr, _, err := s.RebuildStatus(ctx, name)
-		if err == nil {
-			err = pr.Count(ctx, store)
-		}
-		if err != nil {
-			return fmt.Errorf("pgsink: rebuild %s: another rebuild is running: %w", name, err)
-		}
-		return &RebuildRunningError{Projection: name, Progress: pr}
+		return err
 	}
 	defer lease.Release(context.WithoutCancel(ctx))
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -215,16 +86,8 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 		return err
 	}
 	if resumed {
-		// Calling Rebuild again is the request to try a stalled generation
-		// again.
-		cp, err := s.Checkpoint(ctx, row.name)
-		if err != nil {
+		if err := s.retryStalled(ctx, row.name); err != nil {
 			return err
-		}
-		if cp.State == projections.StateStalled {
-			if err := s.SetState(ctx, row.name, projections.StateRebuilding, nil); err != nil {
-				return err
-			}
 		}
 	}
 	log := cfg.Worker.Logger
@@ -234,28 +97,72 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 	log.InfoContext(ctx, "pgsink: rebuilding", slog.String("projection", name), slog.Bool("resumed", resumed),
 		slog.String("generation", row.suffix))
 	gen := &generation{sink: s, suffix: row.suffix}
-	wcfg := cfg.Worker
-	w := projections.NewWorker(store, reg, projections.Sink[*Tx](gen), projections.Projection[*Tx](renamed{p, row.name}), wcfg)
-
-	// Report progress while the worker runs.
+	w := projections.NewWorker(store, reg, projections.Sink[*Tx](gen), projections.Projection[*Tx](renamed{p, row.name}), cfg.Worker)
+	report, err := s.rebuildReporter(ctx, store, name, row, cfg.Progress)
+	if err != nil {
+		return err
+	}
 	every := cfg.ProgressEvery
 	if every <= 0 {
 		every = time.Second
 	}
-	startCP, err := s.Checkpoint(ctx, row.name)
+	if err := s.catchUpAndSwap(ctx, store, w, p, row, every, report); err != nil {
+		return err
+	}
+	log.InfoContext(ctx, "pgsink: rebuild swapped in", slog.String("projection", name))
+	return nil
+}
+
+// lockRebuild takes the lock of name's rebuild. When another process holds
+// it, it returns a [*RebuildRunningError] with that rebuild's progress.
+func (s *Sink) lockRebuild(ctx context.Context, store es.Store, name string) (projections.Lease, error) {
+	lease, got, err := s.TryLock(ctx, name+projections.RebuildSuffix)
+	if err != nil {
+		return nil, fmt.Errorf("pgsink: rebuild %s: %w", name, err)
+	}
+	if got {
+		return lease, nil
+	}
+	pr, _, err := s.RebuildStatus(ctx, name)
+	if err == nil {
+		err = pr.Count(ctx, store)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pgsink: rebuild %s: another rebuild is running: %w", name, err)
+	}
+	return nil, &RebuildRunningError{Projection: name, Progress: pr}
+}
+
+// retryStalled sets a resumed generation's checkpoint running again when
+// it is stalled: calling Rebuild again is the request to try a stalled
+// generation again.
+func (s *Sink) retryStalled(ctx context.Context, cpName string) error {
+	cp, err := s.Checkpoint(ctx, cpName)
 	if err != nil {
 		return err
 	}
-	var meter *ProgressMeter
-	if cfg.Progress != nil {
-		if meter, err = NewProgressMeter(ctx, store, name, row.head, startCP.Position); err != nil {
-			return fmt.Errorf("pgsink: rebuild %s: %w", name, err)
-		}
+	if cp.State != projections.StateStalled {
+		return nil
 	}
-	report := func(swapped bool) {
-		if cfg.Progress == nil {
-			return
-		}
+	return s.SetState(ctx, cpName, projections.StateRebuilding, nil)
+}
+
+// rebuildReporter returns the function that reports the progress of the
+// generation of row to progress, if set; swapped says that it is done and
+// swapped in.
+func (s *Sink) rebuildReporter(ctx context.Context, store es.Store, name string, row rebuildRow, progress func(projections.RebuildProgress)) (report func(swapped bool), err error) {
+	if progress == nil {
+		return func(bool) {}, nil
+	}
+	startCP, err := s.Checkpoint(ctx, row.name)
+	if err != nil {
+		return nil, err
+	}
+	meter, err := projections.NewProgressMeter(ctx, store, name, row.head, startCP.Position)
+	if err != nil {
+		return nil, fmt.Errorf("pgsink: rebuild %s: %w", name, err)
+	}
+	return func(swapped bool) {
 		cp, err := s.Checkpoint(context.WithoutCancel(ctx), row.name)
 		if err != nil && !swapped {
 			return
@@ -264,10 +171,14 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 		if err != nil {
 			return
 		}
-		cfg.Progress(pr)
-	}
+		progress(pr)
+	}, nil
+}
 
-	// Catch up with the log as it is, then swap.
+// catchUpAndSwap runs w up to the head of the log as it is, then tries to
+// swap the generation in, until a swap succeeds.
+func (s *Sink) catchUpAndSwap(ctx context.Context, store es.Store, w *projections.Worker[*Tx], p Rebuildable, row rebuildRow, every time.Duration, report func(swapped bool)) error {
+	name := p.Name()
 	for {
 		head, err := store.Head(ctx)
 		if err != nil {
@@ -282,7 +193,6 @@ func (s *Sink) Rebuild(ctx context.Context, store es.Store, reg *es.Registry, p 
 		}
 		if swapped {
 			report(true)
-			log.InfoContext(ctx, "pgsink: rebuild swapped in", slog.String("projection", name))
 			return nil
 		}
 	}
@@ -295,7 +205,7 @@ var ErrRebuildRunning = errors.New("pgsink: a rebuild of the projection is runni
 // the projection holds its lock, with that rebuild's progress.
 type RebuildRunningError struct {
 	Projection string
-	Progress   RebuildProgress
+	Progress   projections.RebuildProgress
 }
 
 func (e *RebuildRunningError) Error() string {
@@ -315,8 +225,8 @@ func (e *RebuildRunningError) Unwrap() error { return ErrRebuildRunning }
 // false when there is none. Rate and ETA are averaged since the rebuild
 // first started. Running says whether a process is running it now. The
 // sink has no store to count with, so Done and Total are Estimated, from
-// positions; [RebuildProgress.Count] makes them counts of events.
-func (s *Sink) RebuildStatus(ctx context.Context, name string) (RebuildProgress, bool, error) {
+// positions; [projections.RebuildProgress.Count] makes them counts of events.
+func (s *Sink) RebuildStatus(ctx context.Context, name string) (projections.RebuildProgress, bool, error) {
 	var (
 		rebuildName string
 		started     time.Time
@@ -325,20 +235,20 @@ func (s *Sink) RebuildStatus(ctx context.Context, name string) (RebuildProgress,
 	err := s.pool.QueryRow(ctx, s.expand(`SELECT rebuild_name, started_at, head_commit, head_prepare
 		FROM {{schema}}.projection_rebuilds WHERE name = $1`), name).Scan(&rebuildName, &started, &hc, &hp)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return RebuildProgress{}, false, nil
+		return projections.RebuildProgress{}, false, nil
 	}
 	if err != nil {
-		return RebuildProgress{}, false, fmt.Errorf("pgsink: rebuild status of %s: %w", name, err)
+		return projections.RebuildProgress{}, false, fmt.Errorf("pgsink: rebuild status of %s: %w", name, err)
 	}
 	cp, err := s.Checkpoint(ctx, rebuildName)
 	if err != nil {
-		return RebuildProgress{}, false, err
+		return projections.RebuildProgress{}, false, err
 	}
 	_, running, err := s.LeaseHolder(ctx, rebuildName)
 	if err != nil {
-		return RebuildProgress{}, false, err
+		return projections.RebuildProgress{}, false, err
 	}
-	pr := RebuildProgress{Projection: name, Total: hp, Done: int64(cp.Position.Prepare), Estimated: true, Running: running,
+	pr := projections.RebuildProgress{Projection: name, Total: hp, Done: int64(cp.Position.Prepare), Estimated: true, Running: running,
 		At: cp.Position, Head: es.Position{Commit: uint64(hc), Prepare: uint64(hp)}}
 	pr.Estimate(0, time.Since(started))
 	return pr, true, nil
@@ -363,7 +273,7 @@ func (s *Sink) startRebuild(ctx context.Context, store es.Store, p Rebuildable) 
 	if err != nil {
 		return row, false, fmt.Errorf("pgsink: rebuild %s: %w", name, err)
 	}
-	row = rebuildRow{name: name + RebuildSuffix, suffix: fmt.Sprintf("__r%d", time.Now().Unix()), head: head}
+	row = rebuildRow{name: name + projections.RebuildSuffix, suffix: fmt.Sprintf("__r%d", time.Now().Unix()), head: head}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, s.expand(`INSERT INTO {{schema}}.projection_rebuilds
 			(name, rebuild_name, suffix, head_commit, head_prepare) VALUES ($1, $2, $3, $4, $5)`),

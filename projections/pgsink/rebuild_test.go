@@ -56,11 +56,11 @@ func TestRebuildWhileServing(t *testing.T) {
 		}
 	})
 
-	var progress []pgsink.RebuildProgress
+	var progress []projections.RebuildProgress
 	err = e.sink.Rebuild(t.Context(), e.store, e.reg, stock{name: "stock"}, pgsink.RebuildConfig{
 		Worker:        projections.Config{Logger: quiet, BatchSize: 300},
 		ProgressEvery: 20 * time.Millisecond,
-		Progress:      func(p pgsink.RebuildProgress) { progress = append(progress, p) },
+		Progress:      func(p projections.RebuildProgress) { progress = append(progress, p) },
 	})
 	close(stop)
 	wg.Wait()
@@ -130,10 +130,10 @@ func TestRebuildResumes(t *testing.T) {
 	if err != nil || cp.Position.IsZero() || !cp.Position.Before(head) || cp.State != projections.StateRebuilding {
 		t.Fatalf("rebuild checkpoint after the crash: %+v, %v; want rebuilding, part-way", cp, err)
 	}
-	var progress []pgsink.RebuildProgress
+	var progress []projections.RebuildProgress
 	err = e.sink.Rebuild(t.Context(), e.store, e.reg, stock{name: "stock"}, pgsink.RebuildConfig{
 		Worker:   projections.Config{Logger: quiet},
-		Progress: func(p pgsink.RebuildProgress) { progress = append(progress, p) },
+		Progress: func(p projections.RebuildProgress) { progress = append(progress, p) },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -218,7 +218,7 @@ func TestRebuildRunsOnce(t *testing.T) {
 func TestRebuildDeadLetters(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	rebuildName := "stock" + pgsink.RebuildSuffix
+	rebuildName := "stock" + projections.RebuildSuffix
 	_, poison := e.parkTwo(t)
 	// Left over from a generation that never swapped.
 	first, err := e.store.ReadAll(t.Context(), es.Start, 1)

@@ -210,13 +210,13 @@ func TestRunnerStartsWithStalled(t *testing.T) {
 
 // TestResetWhileIdle resets the checkpoint of a running worker that has
 // nothing to do: the worker notices without any new event and applies the
-// events again. LeasePoll is long, so only the sink's signal can wake it.
+// events again. PollInterval is long, so only the sink's signal can wake it.
 func TestResetWhileIdle(t *testing.T) {
 	t.Parallel()
 	e := newCounterEnv(t)
 	head := e.importEvents(t, 25)
 	ctx, cancel := context.WithCancel(t.Context())
-	w := projections.NewWorker(e.store, e.reg, e.sink, counter{name: "c"}, projections.Config{Logger: quiet, LeasePoll: time.Hour})
+	w := projections.NewWorker(e.store, e.reg, e.sink, counter{name: "c"}, projections.Config{Logger: quiet, PollInterval: time.Hour})
 	done := start(ctx, w)
 	e.waitFor(t, "c", head)
 	if err := e.sink.Reset(t.Context(), "c", es.Start); err != nil {

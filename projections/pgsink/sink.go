@@ -223,11 +223,6 @@ func (s *Sink) DeleteCheckpoint(ctx context.Context, name string) error {
 	return nil
 }
 
-// RebuildSuffix ends the name of the checkpoint a rebuild builds a new
-// generation under: the projection's name + RebuildSuffix. [Sink.Rebuild]
-// and elasticsink's rebuild use it.
-const RebuildSuffix = "#rebuild"
-
 // ProjectionInfo is what the sink keeps of a projection, as
 // [Sink.Projections] lists it.
 type ProjectionInfo struct {
@@ -245,7 +240,7 @@ type ProjectionInfo struct {
 
 // Projections lists, by name, the projections that have a checkpoint, a
 // rebuild in progress or dead letters. The checkpoints of generations being
-// built (named with [RebuildSuffix]) are not listed apart: they set
+// built (named with [projections.RebuildSuffix]) are not listed apart: they set
 // Rebuilding on their projection.
 func (s *Sink) Projections(ctx context.Context) ([]ProjectionInfo, error) {
 	rows, err := s.pool.Query(ctx, s.expand(`WITH names AS (
@@ -260,7 +255,7 @@ func (s *Sink) Projections(ctx context.Context) ([]ProjectionInfo, error) {
 				OR EXISTS (SELECT FROM {{schema}}.projection_checkpoints r WHERE r.name = n.name || $2),
 			(SELECT count(*) FROM {{schema}}.projection_dead_letters d WHERE d.projection = n.name)
 		FROM names n LEFT JOIN {{schema}}.projection_checkpoints c ON c.name = n.name
-		ORDER BY n.name`), len(RebuildSuffix), RebuildSuffix)
+		ORDER BY n.name`), len(projections.RebuildSuffix), projections.RebuildSuffix)
 	if err != nil {
 		return nil, fmt.Errorf("pgsink: list projections: %w", err)
 	}

@@ -111,3 +111,16 @@ func (s *Sink) BeginFunc(ctx context.Context, fn func(ctx context.Context, tx *T
 		return fn(ctx, &Tx{Tx: tx, readSchema: s.cfg.ReadSchema})
 	})
 }
+
+// ApplyTx is [Sink.Apply] for a sink that keeps its checkpoints here but
+// writes its read model elsewhere (elasticsink's Keeper): handle gets the
+// batch's transaction as a pgx.Tx, which is a [*Tx].
+func (s *Sink) ApplyTx(ctx context.Context, p projections.ApplyParams, handle func(context.Context, pgx.Tx) error) error {
+	return s.apply(ctx, p, "", func(ctx context.Context, tx *Tx) error { return handle(ctx, tx) })
+}
+
+// BeginTx is [Sink.BeginFunc] for the same sinks as [Sink.ApplyTx]: fn
+// gets the transaction as a pgx.Tx, which is a [*Tx].
+func (s *Sink) BeginTx(ctx context.Context, fn func(context.Context, pgx.Tx) error) error {
+	return s.BeginFunc(ctx, func(ctx context.Context, tx *Tx) error { return fn(ctx, tx) })
+}

@@ -24,10 +24,6 @@ const (
 	VerifyProgressEveryDefault = time.Second
 )
 
-// VerifySuffix ends the name of the lock a verification holds, and the name
-// its shadow generation runs under: the projection's name + VerifySuffix.
-const VerifySuffix = "#verify"
-
 // VerifyConfig tunes [Sink.Verify]. The zero value works.
 type VerifyConfig struct {
 	// Worker configures the worker that builds the shadow generation; use
@@ -35,7 +31,7 @@ type VerifyConfig struct {
 	Worker projections.Config
 	// Progress, when set, is called about every ProgressEvery while the
 	// shadow is built, and once when it is built.
-	Progress func(RebuildProgress)
+	Progress func(projections.RebuildProgress)
 	// ProgressEvery defaults to 1s.
 	ProgressEvery time.Duration
 	// Samples caps the differences kept per table in [TableDrift.Samples];
@@ -92,30 +88,18 @@ type TableDrift struct {
 	Samples []RowDiff `json:"samples"`
 }
 
-// DiffKind says how a row differs.
-type DiffKind string
-
-const (
-	DiffMissing   DiffKind = "missing"   // in the rebuild, not in the live table
-	DiffExtra     DiffKind = "extra"     // in the live table, not in the rebuild
-	DiffDifferent DiffKind = "different" // in both, with different values
-)
-
 // RowDiff is a row that differs.
 type RowDiff struct {
-	Kind DiffKind `json:"kind"`
+	Kind projections.DiffKind `json:"kind"`
 	// Key holds the values of [TableDrift.Key], as text.
 	Key []string `json:"key"`
-	// Columns names the columns whose values differ (DiffDifferent).
+	// Columns names the columns whose values differ (projections.DiffDifferent).
 	Columns []string `json:"columns,omitempty"`
 	// Live and Rebuilt are the rows as JSON objects; nil for the side that
 	// lacks the row.
 	Live    json.RawMessage `json:"live,omitempty"`
 	Rebuilt json.RawMessage `json:"rebuilt,omitempty"`
 }
-
-// ErrVerifyRunning means a verification of the projection is running already.
-var ErrVerifyRunning = errors.New("pgsink: a verification of the projection is running")
 
 // Verify rebuilds p into a shadow generation of its tables and compares it,
 // row by row, with the live tables at the same log position; then it drops
@@ -141,7 +125,7 @@ var ErrVerifyRunning = errors.New("pgsink: a verification of the projection is r
 //
 // Events the shadow cannot handle follow cfg.Worker.ErrorPolicy: under
 // PolicyStop (the default) Verify fails with the [*projections.StalledError].
-// One Verify of a projection runs at a time ([ErrVerifyRunning]);
+// One Verify of a projection runs at a time ([projections.ErrVerifyRunning]);
 // a Verify that was interrupted leaves shadow tables (named with the suffix
 // __v and digits) that the next Verify of the projection drops.
 func (s *Sink) Verify(ctx context.Context, store es.Store, reg *es.Registry, p Rebuildable, cfg VerifyConfig) (Drift, error) {
@@ -160,12 +144,12 @@ func (s *Sink) verify(ctx context.Context, store es.Store, reg *es.Registry, p R
 	if err != nil {
 		return Drift{}, err
 	}
-	lease, got, err := s.TryLock(ctx, name+VerifySuffix)
+	lease, got, err := s.TryLock(ctx, name+projections.VerifySuffix)
 	if err != nil {
 		return Drift{}, err
 	}
 	if !got {
-		return Drift{}, ErrVerifyRunning
+		return Drift{}, projections.ErrVerifyRunning
 	}
 	defer lease.Release(context.WithoutCancel(ctx))
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -192,7 +176,7 @@ func (s *Sink) verify(ctx context.Context, store es.Store, reg *es.Registry, p R
 	}
 	build := func(until es.Position) error {
 		w := projections.NewWorker(sh.Store(store), reg, projections.Sink[*Tx](sh),
-			projections.Projection[*Tx](renamed{p, name + VerifySuffix}), cfg.Worker)
+			projections.Projection[*Tx](renamed{p, name + projections.VerifySuffix}), cfg.Worker)
 		return sh.build(ctx, store, w, until, cfg)
 	}
 
@@ -302,11 +286,11 @@ func (sh *shadow) Transient(err error) bool { return IsTransient(err) }
 // build runs w until the shadow has applied the log up to until,
 // reporting its progress as cfg asks.
 func (sh *shadow) build(ctx context.Context, store es.Store, w *projections.Worker[*Tx], until es.Position, cfg VerifyConfig) error {
-	var meter *ProgressMeter
+	var meter *projections.ProgressMeter
 	if cfg.Progress != nil {
 		cp, _ := sh.Checkpoint(ctx, sh.projection)
 		var err error
-		if meter, err = NewProgressMeter(ctx, store, sh.projection, until, cp.Position); err != nil {
+		if meter, err = projections.NewProgressMeter(ctx, store, sh.projection, until, cp.Position); err != nil {
 			return err
 		}
 	}
@@ -401,17 +385,17 @@ func (s *Sink) compareTable(ctx context.Context, snap pgx.Tx, t, suffix string, 
 		switch {
 		case c < 0:
 			td.Extra++
-			add(RowDiff{Kind: DiffExtra, Key: l.key, Live: json.RawMessage(l.val)})
+			add(RowDiff{Kind: projections.DiffExtra, Key: l.key, Live: json.RawMessage(l.val)})
 		case c > 0:
 			td.Missing++
-			add(RowDiff{Kind: DiffMissing, Key: r.key, Rebuilt: json.RawMessage(r.val)})
+			add(RowDiff{Kind: projections.DiffMissing, Key: r.key, Rebuilt: json.RawMessage(r.val)})
 		case l.val != r.val:
 			td.Different++
 			cols, err := diffColumns(l.val, r.val)
 			if err != nil {
 				return td, fmt.Errorf("compare rows of %s: %w", t, err)
 			}
-			add(RowDiff{Kind: DiffDifferent, Key: l.key, Columns: cols, Live: json.RawMessage(l.val), Rebuilt: json.RawMessage(r.val)})
+			add(RowDiff{Kind: projections.DiffDifferent, Key: l.key, Columns: cols, Live: json.RawMessage(l.val), Rebuilt: json.RawMessage(r.val)})
 		}
 		if c <= 0 {
 			if l, err = next(liveRows, &td.LiveRows); err != nil {

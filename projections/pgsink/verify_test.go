@@ -92,7 +92,7 @@ func TestVerifyReportsTamperedRows(t *testing.T) {
 			st.Missing, st.Extra, st.Different, st.LiveRows, st.RebuiltRows)
 	}
 	type sample struct {
-		kind pgsink.DiffKind
+		kind projections.DiffKind
 		key  string
 		cols string
 		live bool
@@ -103,9 +103,9 @@ func TestVerifyReportsTamperedRows(t *testing.T) {
 		got = append(got, sample{s.Kind, fmt.Sprint(s.Key), fmt.Sprint(s.Columns), s.Live != nil, s.Rebuilt != nil})
 	}
 	want := []sample{
-		{pgsink.DiffExtra, "[bogus]", "[]", true, false},
-		{pgsink.DiffMissing, "[sku-1]", "[]", false, true},
-		{pgsink.DiffDifferent, "[sku-2]", "[qty]", true, true},
+		{projections.DiffExtra, "[bogus]", "[]", true, false},
+		{projections.DiffMissing, "[sku-1]", "[]", false, true},
+		{projections.DiffDifferent, "[sku-2]", "[qty]", true, true},
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("samples %+v\nwant %+v", got, want)
@@ -179,10 +179,10 @@ func TestVerifyWhileAppending(t *testing.T) {
 			appended++
 		}
 	})
-	var progress []pgsink.RebuildProgress
+	var progress []projections.RebuildProgress
 	d, err := e.sink.Verify(t.Context(), e.store, e.reg, p, pgsink.VerifyConfig{
 		Worker: projections.Config{Logger: quiet, BatchSize: 100}, ProgressEvery: 5 * time.Millisecond,
-		Progress: func(pr pgsink.RebuildProgress) { progress = append(progress, pr) },
+		Progress: func(pr projections.RebuildProgress) { progress = append(progress, pr) },
 	})
 	close(stop)
 	wg.Wait()

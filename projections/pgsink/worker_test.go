@@ -163,7 +163,7 @@ func TestTwoWorkersRace(t *testing.T) {
 			if !leased {
 				sink = unlocked{e.sink}
 			}
-			cfg := projections.Config{Logger: quiet, BatchSize: 50, BatchWait: -1, LeasePoll: 10 * time.Millisecond, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond}
+			cfg := projections.Config{Logger: quiet, BatchSize: 50, BatchWait: -1, PollInterval: 10 * time.Millisecond, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond}
 			ctx, cancel := context.WithCancel(t.Context())
 			ws := []*projections.Worker[*pgsink.Tx]{
 				projections.NewWorker(e.store, e.reg, sink, stock{name: "stock"}, cfg),
@@ -210,7 +210,7 @@ func TestTakeover(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
 			first := e.importEvents(t, 500)
-			cfg := projections.Config{Logger: quiet, LeasePoll: 20 * time.Millisecond, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond}
+			cfg := projections.Config{Logger: quiet, PollInterval: 20 * time.Millisecond, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond}
 			hctx, hcancel := context.WithCancel(t.Context())
 			defer hcancel()
 			holder := projections.NewWorker(e.store, e.reg, e.sink, stock{name: "stock"}, cfg)

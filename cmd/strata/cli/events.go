@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -43,18 +44,9 @@ the head. With -o json every event is one JSON object on a line of its own.`,
 			if limit < 0 {
 				return usagef("invalid argument %d for --limit: want 0 (no limit) or more", limit)
 			}
-			var after es.Position
-			fromHead := false
-			switch from {
-			case "head":
-				fromHead = true
-			case "start", "0":
-			default:
-				p, err := es.ParsePosition(from)
-				if err != nil {
-					return usagef("invalid argument %q for --from: want start, head or a position like 812:40", from)
-				}
-				after = p
+			after, fromHead, err := parseTailFrom(from)
+			if err != nil {
+				return err
 			}
 			ctx := cmd.Context()
 			c, err := a.connect(ctx)
@@ -67,50 +59,11 @@ the head. With -o json every event is one JSON object on a line of its own.`,
 					return a.explain(err)
 				}
 			}
-			p := a.newTailPrinter()
-			n := 0
-			emit := func(recs []es.Record) bool {
-				for _, r := range recs {
-					if len(types) > 0 && !slices.Contains(types, r.Type) {
-						continue
-					}
-					p.print(r)
-					n++
-					if limit > 0 && n >= limit {
-						p.flush()
-						return false
-					}
-				}
-				p.flush()
-				return true
-			}
+			out := &tailOutput{p: a.newTailPrinter(), types: types, limit: limit}
 			if !follow {
-				for {
-					recs, err := c.store.ReadAll(ctx, after, 0)
-					if err != nil {
-						if ctx.Err() != nil {
-							return nil
-						}
-						return a.explain(err)
-					}
-					if len(recs) == 0 || !emit(recs) {
-						return nil
-					}
-					after = recs[len(recs)-1].Position
-				}
+				return a.tailToHead(ctx, c.store, after, out)
 			}
-			if a.tty() {
-				fmt.Fprintf(a.cfg.Stderr, "following the log after %s (Ctrl-C to stop)\n", after)
-			}
-			for recs, err := range c.store.Subscribe(ctx, es.SubscribeOptions{After: after}) {
-				if err != nil {
-					return a.explain(err)
-				}
-				if !emit(recs) {
-					return nil
-				}
-			}
-			return nil // interrupted
+			return a.tailFollow(ctx, c.store, after, out)
 		},
 	}
 	f := cmd.Flags()
@@ -119,6 +72,83 @@ the head. With -o json every event is one JSON object on a line of its own.`,
 	f.BoolVarP(&follow, "follow", "f", true, "keep printing events as they are committed")
 	f.IntVar(&limit, "limit", 0, "stop after this many events (default: no limit)")
 	return cmd
+}
+
+// parseTailFrom reads the --from of events tail: after is the position to
+// start after, and fromHead says to start at the head of the log instead.
+func parseTailFrom(from string) (after es.Position, fromHead bool, err error) {
+	switch from {
+	case "head":
+		return es.Position{}, true, nil
+	case "start", "0":
+		return es.Start, false, nil
+	}
+	p, err := es.ParsePosition(from)
+	if err != nil {
+		return es.Position{}, false, usagef("invalid argument %q for --from: want start, head or a position like 812:40", from)
+	}
+	return p, false, nil
+}
+
+// tailOutput prints the events events tail is given that are of one of
+// types (any when empty), up to limit of them (no limit when 0).
+type tailOutput struct {
+	p     *tailPrinter
+	types []string
+	limit int
+	n     int
+}
+
+// emit prints recs and reports whether to go on: false once limit events
+// were printed.
+func (o *tailOutput) emit(recs []es.Record) bool {
+	for _, r := range recs {
+		if len(o.types) > 0 && !slices.Contains(o.types, r.Type) {
+			continue
+		}
+		o.p.print(r)
+		o.n++
+		if o.limit > 0 && o.n >= o.limit {
+			o.p.flush()
+			return false
+		}
+	}
+	o.p.flush()
+	return true
+}
+
+// tailToHead prints the events after after up to the head of the log.
+func (a *app) tailToHead(ctx context.Context, store es.Store, after es.Position, out *tailOutput) error {
+	for {
+		recs, err := store.ReadAll(ctx, after, 0)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return a.explain(err)
+		}
+		if len(recs) == 0 || !out.emit(recs) {
+			return nil
+		}
+		after = recs[len(recs)-1].Position
+	}
+}
+
+// tailFollow prints the events after after as they are committed, until
+// ctx ends or the limit is reached.
+func (a *app) tailFollow(ctx context.Context, store es.Store, after es.Position, out *tailOutput) error {
+	if a.tty() {
+		fmt.Fprintf(a.cfg.Stderr, "following the log after %s (Ctrl-C to stop)\n", after)
+	}
+	for recs, err := range store.Subscribe(ctx, es.SubscribeOptions{After: after}) {
+		if err != nil {
+			return a.explain(err)
+		}
+		if !out.emit(recs) {
+			return nil
+		}
+	}
+	return nil // interrupted
 }
 
 // tailPrinter prints records as they come: a table, tab-separated lines

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/internal/backoff"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/pgsink"
 )
@@ -302,7 +303,7 @@ Throughput is measured over --sample (or between refreshes with --watch).
 				if err != nil {
 					return err
 				}
-				if !sleepCtx(ctx, sampleD) {
+				if !backoff.Sleep(ctx, sampleD) {
 					return nil
 				}
 				prev = &s
@@ -322,7 +323,7 @@ Throughput is measured over --sample (or between refreshes with --watch).
 					return nil
 				}
 				prev = &now
-				if !sleepCtx(ctx, interval) {
+				if !backoff.Sleep(ctx, interval) {
 					return nil
 				}
 			}
@@ -333,17 +334,6 @@ Throughput is measured over --sample (or between refreshes with --watch).
 	f.DurationVar(&interval, "interval", 2*time.Second, "time between refreshes with --watch")
 	f.DurationVar(&sampleD, "sample", time.Second, "measure throughput over this long (0: do not)")
 	return cmd
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 func (a *app) renderStatus(sts []projStatus, one, watch bool, frame int) error {

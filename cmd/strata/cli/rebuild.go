@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stratadev/strata/internal/backoff"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/elasticsink"
 	"github.com/stratadev/strata/projections/pgsink"
@@ -152,7 +153,7 @@ func (a *app) rebuildElastic(ctx context.Context, c *conn, p ElasticProjection, 
 	if err != nil {
 		return err
 	}
-	cp, err := c.sink.Checkpoint(ctx, name+pgsink.RebuildSuffix)
+	cp, err := c.sink.Checkpoint(ctx, name+projections.RebuildSuffix)
 	if err != nil {
 		return a.explain(err)
 	}
@@ -163,7 +164,7 @@ func (a *app) rebuildElastic(ctx context.Context, c *conn, p ElasticProjection, 
 		// Tried again: the operator asked for it, usually after a fix or
 		// with --on-error dead-letter.
 		fmt.Fprintf(a.stdout(), "resuming the rebuild of %s at %s\n", name, cp.Position)
-		if err := c.sink.SetState(ctx, name+pgsink.RebuildSuffix, projections.StateRebuilding, nil); err != nil {
+		if err := c.sink.SetState(ctx, name+projections.RebuildSuffix, projections.StateRebuilding, nil); err != nil {
 			return err
 		}
 	}
@@ -245,7 +246,7 @@ func (a *app) follow(ctx context.Context, c *conn, name string, bar *progressBar
 				name, formatCount(pr.Done), formatCount(pr.Total), a.cfg.Name, name)
 		}
 		bar.update(pr)
-		if !sleepCtx(ctx, every) {
+		if !backoff.Sleep(ctx, every) {
 			bar.finish()
 			return nil
 		}
@@ -261,14 +262,14 @@ type progressBar struct {
 	began time.Time
 
 	mu    sync.Mutex
-	last  pgsink.RebuildProgress
+	last  projections.RebuildProgress
 	drawn bool
 	line  string // as last drawn
 }
 
 const barWidth = 30
 
-func (b *progressBar) update(p pgsink.RebuildProgress) {
+func (b *progressBar) update(p projections.RebuildProgress) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.last = p
@@ -340,7 +341,7 @@ func (b *progressBar) around(write func() (int, error)) (int, error) {
 }
 
 // progress returns the last progress reported.
-func (b *progressBar) progress() pgsink.RebuildProgress {
+func (b *progressBar) progress() projections.RebuildProgress {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.last

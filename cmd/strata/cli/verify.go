@@ -158,9 +158,9 @@ func writeDrift(w io.Writer, d pgsink.Drift) {
 		for _, s := range t.Samples {
 			key := fmt.Sprintf("(%s)=(%s)", strings.Join(t.Key, ", "), strings.Join(s.Key, ", "))
 			switch s.Kind {
-			case pgsink.DiffMissing:
+			case projections.DiffMissing:
 				fmt.Fprintf(w, "    missing    %s: rebuilt %s\n", key, s.Rebuilt)
-			case pgsink.DiffExtra:
+			case projections.DiffExtra:
 				fmt.Fprintf(w, "    extra      %s: live %s\n", key, s.Live)
 			default:
 				fmt.Fprintf(w, "    different  %s: %s\n", key, columnDiffs(s))
@@ -201,7 +201,7 @@ func (a *app) verifyFailed(name string, err error) error {
 	case errors.As(err, &stalled):
 		return fmt.Errorf("the rebuild of %s for verification stalled at %s; fix the projection, or verify with --on-error dead-letter",
 			name, stalled.Failure)
-	case errors.Is(err, pgsink.ErrVerifyRunning):
+	case errors.Is(err, projections.ErrVerifyRunning):
 		return fmt.Errorf("a verification of %s is already running; wait for it to finish", name)
 	default:
 		return a.explain(err)
@@ -243,9 +243,9 @@ func (a *app) verifyElastic(ctx context.Context, c *conn, p ElasticProjection, v
 			name, d.Position, formatCount(d.Events), formatCount(d.LiveDocs), d.Index, formatCount(d.RebuiltDocs), d.Missing, d.Extra, d.Different)
 		for _, x := range d.Samples {
 			switch x.Kind {
-			case pgsink.DiffMissing:
+			case projections.DiffMissing:
 				fmt.Fprintf(w, "    missing    %s: rebuilt %s\n", x.ID, truncate(string(x.Rebuilt), 200))
-			case pgsink.DiffExtra:
+			case projections.DiffExtra:
 				fmt.Fprintf(w, "    extra      %s: live %s\n", x.ID, truncate(string(x.Live), 200))
 			default:
 				fmt.Fprintf(w, "    different  %s: %s\n", x.ID, columnDiffs(pgsink.RowDiff{Columns: x.Fields, Live: x.Live, Rebuilt: x.Rebuilt}))

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/stratadev/strata/cmd/strata/cli"
+	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/pgsink"
 )
 
@@ -40,7 +41,7 @@ func TestVerify(t *testing.T) {
 		t.Fatalf("verify -o json: %v\n%s", err, r.stdout)
 	}
 	if d.Differences() != 3 || d.Position != res.Position || len(d.Tables) != 1 || len(d.Tables[0].Samples) != 2 ||
-		d.Tables[0].Samples[0].Kind != pgsink.DiffMissing || d.Tables[0].Samples[0].Key[0] != "o1" {
+		d.Tables[0].Samples[0].Kind != projections.DiffMissing || d.Tables[0].Samples[0].Key[0] != "o1" {
 		t.Errorf("verify -o json: %+v; want 3 differences at %s, 2 samples, the first o1 missing", d, pos)
 	}
 

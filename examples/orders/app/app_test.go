@@ -52,7 +52,7 @@ func startWith(t *testing.T, runWorkers bool, tune func(*app.Config)) *env {
 	t.Helper()
 	pool, schema := pgtest.NewSchemaWith(t, pgtest.SchemaConfig{MaxConns: 24})
 	cfg := app.Config{Pool: pool, Schema: schema, Logger: quiet, ReadWait: 5 * time.Second,
-		PollInterval: 50 * time.Millisecond, Worker: projections.Config{Logger: quiet, LeasePoll: 50 * time.Millisecond}}
+		PollInterval: 50 * time.Millisecond, Worker: projections.Config{Logger: quiet, PollInterval: 50 * time.Millisecond}}
 	e := &env{t: t}
 	if os.Getenv(elastictest.EnvSkip) != "1" {
 		cfg.Elastic = elastictest.Client(t)

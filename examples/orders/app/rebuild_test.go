@@ -50,7 +50,7 @@ func TestLiveEqualsRebuild(t *testing.T) {
 	}
 	var last es.Position // the position of the last write
 	for phase := range 4 + rng.IntN(3) {
-		cfg := projections.Config{Logger: quiet, LeasePoll: 50 * time.Millisecond,
+		cfg := projections.Config{Logger: quiet, PollInterval: 50 * time.Millisecond,
 			BatchSize: 1 + rng.IntN(8), BatchWait: []time.Duration{-1, time.Millisecond, 20 * time.Millisecond}[rng.IntN(3)]}
 		t.Logf("phase %d: batch size %d, batch wait %s", phase, cfg.BatchSize, cfg.BatchWait)
 		stop := e.runWorkers(cfg)
@@ -77,7 +77,7 @@ func TestLiveEqualsRebuild(t *testing.T) {
 	if head.IsZero() {
 		head = e.head()
 	}
-	stop := e.runWorkers(projections.Config{Logger: quiet, LeasePoll: 50 * time.Millisecond, BatchSize: 1 + rng.IntN(8)})
+	stop := e.runWorkers(projections.Config{Logger: quiet, PollInterval: 50 * time.Millisecond, BatchSize: 1 + rng.IntN(8)})
 	e.waitAll(head)
 	stop()
 	t.Logf("%d commands, %d written, log at %s", g.commands, g.written, head)
@@ -290,7 +290,7 @@ func (e *env) rebuildFromScratch(head es.Position) map[string]map[string]string 
 	if _, err := sink.Migrate(ctx); err != nil {
 		e.t.Fatal(err)
 	}
-	cfg := projections.Config{Logger: quiet, LeasePoll: 50 * time.Millisecond}
+	cfg := projections.Config{Logger: quiet, PollInterval: 50 * time.Millisecond}
 	for _, p := range app.Projections() {
 		if err := sink.BeginFunc(ctx, p.Setup); err != nil {
 			e.t.Fatalf("set up %s: %v", p.Name(), err)

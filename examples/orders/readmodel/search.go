@@ -12,6 +12,7 @@ import (
 
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/elasticsink"
+	"github.com/stratadev/strata/projections/pgsink"
 )
 
 // OrderSearchName is the name of the order_search projection and the
@@ -123,7 +124,10 @@ func (OrderSearch) SetupState(ctx context.Context, tx pgx.Tx, schema string) err
 
 // HandleBatch implements [projections.Projection].
 func (p OrderSearch) HandleBatch(ctx context.Context, tx *elasticsink.Tx, events []projections.Event) error {
-	ptx := tx.Postgres()
+	ptx, ok := tx.Postgres().(*pgsink.Tx)
+	if !ok {
+		return fmt.Errorf("order search: checkpoints kept by %T, not by a pgsink.Sink", tx.Postgres())
+	}
 	state, products := ptx.Table(orderSearchState), ptx.Table(orderSearchProducts)
 	f := newFold(products)
 	if err := f.load(ctx, ptx, events, state); err != nil {

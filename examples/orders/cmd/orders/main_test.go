@@ -66,7 +66,7 @@ func TestRebuildOrderSearch(t *testing.T) {
 		}
 	})
 	a, err := app.New(ctx, app.Config{Pool: pool, Schema: schema, Elastic: client, SearchAlias: alias, Logger: quiet,
-		Worker: projections.Config{Logger: quiet, LeasePoll: 50 * time.Millisecond}})
+		Worker: projections.Config{Logger: quiet, PollInterval: 50 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
