@@ -33,7 +33,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -41,6 +40,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/stratadev/strata/internal/backoff"
 )
 
 // Reconnection backoff: the first attempt after a connection that lasted
@@ -318,11 +319,7 @@ func (n *notifier) run(ctx context.Context) {
 }
 
 func (n *notifier) backoff(ctx context.Context, failures int) bool {
-	d := ReconnectMin << min(failures-1, 16)
-	if d <= 0 || d > ReconnectMax {
-		d = ReconnectMax
-	}
-	d = d/2 + rand.N(d/2+1)
+	d := backoff.Backoff{Min: ReconnectMin, Max: ReconnectMax}.Delay(failures - 1)
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
