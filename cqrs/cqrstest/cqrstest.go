@@ -15,6 +15,16 @@
 // [cqrs.OnAny]), the event registry and the aggregate's Apply method all
 // take part. A failure shows the given events, the command, and the expected
 // and actual events, each as its registered type name and its JSON.
+//
+// A [Sequence] dispatches several commands in a row on one store, each seeing
+// what the ones before it appended, and checks each step and, with
+// [Sequence.ThenAll], all of them together:
+//
+//	cqrstest.NewSequence(t, order.Registry(), order.New,
+//		cqrstest.Decides(order.Place), cqrstest.Decides(order.AddItem)).
+//		When(order.PlaceCommand{OrderID: "42"}).Then(order.Placed{ID: "42"}).
+//		When(order.AddItemCommand{OrderID: "42", SKU: "tea", Quantity: 2}).
+//		Then(order.ItemAdded{OrderID: "42", SKU: "tea", Quantity: 2})
 package cqrstest
 
 import (
@@ -234,9 +244,13 @@ func (s *Scenario[C, T]) header(problem string) string {
 
 // render shows each event as its registered type name and its JSON.
 func (s *Scenario[C, T]) render(events []any) []string {
+	return renderEvents(s.registry, events)
+}
+
+func renderEvents(registry *es.Registry, events []any) []string {
 	out := make([]string, len(events))
 	for i, e := range events {
-		name, err := s.registry.TypeName(e)
+		name, err := registry.TypeName(e)
 		if err != nil {
 			name = fmt.Sprintf("%T (not registered)", e)
 		}

@@ -1,7 +1,7 @@
 // Package localproc runs a throwaway server process for tests and demos: on
 // a free loopback port, as the user nobody when running as root (PostgreSQL
 // and Elasticsearch both refuse root), in a process group of its own that
-// goes away with its parent. Packages internal/localpg and
+// goes away with its parent. Packages es/pgstore/pgtest and
 // internal/localelastic build on it.
 package localproc
 

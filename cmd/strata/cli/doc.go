@@ -14,7 +14,11 @@
 // tables (the generic binary refuses it unless --idempotent).
 //
 // Settings come from flags, then the environment: STRATA_DATABASE_URL,
-// STRATA_ESDB_URL, STRATA_ELASTICSEARCH_URL and STRATA_SCHEMA. [Main]
+// STRATA_ESDB_URL, STRATA_ELASTICSEARCH_URL and STRATA_SCHEMA. The
+// application's own commands, mounted beside these (a serve command), read
+// the same resolved settings with [ReadSettings], so that they connect
+// where the mounted commands do. A bad value is a usage error that names
+// its flag or environment variable. [Main]
 // returns the exit code: 0 success, 1 the operation failed, 2 usage error,
 // and prints errors on one line (with detail under --verbose).
 //

@@ -46,10 +46,10 @@ type flags struct {
 	cmd *cobra.Command // the root, to see which flags were set
 }
 
-func (f *flags) register(root *cobra.Command) {
+func (f *flags) register(root *cobra.Command, a *app) {
 	f.cmd = root
 	pf := root.PersistentFlags()
-	pf.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL URL of the event store and the checkpoints (env "+EnvDatabaseURL+")")
+	pf.Var(&appValue{s: &f.databaseURL, app: a}, "database-url", "PostgreSQL URL of the event store and the checkpoints (env "+EnvDatabaseURL+")")
 	pf.StringVar(&f.esdbURL, "esdb-url", "", "EventStoreDB/KurrentDB connection string: read events from there; checkpoints stay in PostgreSQL (env "+EnvESDBURL+")")
 	pf.StringVar(&f.elasticURL, "elasticsearch-url", "", "Elasticsearch URL for the application's Elasticsearch projections (env "+EnvElasticsearchURL+")")
 	pf.StringVar(&f.schema, "schema", pgstore.SchemaDefault, "PostgreSQL schema of the event store and the checkpoints (env "+EnvSchema+")")
@@ -62,12 +62,15 @@ func (f *flags) register(root *cobra.Command) {
 }
 
 // resolve fills in what the flags left unset from the environment, and
-// checks the values.
+// checks the values. An error names the flag, or the environment variable
+// the value came from.
 func (f *flags) resolve(getenv func(string) string) error {
+	source := map[string]string{} // flag -> where its value came from
 	fill := func(v *string, flag, env string) {
+		source[flag] = "--" + flag
 		if !f.cmd.PersistentFlags().Changed(flag) {
 			if e := getenv(env); e != "" {
-				*v = e
+				*v, source[flag] = e, env
 			}
 		}
 	}
@@ -80,29 +83,103 @@ func (f *flags) resolve(getenv func(string) string) error {
 	default:
 		return usagef("invalid argument %q for --output: want table, json or lines", f.output)
 	}
-	if err := (pgsink.Config{Schema: f.schema, ReadSchema: f.readSchema}).Validate(); err != nil {
-		return usagef("invalid --schema or --read-schema: %v", err)
+	for _, s := range []struct{ name, value string }{{source["schema"], f.schema}, {"--read-schema", f.readSchema}} {
+		if err := (pgsink.Config{Schema: s.value}).Validate(); err != nil {
+			return usagef("invalid %s %q: a schema name is at most 63 bytes of UTF-8 without NUL", s.name, s.value)
+		}
+	}
+	if f.databaseURL != "" {
+		if _, err := pgxpool.ParseConfig(f.databaseURL); err != nil {
+			return usagef("invalid %s: %s", source["database-url"], redactParseError(err))
+		}
 	}
 	return nil
 }
 
-// settings are the connection settings the commands resolved from flags
-// and the environment.
-type settings struct {
-	DatabaseURL      string
-	ESDBURL          string
+// Settings are the connection settings the commands resolved from the
+// root's persistent flags, then the environment (as [Config.Getenv] reads
+// it), then the flags' defaults. An application's own commands read them
+// with [ReadSettings].
+type Settings struct {
+	// DatabaseURL is --database-url, or STRATA_DATABASE_URL; empty when
+	// neither is set.
+	DatabaseURL string
+	// ESDBURL is --esdb-url, or STRATA_ESDB_URL; empty when the events live
+	// in PostgreSQL.
+	ESDBURL string
+	// ElasticsearchURL is --elasticsearch-url, or STRATA_ELASTICSEARCH_URL;
+	// empty when neither is set.
 	ElasticsearchURL string
-	Schema           string // of the event store and the checkpoints
-	ReadSchema       string // of the read-model tables
+	// Schema holds the event store and the checkpoints: --schema, or
+	// STRATA_SCHEMA. Defaults to pgstore.SchemaDefault ("strata").
+	Schema string
+	// ReadSchema holds the read-model tables: --read-schema. Defaults to
+	// Schema.
+	ReadSchema string
 }
 
-func (a *app) settings() settings {
+// ErrNotMounted is returned by [ReadSettings] for a command that is not
+// below a root made by [New].
+var ErrNotMounted = errors.New("cli: the command is not below a root made by cli.New")
+
+// ReadSettings returns the settings resolved for cmd, a command below the
+// root that [New] made: an application's own command, such as serve, next
+// to the mounted ones, so that it connects where they do:
+//
+//	RunE: func(cmd *cobra.Command, _ []string) error {
+//		s, err := cli.ReadSettings(cmd)
+//		if err != nil {
+//			return err
+//		}
+//		if s.DatabaseURL == "" {
+//			return fmt.Errorf("no database: set --database-url or %s", cli.EnvDatabaseURL)
+//		}
+//		pool, err := pgxpool.New(cmd.Context(), s.DatabaseURL)
+//		...
+//	}
+//
+// A flag given on the command line wins over its environment variable,
+// which wins over the flag's default. A bad value is an error that names
+// the flag. It fails with [ErrNotMounted] when cmd is not below such a root.
+func ReadSettings(cmd *cobra.Command) (Settings, error) {
+	f := cmd.Root().PersistentFlags().Lookup("database-url")
+	if f == nil {
+		return Settings{}, ErrNotMounted
+	}
+	v, ok := f.Value.(*appValue)
+	if !ok {
+		return Settings{}, ErrNotMounted
+	}
+	a := v.app
+	if err := a.flags.resolve(a.cfg.Getenv); err != nil {
+		return Settings{}, err
+	}
+	return a.settings(), nil
+}
+
+// appValue is the value of --database-url: a string flag that also leads
+// [ReadSettings] from any command of the tree to the app that made it.
+type appValue struct {
+	s   *string
+	app *app
+}
+
+func (v *appValue) String() string {
+	if v.s == nil {
+		return ""
+	}
+	return *v.s
+}
+func (v *appValue) Set(s string) error { *v.s = s; return nil }
+func (v *appValue) Type() string       { return "string" }
+
+func (a *app) settings() Settings {
 	f := a.flags
 	rs := f.readSchema
 	if rs == "" {
 		rs = f.schema
 	}
-	return settings{DatabaseURL: f.databaseURL, ESDBURL: f.esdbURL, ElasticsearchURL: f.elasticURL, Schema: f.schema, ReadSchema: rs}
+	return Settings{DatabaseURL: f.databaseURL, ESDBURL: f.esdbURL, ElasticsearchURL: f.elasticURL, Schema: f.schema, ReadSchema: rs}
 }
 
 // logger logs to stderr: warnings and errors, and everything with --verbose.

@@ -31,6 +31,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -94,6 +95,7 @@ func Run(m *testing.M) int {
 		case err != nil:
 			startErr = err
 			fmt.Fprintf(os.Stderr, "pgtest: skipping the tests that need PostgreSQL: %s\n", firstLine(err))
+			ExcludeExamples("no PostgreSQL server")
 		default:
 			os.Setenv(EnvURL, srv.URL())
 		}
@@ -111,6 +113,28 @@ func Run(m *testing.M) int {
 		}
 	}
 	return code
+}
+
+// ExcludeExamples keeps m.Run from running the package's Example functions,
+// which cannot skip themselves, and says so in one line naming why. It adds
+// ^Example to -test.skip; call it before m.Run.
+func ExcludeExamples(why string) {
+	if !flag.Parsed() {
+		flag.Parse()
+	}
+	f := flag.Lookup("test.skip")
+	if f == nil {
+		return
+	}
+	skip := "^Example"
+	if v := f.Value.String(); v != "" {
+		skip = v + "|" + skip
+	}
+	if err := f.Value.Set(skip); err != nil {
+		fmt.Fprintf(os.Stderr, "pgtest: cannot exclude the examples: %v\n", err)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "skipping the examples: %s\n", why)
 }
 
 // URL returns TEST_DATABASE_URL. It skips the test when no server could be

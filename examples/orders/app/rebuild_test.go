@@ -208,7 +208,7 @@ func (e *env) runWorkers(cfg projections.Config) (stop func()) {
 		})
 	}
 	for _, p := range app.Projections() {
-		w := projections.NewWorker(e.app.Store, e.app.Registry, projections.Sink[*pgsink.Tx](e.app.Sink), projections.Projection[*pgsink.Tx](p), cfg)
+		w := pgsink.NewWorker(e.app.Store, e.app.Registry, e.app.Sink, p, cfg)
 		run(p.Name(), w.Run)
 	}
 	if e.app.Elastic != nil {
@@ -295,7 +295,7 @@ func (e *env) rebuildFromScratch(head es.Position) map[string]map[string]string 
 		if err := sink.BeginFunc(ctx, p.Setup); err != nil {
 			e.t.Fatalf("set up %s: %v", p.Name(), err)
 		}
-		w := projections.NewWorker(e.app.Store, e.app.Registry, projections.Sink[*pgsink.Tx](sink), projections.Projection[*pgsink.Tx](p), cfg)
+		w := pgsink.NewWorker(e.app.Store, e.app.Registry, sink, p, cfg)
 		if err := w.RunUntil(ctx, sink, head, time.Second, nil); err != nil {
 			e.t.Fatalf("rebuild %s: %v", p.Name(), err)
 		}

@@ -50,7 +50,11 @@ func Run(m *testing.M, next func(*testing.M) int) int {
 	if next == nil {
 		next = func(m *testing.M) int { return m.Run() }
 	}
-	if os.Getenv(EnvURL) != "" || os.Getenv(EnvSkip) == "1" {
+	if os.Getenv(EnvURL) != "" {
+		return next(m)
+	}
+	if os.Getenv(EnvSkip) == "1" {
+		pgtest.ExcludeExamples(EnvSkip + "=1")
 		return next(m)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 7*time.Minute)
@@ -58,6 +62,9 @@ func Run(m *testing.M, next func(*testing.M) int) int {
 	cancel()
 	if err != nil {
 		startErr = err // the tests that need it fail with it
+		if !pgtest.Required() {
+			pgtest.ExcludeExamples("no Elasticsearch server")
+		}
 		return next(m)
 	}
 	os.Setenv(EnvURL, srv.URL())

@@ -46,7 +46,11 @@ orders_bench, must be empty or hold an earlier seed).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			out := cmd.OutOrStdout()
-			dbURL := setting(cmd, "database-url", cli.EnvDatabaseURL)
+			s, err := cli.ReadSettings(cmd)
+			if err != nil {
+				return err
+			}
+			dbURL := s.DatabaseURL
 			if dbURL == "" {
 				srv, err := pgtest.Start(ctx, pgtest.ServerConfig{})
 				if err != nil {

@@ -51,7 +51,11 @@ func demo(cmd *cobra.Command, addr string) error {
 	out := cmd.OutOrStdout()
 	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
 
-	dbURL := setting(cmd, "database-url", cli.EnvDatabaseURL)
+	s, err := cli.ReadSettings(cmd)
+	if err != nil {
+		return err
+	}
+	dbURL := s.DatabaseURL
 	if dbURL == "" {
 		say("Starting a throwaway PostgreSQL server...")
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -70,8 +74,8 @@ func demo(cmd *cobra.Command, addr string) error {
 	}
 	defer pool.Close()
 
-	cfg := app.Config{Pool: pool, Schema: setting(cmd, "schema", cli.EnvSchema), Logger: logger()}
-	esURL := setting(cmd, "elasticsearch-url", cli.EnvElasticsearchURL)
+	cfg := app.Config{Pool: pool, Schema: s.Schema, Logger: logger()}
+	esURL := s.ElasticsearchURL
 	if esURL == "" {
 		if _, err := elastictest.FindHome(); err != nil {
 			cfg.SearchOff = "search is off: Elasticsearch is not installed. " + searchHowTo

@@ -47,16 +47,19 @@ are created first if they do not exist.`,
 					return post(ctx, client, strings.TrimSuffix(url, "/")+path, body)
 				}
 			case "bus":
-				dbURL := setting(cmd, "database-url", cli.EnvDatabaseURL)
-				if dbURL == "" {
+				s, err := cli.ReadSettings(cmd)
+				if err != nil {
+					return err
+				}
+				if s.DatabaseURL == "" {
 					return fmt.Errorf("no database: set --database-url or %s", cli.EnvDatabaseURL)
 				}
-				pool, err := pgxpool.New(ctx, dbURL)
+				pool, err := pgxpool.New(ctx, s.DatabaseURL)
 				if err != nil {
 					return err
 				}
 				defer pool.Close()
-				a, err := app.New(ctx, app.Config{Pool: pool, Schema: setting(cmd, "schema", cli.EnvSchema), Logger: logger()})
+				a, err := app.New(ctx, app.Config{Pool: pool, Schema: s.Schema, Logger: logger()})
 				if err != nil {
 					return err
 				}

@@ -54,19 +54,3 @@ orders it indexes in PostgreSQL tables of its own, which serve creates.`
 	root.AddCommand(serveCommand(), demoCommand(), loadCommand(), benchCommand())
 	return root
 }
-
-// setting returns the root's persistent flag, or else the environment
-// variable, or else the flag's default.
-func setting(cmd *cobra.Command, flag, env string) string {
-	f := cmd.Root().PersistentFlags().Lookup(flag)
-	if f != nil && f.Changed {
-		return f.Value.String()
-	}
-	if v := os.Getenv(env); v != "" {
-		return v
-	}
-	if f != nil {
-		return f.Value.String()
-	}
-	return ""
-}

@@ -35,17 +35,20 @@ resume NAME'; the running server starts that projection again.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			dbURL := setting(cmd, "database-url", cli.EnvDatabaseURL)
-			if dbURL == "" {
+			s, err := cli.ReadSettings(cmd)
+			if err != nil {
+				return err
+			}
+			if s.DatabaseURL == "" {
 				return fmt.Errorf("no database: set --database-url or %s", cli.EnvDatabaseURL)
 			}
-			pool, err := pgxpool.New(ctx, dbURL)
+			pool, err := pgxpool.New(ctx, s.DatabaseURL)
 			if err != nil {
 				return err
 			}
 			defer pool.Close()
-			cfg := app.Config{Pool: pool, Schema: setting(cmd, "schema", cli.EnvSchema), Logger: logger()}
-			if u := setting(cmd, "elasticsearch-url", cli.EnvElasticsearchURL); u != "" {
+			cfg := app.Config{Pool: pool, Schema: s.Schema, Logger: logger()}
+			if u := s.ElasticsearchURL; u != "" {
 				if cfg.Elastic, err = elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{u}}); err != nil {
 					return err
 				}
