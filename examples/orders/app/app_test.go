@@ -3,6 +3,7 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -374,6 +375,11 @@ func TestReadModelBuilding(t *testing.T) {
 		if r.status != http.StatusServiceUnavailable || r.errorCode(t) != "read_model_building" {
 			t.Fatalf("GET %s before the projection ran: %d %s", path, r.status, r.body)
 		}
+	}
+	// Bad input is refused as such, built or not.
+	bad := "/products/tea/orders?cursor=" + base64.RawURLEncoding.EncodeToString([]byte("2026-01-01T00:00:00Z|o\xff"))
+	if r := e.do("GET", bad, ""); r.status != http.StatusBadRequest || r.errorCode(t) != "invalid_cursor" {
+		t.Fatalf("GET %s before the projection ran: %d %s, want 400 invalid_cursor", bad, r.status, r.body)
 	}
 }
 

@@ -37,7 +37,9 @@ func (s *server) getProductOrders(w http.ResponseWriter, r *http.Request) {
 	if err = checkStatus(pq.Status); err == nil {
 		if pq.From, err = timeParam(q.Get("from"), "from"); err == nil {
 			if pq.To, err = timeParam(q.Get("to"), "to"); err == nil {
-				pq.Limit, err = intParam(q.Get("limit"), "limit", 1, 100)
+				if pq.Limit, err = intParam(q.Get("limit"), "limit", 1, 100); err == nil {
+					err = pq.Validate() // a bad cursor is a 400 even while the read model is built
+				}
 			}
 		}
 	}

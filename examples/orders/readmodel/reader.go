@@ -67,6 +67,17 @@ type ProductOrdersPage struct {
 // ErrBadCursor means a cursor was not one this reader made.
 var ErrBadCursor = errors.New("invalid cursor")
 
+// Validate checks what can be checked without the database: the cursor.
+// It returns [ErrBadCursor] for a cursor this reader did not make, so that
+// an API can refuse bad input before it waits for the read model.
+func (q ProductOrdersQuery) Validate() error {
+	if q.Cursor == "" {
+		return nil
+	}
+	_, _, err := decodeCursor(q.Cursor)
+	return err
+}
+
 // ProductOrders returns the orders that contain a product, newest first,
 // paged by keyset (placed_at, order_id) on the index of orders_by_product.
 func (r *Reader) ProductOrders(ctx context.Context, q ProductOrdersQuery) (*ProductOrdersPage, error) {
