@@ -46,8 +46,7 @@ type MoneyDeposited struct {
 type account struct{ balance int }
 
 func (a *account) Apply(event any) error {
-	switch e := event.(type) {
-	case MoneyDeposited:
+	if e, ok := event.(MoneyDeposited); ok {
 		a.balance += e.Amount
 	}
 	return nil
@@ -78,7 +77,8 @@ var deposit = cqrs.OnAny(
 		if a.balance+c.Amount > 1000 {
 			return nil, errLimit
 		}
-		return []any{MoneyDeposited{Account: c.Account, Amount: c.Amount}}, nil
+		// A command and its event are separate types, even with the same fields.
+		return []any{MoneyDeposited{Account: c.Account, Amount: c.Amount}}, nil //nolint:staticcheck // spelled out on purpose
 	})
 
 // --- The read side: one projection, the balance of every account. ---
@@ -150,7 +150,12 @@ func depositAndWait(ctx context.Context, out io.Writer, bus *cqrs.Bus, worker pr
 	runner.Add(worker)
 	done := make(chan error, 1)
 	go func() { done <- runner.Run(ctx) }()
-	defer func() { stop(); <-done }() // stop the worker before returning
+	defer func() { // stop the worker before returning
+		stop()
+		if err := <-done; err != nil {
+			fmt.Fprintln(out, "worker:", err)
+		}
+	}()
 
 	for _, d := range []Deposit{{"ann", 600}, {"bob", 50}, {"ann", 500}} {
 		res, err := bus.Dispatch(ctx, d)

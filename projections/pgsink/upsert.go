@@ -108,11 +108,11 @@ func (u Upsert) build(values []any) (string, []any, error) {
 		i := slices.Index(u.Columns, name)
 		switch {
 		case i < 0:
-			return "", nil, fmt.Errorf("Add column %s is not in Columns", name)
+			return "", nil, fmt.Errorf("column %s in Add is not in Columns", name)
 		case slices.Contains(u.Key, name):
-			return "", nil, fmt.Errorf("Add column %s is in Key", name)
+			return "", nil, fmt.Errorf("column %s in Add is in Key", name)
 		case !isNumber(cols[i].Type().Elem()):
-			return "", nil, fmt.Errorf("Add column %s: values are %s, want numbers", name, cols[i].Type().Elem())
+			return "", nil, fmt.Errorf("column %s in Add: values are %s, want numbers", name, cols[i].Type().Elem())
 		}
 		adds[i] = true
 	}

@@ -117,8 +117,8 @@ func TestUpsertCannotInfer(t *testing.T) {
 	err = e.upsert(t, func(tx *pgsink.Tx) pgsink.Upsert {
 		return pgsink.Upsert{Table: tx.Table("attrs"), Columns: []string{"k", "attrs"}, Key: []string{"k"}, Add: []string{"attrs"}}
 	}, []string{"a"}, []json.RawMessage{json.RawMessage(`{}`)})
-	if err == nil || !strings.Contains(err.Error(), "Add column attrs") {
-		t.Fatalf("Add on a jsonb column = %v; want an error naming Add column attrs", err)
+	if err == nil || !strings.Contains(err.Error(), "column attrs in Add") {
+		t.Fatalf("Add on a jsonb column = %v; want an error naming column attrs in Add", err)
 	}
 }
 

@@ -15,7 +15,7 @@ import (
 // settingsOf runs an application's own command, mounted beside the CLI's,
 // with args and env, and returns what cli.ReadSettings gave it and the exit
 // code and error output of cli.Main.
-func settingsOf(t *testing.T, env map[string]string, args ...string) (cli.Settings, error, int, string) {
+func settingsOf(t *testing.T, env map[string]string, args ...string) (cli.Settings, int, string, error) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	root := cli.New(cli.Config{Name: "app", Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string { return env[k] }})
@@ -32,7 +32,7 @@ func settingsOf(t *testing.T, env map[string]string, args ...string) (cli.Settin
 	if !ran && code == cli.ExitOK {
 		t.Fatalf("serve %v did not run", args)
 	}
-	return got, gotErr, code, stderr.String()
+	return got, code, stderr.String(), gotErr
 }
 
 func TestReadSettings(t *testing.T) {
@@ -86,7 +86,7 @@ func TestReadSettings(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got, err, code, stderr := settingsOf(t, tc.env, tc.args...)
+			got, code, stderr, err := settingsOf(t, tc.env, tc.args...)
 			if err != nil || code != cli.ExitOK {
 				t.Fatalf("ReadSettings: %v (exit %d, stderr %q)", err, code, stderr)
 			}
@@ -114,7 +114,7 @@ func TestReadSettingsBadValues(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, _, code, stderr := settingsOf(t, tc.env, tc.args...)
+			_, code, stderr, _ := settingsOf(t, tc.env, tc.args...)
 			if code != cli.ExitUsage {
 				t.Errorf("exit code %d, want %d (usage); stderr %q", code, cli.ExitUsage, stderr)
 			}
