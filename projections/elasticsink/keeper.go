@@ -19,6 +19,7 @@ type Keeper interface {
 	projections.Checkpoints
 	projections.Locker
 	projections.CheckpointWatcher
+	projections.RetryRecorder
 
 	// ApplyTx is a batch: in one transaction it checks that the
 	// checkpoint is at p.From, runs handle, stores p.DeadLetters and moves
@@ -40,9 +41,7 @@ type Keeper interface {
 	// Transient reports whether an error of the keeper is worth retrying.
 	Transient(err error) bool
 	// Pool and Schema are where the sink keeps elasticsink_checkpoints:
-	// the keeper's pool and schema, which hold the keeper's
-	// projection_checkpoints table too ([Sink.SetRetrying] writes its
-	// failure column).
+	// the keeper's pool and schema.
 	Pool() *pgxpool.Pool
 	Schema() string
 }

@@ -3,7 +3,6 @@ package elasticsink
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -322,26 +321,11 @@ func timedOut(ctx context.Context, err error) error {
 
 var _ projections.RetryRecorder = (*Sink)(nil)
 
-// SetRetrying implements [projections.RetryRecorder]: it records f as the
-// last error of a running projection in the [Keeper]'s checkpoint table, where
+// SetRetrying implements [projections.RetryRecorder] through the
+// [Keeper]: it records f as the last error of a running projection where
 // every status reader finds it, or clears such a record when f is nil.
 // Elasticsearch is what fails while PostgreSQL answers, so the record can
 // be written.
 func (s *Sink) SetRetrying(ctx context.Context, name string, f *projections.Failure) error {
-	var err error
-	if f == nil {
-		_, err = s.pg.Pool().Exec(ctx, s.expand(`UPDATE {{schema}}.projection_checkpoints SET failure = NULL, updated_at = now()
-			WHERE name = $1 AND failure @> '{"Retrying": true}'`), name)
-	} else {
-		var b []byte
-		if b, err = json.Marshal(f); err != nil {
-			return err
-		}
-		_, err = s.pg.Pool().Exec(ctx, s.expand(`UPDATE {{schema}}.projection_checkpoints SET failure = $2, updated_at = now()
-			WHERE name = $1 AND state = 'running'`), name, b)
-	}
-	if err != nil {
-		return fmt.Errorf("elasticsink: record the error %s is retrying: %w", name, err)
-	}
-	return nil
+	return s.pg.SetRetrying(ctx, name, f)
 }

@@ -117,7 +117,9 @@ func newQueries(expand func(string) string, channel string) queries {
 		lock: expand(`SELECT commit_pos, prepare_pos, state FROM {{schema}}.projection_checkpoints
 			WHERE name = $1 FOR UPDATE`),
 		advance: expand(`WITH c AS (UPDATE {{schema}}.projection_checkpoints
-			SET commit_pos = $2, prepare_pos = $3, failure = coalesce($4, failure), updated_at = now()
+			SET commit_pos = $2, prepare_pos = $3, updated_at = now(),
+			    -- a batch that commits ends a retry (see SetRetrying)
+			    failure = coalesce($4, CASE WHEN failure @> '{"Retrying": true}' THEN NULL ELSE failure END)
 			WHERE name = $1 RETURNING name) ` + notify),
 		insertDead: expand(`INSERT INTO {{schema}}.projection_dead_letters
 			(projection, event_id, stream_id, stream_version, commit_pos, prepare_pos, type, data, metadata, recorded_at, error)
