@@ -72,6 +72,7 @@ type Sink struct {
 	schema  string // quoted
 	channel string // of checkpoint notifications
 	q       queries
+	leases  leases
 }
 
 var (
