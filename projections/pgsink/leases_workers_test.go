@@ -26,6 +26,7 @@ type leaseLog struct {
 type leaseCounts struct {
 	taken, lost int
 	retaken     int // taken after it was lost
+	standby     int // standing by: another worker holds it
 }
 
 func newLeaseLog() *leaseLog {
@@ -37,7 +38,9 @@ func (l *leaseLog) WithAttrs([]slog.Attr) slog.Handler      { return l }
 func (l *leaseLog) WithGroup(string) slog.Handler           { return l }
 
 func (l *leaseLog) Handle(_ context.Context, r slog.Record) error {
-	if r.Message != "projections: lease taken" && r.Message != "projections: lease lost" {
+	switch r.Message {
+	case "projections: lease taken", "projections: lease lost", "projections: another worker holds the lease; standing by":
+	default:
 		return nil
 	}
 	r.Attrs(func(a slog.Attr) bool {
@@ -46,10 +49,15 @@ func (l *leaseLog) Handle(_ context.Context, r slog.Record) error {
 		}
 		l.mu.Lock()
 		c := l.counts[a.Value.String()]
-		if r.Message == "projections: lease lost" {
+		switch r.Message {
+		case "projections: lease lost":
 			c.lost++
-		} else if c.taken++; c.lost > 0 {
-			c.retaken++
+		case "projections: lease taken":
+			if c.taken++; c.lost > 0 {
+				c.retaken++
+			}
+		default:
+			c.standby++
 		}
 		l.counts[a.Value.String()] = c
 		l.mu.Unlock()
@@ -71,7 +79,7 @@ func (l *leaseLog) waitEach(t *testing.T, names []string, want leaseCounts) {
 		l.mu.Lock()
 		missing := ""
 		for _, n := range names {
-			if c := l.counts[n]; c.taken < want.taken || c.lost < want.lost || c.retaken < want.retaken {
+			if c := l.counts[n]; c.taken < want.taken || c.lost < want.lost || c.retaken < want.retaken || c.standby < want.standby {
 				missing = fmt.Sprintf("%s: %+v", n, c)
 				break
 			}
@@ -159,4 +167,35 @@ func TestManyWorkersShareOneLeaseConnection(t *testing.T) {
 	}
 	// A sink that holds no lease holds no connection.
 	pgtest.WaitForSessions(t, leaseApp, 0)
+}
+
+// Two workers of one projection on one sink take turns: the sink refuses
+// the second the lease it holds for the first, which the lease
+// connection's session alone would grant again.
+func TestWorkersOfOneSinkTakeTurns(t *testing.T) {
+	t.Parallel()
+	e := newCounterEnv(t)
+	pos := e.appendOne(t, "s", "ItemAdded", `{"sku":"a","qty":1}`).Position
+	log := newLeaseLog()
+	cfg := projections.Config{Logger: slog.New(log), PollInterval: 20 * time.Millisecond}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var dones []<-chan error
+	for range 2 {
+		dones = append(dones, start(ctx, pgsink.NewWorker(e.store, e.reg, e.sink, counter{name: "c"}, cfg)))
+	}
+	e.waitFor(t, "c", pos)
+	log.waitEach(t, []string{"c"}, leaseCounts{taken: 1, standby: 1})
+	cancel()
+	for _, d := range dones {
+		if err := waitDone(t, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log.mu.Lock()
+	got := log.counts["c"]
+	log.mu.Unlock()
+	if want := (leaseCounts{taken: 1, standby: 1}); got != want {
+		t.Errorf("lease log %+v; want %+v: one worker holds the lease, the other stands by", got, want)
+	}
 }
