@@ -34,8 +34,8 @@ func newLeaseLog() *leaseLog {
 }
 
 func (l *leaseLog) Enabled(context.Context, slog.Level) bool { return true }
-func (l *leaseLog) WithAttrs([]slog.Attr) slog.Handler      { return l }
-func (l *leaseLog) WithGroup(string) slog.Handler           { return l }
+func (l *leaseLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *leaseLog) WithGroup(string) slog.Handler            { return l }
 
 func (l *leaseLog) Handle(_ context.Context, r slog.Record) error {
 	switch r.Message {
