@@ -17,7 +17,9 @@ import (
 // Leases are session-level advisory locks. A sink holds all of its leases
 // on one connection of its own, the lease connection, opened outside the
 // pool by the first TryLock that wins and closed when the last lease is
-// released, so a sink that holds no lease holds no connection. PostgreSQL
+// released, so a sink that holds no lease holds no connection. Its
+// application_name is the pool's followed by " leases" (see leaseAppName),
+// and [Sink.LeaseHolder] returns its backend's process ID. PostgreSQL
 // releases the locks the moment that connection ends, for whatever reason
 // (the process exits or crashes, the network drops and TCP keepalive gives
 // up, an operator terminates the backend), so there is no expiry to tune and
