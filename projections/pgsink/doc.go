@@ -53,9 +53,15 @@
 // stores on it, share one listening connection, opened outside the pool
 // while any of them listens, and opened again with backoff when it breaks
 // (then every watcher is signalled, since a change may have been missed).
-// With the lease each running worker holds on a connection of its own, a
-// process running N projections on one pool uses the pool's connections
-// plus N + 1.
+// The sink holds all of its leases on one connection of its own, opened
+// outside the pool while it holds any (application_name is the pool's
+// followed by " leases", or "strata leases") and pinged every
+// [Config].LeaseCheck: when that connection ends, every lease on it is
+// lost at once, and its workers take them again on a new one. A standby
+// looks on the pool first and does not connect while another process
+// holds the lease. So a process running any number of projections on one
+// sink uses the pool's connections, one listening connection per pool and
+// one lease connection per sink while it holds leases.
 // [Sink.Rebuild] builds a projection's tables anew, blue/green, while the
 // live ones serve, and reports its progress in events on a store that
 // counts them ([projections.ProgressMeter]); [Sink.Verify] builds them into

@@ -32,8 +32,9 @@ type Config struct {
 	// ReadSchema holds the projections' read-model tables, as named by
 	// [Tx.Table]. Defaults to Schema.
 	ReadSchema string
-	// LeaseCheck is how often a lease holder checks that its lease
-	// connection is alive. Defaults to 1s.
+	// LeaseCheck is how often the sink pings its lease connection while it
+	// holds leases; when a ping fails, every lease on it is lost. Defaults
+	// to 1s.
 	LeaseCheck time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -72,6 +73,7 @@ type Sink struct {
 	schema  string // quoted
 	channel string // of checkpoint notifications
 	q       queries
+	leases  leases
 }
 
 var (
