@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
 	"github.com/stratadev/strata/cmd/strata/cli"
@@ -68,7 +67,7 @@ func demo(cmd *cobra.Command, addr string) error {
 		dbURL = srv.URL()
 	}
 	say("PostgreSQL: %s", dbURL)
-	pool, err := pgxpool.New(ctx, dbURL)
+	pool, err := app.NewPool(ctx, dbURL, 0)
 	if err != nil {
 		return err
 	}

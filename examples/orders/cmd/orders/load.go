@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
 	"github.com/stratadev/strata/cmd/strata/cli"
@@ -54,7 +53,7 @@ are created first if they do not exist.`,
 				if s.DatabaseURL == "" {
 					return fmt.Errorf("no database: set --database-url or %s", cli.EnvDatabaseURL)
 				}
-				pool, err := pgxpool.New(ctx, s.DatabaseURL)
+				pool, err := app.NewPool(ctx, s.DatabaseURL, 0)
 				if err != nil {
 					return err
 				}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
@@ -20,7 +19,10 @@ import (
 )
 
 func serveCommand() *cobra.Command {
-	var addr string
+	var (
+		addr       string
+		dbMaxConns int32
+	)
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the write and read APIs and run the projection workers",
@@ -42,7 +44,7 @@ resume NAME'; the running server starts that projection again.`,
 			if s.DatabaseURL == "" {
 				return fmt.Errorf("no database: set --database-url or %s", cli.EnvDatabaseURL)
 			}
-			pool, err := pgxpool.New(ctx, s.DatabaseURL)
+			pool, err := app.NewPool(ctx, s.DatabaseURL, dbMaxConns)
 			if err != nil {
 				return err
 			}
@@ -68,6 +70,7 @@ resume NAME'; the running server starts that projection again.`,
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "address to listen on")
+	cmd.Flags().Int32Var(&dbMaxConns, "db-max-conns", 0, fmt.Sprintf("PostgreSQL connections of the pool (default: the URL's pool_max_conns, else %d)", app.PoolMaxConnsDefault))
 	return cmd
 }
 
