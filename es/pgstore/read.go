@@ -1,9 +1,11 @@
 package pgstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"time"
 
@@ -108,6 +110,8 @@ func collectRecords(rows pgx.Rows, sizeHint int) ([]es.Record, error) {
 		id                    uuid.UUID
 		stream, typ, metadata pgtype.DriverBytes // valid until the next row
 		strs                  = make(interner)
+		prevMeta              []byte // the last metadata decoded, as stored
+		prevMD                es.Metadata
 	)
 	for rows.Next() {
 		var r es.Record
@@ -118,11 +122,19 @@ func collectRecords(rows pgx.Rows, sizeHint int) ([]es.Record, error) {
 		r.Stream = strs.string(stream)
 		r.Type = strs.string(typ)
 		r.Position = es.Position{Commit: commit, Prepare: uint64(prepare)}
-		md, err := decodeMetadata(metadata, strs)
-		if err != nil {
-			return nil, fmt.Errorf("event %s: %w", r.ID, err)
+		if prevMD != nil && bytes.Equal(metadata, prevMeta) {
+			// The events of one append usually carry the same metadata
+			// (correlation and causation IDs): copy the map decoded last,
+			// sharing its strings. Each record gets a map of its own.
+			r.Metadata = maps.Clone(prevMD)
+		} else {
+			md, err := decodeMetadata(metadata, strs)
+			if err != nil {
+				return nil, fmt.Errorf("event %s: %w", r.ID, err)
+			}
+			r.Metadata = md
+			prevMeta, prevMD = append(prevMeta[:0], metadata...), md
 		}
-		r.Metadata = md
 		recs = append(recs, r)
 	}
 	if err := rows.Err(); err != nil {
