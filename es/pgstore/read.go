@@ -9,7 +9,6 @@ import (
 	"math"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
@@ -107,7 +106,7 @@ func collectRecords(rows pgx.Rows, sizeHint int) ([]es.Record, error) {
 	var (
 		commit                uint64
 		prepare               int64
-		id                    uuid.UUID
+		id                    pgtype.UUID        // a uuid.UUID would be scanned through its sql.Scanner, from text
 		stream, typ, metadata pgtype.DriverBytes // valid until the next row
 		strs                  = make(interner)
 		prevMeta              []byte // the last metadata decoded, as stored
@@ -118,7 +117,7 @@ func collectRecords(rows pgx.Rows, sizeHint int) ([]es.Record, error) {
 		if err := rows.Scan(&commit, &prepare, &id, &stream, &r.Version, &typ, &r.Data, &metadata, &r.RecordedAt); err != nil {
 			return nil, err
 		}
-		r.ID = id
+		r.ID = id.Bytes
 		r.Stream = strs.string(stream)
 		r.Type = strs.string(typ)
 		r.Position = es.Position{Commit: commit, Prepare: uint64(prepare)}
