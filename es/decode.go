@@ -328,26 +328,26 @@ func (c *keyCheck) array(ks *keySet) error {
 // decodeStrict decodes data into a new value of t with the rules of
 // [Registry.Decode]: unknown fields and trailing data are errors.
 func decodeStrict(t reflect.Type, ks *keySet, data []byte) (any, error) {
-	v := reflect.New(t)
-	err := json.Unmarshal(data, v.Interface())
-	if err == nil && keysKnown(ks, data) {
-		return v.Elem().Interface(), nil
+	if ks == nil || ks.kind != keysUnsure {
+		v := reflect.New(t)
+		if err := json.Unmarshal(data, v.Interface()); err == nil && keysKnown(ks, data) {
+			return v.Elem().Interface(), nil
+		}
 	}
-	// An error, or a key the check could not confirm: the decoder decides,
-	// and says what is wrong in its own words.
-	v = reflect.New(t)
+	// An error, a key the check could not confirm, or a type it cannot
+	// check: the decoder decides, and says what is wrong in its own words.
+	v := reflect.New(t)
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	if derr := dec.Decode(v.Interface()); derr != nil {
-		return nil, derr
+	if err := dec.Decode(v.Interface()); err != nil {
+		return nil, err
 	}
 	if dec.More() {
-		return nil, fmt.Errorf("data has more than one JSON value")
+		return nil, errors.New("data has more than one JSON value")
 	}
-	if err != nil {
-		// The decoder stops after one value and does not look at what
-		// follows a closing bracket; json.Unmarshal does.
-		return nil, err
+	// More does not look past a closing bracket.
+	if rest := bytes.TrimLeft(data[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
+		return nil, fmt.Errorf("data has %q after its JSON value", rest[:min(len(rest), 16)])
 	}
 	return v.Elem().Interface(), nil
 }

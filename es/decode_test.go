@@ -110,6 +110,8 @@ func TestDecodeStrict(t *testing.T) {
 		{"folded names, exact", "Folds", `{"name":"a","NAME":"b"}`, true},
 		{"folded names, folded", "Folds", `{"Name":"a"}`, true},
 		{"folded names, unknown", "Folds", `{"names":"a"}`, false},
+		{"trailing bracket, folded names", "Folds", `{"name":"a"} ]`, false},
+		{"trailing value, folded names", "Folds", `{"name":"a"} {}`, false},
 		{"kelvin exact", "Kelvin", `{"\u212a":1}`, true},
 		{"kelvin folded", "Kelvin", `{"k":1}`, true},
 		{"kelvin unknown", "Kelvin", `{"j":1}`, false},
