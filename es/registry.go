@@ -128,10 +128,11 @@ func (r *Registry) Encode(event any, meta Metadata) (EventData, error) {
 // [*UnknownEventTypeError]; data that does not fit returns a [*DecodeError].
 //
 // Field names match as encoding/json matches them: the exact name first,
-// then case-insensitively. Nested objects are held to the same rule,
-// except inside values that decode themselves (a json.Unmarshaler), maps
-// and interfaces. Anything after the first JSON value other than white
-// space is an error.
+// then case-insensitively. Nested structs are held to the same rule, in
+// slices, arrays, pointers and map values alike; the keys of a map, and
+// whatever goes into an interface or a value that decodes itself (a
+// json.Unmarshaler such as json.RawMessage), are free. Anything after the
+// first JSON value other than white space is an error.
 func (r *Registry) Decode(rec Record) (any, error) {
 	typ, data, err := r.upcast(rec)
 	if err != nil {
