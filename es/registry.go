@@ -1,7 +1,6 @@
 package es
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -20,6 +19,7 @@ type Registry struct {
 	mu        sync.RWMutex
 	byName    map[string]reflect.Type
 	byType    map[reflect.Type]string
+	keys      map[reflect.Type]*keySet // what strict decoding accepts; see decode.go
 	upcasters map[string]Upcaster
 }
 
@@ -36,6 +36,7 @@ func NewRegistry() *Registry {
 	return &Registry{
 		byName:    map[string]reflect.Type{},
 		byType:    map[reflect.Type]string{},
+		keys:      map[reflect.Type]*keySet{},
 		upcasters: map[string]Upcaster{},
 	}
 }
@@ -65,6 +66,7 @@ func Register[E any](r *Registry, name string) {
 	}
 	r.byName[name] = t
 	r.byType[t] = name
+	r.keys[t] = keySetOf(t, map[reflect.Type]*keySet{})
 }
 
 // Upcast registers fn to rewrite stored events of type fromType when they are
@@ -124,6 +126,13 @@ func (r *Registry) Encode(event any, meta Metadata) (EventData, error) {
 // the data are an error, so a renamed field fails loudly instead of
 // decoding to a zero value. An unregistered type returns an
 // [*UnknownEventTypeError]; data that does not fit returns a [*DecodeError].
+//
+// Field names match as encoding/json matches them: the exact name first,
+// then case-insensitively. Nested structs are held to the same rule, in
+// slices, arrays, pointers and map values alike; the keys of a map, and
+// whatever goes into an interface or a value that decodes itself (a
+// json.Unmarshaler such as json.RawMessage), are free. Anything after the
+// first JSON value other than white space is an error.
 func (r *Registry) Decode(rec Record) (any, error) {
 	typ, data, err := r.upcast(rec)
 	if err != nil {
@@ -131,20 +140,16 @@ func (r *Registry) Decode(rec Record) (any, error) {
 	}
 	r.mu.RLock()
 	t, ok := r.byName[typ]
+	ks := r.keys[t]
 	r.mu.RUnlock()
 	if !ok {
 		return nil, &UnknownEventTypeError{Stream: rec.Stream, Version: rec.Version, Type: typ}
 	}
-	v := reflect.New(t)
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v.Interface()); err != nil {
+	v, err := decodeStrict(t, ks, data)
+	if err != nil {
 		return nil, &DecodeError{Stream: rec.Stream, Version: rec.Version, Type: typ, Err: err}
 	}
-	if dec.More() {
-		return nil, &DecodeError{Stream: rec.Stream, Version: rec.Version, Type: typ, Err: fmt.Errorf("data has more than one JSON value")}
-	}
-	return v.Elem().Interface(), nil
+	return v, nil
 }
 
 // Known reports whether typ is registered or upcast to a registered type.

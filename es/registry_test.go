@@ -156,3 +156,52 @@ func TestUpcasterChain(t *testing.T) {
 		t.Errorf("upcaster cycle: got %v, want an error naming the cycle", err)
 	}
 }
+
+type benchLine struct {
+	ProductID string `json:"product_id"`
+	Name      string `json:"name"`
+	Quantity  int    `json:"quantity"`
+	Cents     int64  `json:"cents"`
+}
+
+type benchOrderPlaced struct {
+	OrderID  string      `json:"order_id"`
+	Customer string      `json:"customer"`
+	Currency string      `json:"currency"`
+	Lines    []benchLine `json:"lines"`
+}
+
+// Decoding one stored event: a small flat one, as projection catch-up
+// benchmarks use, and a 244-byte order with nested lines, as the store's
+// benchmarks use.
+func BenchmarkDecode(b *testing.B) {
+	r := newTestRegistry()
+	es.Register[benchOrderPlaced](r, "OrderPlaced")
+	order, err := json.Marshal(benchOrderPlaced{
+		OrderID: "order-1", Customer: "customer-1234", Currency: "EUR",
+		Lines: []benchLine{
+			{ProductID: "product-17", Name: "Espresso machine", Quantity: 1, Cents: 34900},
+			{ProductID: "product-42", Name: "Coffee beans, 1 kg", Quantity: 3, Cents: 1899},
+		},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		rec  es.Record
+	}{
+		{"small", es.Record{Stream: "s", Version: 1, Type: "ItemAdded", Data: []byte(`{"sku":"sku-1234","quantity":17}`)}},
+		{"order", es.Record{Stream: "s", Version: 1, Type: "OrderPlaced", Data: order}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(c.rec.Data)))
+			for b.Loop() {
+				if _, err := r.Decode(c.rec); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

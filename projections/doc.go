@@ -31,6 +31,16 @@
 //   - When the sink implements [Locker], one worker per projection applies
 //     events at a time; the others wait and take over when it stops.
 //
+// # Reading ahead
+//
+// A worker reads and decodes the next page of the log (Config.BatchSize
+// events) while it applies the current batch, so the database's work on
+// the read overlaps with the sink's; it holds at most that one page
+// beyond the batch in flight. The page read ahead starts after the last
+// event of the page before, exactly where a read after that batch would,
+// and is dropped when the worker stops, loses its lease, is paused or
+// finds its checkpoint moved: it then reads again from the checkpoint.
+//
 // # Running many projections
 //
 // A [Runner] runs the workers of one process and keeps a failure where it

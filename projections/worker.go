@@ -324,7 +324,10 @@ func (w *Worker[Tx]) start(ctx context.Context) (from es.Position, ok bool, err 
 
 // subscribe reads the log after from, decoded, in a goroutine that sends
 // what it reads on msgs until it meets an error or stop is called. stop
-// waits for the goroutine to end.
+// waits for the goroutine to end. msgs is unbuffered: while the worker
+// applies a batch, the goroutine reads and decodes the next page and waits
+// to hand it over, which bounds the read-ahead to one page (see "Reading
+// ahead" in the package documentation).
 func (w *Worker[Tx]) subscribe(ctx context.Context, from es.Position) (msgs <-chan subMsg, stop func()) {
 	subCtx, stopSub := context.WithCancel(ctx)
 	ch := make(chan subMsg)

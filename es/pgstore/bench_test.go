@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stratadev/strata/es"
@@ -372,7 +373,7 @@ func BenchmarkReadAll(b *testing.B) {
 			" WHERE position > $1 ORDER BY position LIMIT $2"
 		type row struct {
 			position, version int64
-			id                uuid.UUID
+			id                pgtype.UUID // as the store scans it: a uuid.UUID goes through its sql.Scanner
 			stream, typ       string
 			data, metadata    []byte
 			recordedAt        time.Time

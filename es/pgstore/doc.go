@@ -39,6 +39,10 @@
 // Event data and metadata are jsonb, so they can be queried and indexed in
 // SQL. jsonb keeps the JSON value, not its text: data is read back
 // normalized (whitespace dropped, object keys sorted and deduplicated).
+// Reading it back has a price: the server prints every jsonb value as
+// text, which is most of its work on a read (about 2µs of CPU per event of
+// 250 bytes with two metadata keys; docs/benchmarks.md, "Where the read
+// time goes").
 // jsonb cannot hold the escape \u0000 or unpaired surrogate escapes; such
 // data, and NUL bytes in names, are refused with an [*es.InvalidEventError].
 //

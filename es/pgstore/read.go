@@ -1,13 +1,14 @@
 package pgstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
@@ -105,24 +106,34 @@ func collectRecords(rows pgx.Rows, sizeHint int) ([]es.Record, error) {
 	var (
 		commit                uint64
 		prepare               int64
-		id                    uuid.UUID
+		id                    pgtype.UUID        // a uuid.UUID would be scanned through its sql.Scanner, from text
 		stream, typ, metadata pgtype.DriverBytes // valid until the next row
 		strs                  = make(interner)
+		prevMeta              []byte // the last metadata decoded, as stored
+		prevMD                es.Metadata
 	)
 	for rows.Next() {
 		var r es.Record
 		if err := rows.Scan(&commit, &prepare, &id, &stream, &r.Version, &typ, &r.Data, &metadata, &r.RecordedAt); err != nil {
 			return nil, err
 		}
-		r.ID = id
+		r.ID = id.Bytes
 		r.Stream = strs.string(stream)
 		r.Type = strs.string(typ)
 		r.Position = es.Position{Commit: commit, Prepare: uint64(prepare)}
-		md, err := decodeMetadata(metadata, strs)
-		if err != nil {
-			return nil, fmt.Errorf("event %s: %w", r.ID, err)
+		if prevMD != nil && bytes.Equal(metadata, prevMeta) {
+			// The events of one append usually carry the same metadata
+			// (correlation and causation IDs): copy the map decoded last,
+			// sharing its strings. Each record gets a map of its own.
+			r.Metadata = maps.Clone(prevMD)
+		} else {
+			md, err := decodeMetadata(metadata, strs)
+			if err != nil {
+				return nil, fmt.Errorf("event %s: %w", r.ID, err)
+			}
+			r.Metadata = md
+			prevMeta, prevMD = append(prevMeta[:0], metadata...), md
 		}
-		r.Metadata = md
 		recs = append(recs, r)
 	}
 	if err := rows.Err(); err != nil {

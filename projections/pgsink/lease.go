@@ -82,8 +82,8 @@ func leaseAppName(app string) string {
 	if app == "" {
 		app = "strata"
 	}
-	if max := 63 - len(suffix); len(app) > max {
-		app = app[:max]
+	if limit := 63 - len(suffix); len(app) > limit {
+		app = app[:limit]
 		for !utf8.ValidString(app) {
 			app = app[:len(app)-1]
 		}
