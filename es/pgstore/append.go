@@ -34,6 +34,15 @@ func (s *Store) Append(ctx context.Context, stream string, expected es.ExpectedV
 	if err != nil {
 		return es.AppendResult{}, err
 	}
+	if s.cfg.GroupCommitMax > 1 {
+		return s.appendGrouped(ctx, a)
+	}
+	return s.appendAlone(ctx, a)
+}
+
+// appendAlone sends one append on a connection of its own.
+func (s *Store) appendAlone(ctx context.Context, a *appendArgs) (es.AppendResult, error) {
+	stream := a.stream
 	// One connection for both round trips, acquired first: a failure to get
 	// one means nothing was sent.
 	conn, err := s.pool.Acquire(ctx)
@@ -113,6 +122,7 @@ type appendArgs struct {
 	key   int32
 	slot  int32
 	check bool // some ID came from the caller
+	size  int  // bytes of data and metadata, all events together
 	// ids are plain arrays: pgx encodes those in binary, but a uuid.UUID
 	// through its driver.Valuer, as text.
 	ids      [][16]byte
@@ -167,6 +177,7 @@ func newAppendArgs(stream string, expected es.ExpectedVersion, events []es.Event
 			return nil, &es.InvalidEventError{Stream: stream, Index: i, Type: e.Type, Reason: "metadata: " + err.Error()}
 		}
 		a.metadata[i] = md
+		a.size += len(e.Data) + len(md)
 	}
 	return a, nil
 }
@@ -201,7 +212,6 @@ func (s *Store) appendFast(ctx context.Context, q querier, a *appendArgs) (res e
 func (s *Store) appendFunc(ctx context.Context, q querier, a *appendArgs, debounce bool) (es.AppendResult, error) {
 	var (
 		status   int16
-		res      = es.AppendResult{Stream: a.stream}
 		actual   *int64
 		commit   *uint64
 		position *int64
@@ -212,6 +222,13 @@ func (s *Store) appendFunc(ctx context.Context, q querier, a *appendArgs, deboun
 	if err != nil {
 		return es.AppendResult{}, appendError(a.stream, err, debounce)
 	}
+	return appendStatus(a, status, actual, commit, position, dupID)
+}
+
+// appendStatus turns what the append function returned into the append's
+// result or error.
+func appendStatus(a *appendArgs, status int16, actual *int64, commit *uint64, position *int64, dupID *uuid.UUID) (es.AppendResult, error) {
+	res := es.AppendResult{Stream: a.stream}
 	if actual != nil {
 		res.Version = *actual
 	}

@@ -11,6 +11,7 @@ const visibleXmin = `pg_snapshot_xmin(pg_current_snapshot())`
 // included.
 type queries struct {
 	append        string
+	lockStreams   string
 	appendOne     string
 	appendMany    string
 	streamExists  string
@@ -60,6 +61,11 @@ func newQueries(expand func(string) string) queries {
 	return queries{
 		append: expand(`SELECT o_status, o_version, o_tx_id, o_position, o_duplicate_id
 			FROM {{schema}}.append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`),
+
+		// The locks of a group's streams, in the order of their keys ($1
+		// is sorted): the sorted subquery feeds the calls in its order.
+		lockStreams: expand(`SELECT count(pg_advisory_xact_lock({{streamlock}}, k.k)::text)
+			FROM (SELECT k FROM unnest($1::int[]) AS u(k) ORDER BY k) k`),
 
 		// The fast appends: lock the stream, read its version from the
 		// statement's snapshot, insert if the expected version holds. The

@@ -1,0 +1,291 @@
+package pgstore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stratadev/strata/es"
+)
+
+// Group commit
+//
+// Every commit costs a WAL flush, and with durable settings (fsync and
+// synchronous_commit on) that flush is most of an append's time. So
+// concurrent calls of [Store.Append] share commits: an append that finds no
+// other append of the store in flight is sent at once, alone, exactly as
+// without grouping; appends that arrive while one is in flight queue up,
+// and when it is done they are sent together, up to
+// [Config.GroupCommitMax] of them and [Config.MaxAppendSize] bytes, and so
+// on while appends keep arriving. There is no timer: the batching window
+// is the time the previous commit took, and a single client never waits.
+//
+// A group is one pipeline of statements, one round trip: first the
+// advisory locks of all its streams, taken in the order of their keys (so
+// that two groups, or a group and a single append, never wait for each
+// other in a cycle), then one call of the append function per append, in
+// queue order, then the commit. The statements of a pipeline run in one
+// implicit transaction, so the group commits once. The append function
+// reports a version conflict, an event ID stored elsewhere and an
+// idempotent retry as a status rather than raising an error, so each append
+// of the group gets its own result and the others are unaffected. Two
+// appends to one stream in a group run one after the other in queue order:
+// the second sees the first's events, as it would sequentially.
+//
+// Any other error the server reports (a deadlock with a caller's
+// transaction, input PostgreSQL refuses, a unique violation raised by a
+// concurrent writer) aborts the group's transaction, so nothing of it is
+// stored: then each append of the group is sent again alone and gets the
+// result it would have got alone. When the connection breaks after the
+// group was sent, every append of the group returns an
+// [*es.UnknownOutcomeError], as each would alone.
+
+// group is the queue of appends waiting for the append in flight.
+type group struct {
+	mu sync.Mutex
+	// busy is true while an append or a group of appends is in flight.
+	busy  bool
+	queue []*queued
+
+	// Test hooks, set before the store is used. hold, when set, is called
+	// by an append that is about to be sent alone, before it is sent;
+	// queuedHook is called with the number of queued appends after one
+	// was queued; sending with the group's connection just before a group
+	// of more than one append is sent.
+	hold       func()
+	queuedHook func(n int)
+	sending    func(conn *pgx.Conn, n int)
+}
+
+// queued is an append waiting in the queue.
+type queued struct {
+	ctx   context.Context
+	a     *appendArgs
+	taken bool          // taken into a group; under group.mu
+	done  chan struct{} // closed when res and err are set
+	res   es.AppendResult
+	err   error
+}
+
+// appendGrouped is Append with group commit.
+func (s *Store) appendGrouped(ctx context.Context, a *appendArgs) (es.AppendResult, error) {
+	g := &s.group
+	g.mu.Lock()
+	if !g.busy {
+		g.busy = true
+		g.mu.Unlock()
+		if g.hold != nil {
+			g.hold()
+		}
+		res, err := s.appendAlone(ctx, a)
+		s.next()
+		return res, err
+	}
+	q := &queued{ctx: ctx, a: a, done: make(chan struct{})}
+	g.queue = append(g.queue, q)
+	n := len(g.queue)
+	g.mu.Unlock()
+	if g.queuedHook != nil {
+		g.queuedHook(n)
+	}
+	select {
+	case <-q.done:
+		return q.res, q.err
+	case <-ctx.Done():
+	}
+	g.mu.Lock()
+	taken := q.taken
+	if !taken {
+		g.queue = slices.DeleteFunc(g.queue, func(o *queued) bool { return o == q })
+	}
+	g.mu.Unlock()
+	select {
+	case <-q.done: // decided meanwhile
+		return q.res, q.err
+	default:
+	}
+	if !taken {
+		return es.AppendResult{}, fmt.Errorf("pgstore: append to %s: %w", a.stream, context.Cause(ctx))
+	}
+	// Sent, or about to be: the group decides, but this caller stops
+	// waiting.
+	return es.AppendResult{}, &es.UnknownOutcomeError{Stream: a.stream, Err: context.Cause(ctx)}
+}
+
+// next is called by the append in flight when it is done: it sends the
+// queued appends, in a goroutine that keeps sending groups while appends
+// queue up, or marks the store idle.
+func (s *Store) next() {
+	g := &s.group
+	g.mu.Lock()
+	if len(g.queue) == 0 {
+		g.busy = false
+		g.mu.Unlock()
+		return
+	}
+	g.mu.Unlock()
+	go func() {
+		for {
+			members := s.take()
+			if members == nil {
+				return
+			}
+			s.sendGroup(members)
+		}
+	}()
+}
+
+// take takes the next group from the queue, or marks the store idle and
+// returns nil when the queue is empty.
+func (s *Store) take() []*queued {
+	g := &s.group
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.queue) == 0 {
+		g.busy = false
+		return nil
+	}
+	n, size := 0, 0
+	for n < len(g.queue) && n < s.cfg.GroupCommitMax {
+		if n > 0 && size+g.queue[n].a.size > s.cfg.MaxAppendSize {
+			break
+		}
+		size += g.queue[n].a.size
+		g.queue[n].taken = true
+		n++
+	}
+	members := slices.Clone(g.queue[:n])
+	g.queue = slices.Delete(g.queue, 0, n)
+	return members
+}
+
+// sendGroup sends members as one group, or alone when there is one, and
+// gives each its result.
+func (s *Store) sendGroup(members []*queued) {
+	// The group's statements outlive the context of any one append: it is
+	// cancelled only when every append of the group has stopped waiting.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(members[0].ctx))
+	defer cancel()
+	var (
+		mu      sync.Mutex
+		waiting = len(members)
+	)
+	for _, m := range members {
+		stop := context.AfterFunc(m.ctx, func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if waiting--; waiting == 0 {
+				cancel()
+			}
+		})
+		defer stop()
+	}
+	if len(members) == 1 {
+		m := members[0]
+		m.res, m.err = s.appendAlone(ctx, m.a)
+		close(m.done)
+		return
+	}
+	results, err := s.appendGroup(ctx, members)
+	if err == nil {
+		for i, m := range members {
+			m.res, m.err = results[i].res, results[i].err
+			close(m.done)
+		}
+		return
+	}
+	if !refused(err) {
+		var connErr error = &connError{err}
+		if !errSent(err) {
+			// Nothing was sent: the connection could not be had.
+			for _, m := range members {
+				m.err = fmt.Errorf("pgstore: append to %s: %w", m.a.stream, connErr)
+				close(m.done)
+			}
+			return
+		}
+		for _, m := range members {
+			m.err = &es.UnknownOutcomeError{Stream: m.a.stream, Err: connErr}
+			close(m.done)
+		}
+		return
+	}
+	// The server refused the group, so nothing of it is stored: send each
+	// append alone, for the result it gets alone.
+	for _, m := range members {
+		m.res, m.err = s.appendAlone(ctx, m.a)
+		close(m.done)
+	}
+}
+
+// groupResult is the result of one append of a group.
+type groupResult struct {
+	res es.AppendResult
+	err error
+}
+
+// notSentError is the failure to get a connection for a group.
+type notSentError struct{ err error }
+
+func (e *notSentError) Error() string { return e.err.Error() }
+func (e *notSentError) Unwrap() error { return e.err }
+
+// errSent reports whether the group's statements may have been sent when
+// err happened.
+func errSent(err error) bool {
+	_, ok := err.(*notSentError)
+	return !ok
+}
+
+// appendGroup sends the appends of members in one pipeline, one
+// transaction. An error means that the whole group failed: refused by the
+// server (nothing stored), or with a broken connection.
+func (s *Store) appendGroup(ctx context.Context, members []*queued) ([]groupResult, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, &notSentError{err}
+	}
+	defer conn.Release()
+	keys := make([]int32, 0, len(members))
+	for _, m := range members {
+		keys = append(keys, m.a.key)
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	batch := &pgx.Batch{}
+	if len(keys) > 1 {
+		batch.Queue(s.q.lockStreams, keys)
+	}
+	type row struct {
+		status   int16
+		actual   *int64
+		commit   *uint64
+		position *int64
+		dupID    *uuid.UUID
+	}
+	rows := make([]row, len(members))
+	for i, m := range members {
+		a := m.a
+		r := &rows[i]
+		batch.Queue(s.q.append, a.stream, a.key, a.kind, a.version, a.check, true, a.ids, a.types, a.data, a.metadata).
+			QueryRow(func(row pgx.Row) error {
+				return row.Scan(&r.status, &r.actual, &r.commit, &r.position, &r.dupID)
+			})
+	}
+	if s.group.sending != nil {
+		s.group.sending(conn.Conn(), len(members))
+	}
+	if err := conn.SendBatch(ctx, batch).Close(); err != nil {
+		return nil, err
+	}
+	results := make([]groupResult, len(members))
+	for i, m := range members {
+		r := rows[i]
+		results[i].res, results[i].err = appendStatus(m.a, r.status, r.actual, r.commit, r.position, r.dupID)
+	}
+	return results, nil
+}
