@@ -149,6 +149,7 @@ func newStore(cfg Config) *Store {
 	s.notifyLock = lockClass("strata/pgstore/notify/" + cfg.Schema)
 	s.q = newQueries(s.expand)
 	s.limits = cfg.limits()
+	s.group.limit = groupsInFlight
 	return s
 }
 
