@@ -19,16 +19,22 @@ import (
 // statement that locks the stream, checks its version and inserts. When that
 // statement cannot decide (a conflict, an event ID that is already stored, a
 // concurrent writer) the append function installed by the migrations
-// decides, in a second round trip.
+// decides, in a second round trip. Appends made while another append of
+// the store is in flight are sent together when it is done, in one round
+// trip and one commit (group commit, see the package documentation and
+// [Config.GroupCommitMax]); each gets its own result.
 //
-// Each statement commits on its own. When the connection breaks after one
-// was sent and before its answer arrived (the server process was
-// terminated during the commit, the network failed, the context ended and
-// pgx closed the connection), Append returns an [*es.UnknownOutcomeError]:
+// Each statement commits on its own, or with its group. When the
+// connection breaks after one was sent and before its answer arrived (the
+// server process was terminated during the commit, the network failed, the
+// context ended and pgx closed the connection), Append returns an [*es.UnknownOutcomeError]:
 // the events may be stored. Retry them with the same IDs at the same
 // expected version, as [es.Store] describes; the cqrs package does that for
 // the commands it handles. An error the server reports for the statement
-// itself (a conflict, bad input) means nothing was stored.
+// itself (a conflict, bad input) means nothing was stored. An append whose
+// ctx ends while it waits for a group returns ctx's cause and writes
+// nothing; once its group was taken, it returns an
+// [*es.UnknownOutcomeError].
 func (s *Store) Append(ctx context.Context, stream string, expected es.ExpectedVersion, events ...es.EventData) (es.AppendResult, error) {
 	a, err := newAppendArgs(stream, expected, events, s.limits)
 	if err != nil {
