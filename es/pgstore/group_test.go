@@ -478,3 +478,104 @@ func TestGroupCommitTerminatedDuringCommit(t *testing.T) {
 		}
 	}
 }
+
+// An append whose context ends after its group was sent returns an
+// *es.UnknownOutcomeError at once; the group goes on, and the others get
+// their results. (Here the group waits for a stream lock the test holds.)
+func TestGroupCommitCancelledInFlight(t *testing.T) {
+	t.Parallel()
+	r := newGroupRig(t, pgstore.Config{})
+	ctx := t.Context()
+	holder, err := pgx.Connect(ctx, pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(context.Background())
+	streamLock, _ := pgstore.LockClasses(r.store)
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock($1, $2)", streamLock, pgstore.StreamKey("locked")); err != nil {
+		t.Fatal(err)
+	}
+	lead := r.hold()
+	cctx, cancel := context.WithCancel(ctx)
+	left := r.queue(cctx, 1, "left", es.NoStream, ev("Left", `{}`))
+	locked := r.queue(ctx, 2, "locked", es.NoStream, ev("Locked", `{}`))
+	close(r.release)
+	r.wait(lead)
+	sent := <-r.sending
+	waitFor(t, func() bool {
+		var waiting bool
+		if err := pgtest.Admin(t).QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity
+			WHERE pid = $1 AND wait_event_type = 'Lock' AND wait_event = 'advisory')`, int32(sent.pid)).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		return waiting
+	})
+	cancel()
+	o := r.wait(left)
+	var unknown *es.UnknownOutcomeError
+	if !errors.As(o.err, &unknown) || unknown.Stream != "left" || !errors.Is(o.err, context.Canceled) {
+		t.Errorf("append cancelled while its group was in flight: %v; want an *es.UnknownOutcomeError wrapping context.Canceled", o.err)
+	}
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_unlock($1, $2)", streamLock, pgstore.StreamKey("locked")); err != nil {
+		t.Fatal(err)
+	}
+	if o := r.wait(locked); o.err != nil || o.res.Version != 1 {
+		t.Errorf("the other append of the group: version %d, %v; want version 1", o.res.Version, o.err)
+	}
+	// The group committed: the cancelled append is stored too, and a retry
+	// says so.
+	recs, err := r.store.ReadStream(ctx, "left", es.ReadStreamOptions{})
+	if err != nil || len(recs) != 1 {
+		t.Errorf("stream of the cancelled append: %d events, %v; want the group's 1", len(recs), err)
+	}
+}
+
+// When every append of a group has stopped waiting, the group is cancelled:
+// its server process stops waiting and nothing is stored.
+func TestGroupCommitAllCancelled(t *testing.T) {
+	t.Parallel()
+	r := newGroupRig(t, pgstore.Config{})
+	ctx := t.Context()
+	holder, err := pgx.Connect(ctx, pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(context.Background())
+	streamLock, _ := pgstore.LockClasses(r.store)
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock($1, $2)", streamLock, pgstore.StreamKey("locked")); err != nil {
+		t.Fatal(err)
+	}
+	lead := r.hold()
+	cctx, cancel := context.WithCancel(ctx)
+	a := r.queue(cctx, 1, "a", es.NoStream, ev("A", `{}`))
+	b := r.queue(cctx, 2, "locked", es.NoStream, ev("B", `{}`))
+	close(r.release)
+	r.wait(lead)
+	sent := <-r.sending
+	waiting := func() bool {
+		var waiting bool
+		if err := pgtest.Admin(t).QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity
+			WHERE pid = $1 AND wait_event_type = 'Lock' AND wait_event = 'advisory')`, int32(sent.pid)).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		return waiting
+	}
+	waitFor(t, waiting)
+	cancel()
+	for _, out := range []<-chan appendOutcome{a, b} {
+		if o := r.wait(out); !errors.Is(o.err, es.ErrUnknownOutcome) {
+			t.Errorf("append cancelled in flight: %v; want es.ErrUnknownOutcome", o.err)
+		}
+	}
+	waitFor(t, func() bool { return !waiting() })
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_unlock($1, $2)", streamLock, pgstore.StreamKey("locked")); err != nil {
+		t.Fatal(err)
+	}
+	// The store is usable again, and the cancelled group stored nothing.
+	if _, err := r.store.Append(ctx, "after", es.NoStream, ev("After", `{}`)); err != nil {
+		t.Fatalf("append after the cancelled group: %v", err)
+	}
+	if recs, err := r.store.ReadStream(ctx, "a", es.ReadStreamOptions{}); !errors.Is(err, es.ErrStreamNotFound) {
+		t.Errorf("stream a of the cancelled group: %d events, %v; want es.ErrStreamNotFound", len(recs), err)
+	}
+}
