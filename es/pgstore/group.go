@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 
@@ -137,6 +138,13 @@ func (s *Store) next() {
 				return
 			}
 			s.sendGroup(members)
+			// Let the callers just woken run before the next group is
+			// taken: those that append again at once (a busy command
+			// handler) then join it, rather than waiting for the one
+			// after. Without this, 8 clients in a loop alternated
+			// between a group of 7 and an append alone, and used twice
+			// the CPU per append (docs/benchmarks.md).
+			runtime.Gosched()
 		}
 	}()
 }
