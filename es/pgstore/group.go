@@ -141,9 +141,10 @@ func (s *Store) next() {
 			// Let the callers just woken run before the next group is
 			// taken: those that append again at once (a busy command
 			// handler) then join it, rather than waiting for the one
-			// after. Without this, 8 clients in a loop alternated
-			// between a group of 7 and an append alone, and used twice
-			// the CPU per append (docs/benchmarks.md).
+			// after. Without this, with 8 clients appending in a loop,
+			// the next group was mostly taken before they had appended
+			// again, groups stayed small, and an append cost about twice
+			// the CPU (docs/benchmarks.md).
 			runtime.Gosched()
 		}
 	}()
