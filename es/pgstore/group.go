@@ -15,15 +15,16 @@ import (
 
 // Group commit
 //
-// Every commit costs a WAL flush, and with durable settings (fsync and
-// synchronous_commit on) that flush is most of an append's time. So
+// Every append sent alone costs a round trip, a commit and, with durable
+// settings (fsync and synchronous_commit on), a wait for a WAL flush. So
 // concurrent calls of [Store.Append] share commits: an append that finds no
 // other append of the store in flight is sent at once, alone, exactly as
 // without grouping; appends that arrive while one is in flight queue up,
 // and when it is done they are sent together, up to
 // [Config.GroupCommitMax] of them and [Config.MaxAppendSize] bytes, and so
-// on while appends keep arriving. There is no timer: the batching window
-// is the time the previous commit took, and a single client never waits.
+// on while appends keep arriving (a goroutine sends them; it ends when the
+// queue is empty). There is no timer: the batching window is the time the
+// previous commit took, and a single client never waits.
 //
 // A group is one pipeline of statements, one round trip: first the
 // advisory locks of all its streams, taken in the order of their keys (so
