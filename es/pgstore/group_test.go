@@ -58,6 +58,25 @@ func newGroupRig(t *testing.T, cfg pgstore.Config) *groupRig {
 	if _, err := s.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	return r.on(s, schema)
+}
+
+// newGroupRigOn returns a rig for another store in the schema of r.
+func (r *groupRig) newGroupRigOn(t *testing.T, cfg pgstore.Config) *groupRig {
+	t.Helper()
+	o := &groupRig{
+		t:       t,
+		release: make(chan struct{}),
+		held:    make(chan struct{}),
+		queued:  make(chan int, 100),
+		sending: make(chan groupSent, 100),
+	}
+	pool, _ := pgtest.NewSchema(t)
+	cfg.Schema = r.schema
+	return o.on(pgstore.New(pool, cfg), r.schema)
+}
+
+func (r *groupRig) on(s *pgstore.Store, schema string) *groupRig {
 	pgstore.SetGroupHooks(s, pgstore.GroupHooks{
 		Hold: func() {
 			if !r.armed.Load() {
@@ -577,5 +596,60 @@ func TestGroupCommitAllCancelled(t *testing.T) {
 	}
 	if recs, err := r.store.ReadStream(ctx, "a", es.ReadStreamOptions{}); !errors.Is(err, es.ErrStreamNotFound) {
 		t.Errorf("stream a of the cancelled group: %d events, %v; want es.ErrStreamNotFound", len(recs), err)
+	}
+}
+
+// Two groups that append to the same two streams in opposite orders (from
+// two stores, as two processes would) do not deadlock: each takes its
+// streams' locks in the order of their keys, and each commits as one
+// transaction rather than falling back to appends sent alone.
+func TestGroupCommitOppositeOrders(t *testing.T) {
+	t.Parallel()
+	r1 := newGroupRig(t, pgstore.Config{})
+	r2 := r1.newGroupRigOn(t, pgstore.Config{})
+	ctx := t.Context()
+	holder, err := pgx.Connect(ctx, pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(context.Background())
+	streamLock, _ := pgstore.LockClasses(r1.store)
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock($1, $2), pg_advisory_lock($1, $3)",
+		streamLock, pgstore.StreamKey("p"), pgstore.StreamKey("q")); err != nil {
+		t.Fatal(err)
+	}
+	lead1, lead2 := r1.hold(), r2.hold()
+	p1, q1, p2, q2 := ev("P1", `{}`), ev("Q1", `{}`), ev("P2", `{}`), ev("Q2", `{}`)
+	outs := []<-chan appendOutcome{
+		r1.queue(ctx, 1, "p", es.Any, p1),
+		r1.queue(ctx, 2, "q", es.Any, q1),
+		r2.queue(ctx, 1, "q", es.Any, q2),
+		r2.queue(ctx, 2, "p", es.Any, p2),
+	}
+	close(r1.release)
+	close(r2.release)
+	r1.wait(lead1)
+	r2.wait(lead2)
+	pids := []uint32{(<-r1.sending).pid, (<-r2.sending).pid}
+	waitFor(t, func() bool {
+		var n int
+		if err := pgtest.Admin(t).QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE pid = ANY($1) AND wait_event_type = 'Lock' AND wait_event = 'advisory'`, pids).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 2
+	})
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_unlock_all()"); err != nil {
+		t.Fatal(err)
+	}
+	for i, out := range outs {
+		if o := r1.wait(out); o.err != nil {
+			t.Errorf("append %d: %v", i, o.err)
+		}
+	}
+	txs := r1.txIDs()
+	if txs[p1.ID] != txs[q1.ID] || txs[p2.ID] != txs[q2.ID] || txs[p1.ID] == txs[p2.ID] {
+		t.Errorf("tx_id of P1 %s, Q1 %s, P2 %s, Q2 %s; want P1 and Q1 in one transaction, P2 and Q2 in another",
+			txs[p1.ID], txs[q1.ID], txs[p2.ID], txs[q2.ID])
 	}
 }
