@@ -269,25 +269,34 @@ func (s *Store) appendGroup(ctx context.Context, members []*queued) ([]groupResu
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
 	batch := &pgx.Batch{}
-	if len(keys) > 1 {
-		batch.Queue(s.q.lockStreams, keys)
-	}
+	batch.Queue(s.q.lockStreams, keys)
 	type row struct {
 		status   int16
 		actual   *int64
 		commit   *uint64
 		position *int64
+		version  *int64
 		dupID    *uuid.UUID
 	}
 	rows := make([]row, len(members))
 	for i, m := range members {
 		a := m.a
 		r := &rows[i]
-		batch.Queue(s.q.append, a.stream, a.key, a.kind, a.version, a.check, true, a.ids, a.types, a.data, a.metadata).
+		if a.check {
+			// IDs from the caller may be stored already: the append
+			// function tells a retry from a duplicate.
+			batch.Queue(s.q.append, a.stream, a.key, a.kind, a.version, a.check, true, a.ids, a.types, a.data, a.metadata).
+				QueryRow(func(row pgx.Row) error {
+					return row.Scan(&r.status, &r.actual, &r.commit, &r.position, &r.dupID)
+				})
+			continue
+		}
+		batch.Queue(s.q.groupAppend, a.stream, a.min, a.max, a.ids, a.types, a.data, a.metadata).
 			QueryRow(func(row pgx.Row) error {
-				return row.Scan(&r.status, &r.actual, &r.commit, &r.position, &r.dupID)
+				return row.Scan(&r.actual, &r.commit, &r.position, &r.version)
 			})
 	}
+	batch.Queue(s.q.groupNotify, members[0].a.slot)
 	if s.group.sending != nil {
 		s.group.sending(conn.Conn(), len(members))
 	}
@@ -297,6 +306,14 @@ func (s *Store) appendGroup(ctx context.Context, members []*queued) ([]groupResu
 	results := make([]groupResult, len(members))
 	for i, m := range members {
 		r := rows[i]
+		if !m.a.check {
+			// The statement of groupAppend: no position means that the
+			// expected version did not hold.
+			r.status = statusConflict
+			if r.position != nil {
+				r.status, r.actual = statusAppended, r.version
+			}
+		}
 		results[i].res, results[i].err = appendStatus(m.a, r.status, r.actual, r.commit, r.position, r.dupID)
 	}
 	return results, nil
@@ -306,5 +323,5 @@ func (s *Store) appendGroup(ctx context.Context, members []*queued) ([]groupResu
 // store has in flight at most; appends beyond wait in the queue. One, as
 // measured (docs/benchmarks.md): two let a second group start as soon as
 // one append arrives, so groups are smaller, and the CPU per append with 8
-// clients rose by a third, to about that of appends sent alone.
+// clients rose by a quarter to a third.
 const groupsInFlight = 1

@@ -187,6 +187,9 @@ func TestGroupCommitDistinctStreams(t *testing.T) {
 	outs := make([]<-chan appendOutcome, n)
 	for i := range n {
 		events[i] = ev("E", fmt.Sprintf(`{"i": %d}`, i))
+		if i%2 == 1 { // an ID of the store's own
+			events[i].ID = uuid.Nil
+		}
 		outs[i] = r.start(ctx, fmt.Sprintf("s-%d", i), es.NoStream, events[i])
 	}
 	r.waitQueued(n)
@@ -216,12 +219,12 @@ func TestGroupCommitDistinctStreams(t *testing.T) {
 		if res.Version != 1 || res.Stream != fmt.Sprintf("s-%d", i) {
 			t.Errorf("append %d: stream %s version %d; want s-%d version 1", i, res.Stream, res.Version, i)
 		}
-		if got, want := txs[events[i].ID], txs[events[0].ID]; got != want {
-			t.Errorf("append %d: tx_id %s; want %s, the group's", i, got, want)
-		}
 		recs, err := r.store.ReadStream(ctx, res.Stream, es.ReadStreamOptions{})
 		if err != nil || len(recs) != 1 {
 			t.Fatalf("stream %s: %d events, %v; want 1", res.Stream, len(recs), err)
+		}
+		if got, want := txs[recs[0].ID], txs[events[0].ID]; got != want {
+			t.Errorf("append %d: tx_id %s; want %s, the group's", i, got, want)
 		}
 		if recs[0].Position != res.Position {
 			t.Errorf("append %d: result position %v; want the stored %v", i, res.Position, recs[0].Position)
@@ -240,9 +243,11 @@ func TestGroupCommitConflictInGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	lead := r.hold()
-	okA, okB := ev("A", `{}`), ev("B", `{}`)
+	// Events with IDs of the caller's and of the store's own, which the
+	// group appends differently.
+	okA, okB := ev("A", `{}`), es.EventData{Type: "B", Data: []byte(`{}`)}
 	a := r.queue(ctx, 1, "a", es.NoStream, okA)
-	conflict := r.queue(ctx, 2, "c", es.Exact(5), ev("C", `{}`))
+	conflict := r.queue(ctx, 2, "c", es.Exact(5), es.EventData{Type: "C", Data: []byte(`{}`)})
 	dup := r.queue(ctx, 3, "d", es.Any, stored)
 	b := r.queue(ctx, 4, "b", es.Any, okB)
 	close(r.release)
@@ -265,9 +270,13 @@ func TestGroupCommitConflictInGroup(t *testing.T) {
 	if o := r.wait(dup); !errors.As(o.err, &de) || de.ID != stored.ID || de.Stream != "d" {
 		t.Errorf("append of a stored ID to d: %v; want a duplicate event ID %s", o.err, stored.ID)
 	}
+	recs, err := r.store.ReadStream(ctx, "b", es.ReadStreamOptions{})
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("stream b: %d events, %v; want 1", len(recs), err)
+	}
 	txs := r.txIDs()
-	if txs[okA.ID] == "" || txs[okA.ID] != txs[okB.ID] {
-		t.Errorf("tx_id of a's event %q, of b's %q; want one transaction", txs[okA.ID], txs[okB.ID])
+	if txs[okA.ID] == "" || txs[okA.ID] != txs[recs[0].ID] {
+		t.Errorf("tx_id of a's event %q, of b's %q; want one transaction", txs[okA.ID], txs[recs[0].ID])
 	}
 	for _, stream := range []string{"c", "d"} {
 		if recs, err := r.store.ReadStream(ctx, stream, es.ReadStreamOptions{}); !errors.Is(err, es.ErrStreamNotFound) {
@@ -283,10 +292,13 @@ func TestGroupCommitSameStream(t *testing.T) {
 	r := newGroupRig(t, pgstore.Config{})
 	ctx := t.Context()
 	lead := r.hold()
-	first, second, fourth := ev("1", `{}`), ev("2", `{}`), ev("4", `{}`)
+	// With IDs of the caller's (the first and its retry) and of the
+	// store's own (the others), which the group appends differently.
+	first := ev("1", `{}`)
+	second, fourth := es.EventData{Type: "2", Data: []byte(`{}`)}, es.EventData{Type: "4", Data: []byte(`{}`)}
 	o1 := r.queue(ctx, 1, "s", es.NoStream, first)
 	o2 := r.queue(ctx, 2, "s", es.Exact(1), second)
-	o3 := r.queue(ctx, 3, "s", es.Exact(1), ev("3", `{}`))
+	o3 := r.queue(ctx, 3, "s", es.Exact(1), es.EventData{Type: "3", Data: []byte(`{}`)})
 	o4 := r.queue(ctx, 4, "s", es.Any, fourth)
 	o5 := r.queue(ctx, 5, "s", es.NoStream, first) // a retry of the first
 	close(r.release)
@@ -315,14 +327,17 @@ func TestGroupCommitSameStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []uuid.UUID{first.ID, second.ID, fourth.ID}
+	want := []string{"1", "2", "4"}
 	if len(recs) != len(want) {
 		t.Fatalf("stream s has %d events; want %d", len(recs), len(want))
 	}
 	for i, rec := range recs {
-		if rec.ID != want[i] || rec.Version != int64(i+1) {
-			t.Errorf("event %d: ID %s version %d; want %s version %d", i, rec.ID, rec.Version, want[i], i+1)
+		if rec.Type != want[i] || rec.Version != int64(i+1) {
+			t.Errorf("event %d: type %s version %d; want %s version %d", i, rec.Type, rec.Version, want[i], i+1)
 		}
+	}
+	if recs[0].ID != first.ID {
+		t.Errorf("event 0: ID %s; want the caller's %s", recs[0].ID, first.ID)
 	}
 }
 
@@ -651,5 +666,52 @@ func TestGroupCommitOppositeOrders(t *testing.T) {
 	if txs[p1.ID] != txs[q1.ID] || txs[p2.ID] != txs[q2.ID] || txs[p1.ID] == txs[p2.ID] {
 		t.Errorf("tx_id of P1 %s, Q1 %s, P2 %s, Q2 %s; want P1 and Q1 in one transaction, P2 and Q2 in another",
 			txs[p1.ID], txs[q1.ID], txs[p2.ID], txs[q2.ID])
+	}
+}
+
+// A group notifies subscribers when it commits, as an append alone does.
+// The test listens on the store's channel and holds the locks that tell
+// appends that a subscriber listens.
+func TestGroupCommitNotifies(t *testing.T) {
+	t.Parallel()
+	r := newGroupRig(t, pgstore.Config{})
+	ctx := t.Context()
+	listener, err := pgx.Connect(ctx, pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close(context.Background())
+	_, notifyLock := pgstore.LockClasses(r.store)
+	if _, err := listener.Exec(ctx, "SELECT pg_advisory_lock_shared($1, k) FROM generate_series(18, 33) AS k", notifyLock); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := listener.Exec(ctx, "LISTEN "+pgx.Identifier{r.store.Channel()}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	lead := r.hold()
+	// Events with IDs of the store's own: the group appends them with a
+	// statement that leaves notifying to the group.
+	x := r.queue(ctx, 1, "x", es.NoStream, es.EventData{Type: "X", Data: []byte(`{}`)})
+	y := r.queue(ctx, 2, "y", es.NoStream, es.EventData{Type: "Y", Data: []byte(`{}`)})
+	close(r.release)
+	for _, out := range []<-chan appendOutcome{lead, x, y} {
+		if o := r.wait(out); o.err != nil {
+			t.Fatal(o.err)
+		}
+	}
+	if sent := <-r.sending; sent.n != 2 {
+		t.Errorf("group size %d; want 2", sent.n)
+	}
+	// One notification from the first append, one from the group.
+	for i := range 2 {
+		wctx, cancel := context.WithTimeout(ctx, waitTimeout)
+		n, err := listener.WaitForNotification(wctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("notification %d: %v; want one from the first append and one from the group", i+1, err)
+		}
+		if n.Channel != r.store.Channel() {
+			t.Errorf("notification %d on channel %q; want %q", i+1, n.Channel, r.store.Channel())
+		}
 	}
 }
