@@ -29,14 +29,20 @@ import (
 // A group is one pipeline of statements, one round trip: first the
 // advisory locks of all its streams, taken in the order of their keys (so
 // that two groups, or a group and a single append, never wait for each
-// other in a cycle), then one call of the append function per append, in
-// queue order, then the commit. The statements of a pipeline run in one
-// implicit transaction, so the group commits once. The append function
-// reports a version conflict, an event ID stored elsewhere and an
-// idempotent retry as a status rather than raising an error, so each append
-// of the group gets its own result and the others are unaffected. Two
-// appends to one stream in a group run one after the other in queue order:
-// the second sees the first's events, as it would sequentially.
+// other in a cycle), then one statement per append, in queue order, then
+// one notification (see notify.go) for the whole group, then the commit.
+// The statements of a pipeline run in one implicit transaction, so the
+// group commits once. An append whose event IDs are the store's own (new
+// version 7 UUIDs, which cannot be stored yet) is a plain INSERT … SELECT
+// that inserts only if the expected version holds and otherwise returns
+// the stream's version: the stream is locked already, so the statement
+// sees its current version. An append with IDs of the caller's, which may
+// be a retry, calls the append function, which tells a retry from a
+// duplicate. Neither raises an error for a conflict, a duplicate or a
+// retry, so each append of the group gets its own result and the others
+// are unaffected. Two appends to one stream in a group run one after the
+// other in queue order: the second sees the first's events, as it would
+// sequentially.
 //
 // Any other error the server reports (a deadlock with a caller's
 // transaction, input PostgreSQL refuses, a unique violation raised by a
