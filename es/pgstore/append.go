@@ -19,21 +19,36 @@ import (
 // statement that locks the stream, checks its version and inserts. When that
 // statement cannot decide (a conflict, an event ID that is already stored, a
 // concurrent writer) the append function installed by the migrations
-// decides, in a second round trip.
+// decides, in a second round trip. Appends made while another append of
+// the store is in flight are sent together when it is done, in one round
+// trip and one commit (group commit, see the package documentation and
+// [Config.GroupCommitMax]); each gets its own result.
 //
-// Each statement commits on its own. When the connection breaks after one
-// was sent and before its answer arrived (the server process was
-// terminated during the commit, the network failed, the context ended and
-// pgx closed the connection), Append returns an [*es.UnknownOutcomeError]:
+// Each statement commits on its own, or with its group. When the
+// connection breaks after one was sent and before its answer arrived (the
+// server process was terminated during the commit, the network failed, the
+// context ended and pgx closed the connection), Append returns an [*es.UnknownOutcomeError]:
 // the events may be stored. Retry them with the same IDs at the same
 // expected version, as [es.Store] describes; the cqrs package does that for
 // the commands it handles. An error the server reports for the statement
-// itself (a conflict, bad input) means nothing was stored.
+// itself (a conflict, bad input) means nothing was stored. An append whose
+// ctx ends while it waits for a group returns ctx's cause and writes
+// nothing; once its group was taken, it returns an
+// [*es.UnknownOutcomeError].
 func (s *Store) Append(ctx context.Context, stream string, expected es.ExpectedVersion, events ...es.EventData) (es.AppendResult, error) {
 	a, err := newAppendArgs(stream, expected, events, s.limits)
 	if err != nil {
 		return es.AppendResult{}, err
 	}
+	if s.cfg.GroupCommitMax > 1 {
+		return s.appendGrouped(ctx, a)
+	}
+	return s.appendAlone(ctx, a)
+}
+
+// appendAlone sends one append on a connection of its own.
+func (s *Store) appendAlone(ctx context.Context, a *appendArgs) (es.AppendResult, error) {
+	stream := a.stream
 	// One connection for both round trips, acquired first: a failure to get
 	// one means nothing was sent.
 	conn, err := s.pool.Acquire(ctx)
@@ -113,6 +128,7 @@ type appendArgs struct {
 	key   int32
 	slot  int32
 	check bool // some ID came from the caller
+	size  int  // bytes of data and metadata, all events together
 	// ids are plain arrays: pgx encodes those in binary, but a uuid.UUID
 	// through its driver.Valuer, as text.
 	ids      [][16]byte
@@ -167,6 +183,7 @@ func newAppendArgs(stream string, expected es.ExpectedVersion, events []es.Event
 			return nil, &es.InvalidEventError{Stream: stream, Index: i, Type: e.Type, Reason: "metadata: " + err.Error()}
 		}
 		a.metadata[i] = md
+		a.size += len(e.Data) + len(md)
 	}
 	return a, nil
 }
@@ -201,7 +218,6 @@ func (s *Store) appendFast(ctx context.Context, q querier, a *appendArgs) (res e
 func (s *Store) appendFunc(ctx context.Context, q querier, a *appendArgs, debounce bool) (es.AppendResult, error) {
 	var (
 		status   int16
-		res      = es.AppendResult{Stream: a.stream}
 		actual   *int64
 		commit   *uint64
 		position *int64
@@ -212,6 +228,13 @@ func (s *Store) appendFunc(ctx context.Context, q querier, a *appendArgs, deboun
 	if err != nil {
 		return es.AppendResult{}, appendError(a.stream, err, debounce)
 	}
+	return appendStatus(a, status, actual, commit, position, dupID)
+}
+
+// appendStatus turns what the append function returned into the append's
+// result or error.
+func appendStatus(a *appendArgs, status int16, actual *int64, commit *uint64, position *int64, dupID *uuid.UUID) (es.AppendResult, error) {
+	res := es.AppendResult{Stream: a.stream}
 	if actual != nil {
 		res.Version = *actual
 	}

@@ -4,12 +4,19 @@ package pgstore_test
 // server: "strata" through the store, "raw" with plain pgx on a table of the
 // same shape (raw_events: LIKE events INCLUDING ALL, so the same columns,
 // defaults and indexes). `make bench` prints their throughput ratios; see
-// docs/benchmarks.md.
+// docs/benchmarks.md. The single-event appends also have "strata-alone",
+// the store with group commit off.
+//
+// The test server does not flush to disk (fsync=off). With
+// STRATA_BENCH_DURABLE=1 each benchmark starts a server of its own with
+// production durability (fsync, synchronous_commit and full_page_writes
+// on), where a commit waits for the WAL flush.
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -23,6 +30,7 @@ import (
 
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/es/pgstore"
+	pgstest "github.com/stratadev/strata/es/pgstore/pgtest"
 	"github.com/stratadev/strata/internal/pgtest"
 )
 
@@ -62,6 +70,7 @@ var benchMetadata = es.Metadata{
 
 type benchEnv struct {
 	store  *pgstore.Store
+	alone  *pgstore.Store // group commit off
 	pool   *pgxpool.Pool
 	schema string
 	raw    string // quoted raw_events table
@@ -73,18 +82,52 @@ func newBenchEnv(b *testing.B) *benchEnv { return newBenchEnvT(b) }
 
 func newBenchEnvT(b testing.TB) *benchEnv {
 	b.Helper()
-	pool, schema := pgtest.NewSchemaWith(b, pgtest.Options{MaxConns: 16})
+	var (
+		pool   *pgxpool.Pool
+		schema string
+	)
+	if os.Getenv("STRATA_BENCH_DURABLE") == "1" {
+		pool, schema = durablePool(b)
+	} else {
+		pool, schema = pgtest.NewSchemaWith(b, pgtest.Options{MaxConns: 16})
+	}
 	s := pgstore.New(pool, pgstore.Config{Schema: schema})
 	if _, err := s.Migrate(b.Context()); err != nil {
 		b.Fatal(err)
 	}
-	env := &benchEnv{store: s, pool: pool, schema: schema, raw: pgx.Identifier{schema, "raw_events"}.Sanitize(), data: benchData(1)}
+	env := &benchEnv{store: s, alone: pgstore.New(pool, pgstore.Config{Schema: schema, GroupCommitMax: 1}), pool: pool, schema: schema, raw: pgx.Identifier{schema, "raw_events"}.Sanitize(), data: benchData(1)}
 	env.meta, _ = json.Marshal(benchMetadata)
 	if _, err := pool.Exec(b.Context(), fmt.Sprintf("CREATE TABLE %s (LIKE %s INCLUDING ALL)",
 		env.raw, pgx.Identifier{schema, "events"}.Sanitize())); err != nil {
 		b.Fatal(err)
 	}
 	return env
+}
+
+// durablePool starts a server with production durability for the
+// benchmark, and returns a pool of 16 connections on it and a schema name.
+func durablePool(b testing.TB) (*pgxpool.Pool, string) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv, err := pgstest.Start(ctx, pgstest.ServerConfig{Settings: map[string]string{
+		"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on",
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Stop() })
+	cfg, err := pgxpool.ParseConfig(srv.URL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.MaxConns = 16
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	return pool, "bench"
 }
 
 func (env *benchEnv) event() es.EventData {
@@ -134,6 +177,17 @@ func BenchmarkAppendOne(b *testing.B) {
 		}
 		cpu.stop(b)
 	})
+	b.Run("strata-alone", func(b *testing.B) {
+		ss := newStreams(fmt.Sprintf("one-%d", runs.Add(1)), 1000)
+		cpu := startCPU(b, env.pool)
+		for b.Loop() {
+			stream, v := ss.take(1)
+			if _, err := env.alone.Append(ctx, stream, es.Exact(v), env.event()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		cpu.stop(b)
+	})
 	b.Run("raw", func(b *testing.B) {
 		ss := newStreams(fmt.Sprintf("one-%d", runs.Add(1)), 1000)
 		insert := "INSERT INTO " + env.raw + " " + rawInsertColumns + " VALUES ($1, $2, $3, $4, $5, $6)"
@@ -172,6 +226,13 @@ func BenchmarkAppendOneParallel(b *testing.B) {
 		parallel(b, func(ss *streams) error {
 			stream, v := ss.take(1)
 			_, err := env.store.Append(ctx, stream, es.Exact(v), env.event())
+			return err
+		})
+	})
+	b.Run("strata-alone", func(b *testing.B) {
+		parallel(b, func(ss *streams) error {
+			stream, v := ss.take(1)
+			_, err := env.alone.Append(ctx, stream, es.Exact(v), env.event())
 			return err
 		})
 	})

@@ -12,11 +12,23 @@ import (
 	"github.com/stratadev/strata/es/pgstore"
 )
 
+// The suite runs with group commit off and on (the default).
 func TestConformance(t *testing.T) {
 	t.Parallel()
+	t.Run("grouped", func(t *testing.T) {
+		t.Parallel()
+		runConformance(t, pgstore.Config{})
+	})
+	t.Run("alone", func(t *testing.T) {
+		t.Parallel()
+		runConformance(t, pgstore.Config{GroupCommitMax: 1})
+	})
+}
+
+func runConformance(t *testing.T, cfg pgstore.Config) {
 	var pools sync.Map // *pgstore.Store → *pgxpool.Pool
 	estest.Run(t, func(t *testing.T) es.Store {
-		s, pool := newStore(t, pgstore.Config{})
+		s, pool := newStore(t, cfg)
 		pools.Store(s, pool)
 		return s
 	}, estest.Config{
@@ -35,7 +47,7 @@ func TestConformance(t *testing.T) {
 			return func() error { return tx.Commit(context.WithoutCancel(ctx)) }, nil
 		},
 		NewLimited: func(t *testing.T, l es.SizeLimits) es.Store {
-			s, _ := newStore(t, pgstore.Config{MaxEventSize: l.MaxEventSize, MaxAppendSize: l.MaxAppendSize})
+			s, _ := newStore(t, pgstore.Config{MaxEventSize: l.MaxEventSize, MaxAppendSize: l.MaxAppendSize, GroupCommitMax: cfg.GroupCommitMax})
 			return s
 		},
 	})

@@ -116,7 +116,38 @@
 //   - otherwise (some stored elsewhere, in another order, or only some of
 //     them) it returns an [*es.DuplicateEventIDError].
 //
-// Each statement of [Store.Append] commits on its own. When the connection
+// # Group commit
+//
+// Concurrent calls of [Store.Append] on one store share round trips and
+// commits, so that a commit, and with durable settings its WAL flush, is
+// paid once per group rather than once per append. An append that finds no
+// other in flight is sent at once, alone, as described above: a single
+// client never waits. Appends that arrive while one is in flight queue up
+// and are sent together when it is done, up to [Config.GroupCommitMax] (32)
+// of them and [Config.MaxAppendSize] bytes: one pipeline of statements,
+// one transaction. There is no timer; the batching window is the time the
+// previous commit took. Each append of a group gets its own result: a
+// version conflict, a duplicate event ID or an idempotent retry in one does
+// not affect the others, and appends to one stream in one group run in
+// queue order, each seeing the versions of those before it, exactly as one
+// after the other. The group takes its streams' locks in the order of their
+// keys, so groups never deadlock with each other or with single appends.
+// If the server refuses a statement of the group for any other reason (a
+// deadlock with a caller's transaction, a concurrent [Store.Import]),
+// nothing of the group is stored and each append is sent again alone.
+// When the connection breaks after a group was sent, every append of the
+// group returns an [*es.UnknownOutcomeError], as each would alone.
+//
+// An append whose context ends while it waits in the queue leaves it and
+// returns the context's error: nothing was written. Once its group has been
+// taken from the queue, its outcome is the group's: it returns an
+// [*es.UnknownOutcomeError] at once, and the group goes on, unless every
+// append of the group has stopped waiting, which cancels it. Set
+// GroupCommitMax to 1 to send every append alone. [Store.AppendTx] runs in
+// the caller's transaction and is never grouped.
+//
+// Each statement of [Store.Append] sent alone commits on its own, and a
+// group's statements commit together. When the connection
 // breaks after one was sent and before its answer came back (the server
 // process was terminated during the commit, the network failed, the
 // context ended and pgx closed the connection), the append returns an

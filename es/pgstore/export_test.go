@@ -3,6 +3,8 @@ package pgstore
 import (
 	"context"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/stratadev/strata/es"
 )
 
@@ -19,4 +21,24 @@ func StreamKey(stream string) int32 { return streamKey(stream) }
 // and no committed event is pending after the position after.
 func AppendsIdle(ctx context.Context, s *Store, after es.Position) (bool, error) {
 	return s.appendsIdle(ctx, after.Commit, int64(after.Prepare))
+}
+
+// GroupHooks are test hooks of group commit; see group.
+type GroupHooks struct {
+	// Hold is called by an append about to be sent alone, before it is.
+	Hold func()
+	// Queued is called with the queue's length after an append queued.
+	Queued func(n int)
+	// Sending is called with the server process ID of the group's
+	// connection and the group's size before a group is sent.
+	Sending func(pid uint32, n int)
+}
+
+// SetGroupHooks sets the group commit hooks of s, before s is used.
+func SetGroupHooks(s *Store, h GroupHooks) {
+	s.group.hold = h.Hold
+	s.group.queuedHook = h.Queued
+	if h.Sending != nil {
+		s.group.sending = func(conn *pgx.Conn, n int) { h.Sending(conn.PgConn().PID(), n) }
+	}
 }

@@ -1,5 +1,7 @@
 package pgstore
 
+import "strings"
+
 // visibleXmin is the gate of every read of the global log: the oldest
 // transaction still running when the statement's snapshot was taken. Rows of
 // transactions below it are final, and no transaction that is still running
@@ -11,6 +13,9 @@ const visibleXmin = `pg_snapshot_xmin(pg_current_snapshot())`
 // included.
 type queries struct {
 	append        string
+	lockStreams   string
+	groupAppend   string
+	groupNotify   string
 	appendOne     string
 	appendMany    string
 	streamExists  string
@@ -60,6 +65,42 @@ func newQueries(expand func(string) string) queries {
 	return queries{
 		append: expand(`SELECT o_status, o_version, o_tx_id, o_position, o_duplicate_id
 			FROM {{schema}}.append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`),
+
+		// The locks of a group's streams, in the order of their keys ($1
+		// is sorted): the sorted subquery feeds the calls in its order.
+		lockStreams: expand(`SELECT count(pg_advisory_xact_lock({{streamlock}}, k.k)::text)
+			FROM (SELECT k FROM unnest($1::int[]) AS u(k) ORDER BY k) k`),
+
+		// An append in a group, whose stream is locked already (so the
+		// statement's snapshot sees the stream's last event, an earlier
+		// append of the group included), for events with IDs of the
+		// store's own (which cannot be stored yet): $1 the stream, $2 and
+		// $3 the lowest and highest version the expected version allows,
+		// $4 to $7 the events. It returns the stream's version before the
+		// append, and the last event's tx_id, position and version, NULL
+		// when the expected version did not hold and nothing was
+		// inserted. It does not notify: groupNotify does, once per group.
+		groupAppend: expand(`WITH cur AS (
+				SELECT coalesce(l.v, 0) AS v, l.tx_id
+				FROM (SELECT) one LEFT JOIN LATERAL (
+					SELECT e.stream_version AS v, e.tx_id FROM {{schema}}.events e
+					WHERE e.stream_id = $1 ORDER BY e.stream_version DESC LIMIT 1
+				) l ON true
+			), ins AS (
+				INSERT INTO {{schema}}.events (tx_id, event_id, stream_id, stream_version, type, data, metadata)
+				SELECT greatest(cur.tx_id, pg_current_xact_id()), u.id, $1, cur.v + u.ord, u.type, u.data, u.meta
+				FROM cur, unnest($4::uuid[], $5::text[], $6::jsonb[], $7::jsonb[]) WITH ORDINALITY AS u(id, type, data, meta, ord)
+				WHERE cur.v BETWEEN $2::bigint AND $3::bigint
+				ORDER BY u.ord
+				RETURNING tx_id, position, stream_version
+			)
+			SELECT cur.v, last.tx_id, last.position, last.stream_version
+			FROM cur LEFT JOIN (SELECT * FROM ins ORDER BY position DESC LIMIT 1) last ON true`),
+
+		// The notification of a group, as notifyOnce for one append, $1
+		// being the slot of one of its streams: any slot marks the group
+		// as in flight, and every listener holds all of them.
+		groupNotify: expand(`SELECT ` + strings.ReplaceAll(notifyOnce, "$9", "$1")),
 
 		// The fast appends: lock the stream, read its version from the
 		// statement's snapshot, insert if the expected version holds. The

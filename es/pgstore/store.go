@@ -21,10 +21,11 @@ import (
 
 // Defaults for [Config].
 const (
-	SchemaDefault        = "strata"
-	PollIntervalDefault  = time.Second
-	MaxEventSizeDefault  = 8 << 20
-	MaxAppendSizeDefault = 64 << 20
+	SchemaDefault         = "strata"
+	PollIntervalDefault   = time.Second
+	MaxEventSizeDefault   = 8 << 20
+	MaxAppendSizeDefault  = 64 << 20
+	GroupCommitMaxDefault = 32
 )
 
 // Config tunes a [Store]. The zero value works.
@@ -51,6 +52,12 @@ type Config struct {
 	// together: an append is one statement in one transaction. Defaults to
 	// 64 MiB.
 	MaxAppendSize int
+	// GroupCommitMax is the most appends that concurrent calls of
+	// [Store.Append] send together, in one round trip and one commit (see
+	// the package documentation). A group also carries at most
+	// MaxAppendSize bytes. 1 turns group commit off: every append commits
+	// on its own. [Store.AppendTx] is never grouped. Defaults to 32.
+	GroupCommitMax int
 }
 
 func (c Config) withDefaults() Config {
@@ -58,6 +65,7 @@ func (c Config) withDefaults() Config {
 	c.PollInterval = cmp.Or(c.PollInterval, PollIntervalDefault)
 	c.MaxEventSize = cmp.Or(c.MaxEventSize, MaxEventSizeDefault)
 	c.MaxAppendSize = cmp.Or(c.MaxAppendSize, MaxAppendSizeDefault)
+	c.GroupCommitMax = cmp.Or(c.GroupCommitMax, GroupCommitMaxDefault)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -76,6 +84,9 @@ func (c Config) Validate() error {
 	}
 	if c.PollInterval < 0 {
 		errs = append(errs, fmt.Errorf("pgstore: Config.PollInterval is %v; want a positive duration or 0 for the default", c.PollInterval))
+	}
+	if c.GroupCommitMax < 0 {
+		errs = append(errs, fmt.Errorf("pgstore: Config.GroupCommitMax is %d; want 1 (off), more, or 0 for the default", c.GroupCommitMax))
 	}
 	if err := c.limits().Validate("pgstore: Config"); err != nil {
 		errs = append(errs, err)
@@ -104,6 +115,7 @@ type Store struct {
 	streamLock, notifyLock int32
 	q                      queries
 	limits                 es.SizeLimits
+	group                  group
 }
 
 var (
@@ -137,6 +149,7 @@ func newStore(cfg Config) *Store {
 	s.notifyLock = lockClass("strata/pgstore/notify/" + cfg.Schema)
 	s.q = newQueries(s.expand)
 	s.limits = cfg.limits()
+	s.group.limit = groupsInFlight
 	return s
 }
 

@@ -23,11 +23,11 @@ func TestConfigValidate(t *testing.T) {
 	if err := (pgstore.Config{}).Validate(); err != nil {
 		t.Errorf("zero Config: %v", err)
 	}
-	err := pgstore.Config{Schema: strings.Repeat("s", 64), PollInterval: -time.Second, MaxEventSize: -1, MaxAppendSize: -1}.Validate()
+	err := pgstore.Config{Schema: strings.Repeat("s", 64), PollInterval: -time.Second, MaxEventSize: -1, MaxAppendSize: -1, GroupCommitMax: -1}.Validate()
 	if err == nil {
-		t.Fatal("Validate accepted a 64-byte schema, a negative poll interval and negative size limits")
+		t.Fatal("Validate accepted a 64-byte schema, a negative poll interval, negative size limits and a negative group size")
 	}
-	for _, field := range []string{"Config.Schema", "Config.PollInterval", "Config.MaxEventSize", "Config.MaxAppendSize"} {
+	for _, field := range []string{"Config.Schema", "Config.PollInterval", "Config.MaxEventSize", "Config.MaxAppendSize", "Config.GroupCommitMax"} {
 		if !strings.Contains(err.Error(), field) {
 			t.Errorf("Validate error does not name %s: %v", field, err)
 		}
