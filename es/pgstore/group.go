@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -255,8 +256,8 @@ func (e *notSentError) Unwrap() error { return e.err }
 // errSent reports whether the group's statements may have been sent when
 // err happened.
 func errSent(err error) bool {
-	_, ok := err.(*notSentError)
-	return !ok
+	var notSent *notSentError
+	return !errors.As(err, &notSent)
 }
 
 // appendGroup sends the appends of members in one pipeline, one
