@@ -14,7 +14,23 @@
 // [Tx.Index] (the whole document), [Tx.Update] (merge fields into the
 // document) and [Tx.Delete]. The Tx folds the writes of a batch to one
 // action per document and sends them with the bulk API, in requests bounded
-// by [Config.FlushActions] and [Config.FlushBytes].
+// by [Config.FlushActions] and [Config.FlushBytes], [Config.Concurrency] at
+// a time.
+//
+// # Batch size
+//
+// The sink is a [projections.BatchSizer]: a worker whose
+// projections.Config.BatchSize is 0 takes batches of FlushActions ×
+// Concurrency events (2000 with the defaults). The bulk requests of a batch
+// are sent, and every item answered, before its checkpoint commits, and the
+// next batch starts after that; so a batch that fills no more than one
+// request leaves Elasticsearch idle while PostgreSQL commits and the
+// worker reads on, and two requests at a time never happen. A batch that
+// fills Concurrency requests keeps Elasticsearch busy with the defaults
+// (see docs/benchmarks.md). The next batch's requests are not sent while a
+// checkpoint commits: a handler that reads PostgreSQL through
+// [Tx.Postgres] must see the previous batch committed, and a checkpoint
+// must never cover documents not yet acknowledged.
 //
 // # Idempotent by construction
 //
