@@ -130,9 +130,11 @@ func (r *bulkResult) item() (*bulkItem, string) {
 	return nil, ""
 }
 
+// bulkItem is the result of one action. Its index and ID are the
+// action's: the sink writes to the indices its aliases resolved to, so the
+// response would only repeat them (and decoding them would cost two
+// strings per item).
 type bulkItem struct {
-	Index  string     `json:"_index"`
-	ID     string     `json:"_id"`
 	Status int        `json:"status"`
 	Error  *errorBody `json:"error"`
 }
@@ -208,7 +210,7 @@ func (s *Sink) send(ctx context.Context, index string, body *bytes.Buffer, acts 
 	defer cancel()
 	defer func() { err = timedOut(ctx, err) }()
 	bulk := s.client.Bulk
-	opts := []func(*esapi.BulkRequest){bulk.WithContext(ctx), bulk.WithFilterPath("errors", "items.*._id", "items.*._index", "items.*.status", "items.*.error")}
+	opts := []func(*esapi.BulkRequest){bulk.WithContext(ctx), bulk.WithFilterPath("errors", "items.*.status", "items.*.error")}
 	if index != "" {
 		opts = append(opts, bulk.WithIndex(index))
 	}
@@ -244,7 +246,7 @@ func (s *Sink) send(ctx context.Context, index string, body *bytes.Buffer, acts 
 			// Deleted already (the delete is recorded with its version).
 		default:
 			typ, reason := it.Error.typeReason()
-			ie := &ItemError{Index: it.Index, ID: it.ID, Action: op, Status: it.Status, Type: typ, Reason: reason}
+			ie := &ItemError{Index: acts[i].index, ID: acts[i].id, Action: op, Status: it.Status, Type: typ, Reason: reason}
 			if IsTransient(ie) {
 				retry = append(retry, refused{acts[i], ie})
 				continue

@@ -3,6 +3,7 @@ package elasticsink_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -33,8 +34,33 @@ type rejectOnce struct {
 }
 
 func (r *rejectOnce) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !strings.HasSuffix(req.URL.Path, "/_bulk") {
+		return r.RoundTripper.RoundTrip(req)
+	}
+	// The response names no IDs (the sink filters them out): take them
+	// from the action lines of the request.
+	body, err := io.ReadAll(req.Body)
+	req.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	var ids []string
+	for line := range bytes.Lines(body) {
+		var meta map[string]struct {
+			ID string `json:"_id"`
+		}
+		if json.Unmarshal(line, &meta) != nil {
+			continue
+		}
+		for op, m := range meta {
+			if op == "index" || op == "delete" || op == "create" || op == "update" {
+				ids = append(ids, m.ID)
+			}
+		}
+	}
 	res, err := r.RoundTripper.RoundTrip(req)
-	if err != nil || !strings.HasSuffix(req.URL.Path, "/_bulk") || res.StatusCode != http.StatusOK {
+	if err != nil || res.StatusCode != http.StatusOK {
 		return res, err
 	}
 	b, err := io.ReadAll(res.Body)
@@ -42,34 +68,36 @@ func (r *rejectOnce) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	var body struct {
+	var out struct {
 		Errors bool                        `json:"errors"`
 		Items  []map[string]map[string]any `json:"items"`
 	}
-	if err := json.Unmarshal(b, &body); err != nil {
+	if err := json.Unmarshal(b, &out); err != nil {
 		return nil, err
+	}
+	if len(out.Items) != len(ids) {
+		return nil, fmt.Errorf("rejectOnce: %d items in the response to %d actions", len(out.Items), len(ids))
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for i, m := range body.Items {
+	for i, m := range out.Items {
 		for _, it := range m {
-			id, _ := it["_id"].(string)
 			switch {
 			case r.done:
-				r.later = append(r.later, id)
-			case len(body.Items) > 1 && i%2 == 1:
+				r.later = append(r.later, ids[i])
+			case len(out.Items) > 1 && i%2 == 1:
 				it["status"] = 429
 				it["error"] = map[string]any{"type": "es_rejected_execution_exception", "reason": "rejected execution of coordinating operation"}
 				delete(it, "result")
-				r.refused = append(r.refused, id)
-				body.Errors = true
+				r.refused = append(r.refused, ids[i])
+				out.Errors = true
 			}
 		}
 	}
 	if len(r.refused) > 0 {
 		r.done = true
 	}
-	if b, err = json.Marshal(body); err != nil {
+	if b, err = json.Marshal(out); err != nil {
 		return nil, err
 	}
 	res.Body = io.NopCloser(bytes.NewReader(b))
