@@ -21,16 +21,14 @@
 //
 // The sink is a [projections.BatchSizer]: a worker whose
 // projections.Config.BatchSize is 0 takes batches of FlushActions ×
-// Concurrency events (2000 with the defaults). The bulk requests of a batch
-// are sent, and every item answered, before its checkpoint commits, and the
-// next batch starts after that; so a batch that fills no more than one
-// request leaves Elasticsearch idle while PostgreSQL commits and the
-// worker reads on, and two requests at a time never happen. A batch that
-// fills Concurrency requests keeps Elasticsearch busy with the defaults
-// (see docs/benchmarks.md). The next batch's requests are not sent while a
-// checkpoint commits: a handler that reads PostgreSQL through
-// [Tx.Postgres] must see the previous batch committed, and a checkpoint
-// must never cover documents not yet acknowledged.
+// Concurrency events (2000 with the defaults), which fill Concurrency
+// requests sent at once. A batch's bulk requests are all answered before
+// its checkpoint commits, and the next batch's are sent after that commit
+// (a handler that reads PostgreSQL through [Tx.Postgres] sees the previous
+// batch committed, and a checkpoint never covers a document Elasticsearch
+// has not acknowledged). So a smaller batch, of one request or less, sends
+// one request at a time and leaves Elasticsearch idle during each commit;
+// see docs/benchmarks.md for what that costs.
 //
 // # Idempotent by construction
 //
