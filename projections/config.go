@@ -71,7 +71,8 @@ const (
 
 // Config tunes a [Worker]. The zero value works.
 type Config struct {
-	// BatchSize caps the events of one batch. Defaults to 500.
+	// BatchSize caps the events of one batch. Defaults to what the sink
+	// advises when it is a [BatchSizer], and to 500 otherwise.
 	BatchSize int
 	// BatchWait is how long a worker that has fewer than BatchSize events
 	// waits for more before applying them. Negative means not at all.
@@ -96,6 +97,16 @@ type Config struct {
 	// TracerProvider makes the span of each batch, which the handler's ctx
 	// carries (see [Worker.Run]). Defaults to otel.GetTracerProvider().
 	TracerProvider trace.TracerProvider
+}
+
+// BatchSizer is implemented by sinks that know what batch size makes them
+// fast: an Elasticsearch sink, say, whose batches should fill its bulk
+// requests. A worker asks only when its Config.BatchSize is 0; a size the
+// user sets always wins.
+type BatchSizer interface {
+	// BatchSize returns the events per batch the sink advises; 0 or less
+	// means no advice (BatchSizeDefault).
+	BatchSize() int
 }
 
 // Validate reports every problem with c at once.

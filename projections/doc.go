@@ -10,6 +10,11 @@
 //	w := projections.NewWorker(store, registry, sink, orderViews{}, projections.Config{})
 //	err := w.Run(ctx)                                     // nil on a clean stop
 //
+// A batch holds at most [Config.BatchSize] events. Left at 0, it is what
+// the sink advises when it is a [BatchSizer] (an Elasticsearch sink
+// advises batches that fill its concurrent bulk requests), and
+// [BatchSizeDefault] otherwise.
+//
 // # Guarantees
 //
 //   - Events reach the handler in log order, each once per committed batch;

@@ -35,7 +35,8 @@ type Worker[Tx any] struct {
 	state   atomic.Value // WorkerState
 }
 
-// NewWorker returns a worker for p. It panics if cfg is invalid (see
+// NewWorker returns a worker for p. When cfg.BatchSize is 0 and sink is a
+// [BatchSizer], the worker takes the sink's advice. It panics if cfg is invalid (see
 // [Config.Validate]), or if an argument is nil or p has no name: those are
 // programming errors.
 func NewWorker[Tx any](store es.Store, reg *es.Registry, sink Sink[Tx], p Projection[Tx], cfg Config) *Worker[Tx] {
@@ -51,6 +52,9 @@ func NewWorker[Tx any](store es.Store, reg *es.Registry, sink Sink[Tx], p Projec
 	handles := make(map[string]bool)
 	for _, t := range p.Handles() {
 		handles[t] = true
+	}
+	if bs, ok := sink.(BatchSizer); ok && cfg.BatchSize == 0 {
+		cfg.BatchSize = max(bs.BatchSize(), 0)
 	}
 	cfg = cfg.withDefaults()
 	return &Worker[Tx]{

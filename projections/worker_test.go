@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -423,5 +424,69 @@ func TestErrorPolicyText(t *testing.T) {
 	}
 	if got := projections.PolicyDeadLetter.String(); got != "dead-letter" {
 		t.Errorf("String() = %q, want dead-letter", got)
+	}
+}
+
+// advising is a sink that advises a batch size.
+type advising struct {
+	*memsink.Sink
+	size int
+}
+
+func (a advising) BatchSize() int { return a.size }
+
+// batchSizes is stock that records the size of each batch it handles.
+type batchSizes struct {
+	stock
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (p *batchSizes) HandleBatch(ctx context.Context, tx *memsink.Tx, events []projections.Event) error {
+	p.mu.Lock()
+	p.sizes = append(p.sizes, len(events))
+	p.mu.Unlock()
+	return p.stock.HandleBatch(ctx, tx, events)
+}
+
+func TestWorkerTakesTheSinksBatchSize(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name   string
+		advice int // 0: the sink is no BatchSizer
+		batch  int // Config.BatchSize
+		want   []int
+	}{
+		{name: "advised", advice: 7, want: []int{7, 7, 6}},
+		{name: "set by the user", advice: 7, batch: 5, want: []int{5, 5, 5, 5}},
+		{name: "no advice", advice: -1, want: []int{20}},
+		{name: "no BatchSizer", want: []int{20}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			store, mem := memstore.New(), memsink.New()
+			res := appendAdded(t, store, "a", 20)
+			var sink projections.Sink[*memsink.Tx] = mem
+			if c.advice != 0 {
+				sink = advising{mem, c.advice}
+			}
+			p := &batchSizes{stock: stock{name: "s"}}
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			w := projections.NewWorker(store, newRegistry(), sink, projections.Projection[*memsink.Tx](p),
+				projections.Config{Logger: quiet, BatchSize: c.batch})
+			done := start(t, ctx, w)
+			waitFor(t, mem, "s", res.Position)
+			cancel()
+			if err := waitDone(t, done); err != nil {
+				t.Fatal(err)
+			}
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if !slices.Equal(p.sizes, c.want) {
+				t.Errorf("batch sizes = %v, want %v", p.sizes, c.want)
+			}
+			checkAppliedOnce(t, mem, store, nil)
+		})
 	}
 }

@@ -2,13 +2,13 @@ package elasticsink_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -50,68 +50,85 @@ func field(kind string, i int) string {
 	return fmt.Sprintf("%s %08d lorem ipsum dolor sit amet consectetur", kind, i)[:50]
 }
 
-// Bulk requests of both sides of BenchmarkIndex: benchConcurrency in
-// flight. strata's are bounded by the actions in the benchmark's name
-// (benchFlushBytes is out of reach), and raw flushes at the bytes of that
-// many of its items.
+// Bulk requests of BenchmarkIndex: the bulk indexer's are benchConcurrency
+// in flight and flush at the bytes of as many of its items as strata's
+// requests carry (strata's are bounded by actions; benchFlushBytes is out
+// of their reach when the variant sets FlushActions).
 const (
 	benchConcurrency = elasticsink.ConcurrencyDefault
 	benchFlushBytes  = 64 << 20
 )
 
-// BenchmarkIndex indexes one order document per event, strata and raw by
-// turns (one run of each per iteration, the order alternating) so that both
-// see the same neighbours on a shared machine. strata runs a worker with
-// elasticsink from the start of the log until its checkpoint is at the
-// head, with batches of the size in the benchmark's name; raw sends the same
-// documents (encoded from the same values) with go-elasticsearch's
-// esutil.BulkIndexer to an index with the same mappings and settings. Both
-// send requests of the same number of documents (flush in the name),
-// benchConcurrency at a time, and leave refreshing to the index's refresh
-// interval (1s); strata's also carry external versions.
+// BenchmarkIndex indexes one order document per event, with strata and
+// two baselines by turns (one run of each per iteration, the order
+// rotating) so that all three see the same neighbours on a shared machine:
 //
-// It reports each side's docs/s over all its runs, the median of the
-// runs' strata/raw throughput ratios, each side's peak heap and its bulk
-// requests per run, and the CPU each side cost per document in the
-// Elasticsearch node (when it runs on this machine; all of the node's CPU,
-// so a node of its own) and in the benchmark process (strata's includes
-// reading and decoding the log; PostgreSQL's CPU is not counted), which a
-// busy machine distorts far less than wall time.
+//   - strata runs a worker with elasticsink from the start of the log until
+//     its checkpoint is at the head: "defaults" with zero Configs (the
+//     worker's batch size is the sink's advice), the others with the batch
+//     size and FlushActions in their names, FlushBytes out of reach and
+//     benchConcurrency requests in flight;
+//   - loop is the hand-written projection to beat: it reads the log as the
+//     worker does (Subscribe, decoded by the registry), encodes the same
+//     documents from the same values and sends them with the same external
+//     versions (numbered from 1, as strata's counter does) in plain Bulk
+//     requests of as many documents as strata's (1000 for "defaults"),
+//     one after the other, checking only each response's errors flag;
+//   - bulkindexer sends the same documents, without versions, with
+//     go-elasticsearch's esutil.BulkIndexer, benchConcurrency requests in
+//     flight, flushed at the bytes of as many documents.
+//
+// Each writes to an index of its own with the same mappings and settings,
+// and leaves refreshing to the index's refresh interval (1s).
+//
+// It reports each side's docs/s over all its runs; strata/loop and
+// strata/bulkindexer as ratios of those totals (all of strata's documents
+// over all its time, against the same for the baseline: not a median of
+// per-iteration ratios); each side's peak heap and bulk requests per run;
+// and the CPU each side cost per document in the Elasticsearch node (when
+// it runs on this machine; all of the node's CPU, so a node of its own)
+// and in the benchmark process (strata's and loop's include reading and
+// decoding the log; PostgreSQL's CPU is not counted), which a busy machine
+// distorts far less than wall time.
 func BenchmarkIndex(b *testing.B) {
 	bench := newIndexBench(b)
-	for _, c := range []struct{ batch, flush int }{{2000, 1000}, {20000, 10000}} {
+	for _, c := range []struct {
+		name         string
+		batch, flush int // 0: the defaults
+	}{{"defaults", 0, 0}, {"batch=2000/flush=1000", 2000, 1000}, {"batch=20000/flush=10000", 20000, 10000}} {
 		batch, flush := c.batch, c.flush
-		b.Run(fmt.Sprintf("batch=%d/flush=%d", batch, flush), func(b *testing.B) {
+		docsPerReq := cmp.Or(flush, elasticsink.FlushActionsDefault)
+		b.Run(c.name, func(b *testing.B) {
 			var (
-				s, r   side
-				ratios []float64
-				turn   int
+				s, l, r side
+				turn    int
 			)
-			for b.Loop() {
-				turn++
-				var ds, dr time.Duration
-				if turn%2 == 1 {
-					ds = s.run(func() { bench.strata(b, batch, flush, &s) })
-					dr = r.run(func() { bench.raw(b, flush, &r) })
-				} else {
-					dr = r.run(func() { bench.raw(b, flush, &r) })
-					ds = s.run(func() { bench.strata(b, batch, flush, &s) })
-				}
-				ratios = append(ratios, dr.Seconds()/ds.Seconds())
+			runs := []func(){
+				func() { bench.strata(b, batch, flush, &s) },
+				func() { bench.loop(b, docsPerReq, &l) },
+				func() { bench.bulkIndexer(b, docsPerReq, &r) },
 			}
-			slices.Sort(ratios)
+			for b.Loop() {
+				for i := range runs {
+					runs[(turn+i)%len(runs)]()
+				}
+				turn++
+			}
 			docs := float64(bench.n * turn)
 			b.ReportMetric(docs/s.wall.Seconds(), "strata-docs/s")
-			b.ReportMetric(docs/r.wall.Seconds(), "raw-docs/s")
-			b.ReportMetric(ratios[len(ratios)/2], "strata/raw")
-			b.ReportMetric(float64(s.heap.Load()), "strata-heap-MB")
-			b.ReportMetric(float64(r.heap.Load()), "raw-heap-MB")
-			b.ReportMetric(float64(s.reqs)/float64(turn), "strata-reqs/run")
-			b.ReportMetric(float64(r.reqs)/float64(turn), "raw-reqs/run")
-			b.ReportMetric(float64(s.esCPU.Microseconds())/docs, "strata-es-cpu-µs/doc")
-			b.ReportMetric(float64(r.esCPU.Microseconds())/docs, "raw-es-cpu-µs/doc")
-			b.ReportMetric(float64(s.goCPU.Microseconds())/docs, "strata-go-cpu-µs/doc")
-			b.ReportMetric(float64(r.goCPU.Microseconds())/docs, "raw-go-cpu-µs/doc")
+			b.ReportMetric(docs/l.wall.Seconds(), "loop-docs/s")
+			b.ReportMetric(docs/r.wall.Seconds(), "bulkindexer-docs/s")
+			b.ReportMetric(l.wall.Seconds()/s.wall.Seconds(), "strata/loop")
+			b.ReportMetric(r.wall.Seconds()/s.wall.Seconds(), "strata/bulkindexer")
+			for _, x := range []struct {
+				name string
+				s    *side
+			}{{"strata", &s}, {"loop", &l}, {"bulkindexer", &r}} {
+				b.ReportMetric(float64(x.s.heap.Load()), x.name+"-heap-MB")
+				b.ReportMetric(float64(x.s.reqs)/float64(turn), x.name+"-reqs/run")
+				b.ReportMetric(float64(x.s.esCPU.Microseconds())/docs, x.name+"-es-cpu-µs/doc")
+				b.ReportMetric(float64(x.s.goCPU.Microseconds())/docs, x.name+"-go-cpu-µs/doc")
+			}
 		})
 	}
 }
@@ -121,14 +138,6 @@ type side struct {
 	wall, esCPU, goCPU time.Duration
 	heap               atomic.Uint64 // peak, MiB
 	reqs               int64
-}
-
-// run runs f, which times itself with s.window, and returns the wall time
-// it added.
-func (s *side) run(f func()) time.Duration {
-	before := s.wall
-	f()
-	return s.wall - before
 }
 
 // window brackets the timed part of a run: call it before, and call what
@@ -279,14 +288,18 @@ func (x *indexBench) cleanup(alias string) {
 	}
 }
 
-// strata runs a worker from the start of the log to its head, and returns
-// how long that took.
+// strata runs a worker from the start of the log to its head, adding its
+// time to s. With batch and flush 0, both Configs are zero but for their
+// loggers.
 func (x *indexBench) strata(b *testing.B, batch, flush int, s *side) {
 	ctx := context.Background()
 	p := orderSearch{alias: fmt.Sprintf("bench-%s-%d", x.schema[len(x.schema)-8:], benchRuns.Add(1))}
 	defer x.cleanup(p.alias)
-	sink := elasticsink.New(x.client, x.pg, elasticsink.Config{Logger: quiet,
-		FlushActions: flush, FlushBytes: benchFlushBytes, Concurrency: benchConcurrency})
+	cfg := elasticsink.Config{Logger: quiet}
+	if flush > 0 {
+		cfg.FlushActions, cfg.FlushBytes, cfg.Concurrency = flush, benchFlushBytes, benchConcurrency
+	}
+	sink := elasticsink.New(x.client, x.pg, cfg)
 	if _, err := sink.EnsureIndex(ctx, p); err != nil {
 		b.Fatal(err)
 	}
@@ -309,13 +322,12 @@ func (x *indexBench) strata(b *testing.B, batch, flush int, s *side) {
 	s.reqs += x.bulks.Load() - bulks0
 }
 
-// raw indexes the same documents with esutil.BulkIndexer, and returns how
-// long that took.
-func (x *indexBench) raw(b *testing.B, flushActions int, s *side) {
-	ctx := context.Background()
+// createIndex creates an index for a baseline, with the mappings and
+// settings of strata's, and returns its name and a function that deletes
+// it.
+func (x *indexBench) createIndex(b *testing.B) (index string, cleanup func()) {
 	alias := fmt.Sprintf("bench-%s-raw%d", x.schema[len(x.schema)-8:], benchRuns.Add(1))
-	index := alias + "-raw"
-	defer x.cleanup(alias)
+	index = alias + "-raw"
 	ix := orderSearch{alias: alias}.Index()
 	body := fmt.Sprintf(`{"mappings":%s,"settings":%s}`, ix.Mappings, ix.Settings)
 	res, err := x.client.Indices.Create(index, x.client.Indices.Create.WithBody(strings.NewReader(body)))
@@ -323,6 +335,81 @@ func (x *indexBench) raw(b *testing.B, flushActions int, s *side) {
 		b.Fatal(err, res)
 	}
 	res.Body.Close()
+	return index, func() { x.cleanup(alias) }
+}
+
+// loop is the hand-written projection: it reads the log from the start
+// as a worker does, and sends each page of flush events as one plain bulk
+// request of documents with external versions, one request at a time,
+// until it has sent the head; it adds its time to s.
+func (x *indexBench) loop(b *testing.B, flush int, s *side) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	index, cleanup := x.createIndex(b)
+	defer cleanup()
+	bulk := x.client.Bulk
+
+	end := s.window(x)
+	stopHeap := sampleHeap(&s.heap)
+	var (
+		reg     = newRegistry()
+		body    bytes.Buffer
+		version int64
+	)
+	for recs, err := range x.store.Subscribe(ctx, es.SubscribeOptions{BatchSize: flush}) {
+		if err != nil {
+			b.Fatal(err)
+		}
+		body.Reset()
+		for _, r := range recs {
+			v, err := reg.Decode(r)
+			if err != nil {
+				b.Fatal(err)
+			}
+			d := v.(orderPlaced)
+			src, err := json.Marshal(orderDoc{Customer: d.Customer, Product: d.Product, Total: d.Total, Status: d.Status, Stream: r.Stream})
+			if err != nil {
+				b.Fatal(err)
+			}
+			version++
+			body.WriteString(`{"index":{"_id":"`)
+			body.WriteString(d.Order)
+			body.WriteString(`","version":`)
+			body.WriteString(strconv.FormatInt(version, 10))
+			body.WriteString(`,"version_type":"external"}}` + "\n")
+			body.Write(src)
+			body.WriteByte('\n')
+		}
+		res, err := bulk(bytes.NewReader(body.Bytes()), bulk.WithContext(ctx), bulk.WithIndex(index), bulk.WithFilterPath("errors"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var out struct {
+			Errors bool `json:"errors"`
+		}
+		err = json.NewDecoder(res.Body).Decode(&out)
+		res.Body.Close()
+		if err != nil || res.IsError() || out.Errors {
+			b.Fatalf("loop: bulk: %v, %s, errors %v", err, res.Status(), out.Errors)
+		}
+		s.reqs++
+		if !recs[len(recs)-1].Position.Before(x.head) {
+			break
+		}
+	}
+	end()
+	stopHeap()
+	if version != int64(x.n) {
+		b.Fatalf("loop: sent %d documents, want %d", version, x.n)
+	}
+}
+
+// bulkIndexer indexes the same documents with esutil.BulkIndexer, adding
+// its time to s.
+func (x *indexBench) bulkIndexer(b *testing.B, flushActions int, s *side) {
+	ctx := context.Background()
+	index, cleanup := x.createIndex(b)
+	defer cleanup()
 	encode := func(d orderPlaced) []byte {
 		src, err := json.Marshal(orderDoc{Customer: d.Customer, Product: d.Product, Total: d.Total, Status: d.Status, Stream: d.Order})
 		if err != nil {
@@ -330,7 +417,7 @@ func (x *indexBench) raw(b *testing.B, flushActions int, s *side) {
 		}
 		return src
 	}
-	// Flush at the bytes of benchFlushActions items, as BulkIndexer counts
+	// Flush at the bytes of flushActions items, as BulkIndexer counts
 	// them (its meta line, the document and two newlines).
 	flush := 1
 	for _, d := range x.docs[:min(flushActions, len(x.docs))] {
@@ -360,7 +447,7 @@ func (x *indexBench) raw(b *testing.B, flushActions int, s *side) {
 	stopHeap()
 	st := bi.Stats()
 	if f := failed.Load(); f > 0 || st.NumIndexed != uint64(x.n) {
-		b.Fatalf("raw: %d failed, %d indexed of %d", f, st.NumIndexed, x.n)
+		b.Fatalf("bulk indexer: %d failed, %d indexed of %d", f, st.NumIndexed, x.n)
 	}
 	s.reqs += int64(st.NumRequests)
 }

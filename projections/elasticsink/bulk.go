@@ -96,14 +96,45 @@ func (s *Sink) bulk(ctx context.Context, acts []action) error {
 	return g.Wait()
 }
 
+// bulkResponse is the part of a bulk response the sink reads: the
+// filter_path of each request asks for no more. Each item is a struct, not
+// a map keyed by its action, so that decoding a response of a thousand
+// items does not make a thousand maps.
 type bulkResponse struct {
-	Errors bool                  `json:"errors"`
-	Items  []map[string]bulkItem `json:"items"`
+	Errors bool         `json:"errors"`
+	Items  []bulkResult `json:"items"`
 }
 
+// bulkResult is one item of a bulk response: one of its fields is set,
+// named after the action.
+type bulkResult struct {
+	Index  bulkItem `json:"index"`
+	Create bulkItem `json:"create"`
+	Update bulkItem `json:"update"`
+	Delete bulkItem `json:"delete"`
+}
+
+// item returns the result and the action it answers; every result has a
+// status, so an empty one is an action the sink does not send.
+func (r *bulkResult) item() (*bulkItem, string) {
+	switch {
+	case r.Index.Status != 0:
+		return &r.Index, "index"
+	case r.Delete.Status != 0:
+		return &r.Delete, "delete"
+	case r.Create.Status != 0:
+		return &r.Create, "create"
+	case r.Update.Status != 0:
+		return &r.Update, "update"
+	}
+	return nil, ""
+}
+
+// bulkItem is the result of one action. Its index and ID are the
+// action's: the sink writes to the indices its aliases resolved to, so the
+// response would only repeat them (and decoding them would cost two
+// strings per item).
 type bulkItem struct {
-	Index  string     `json:"_index"`
-	ID     string     `json:"_id"`
 	Status int        `json:"status"`
 	Error  *errorBody `json:"error"`
 }
@@ -179,7 +210,7 @@ func (s *Sink) send(ctx context.Context, index string, body *bytes.Buffer, acts 
 	defer cancel()
 	defer func() { err = timedOut(ctx, err) }()
 	bulk := s.client.Bulk
-	opts := []func(*esapi.BulkRequest){bulk.WithContext(ctx), bulk.WithFilterPath("errors", "items.*._id", "items.*._index", "items.*.status", "items.*.error")}
+	opts := []func(*esapi.BulkRequest){bulk.WithContext(ctx), bulk.WithFilterPath("errors", "items.*.status", "items.*.error")}
 	if index != "" {
 		opts = append(opts, bulk.WithIndex(index))
 	}
@@ -203,23 +234,24 @@ func (s *Sink) send(ctx context.Context, index string, body *bytes.Buffer, acts 
 		return nil, fmt.Errorf("elasticsink: bulk: %d items in the response to %d actions", len(br.Items), len(acts))
 	}
 	var retry []refused
-	for i, m := range br.Items {
-		for op, it := range m {
-			switch {
-			case it.Status >= 200 && it.Status < 300:
-			case it.Status == 409:
-				// A version conflict: the stored document is as new or newer.
-			case it.Status == 404 && op == "delete" && it.Error == nil:
-				// Deleted already (the delete is recorded with its version).
-			default:
-				typ, reason := it.Error.typeReason()
-				ie := &ItemError{Index: it.Index, ID: it.ID, Action: op, Status: it.Status, Type: typ, Reason: reason}
-				if IsTransient(ie) {
-					retry = append(retry, refused{acts[i], ie})
-					continue
-				}
-				return nil, ie
+	for i := range br.Items {
+		it, op := br.Items[i].item()
+		switch {
+		case it == nil:
+			return nil, fmt.Errorf("elasticsink: bulk: item %d of the response has no status", i)
+		case it.Status >= 200 && it.Status < 300:
+		case it.Status == 409:
+			// A version conflict: the stored document is as new or newer.
+		case it.Status == 404 && op == "delete" && it.Error == nil:
+			// Deleted already (the delete is recorded with its version).
+		default:
+			typ, reason := it.Error.typeReason()
+			ie := &ItemError{Index: acts[i].index, ID: acts[i].id, Action: op, Status: it.Status, Type: typ, Reason: reason}
+			if IsTransient(ie) {
+				retry = append(retry, refused{acts[i], ie})
+				continue
 			}
+			return nil, ie
 		}
 	}
 	return retry, nil

@@ -14,7 +14,21 @@
 // [Tx.Index] (the whole document), [Tx.Update] (merge fields into the
 // document) and [Tx.Delete]. The Tx folds the writes of a batch to one
 // action per document and sends them with the bulk API, in requests bounded
-// by [Config.FlushActions] and [Config.FlushBytes].
+// by [Config.FlushActions] and [Config.FlushBytes], [Config.Concurrency] at
+// a time.
+//
+// # Batch size
+//
+// The sink is a [projections.BatchSizer]: a worker whose
+// projections.Config.BatchSize is 0 takes batches of FlushActions ×
+// Concurrency events (2000 with the defaults), which fill Concurrency
+// requests sent at once. A batch's bulk requests are all answered before
+// its checkpoint commits, and the next batch's are sent after that commit
+// (a handler that reads PostgreSQL through [Tx.Postgres] sees the previous
+// batch committed, and a checkpoint never covers a document Elasticsearch
+// has not acknowledged). So a smaller batch, of one request or less, sends
+// one request at a time and leaves Elasticsearch idle during each commit;
+// see docs/benchmarks.md for what that costs.
 //
 // # Idempotent by construction
 //

@@ -352,6 +352,8 @@ func (g *generation) SetState(ctx context.Context, name string, state projection
 
 func (g *generation) Transient(err error) bool { return g.sink.Transient(err) }
 
+func (g *generation) BatchSize() int { return g.sink.BatchSize() }
+
 // renamed runs a projection under the rebuild's checkpoint name.
 type renamed struct {
 	projections.Projection[*Tx]

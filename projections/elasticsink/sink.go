@@ -57,6 +57,11 @@ type Config struct {
 	// Concurrency is how many bulk requests of one batch are in flight at
 	// once. Each document appears once per batch, so their order does not
 	// matter. Defaults to 2.
+	//
+	// A worker whose projections.Config.BatchSize is 0 takes batches of
+	// FlushActions × Concurrency events (2000 by default; see
+	// [Sink.BatchSize]), so that each batch fills its requests and sends
+	// them in parallel.
 	Concurrency int
 	// MaxRetries is how often items refused for a retryable reason (429,
 	// 5xx) are sent again within one batch, with exponential backoff
@@ -244,6 +249,16 @@ func (s *Sink) apply(ctx context.Context, p projections.ApplyParams, tg target, 
 		return s.saveRecord(ctx, ptx, p.Projection, rec)
 	})
 }
+
+var _ projections.BatchSizer = (*Sink)(nil)
+
+// BatchSize implements [projections.BatchSizer]: FlushActions ×
+// Concurrency events, enough for a batch of one document per event to fill
+// Concurrency requests sent at once. With a smaller batch, each batch is
+// one request and the batches go one after the other (bulk, then commit,
+// then the next bulk); a worker whose projections.Config.BatchSize is 0
+// takes this size instead of projections.BatchSizeDefault.
+func (s *Sink) BatchSize() int { return s.cfg.FlushActions * s.cfg.Concurrency }
 
 // Checkpoint implements [projections.Checkpoints].
 func (s *Sink) Checkpoint(ctx context.Context, name string) (projections.Checkpoint, error) {

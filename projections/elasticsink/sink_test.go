@@ -3,7 +3,10 @@ package elasticsink_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -397,5 +400,85 @@ func TestOneBatchTwoIndices(t *testing.T) {
 		if len(docs) != 2 || docs["o1"].Source.Customer != "ada" || docs["o2"].Source.Customer != "bob" {
 			t.Errorf("%s holds %v, want o1 and o2", alias, docs)
 		}
+	}
+}
+
+// sizedSearch is orderSearch that records the size of each batch.
+type sizedSearch struct {
+	orderSearch
+	mu    *sync.Mutex
+	sizes *[]int
+}
+
+func (p sizedSearch) HandleBatch(ctx context.Context, tx *elasticsink.Tx, events []projections.Event) error {
+	p.mu.Lock()
+	*p.sizes = append(*p.sizes, len(events))
+	p.mu.Unlock()
+	return p.orderSearch.HandleBatch(ctx, tx, events)
+}
+
+func (p sizedSearch) taken() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(*p.sizes)
+}
+
+// A worker left at the default batch size takes batches that fill the
+// sink's concurrent bulk requests (FlushActions × Concurrency events), live
+// and in a rebuild; a batch size the user sets wins.
+func TestBatchSizeFromSink(t *testing.T) {
+	t.Parallel()
+	e := newEnvWith(t, elastictest.Client(t), elasticsink.Config{FlushActions: 3, Concurrency: 2})
+	if got, want := elasticsink.New(e.client, e.pg, elasticsink.Config{}).BatchSize(),
+		elasticsink.FlushActionsDefault*elasticsink.ConcurrencyDefault; got != want {
+		t.Errorf("BatchSize() with the default Config = %d, want %d", got, want)
+	}
+	var events []any
+	for i := range 14 {
+		events = append(events, orderPlaced{Order: fmt.Sprintf("o%d", i), Customer: "c", Product: "p", Total: i, Status: "placed"})
+	}
+	head := e.append(t, "order-sized", events...)
+	p := sizedSearch{orderSearch: e.proj, mu: new(sync.Mutex), sizes: new([]int)}
+	for _, c := range []struct {
+		name  string
+		batch int
+		run   func(projections.Config)
+		want  []int
+	}{
+		{name: "live", run: func(cfg projections.Config) { runUntil(t, e, p, cfg, head) }, want: []int{6, 6, 2}},
+		{name: "live, set by the user", batch: 5, run: func(cfg projections.Config) {
+			if err := e.pg.Reset(t.Context(), p.Name(), es.Start); err != nil {
+				t.Fatal(err)
+			}
+			runUntil(t, e, p, cfg, head)
+		}, want: []int{5, 5, 4}},
+		{name: "rebuild", run: func(cfg projections.Config) {
+			if err := e.sink.Rebuild(t.Context(), e.store, e.reg, p, elasticsink.RebuildConfig{Worker: cfg}); err != nil {
+				t.Fatal(err)
+			}
+		}, want: []int{6, 6, 2}},
+	} {
+		*p.sizes = nil
+		c.run(projections.Config{Logger: quiet, BatchSize: c.batch})
+		if got := p.taken(); !slices.Equal(got, c.want) {
+			t.Errorf("%s: batch sizes = %v, want %v", c.name, got, c.want)
+		}
+	}
+	if docs := e.docs(t); len(docs) != 14 {
+		t.Errorf("got %d documents, want 14", len(docs))
+	}
+}
+
+// runUntil runs a worker of p until its checkpoint is at head.
+func runUntil(t *testing.T, e env, p elasticsink.Projection, cfg projections.Config, head es.Position) {
+	t.Helper()
+	w := elasticsink.NewWorker(e.store, e.reg, e.sink, p, cfg)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	e.waitFor(t, head)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -476,6 +476,8 @@ func (sh *esShadow) Apply(ctx context.Context, p projections.ApplyParams, handle
 
 func (sh *esShadow) Transient(err error) bool { return sh.sink.Transient(err) }
 
+func (sh *esShadow) BatchSize() int { return sh.sink.BatchSize() }
+
 // build runs w until the shadow has applied the log up to until (or the
 // head of the log, when until is past it), reporting its progress as cfg
 // asks.
