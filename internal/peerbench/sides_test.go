@@ -94,8 +94,9 @@ type readEvent struct {
 
 // side is one way of storing and reading the events.
 type side interface {
-	// append writes evs to stream, whose version is version before the
-	// write, and returns the position of the last one in the side's log.
+	// append appends n events to stream, whose version is version before
+	// the append, in one operation, and returns the position of the last
+	// one in the side's log.
 	append(ctx context.Context, stream string, version int64, n int) (es.Position, error)
 	// importEvents writes n events to n/perStream new streams named
 	// prefix-0, prefix-1, ..., perStream events each, in that order.
@@ -105,14 +106,16 @@ type side interface {
 	// head returns the position of the last event in the log.
 	head(ctx context.Context) (es.Position, error)
 	// live reads the log after after as it grows, calling visit with each
-	// event and its position, until ctx ends. written is called after each
-	// append, as a writer that wakes readers would.
+	// event and its position, until ctx ends.
 	live(ctx context.Context, after es.Position, visit func(readEvent, es.Position)) error
-	// written is what a writer calls after each append.
+	// written is what a writer calls after each append: it wakes the
+	// live reader where the side's API leaves that to the writer.
 	written()
+	// table is the quoted name of the table that holds the events.
+	table() string
 }
 
-// sides returns the three sides on fresh schemas of srv: strata and raw
+// newSides returns the three sides on fresh schemas of srv: strata and raw
 // share one, the peer (whose table is also called events, and whose SQL
 // names no schema) has its own.
 func newSides(tb testing.TB, srv *server) map[string]side {
@@ -130,10 +133,11 @@ var sideNames = []string{"strata", "raw", "peer"}
 // --- strata ---
 
 type strataSide struct {
-	store *pgstore.Store
-	pool  *pgxpool.Pool
-	reg   *es.Registry
-	meta  es.Metadata
+	store  *pgstore.Store
+	events string // quoted
+	pool   *pgxpool.Pool
+	reg    *es.Registry
+	meta   es.Metadata
 }
 
 func newStrataSide(tb testing.TB, srv *server) *strataSide {
@@ -154,7 +158,7 @@ func newStrataSide(tb testing.TB, srv *server) *strataSide {
 	for k, v := range metadata() {
 		meta[k] = v.(string)
 	}
-	return &strataSide{store: s, pool: pool, reg: reg, meta: meta}
+	return &strataSide{store: s, events: pgx.Identifier{schema, "events"}.Sanitize(), pool: pool, reg: reg, meta: meta}
 }
 
 func (s *strataSide) encode(stream string, version int64) (es.EventData, error) {
@@ -242,6 +246,8 @@ func (s *strataSide) live(ctx context.Context, after es.Position, visit func(rea
 // written does nothing: an append wakes subscribers itself.
 func (s *strataSide) written() {}
 
+func (s *strataSide) table() string { return s.events }
+
 // --- raw ---
 
 // rawTable is the plain table of the raw side.
@@ -258,7 +264,7 @@ const rawTable = `CREATE TABLE %s (
 type rawSide struct {
 	pool   *pgxpool.Pool
 	schema string
-	table  string // quoted
+	events string // quoted
 	kick   chan struct{}
 }
 
@@ -274,7 +280,7 @@ func newRawSide(tb testing.TB, srv *server) *rawSide {
 	if _, err := pool.Exec(context.Background(), fmt.Sprintf(rawTable, table)); err != nil {
 		tb.Fatal(err)
 	}
-	return &rawSide{pool: pool, schema: schema, table: table, kick: make(chan struct{}, 1)}
+	return &rawSide{pool: pool, schema: schema, events: table, kick: make(chan struct{}, 1)}
 }
 
 // row encodes the event of stream at version: data and metadata.
@@ -289,7 +295,7 @@ func (s *rawSide) row(stream string, version int64) ([]byte, []byte, error) {
 
 func (s *rawSide) append(ctx context.Context, stream string, version int64, n int) (es.Position, error) {
 	var sql strings.Builder
-	sql.WriteString("INSERT INTO " + s.table + " (stream, version, type, data, metadata) VALUES ")
+	sql.WriteString("INSERT INTO " + s.events + " (stream, version, type, data, metadata) VALUES ")
 	args := make([]any, 0, 5*n)
 	for i := range n {
 		if i > 0 {
@@ -341,7 +347,7 @@ func (s *rawSide) importEvents(ctx context.Context, prefix string, n, perStream 
 // page reads the events after position after, at most readPage, and
 // returns the position of the last one (after when there was none).
 func (s *rawSide) page(ctx context.Context, after int64, visit func(readEvent, es.Position)) (int64, int, error) {
-	rows, err := s.pool.Query(ctx, "SELECT position, stream, version, type, data, metadata FROM "+s.table+
+	rows, err := s.pool.Query(ctx, "SELECT position, stream, version, type, data, metadata FROM "+s.events+
 		" WHERE position > $1 ORDER BY position LIMIT $2", after, readPage)
 	if err != nil {
 		return after, 0, err
@@ -381,7 +387,7 @@ func (s *rawSide) readAll(ctx context.Context, visit func(readEvent)) error {
 
 func (s *rawSide) head(ctx context.Context) (es.Position, error) {
 	var last int64
-	err := s.pool.QueryRow(ctx, "SELECT coalesce(max(position), 0) FROM "+s.table).Scan(&last)
+	err := s.pool.QueryRow(ctx, "SELECT coalesce(max(position), 0) FROM "+s.events).Scan(&last)
 	return es.Position{Prepare: uint64(last)}, err
 }
 
@@ -419,6 +425,8 @@ func (s *rawSide) live(ctx context.Context, after es.Position, visit func(readEv
 	}
 }
 
+func (s *rawSide) table() string { return s.events }
+
 func (s *rawSide) written() {
 	select {
 	case s.kick <- struct{}{}:
@@ -443,8 +451,9 @@ func (o *Order) Register(r aggregate.RegisterFunc) { r(&OrderPlaced{}) }
 var registerPeer = sync.OnceFunc(func() { aggregate.Register(&Order{}) })
 
 type peerSide struct {
-	db    *sql.DB
-	store *peersql.Postgres
+	db     *sql.DB
+	store  *peersql.Postgres
+	events string // quoted
 
 	mu   sync.Mutex
 	aggs map[string]*Order // the aggregates written to, as an application holds them
@@ -454,7 +463,7 @@ type peerSide struct {
 func newPeerSide(tb testing.TB, srv *server) *peerSide {
 	tb.Helper()
 	registerPeer()
-	_, cfg := srv.newSchema(tb, "peer", true)
+	schema, cfg := srv.newSchema(tb, "peer", true)
 	db := stdlib.OpenDB(*cfg.ConnConfig)
 	db.SetMaxOpenConns(int(cfg.MaxConns))
 	db.SetMaxIdleConns(int(cfg.MaxConns))
@@ -463,7 +472,7 @@ func newPeerSide(tb testing.TB, srv *server) *peerSide {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &peerSide{db: db, store: store, aggs: map[string]*Order{}}
+	return &peerSide{db: db, store: store, events: pgx.Identifier{schema, "events"}.Sanitize(), aggs: map[string]*Order{}}
 }
 
 // order returns the aggregate of stream, which must be at version.
@@ -558,6 +567,8 @@ func (s *peerSide) live(ctx context.Context, after es.Position, visit func(readE
 	}
 	return nil
 }
+
+func (s *peerSide) table() string { return s.events }
 
 func (s *peerSide) written() {
 	s.mu.Lock()
