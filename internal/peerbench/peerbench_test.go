@@ -1,10 +1,13 @@
 package peerbench_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"reflect"
 	"testing"
+
+	"github.com/stratadev/strata/es"
 )
 
 // TestSidesAgree runs each side's operations once on the fast server and
@@ -105,5 +108,35 @@ func TestLiveRead(t *testing.T) {
 			}
 			t.Logf("%s's live reader skipped %d of %d events", name, res.Skipped, res.Written)
 		})
+	}
+}
+
+// dropping is a side whose live reader loses the 5th, 15th, 25th ... event
+// it reads: a tenth of them, never the last of a multiple of ten.
+type dropping struct {
+	side
+	n int
+}
+
+func (d *dropping) live(ctx context.Context, after es.Position, visit func(readEvent, es.Position)) error {
+	return d.side.live(ctx, after, func(ev readEvent, pos es.Position) {
+		d.n++
+		if d.n%10 != 5 {
+			visit(ev, pos)
+		}
+	})
+}
+
+// TestLiveReadCountsSkips checks the check: a reader that loses events is
+// caught, with the number it lost.
+func TestLiveReadCountsSkips(t *testing.T) {
+	t.Parallel()
+	const n = 200
+	res, err := liveRead(t.Context(), &dropping{side: newStrataSide(t, fast)}, n, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (liveResult{Written: n, Skipped: n / 10}); res != want {
+		t.Errorf("live read of a reader that drops a tenth of the events: got %+v, want %+v", res, want)
 	}
 }
