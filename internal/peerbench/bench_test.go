@@ -148,6 +148,9 @@ func BenchmarkReadAll(b *testing.B) {
 			if err := s.importEvents(ctx, "read", readAllEvents, perStream); err != nil {
 				b.Fatal(err)
 			}
+			if err := s.settle(ctx, readAllEvents); err != nil {
+				b.Fatal(err)
+			}
 			// So that every side reads a settled table with statistics.
 			if _, err := srv.pool(b).Exec(ctx, "VACUUM ANALYZE "+s.table()); err != nil {
 				b.Fatal(err)

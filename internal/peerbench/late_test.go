@@ -20,8 +20,11 @@ type lateSide interface {
 	// leaves open, and returns the function that commits it.
 	hold(ctx context.Context, stream string) (commit func() error, err error)
 	// reader returns a function that reads what the live reader would
-	// read next: the events after the last one it returned.
-	reader() func(ctx context.Context) ([]key, error)
+	// read next: the events after the last one it returned. strata's
+	// waits, as its subscription does, until it can return at least
+	// atLeast events; the others return what they read at once, which is
+	// all they will ever read there (their position has moved on).
+	reader() func(ctx context.Context, atLeast int) ([]key, error)
 }
 
 // TestLateCommit shows the hazard the gap check is about, step by step: an
@@ -50,14 +53,14 @@ func TestLateCommit(t *testing.T) {
 			if _, err := s.append(ctx, "early", 0, 1); err != nil {
 				t.Fatal(err)
 			}
-			first, err := read(ctx)
+			first, err := read(ctx, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if err := commit(); err != nil {
 				t.Fatal(err)
 			}
-			second, err := read(ctx)
+			second, err := read(ctx, len(want[name][1]))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -84,16 +87,33 @@ func (s *strataSide) hold(ctx context.Context, stream string) (func() error, err
 	return func() error { return tx.Commit(context.Background()) }, nil
 }
 
-func (s *strataSide) reader() func(ctx context.Context) ([]key, error) {
+func (s *strataSide) reader() func(ctx context.Context, atLeast int) ([]key, error) {
 	after := es.Start
-	return func(ctx context.Context) ([]key, error) {
-		recs, err := s.store.ReadAll(ctx, after, readPage)
+	return func(ctx context.Context, atLeast int) ([]key, error) {
 		var ks []key
-		for _, r := range recs {
-			ks = append(ks, key{r.Stream, r.Version})
-			after = r.Position
+		if atLeast == 0 {
+			recs, err := s.store.ReadAll(ctx, after, readPage)
+			for _, r := range recs {
+				ks = append(ks, key{r.Stream, r.Version})
+				after = r.Position
+			}
+			return ks, err
 		}
-		return ks, err
+		ctx, cancel := context.WithTimeout(ctx, settleMax)
+		defer cancel()
+		for recs, err := range s.store.Subscribe(ctx, es.SubscribeOptions{After: after}) {
+			if err != nil {
+				return ks, err
+			}
+			for _, r := range recs {
+				ks = append(ks, key{r.Stream, r.Version})
+				after = r.Position
+			}
+			if len(ks) >= atLeast {
+				break
+			}
+		}
+		return ks, ctx.Err()
 	}
 }
 
@@ -114,9 +134,9 @@ func (s *rawSide) hold(ctx context.Context, stream string) (func() error, error)
 	return func() error { return tx.Commit(context.Background()) }, nil
 }
 
-func (s *rawSide) reader() func(ctx context.Context) ([]key, error) {
+func (s *rawSide) reader() func(ctx context.Context, atLeast int) ([]key, error) {
 	var after int64
-	return func(ctx context.Context) ([]key, error) {
+	return func(ctx context.Context, _ int) ([]key, error) {
 		var ks []key
 		var err error
 		after, _, err = s.page(ctx, after, func(ev readEvent, _ es.Position) {
@@ -151,13 +171,13 @@ func (s *peerSide) hold(ctx context.Context, stream string) (func() error, error
 
 // reader runs a projection on the peer's global reader once per call, as
 // its Run does at each trigger or pace.
-func (s *peerSide) reader() func(ctx context.Context) ([]key, error) {
+func (s *peerSide) reader() func(ctx context.Context, atLeast int) ([]key, error) {
 	var ks []key
 	p := eventsourcing.NewProjection(s.store.All(0), func(e eventsourcing.Event) error {
 		ks = append(ks, key{e.AggregateID(), int64(e.Version())})
 		return nil
 	})
-	return func(context.Context) ([]key, error) {
+	return func(context.Context, int) ([]key, error) {
 		ks = nil
 		_, res := p.RunOnce()
 		return ks, res.Error

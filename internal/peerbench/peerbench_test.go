@@ -47,6 +47,9 @@ func TestSidesAgree(t *testing.T) {
 			if err := s.importEvents(ctx, "imp", imported, perStream); err != nil {
 				t.Fatalf("import: %v", err)
 			}
+			if err := s.settle(ctx, len(want)); err != nil {
+				t.Fatal(err)
+			}
 			var got []readEvent
 			if err := s.readAll(ctx, func(ev readEvent) { got = append(got, ev) }); err != nil {
 				t.Fatalf("read all: %v", err)

@@ -113,7 +113,16 @@ type side interface {
 	written()
 	// table is the quoted name of the table that holds the events.
 	table() string
+	// settle waits until the side's readers can see the first n events of
+	// the log. strata's readers see an event once every transaction that
+	// began before it has ended (see es/pgstore), so a transaction of any
+	// other client of the server holds them back for a while; the others'
+	// readers see a committed event at once.
+	settle(ctx context.Context, n int) error
 }
+
+// settleMax bounds settle: what holds a reader back that long is a bug.
+const settleMax = time.Minute
 
 // newSides returns the three sides on fresh schemas of srv: strata and raw
 // share one, the peer (whose table is also called events, and whose SQL
@@ -247,6 +256,23 @@ func (s *strataSide) live(ctx context.Context, after es.Position, visit func(rea
 func (s *strataSide) written() {}
 
 func (s *strataSide) table() string { return s.events }
+
+// settle subscribes from the start of the log until it has seen n events:
+// a subscription wakes when events become visible.
+func (s *strataSide) settle(ctx context.Context, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, settleMax)
+	defer cancel()
+	seen := 0
+	for recs, err := range s.store.Subscribe(ctx, es.SubscribeOptions{BatchSize: readPage}) {
+		if err != nil {
+			return fmt.Errorf("wait until %d events are visible: %w", n, err)
+		}
+		if seen += len(recs); seen >= n {
+			return nil
+		}
+	}
+	return fmt.Errorf("wait until %d events are visible: %d are after %s: %w", n, seen, settleMax, ctx.Err())
+}
 
 // --- raw ---
 
@@ -427,6 +453,8 @@ func (s *rawSide) live(ctx context.Context, after es.Position, visit func(readEv
 
 func (s *rawSide) table() string { return s.events }
 
+func (s *rawSide) settle(context.Context, int) error { return nil }
+
 func (s *rawSide) written() {
 	select {
 	case s.kick <- struct{}{}:
@@ -569,6 +597,8 @@ func (s *peerSide) live(ctx context.Context, after es.Position, visit func(readE
 }
 
 func (s *peerSide) table() string { return s.events }
+
+func (s *peerSide) settle(context.Context, int) error { return nil }
 
 func (s *peerSide) written() {
 	s.mu.Lock()
