@@ -114,19 +114,19 @@ type side interface {
 	// table is the quoted name of the table that holds the events.
 	table() string
 	// settle waits until the side's readers can see the first n events of
-	// the log. strata's readers see an event once every transaction that
-	// began before it has ended (see es/pgstore), so a transaction of any
-	// other client of the server holds them back for a while; the others'
-	// readers see a committed event at once.
+	// the log. strata's readers see an event once no transaction older
+	// than the event's is running on the server (see es/pgstore), so any
+	// other client's transaction may hold them back for a while; the
+	// others' readers see a committed event at once.
 	settle(ctx context.Context, n int) error
 }
 
 // settleMax bounds settle: what holds a reader back that long is a bug.
 const settleMax = time.Minute
 
-// newSides returns the three sides on fresh schemas of srv: strata and raw
-// share one, the peer (whose table is also called events, and whose SQL
-// names no schema) has its own.
+// newSides returns the three sides, each in a fresh schema of its own on
+// srv (the peer's table is called events too, and its SQL names no schema:
+// it finds its schema through search_path).
 func newSides(tb testing.TB, srv *server) map[string]side {
 	tb.Helper()
 	return map[string]side{
