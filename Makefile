@@ -27,6 +27,8 @@ WITHELASTIC = $(GO) run ./internal/cmd/withelastic --
 BENCH ?= .
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 3
+# go test's default of 10m is too short for the peer comparison's imports.
+BENCHTIMEOUT ?= 60m
 BENCH_PKGS ?= ./es/pgstore/ ./cqrs/ ./projections/pgsink/ $(PEER_BENCH_PKGS)
 # The comparison with a plain table and with hallgren/eventsourcing, on a
 # fast and a durable server (docs/benchmarks.md); `make bench-peer` runs it
@@ -60,11 +62,11 @@ test: ensure-postgres ensure-elasticsearch vet
 	$(WITHPG) $(WITHELASTIC) $(GO) test -race -count=1 $(PKGS)
 
 bench: ensure-postgres
-	$(WITHPG) $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(BENCH_PKGS) \
+	$(WITHPG) $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout $(BENCHTIMEOUT) $(BENCH_PKGS) \
 		| $(GO) run ./internal/cmd/benchratio $(BENCH_TARGETS)
 
 bench-peer: ensure-postgres
-	$(WITHPG) $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(PEER_BENCH_PKGS) \
+	$(WITHPG) $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout $(BENCHTIMEOUT) $(PEER_BENCH_PKGS) \
 		| $(GO) run ./internal/cmd/benchratio
 
 # The order example: throwaway PostgreSQL (and Elasticsearch when Java is
