@@ -14,9 +14,11 @@ GO ?= go
 # The repository is several Go modules (go.work lists them): the core (es,
 # cqrs, projections, pgstore, pgsink), and modules of their own for the
 # EventStoreDB store, the Elasticsearch sink, the CLI and the examples, so
-# that an application using the core does not get their dependencies. A
-# `./...` stops at a module's edge, so the targets name every module.
-MODULES := . ./cmd/strata ./es/esdbstore ./examples ./projections/elasticsink
+# that an application using the core does not get their dependencies; the
+# comparison with another event-sourcing library (internal/peerbench) is
+# one too. A `./...` stops at a module's edge, so the targets name every
+# module.
+MODULES := . ./cmd/strata ./es/esdbstore ./examples ./internal/peerbench ./projections/elasticsink
 PKGS := $(addsuffix /...,$(MODULES))
 WITHPG = $(GO) run ./cmd/withpg --
 WITHELASTIC = $(GO) run ./internal/cmd/withelastic --
@@ -25,12 +27,18 @@ WITHELASTIC = $(GO) run ./internal/cmd/withelastic --
 BENCH ?= .
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 3
-BENCH_PKGS ?= ./es/pgstore/ ./cqrs/ ./projections/pgsink/
+# go test's default of 10m is too short for the peer comparison's imports.
+BENCHTIMEOUT ?= 60m
+BENCH_PKGS ?= ./es/pgstore/ ./cqrs/ ./projections/pgsink/ $(PEER_BENCH_PKGS)
+# The comparison with a plain table and with hallgren/eventsourcing, on a
+# fast and a durable server (docs/benchmarks.md); `make bench-peer` runs it
+# alone. BENCH_IMPORT_EVENTS sets the size of its import (default 100000).
+PEER_BENCH_PKGS := ./internal/peerbench/
 # Minimum strata/raw throughput ratios that benchratio marks (figures, not
 # assertions; see docs/benchmarks.md).
 BENCH_TARGETS ?= -target AppendOne=0.8,AppendOneParallel=0.8,Append100=0.8,Import=0.85,ReadAll=0.7,OnNew=0.9,OnExisting=0.9,CatchUp=0.75
 
-.PHONY: all test vet lint tidy ensure-postgres ensure-elasticsearch bench
+.PHONY: all test vet lint tidy ensure-postgres ensure-elasticsearch bench bench-peer
 
 all: test
 
@@ -54,8 +62,12 @@ test: ensure-postgres ensure-elasticsearch vet
 	$(WITHPG) $(WITHELASTIC) $(GO) test -race -count=1 $(PKGS)
 
 bench: ensure-postgres
-	$(WITHPG) $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(BENCH_PKGS) \
+	$(WITHPG) $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout $(BENCHTIMEOUT) $(BENCH_PKGS) \
 		| $(GO) run ./internal/cmd/benchratio $(BENCH_TARGETS)
+
+bench-peer: ensure-postgres
+	$(WITHPG) $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout $(BENCHTIMEOUT) $(PEER_BENCH_PKGS) \
+		| $(GO) run ./internal/cmd/benchratio
 
 # The order example: throwaway PostgreSQL (and Elasticsearch when Java is
 # there; otherwise search is off and the demo says how to turn it on), the

@@ -1,18 +1,22 @@
 // Command benchratio reads `go test -bench` output on stdin, echoes it, and
 // then prints a table that pairs each benchmark X/strata with X/raw: the
 // ratio of their throughputs (raw ns/op ÷ strata ns/op; 1 means strata costs
-// nothing over doing the same work by hand). With -count > 1 each side is the
-// median of its runs.
+// nothing over doing the same work by hand). When there is an X/peer too
+// (the same work done with another event-sourcing library,
+// internal/peerbench), the same row shows it and strata/peer (peer ns/op ÷
+// strata ns/op; above 1 means strata is faster); a table without any X/peer
+// looks as it did before. A row needs X/strata and X/raw or X/peer. With
+// -count > 1 each side is the median of its runs.
 //
 //	go test -run '^$' -bench . ./es/pgstore | go run ./internal/cmd/benchratio -target Append=0.8
 //
 // When both sides report the metrics client-µs/op and server-µs/op (CPU
 // time in the benchmark process and in the database server), the table also
-// shows their sums and the ratio of those, which a busy machine distorts far
-// less than wall time.
+// shows their sums and the ratios of those, which a busy machine distorts
+// far less than wall time.
 //
 // A -target X=R flag marks the pair X (or every pair whose name starts with
-// X/) as BELOW when its ratio is under R. The figures are for reading, not
+// X/) as BELOW when its strata/raw ratio is under R. The figures are for reading, not
 // assertions: the exit status is 0 unless the input cannot be read.
 package main
 
@@ -119,48 +123,103 @@ func run(in io.Reader, out io.Writer, tg targets) error {
 		return err
 	}
 
+	// A pair is X/strata with X/raw, X/peer or both.
+	type side struct {
+		ns, cpu float64 // medians; cpu is 0 when not reported
+		ok      bool
+	}
+	get := func(name string) side {
+		ns, ok := runs[name]
+		if !ok {
+			return side{}
+		}
+		s := side{ns: median(ns), ok: true}
+		if c := cpu[name]; len(c) > 0 {
+			s.cpu = median(c)
+		}
+		return s
+	}
 	type pair struct {
 		name              string
-		strata, raw       float64
-		cpuStrata, cpuRaw float64 // 0 when not reported
+		strata, raw, peer side
 	}
 	var pairs []pair
+	anyPeer := false
 	for _, name := range order {
 		base, ok := strings.CutSuffix(name, "/strata")
 		if !ok {
 			continue
 		}
-		raw, ok := runs[base+"/raw"]
-		if !ok {
+		p := pair{name: base, strata: get(name), raw: get(base + "/raw"), peer: get(base + "/peer")}
+		if !p.raw.ok && !p.peer.ok {
 			continue
 		}
-		p := pair{name: base, strata: median(runs[name]), raw: median(raw)}
-		if cs, cr := cpu[name], cpu[base+"/raw"]; len(cs) > 0 && len(cr) > 0 {
-			p.cpuStrata, p.cpuRaw = median(cs), median(cr)
-		}
+		anyPeer = anyPeer || p.peer.ok
 		pairs = append(pairs, p)
 	}
 	if len(pairs) == 0 {
 		return nil
 	}
+	// ratio is the throughput ratio of strata to other (other ns/op ÷
+	// strata ns/op), "" when other is missing; cpuRatio the same for CPU.
+	ratio := func(strata, other side) string {
+		if !other.ok {
+			return ""
+		}
+		return fmt.Sprintf("%.2f", other.ns/strata.ns)
+	}
+	cpuRatio := func(strata, other side) string {
+		if !other.ok || strata.cpu <= 0 || other.cpu <= 0 {
+			return ""
+		}
+		return fmt.Sprintf("%.2f", other.cpu/strata.cpu)
+	}
+	cpuOf := func(s side) string {
+		if !s.ok || s.cpu <= 0 {
+			return ""
+		}
+		return fmt.Sprintf("%.1f", s.cpu)
+	}
+	nsOf := func(s side) string {
+		if !s.ok {
+			return ""
+		}
+		return fmt.Sprintf("%.0f", s.ns)
+	}
+
 	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "benchmark\tstrata ns/op\traw ns/op\tstrata/raw\ttarget\t\tCPU µs/op strata\traw\tCPU strata/raw\t")
+	if anyPeer {
+		fmt.Fprintln(tw, "benchmark\tstrata ns/op\traw ns/op\tstrata/raw\ttarget\t\tpeer ns/op\tstrata/peer\tCPU µs/op strata\traw\tpeer\tCPU strata/raw\tstrata/peer\t")
+	} else {
+		fmt.Fprintln(tw, "benchmark\tstrata ns/op\traw ns/op\tstrata/raw\ttarget\t\tCPU µs/op strata\traw\tCPU strata/raw\t")
+	}
 	for _, p := range pairs {
-		ratio := p.raw / p.strata
 		target, verdict := "", ""
-		if r, ok := tg.target(p.name); ok {
+		if r, ok := tg.target(p.name); ok && p.raw.ok {
 			target = fmt.Sprintf(">= %.2f", r)
 			verdict = "ok"
-			if ratio < r {
+			if p.raw.ns/p.strata.ns < r {
 				verdict = "BELOW"
 			}
 		}
-		cpuCols := "\t\t"
-		if p.cpuStrata > 0 && p.cpuRaw > 0 {
-			cpuCols = fmt.Sprintf("%.1f\t%.1f\t%.2f", p.cpuStrata, p.cpuRaw, p.cpuRaw/p.cpuStrata)
+		cols := []string{p.name, nsOf(p.strata), nsOf(p.raw), ratio(p.strata, p.raw), target, verdict}
+		if anyPeer {
+			cols = append(cols, nsOf(p.peer), ratio(p.strata, p.peer))
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.2f\t%s\t%s\t%s\t\n", p.name, p.strata, p.raw, ratio, target, verdict, cpuCols)
+		// The CPU columns only when strata and at least one other side report it.
+		withCPU := cpuRatio(p.strata, p.raw) != "" || (anyPeer && cpuRatio(p.strata, p.peer) != "")
+		switch {
+		case !withCPU && anyPeer:
+			cols = append(cols, "", "", "", "", "")
+		case !withCPU:
+			cols = append(cols, "", "", "")
+		case anyPeer:
+			cols = append(cols, cpuOf(p.strata), cpuOf(p.raw), cpuOf(p.peer), cpuRatio(p.strata, p.raw), cpuRatio(p.strata, p.peer))
+		default:
+			cols = append(cols, cpuOf(p.strata), cpuOf(p.raw), cpuRatio(p.strata, p.raw))
+		}
+		fmt.Fprintln(tw, strings.Join(cols, "\t")+"\t")
 	}
 	return tw.Flush()
 }

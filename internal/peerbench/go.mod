@@ -1,0 +1,24 @@
+module github.com/stratadev/strata/internal/peerbench
+
+go 1.26.0
+
+require (
+	github.com/hallgren/eventsourcing v0.9.1
+	github.com/hallgren/eventsourcing/core v0.5.2
+	github.com/hallgren/eventsourcing/eventstore/sql v0.7.0
+	github.com/jackc/pgx/v5 v5.12.0
+	github.com/stratadev/strata v0.0.0-00010101000000-000000000000
+	go.uber.org/goleak v1.3.0
+)
+
+require (
+	github.com/google/uuid v1.6.0 // indirect
+	github.com/jackc/pgerrcode v0.0.0-20240316143900-6e2875d9b438 // indirect
+	github.com/jackc/pgpassfile v1.0.0 // indirect
+	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	github.com/jackc/puddle/v2 v2.2.3 // indirect
+	golang.org/x/sync v0.22.0 // indirect
+	golang.org/x/text v0.41.0 // indirect
+)
+
+replace github.com/stratadev/strata => ../..
