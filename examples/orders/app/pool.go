@@ -10,12 +10,12 @@ import (
 )
 
 // PoolMaxConnsDefault is the size of the pool [NewPool] opens. pgxpool's
-// own default, the larger of 4 and the number of CPUs, is too small for a
-// process that serves HTTP reads and runs projection workers on one pool:
-// on a 2-core machine 4 connections halve GET /orders/{id} throughput and
-// double its p99 against 16 (see the example's README). Each projection
-// worker holds a connection for the length of a batch, and each read or
-// write request one for the length of its queries.
+// own default, the larger of 4 and the number of CPUs, leaves little room
+// in a process that serves HTTP reads and runs projection workers on one
+// pool: each projection worker holds a connection for the length of a
+// batch, and each read or write request one for the length of its
+// queries, so on a 2-core machine three workers in a batch would leave
+// the reads one connection.
 const PoolMaxConnsDefault = 16
 
 // NewPool opens the pool of the example's processes on the database of
