@@ -31,6 +31,7 @@ import (
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/es/pgstore"
 	pgstest "github.com/stratadev/strata/es/pgstore/pgtest"
+	"github.com/stratadev/strata/internal/benchcpu"
 	"github.com/stratadev/strata/internal/pgtest"
 )
 
@@ -168,37 +169,37 @@ func BenchmarkAppendOne(b *testing.B) {
 	ctx := b.Context()
 	b.Run("strata", func(b *testing.B) {
 		ss := newStreams(fmt.Sprintf("one-%d", runs.Add(1)), 1000)
-		cpu := startCPU(b, env.pool)
+		cpu := benchcpu.Start(b, env.pool)
 		for b.Loop() {
 			stream, v := ss.take(1)
 			if _, err := env.store.Append(ctx, stream, es.Exact(v), env.event()); err != nil {
 				b.Fatal(err)
 			}
 		}
-		cpu.stop(b)
+		cpu.Stop(b)
 	})
 	b.Run("strata-alone", func(b *testing.B) {
 		ss := newStreams(fmt.Sprintf("one-%d", runs.Add(1)), 1000)
-		cpu := startCPU(b, env.pool)
+		cpu := benchcpu.Start(b, env.pool)
 		for b.Loop() {
 			stream, v := ss.take(1)
 			if _, err := env.alone.Append(ctx, stream, es.Exact(v), env.event()); err != nil {
 				b.Fatal(err)
 			}
 		}
-		cpu.stop(b)
+		cpu.Stop(b)
 	})
 	b.Run("raw", func(b *testing.B) {
 		ss := newStreams(fmt.Sprintf("one-%d", runs.Add(1)), 1000)
 		insert := "INSERT INTO " + env.raw + " " + rawInsertColumns + " VALUES ($1, $2, $3, $4, $5, $6)"
-		cpu := startCPU(b, env.pool)
+		cpu := benchcpu.Start(b, env.pool)
 		for b.Loop() {
 			stream, v := ss.take(1)
 			if _, err := env.pool.Exec(ctx, insert, newID(), stream, v+1, "OrderPlaced", env.data, env.meta); err != nil {
 				b.Fatal(err)
 			}
 		}
-		cpu.stop(b)
+		cpu.Stop(b)
 	})
 }
 
@@ -210,8 +211,8 @@ func BenchmarkAppendOneParallel(b *testing.B) {
 		b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0)))
 		r := runs.Add(1)
 		var client atomic.Int64
-		cpu := startCPU(b, env.pool)
-		defer cpu.stop(b)
+		cpu := benchcpu.Start(b, env.pool)
+		defer cpu.Stop(b)
 		b.RunParallel(func(pb *testing.PB) {
 			ss := newStreams(fmt.Sprintf("par-%d-%d", r, client.Add(1)), 200)
 			for pb.Next() {
@@ -280,7 +281,7 @@ func BenchmarkAppend100(b *testing.B) {
 	b.Run("strata", func(b *testing.B) {
 		ss := newStreams(fmt.Sprintf("hundred-%d", runs.Add(1)), 100)
 		evs := make([]es.EventData, n)
-		cpu := startCPU(b, env.pool)
+		cpu := benchcpu.Start(b, env.pool)
 		for b.Loop() {
 			for i := range evs {
 				evs[i] = env.event()
@@ -290,7 +291,7 @@ func BenchmarkAppend100(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		cpu.stop(b)
+		cpu.Stop(b)
 		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
 	})
 	b.Run("raw", func(b *testing.B) {
@@ -305,7 +306,7 @@ func BenchmarkAppend100(b *testing.B) {
 		}
 		insert := sql.String()
 		args := make([]any, 0, 6*n)
-		cpu := startCPU(b, env.pool)
+		cpu := benchcpu.Start(b, env.pool)
 		for b.Loop() {
 			stream, v := ss.take(n)
 			args = args[:0]
@@ -316,7 +317,7 @@ func BenchmarkAppend100(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		cpu.stop(b)
+		cpu.Stop(b)
 		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
 	})
 }
@@ -328,7 +329,7 @@ func BenchmarkImport(b *testing.B) {
 	env := newBenchEnv(b)
 	ctx := b.Context()
 	b.Run("strata", func(b *testing.B) {
-		cpu := startCPU(b, env.pool)
+		cpu := benchcpu.Start(b, env.pool)
 		for b.Loop() {
 			prefix := fmt.Sprintf("import-%d", runs.Add(1))
 			res, err := env.store.Import(ctx, func(yield func(pgstore.ImportEvent, error) bool) {
@@ -342,12 +343,12 @@ func BenchmarkImport(b *testing.B) {
 				b.Fatal(res, err)
 			}
 		}
-		cpu.stop(b)
+		cpu.Stop(b)
 		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
 	})
 	b.Run("raw", func(b *testing.B) {
 		columns := []string{"event_id", "stream_id", "stream_version", "type", "data", "metadata"}
-		cpu := startCPU(b, env.pool)
+		cpu := benchcpu.Start(b, env.pool)
 		for b.Loop() {
 			prefix := fmt.Sprintf("import-%d", runs.Add(1))
 			i := 0
@@ -364,7 +365,7 @@ func BenchmarkImport(b *testing.B) {
 				b.Fatal(copied, err)
 			}
 		}
-		cpu.stop(b)
+		cpu.Stop(b)
 		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
 	})
 }
@@ -402,7 +403,7 @@ func BenchmarkReadAll(b *testing.B) {
 	}
 
 	b.Run("strata", func(b *testing.B) {
-		cpu := startCPU(b, env.pool)
+		cpu := benchcpu.Start(b, env.pool)
 		for b.Loop() {
 			read := 0
 			for after := es.Start; ; {
@@ -426,7 +427,7 @@ func BenchmarkReadAll(b *testing.B) {
 				b.Fatalf("read %d events, want %d", read, n)
 			}
 		}
-		cpu.stop(b)
+		cpu.Stop(b)
 		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
 	})
 	b.Run("raw", func(b *testing.B) {
@@ -439,7 +440,7 @@ func BenchmarkReadAll(b *testing.B) {
 			data, metadata    []byte
 			recordedAt        time.Time
 		}
-		cpu := startCPU(b, env.pool)
+		cpu := benchcpu.Start(b, env.pool)
 		for b.Loop() {
 			read := 0
 			for after := int64(0); ; {
@@ -472,7 +473,7 @@ func BenchmarkReadAll(b *testing.B) {
 				b.Fatalf("read %d events, want %d", read, n)
 			}
 		}
-		cpu.stop(b)
+		cpu.Stop(b)
 		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
 	})
 }

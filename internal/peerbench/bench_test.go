@@ -13,6 +13,8 @@ import (
 	"os"
 	"strconv"
 	"testing"
+
+	"github.com/stratadev/strata/internal/benchcpu"
 )
 
 // EnvImportEvents sets how many events BenchmarkImport writes per
@@ -52,14 +54,14 @@ func BenchmarkAppendOne(b *testing.B) {
 	eachSide(b, nil, func(b *testing.B, srv *server, s side) {
 		ctx := b.Context()
 		ss := newStreams(fmt.Sprintf("one-%d", runs.Add(1)), 1000)
-		cpu := startCPU(b, srv.pool(b))
+		cpu := benchcpu.Start(b, srv.pool(b))
 		for b.Loop() {
 			stream, v := ss.take(1)
 			if _, err := s.append(ctx, stream, v, 1); err != nil {
 				b.Fatal(err)
 			}
 		}
-		cpu.stop(b)
+		cpu.Stop(b)
 	})
 }
 
@@ -68,7 +70,7 @@ func BenchmarkAppendOneParallel(b *testing.B) {
 	eachSide(b, nil, func(b *testing.B, srv *server, s side) {
 		ctx := b.Context()
 		r := runs.Add(1)
-		cpu := startCPU(b, srv.pool(b))
+		cpu := benchcpu.Start(b, srv.pool(b))
 		err := parallel(liveClients, b.N, func(client int) func() error {
 			ss := newStreams(fmt.Sprintf("par-%d-%d", r, client), 200)
 			return func() error {
@@ -80,7 +82,7 @@ func BenchmarkAppendOneParallel(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		cpu.stop(b)
+		cpu.Stop(b)
 	})
 }
 
@@ -91,14 +93,14 @@ func BenchmarkAppend100(b *testing.B) {
 	eachSide(b, nil, func(b *testing.B, srv *server, s side) {
 		ctx := b.Context()
 		ss := newStreams(fmt.Sprintf("hundred-%d", runs.Add(1)), 100)
-		cpu := startCPU(b, srv.pool(b))
+		cpu := benchcpu.Start(b, srv.pool(b))
 		for b.Loop() {
 			stream, v := ss.take(n)
 			if _, err := s.append(ctx, stream, v, n); err != nil {
 				b.Fatal(err)
 			}
 		}
-		cpu.stop(b)
+		cpu.Stop(b)
 		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
 	})
 }
@@ -125,13 +127,13 @@ func BenchmarkImport(b *testing.B) {
 	b.Logf("%d events per import (%s)", n, EnvImportEvents)
 	eachSide(b, nil, func(b *testing.B, srv *server, s side) {
 		ctx := b.Context()
-		cpu := startCPU(b, srv.pool(b))
+		cpu := benchcpu.Start(b, srv.pool(b))
 		for b.Loop() {
 			if err := s.importEvents(ctx, fmt.Sprintf("import-%d", runs.Add(1)), n, perStream); err != nil {
 				b.Fatal(err)
 			}
 		}
-		cpu.stop(b)
+		cpu.Stop(b)
 		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
 	})
 }
@@ -159,7 +161,7 @@ func BenchmarkReadAll(b *testing.B) {
 	}
 	eachSide(b, prepare, func(b *testing.B, srv *server, s side) {
 		ctx := b.Context()
-		cpu := startCPU(b, srv.pool(b))
+		cpu := benchcpu.Start(b, srv.pool(b))
 		for b.Loop() {
 			read := 0
 			if err := s.readAll(ctx, func(readEvent) { read++ }); err != nil {
@@ -169,7 +171,7 @@ func BenchmarkReadAll(b *testing.B) {
 				b.Fatalf("read %d events, want %d", read, readAllEvents)
 			}
 		}
-		cpu.stop(b)
+		cpu.Stop(b)
 		b.ReportMetric(float64(b.N*readAllEvents)/b.Elapsed().Seconds(), "events/s")
 	})
 }
@@ -183,10 +185,10 @@ func BenchmarkReadAll(b *testing.B) {
 // Strata must skip none: the benchmark fails if it does.
 func BenchmarkLiveRead(b *testing.B) {
 	eachSide(b, nil, func(b *testing.B, srv *server, s side) {
-		cpu := startCPU(b, srv.pool(b))
+		cpu := benchcpu.Start(b, srv.pool(b))
 		res, err := liveRead(b.Context(), s, b.N, func() {
 			b.StopTimer()
-			cpu.stop(b)
+			cpu.Stop(b)
 		})
 		if err != nil {
 			b.Fatal(err)

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/es/pgstore"
+	"github.com/stratadev/strata/internal/benchcpu"
 	"github.com/stratadev/strata/internal/pgtest"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/elasticsink"
@@ -143,22 +143,13 @@ type side struct {
 // window brackets the timed part of a run: call it before, and call what
 // it returns after.
 func (s *side) window(x *indexBench) func() {
-	es0, go0 := x.esCPU(), processCPU()
+	es0, go0 := x.esCPU(), benchcpu.Process()
 	start := time.Now()
 	return func() {
 		s.wall += time.Since(start)
 		s.esCPU += x.esCPU() - es0
-		s.goCPU += processCPU() - go0
+		s.goCPU += benchcpu.Process() - go0
 	}
-}
-
-// processCPU is the CPU time of the benchmark process so far.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // esCPU is the CPU time of the Elasticsearch node so far, read from

@@ -1,4 +1,7 @@
-package pgstore_test
+// Package benchcpu measures the CPU time a benchmark costs, in its own
+// process and in a PostgreSQL server on the same machine, for the
+// benchmarks of several packages and modules of this repository.
+package benchcpu
 
 import (
 	"context"
@@ -7,38 +10,41 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// cpuMeter measures the CPU time a benchmark spends in its own process and
+// Meter measures the CPU time a benchmark spends in its own process and
 // in the PostgreSQL server, when the server runs on this machine: wall time
 // on a shared machine says as much about the neighbours as about the code,
 // CPU time much less. The server's time is that of the postmaster's
 // children (and of the children it has reaped), read from /proc.
-type cpuMeter struct {
+type Meter struct {
 	postmaster       int
 	client, server   float64 // µs at start
 	serverMeasurable bool
 }
 
-func startCPU(b *testing.B, pool *pgxpool.Pool) *cpuMeter {
-	m := &cpuMeter{}
+// Start starts measuring for benchmark b, whose server is the one pool
+// connects to.
+func Start(b *testing.B, pool *pgxpool.Pool) *Meter {
+	m := &Meter{}
 	var backend int
 	if err := pool.QueryRow(context.Background(), "SELECT pg_backend_pid()").Scan(&backend); err == nil {
 		if f := procStat(backend); f != nil {
 			m.postmaster, _ = strconv.Atoi(f[3])
 		}
 	}
-	m.client, m.server = selfCPU(), m.serverCPU()
+	m.client, m.server = selfµs(), m.serverCPU()
 	m.serverMeasurable = m.server >= 0
 	return m
 }
 
-// stop reports CPU µs per op as the metrics client-µs/op and server-µs/op.
-func (m *cpuMeter) stop(b *testing.B) {
+// Stop reports CPU µs per op as the metrics client-µs/op and server-µs/op.
+func (m *Meter) Stop(b *testing.B) {
 	n := float64(b.N)
-	b.ReportMetric((selfCPU()-m.client)/n, "client-µs/op")
+	b.ReportMetric((selfµs()-m.client)/n, "client-µs/op")
 	if m.serverMeasurable {
 		if s := m.serverCPU(); s >= 0 {
 			b.ReportMetric((s-m.server)/n, "server-µs/op")
@@ -46,17 +52,21 @@ func (m *cpuMeter) stop(b *testing.B) {
 	}
 }
 
-func selfCPU() float64 {
+// Process returns the CPU time this process has used so far, user and
+// system; 0 when it cannot be read.
+func Process() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
 	}
-	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e3
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+func selfµs() float64 { return float64(Process()) / 1e3 }
 
 // serverCPU returns the CPU µs used by the postmaster's children so far, or
 // -1 when it cannot be read.
-func (m *cpuMeter) serverCPU() float64 {
+func (m *Meter) serverCPU() float64 {
 	if m.postmaster == 0 {
 		return -1
 	}
