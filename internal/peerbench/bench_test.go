@@ -5,7 +5,7 @@ package peerbench_test
 // same work: strata, raw and peer (see sides_test.go). Names are
 // BenchmarkX/server/side, so that benchratio pairs X/server/strata with
 // X/server/raw and X/server/peer. Every sub-benchmark reports CPU time per
-// operation in the benchmark process and in the server (cpu_test.go).
+// operation in the benchmark process and in the server (internal/benchcpu).
 
 import (
 	"cmp"
