@@ -31,7 +31,7 @@ import (
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/es/pgstore"
 	pgstest "github.com/stratadev/strata/es/pgstore/pgtest"
-	"github.com/stratadev/strata/internal/benchcpu"
+	"github.com/stratadev/strata/internal/bench"
 	"github.com/stratadev/strata/internal/pgtest"
 )
 
@@ -135,27 +135,6 @@ func (env *benchEnv) event() es.EventData {
 	return es.EventData{Type: "OrderPlaced", Data: env.data, Metadata: benchMetadata}
 }
 
-// streams hands out streams and their versions round-robin, as a workload
-// that appends to many aggregates does.
-type streams struct {
-	prefix   string
-	versions []int64
-	next     int
-}
-
-func newStreams(prefix string, n int) *streams {
-	return &streams{prefix: prefix, versions: make([]int64, n)}
-}
-
-// take returns a stream and its version, and counts k events appended to it.
-func (s *streams) take(k int) (string, int64) {
-	i := s.next
-	s.next = (s.next + 1) % len(s.versions)
-	v := s.versions[i]
-	s.versions[i] += int64(k)
-	return fmt.Sprintf("%s-%d", s.prefix, i), v
-}
-
 // runs numbers the runs of benchmark functions, so that each run appends to
 // streams of its own (the same function runs several times with -count).
 var runs atomic.Int64
@@ -168,10 +147,10 @@ func BenchmarkAppendOne(b *testing.B) {
 	env := newBenchEnv(b)
 	ctx := b.Context()
 	b.Run("strata", func(b *testing.B) {
-		ss := newStreams(fmt.Sprintf("one-%d", runs.Add(1)), 1000)
-		cpu := benchcpu.Start(b, env.pool)
+		ss := bench.NewStreams(fmt.Sprintf("one-%d", runs.Add(1)), 1000)
+		cpu := bench.Start(b, env.pool)
 		for b.Loop() {
-			stream, v := ss.take(1)
+			stream, v := ss.Take(1)
 			if _, err := env.store.Append(ctx, stream, es.Exact(v), env.event()); err != nil {
 				b.Fatal(err)
 			}
@@ -179,10 +158,10 @@ func BenchmarkAppendOne(b *testing.B) {
 		cpu.Stop(b)
 	})
 	b.Run("strata-alone", func(b *testing.B) {
-		ss := newStreams(fmt.Sprintf("one-%d", runs.Add(1)), 1000)
-		cpu := benchcpu.Start(b, env.pool)
+		ss := bench.NewStreams(fmt.Sprintf("one-%d", runs.Add(1)), 1000)
+		cpu := bench.Start(b, env.pool)
 		for b.Loop() {
-			stream, v := ss.take(1)
+			stream, v := ss.Take(1)
 			if _, err := env.alone.Append(ctx, stream, es.Exact(v), env.event()); err != nil {
 				b.Fatal(err)
 			}
@@ -190,11 +169,11 @@ func BenchmarkAppendOne(b *testing.B) {
 		cpu.Stop(b)
 	})
 	b.Run("raw", func(b *testing.B) {
-		ss := newStreams(fmt.Sprintf("one-%d", runs.Add(1)), 1000)
+		ss := bench.NewStreams(fmt.Sprintf("one-%d", runs.Add(1)), 1000)
 		insert := "INSERT INTO " + env.raw + " " + rawInsertColumns + " VALUES ($1, $2, $3, $4, $5, $6)"
-		cpu := benchcpu.Start(b, env.pool)
+		cpu := bench.Start(b, env.pool)
 		for b.Loop() {
-			stream, v := ss.take(1)
+			stream, v := ss.Take(1)
 			if _, err := env.pool.Exec(ctx, insert, newID(), stream, v+1, "OrderPlaced", env.data, env.meta); err != nil {
 				b.Fatal(err)
 			}
@@ -207,14 +186,14 @@ func BenchmarkAppendOne(b *testing.B) {
 func BenchmarkAppendOneParallel(b *testing.B) {
 	env := newBenchEnv(b)
 	ctx := b.Context()
-	parallel := func(b *testing.B, body func(ss *streams) error) {
+	parallel := func(b *testing.B, body func(ss *bench.Streams) error) {
 		b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0)))
 		r := runs.Add(1)
 		var client atomic.Int64
-		cpu := benchcpu.Start(b, env.pool)
+		cpu := bench.Start(b, env.pool)
 		defer cpu.Stop(b)
 		b.RunParallel(func(pb *testing.PB) {
-			ss := newStreams(fmt.Sprintf("par-%d-%d", r, client.Add(1)), 200)
+			ss := bench.NewStreams(fmt.Sprintf("par-%d-%d", r, client.Add(1)), 200)
 			for pb.Next() {
 				if err := body(ss); err != nil {
 					b.Error(err)
@@ -224,15 +203,15 @@ func BenchmarkAppendOneParallel(b *testing.B) {
 		})
 	}
 	b.Run("strata", func(b *testing.B) {
-		parallel(b, func(ss *streams) error {
-			stream, v := ss.take(1)
+		parallel(b, func(ss *bench.Streams) error {
+			stream, v := ss.Take(1)
 			_, err := env.store.Append(ctx, stream, es.Exact(v), env.event())
 			return err
 		})
 	})
 	b.Run("strata-alone", func(b *testing.B) {
-		parallel(b, func(ss *streams) error {
-			stream, v := ss.take(1)
+		parallel(b, func(ss *bench.Streams) error {
+			stream, v := ss.Take(1)
 			_, err := env.alone.Append(ctx, stream, es.Exact(v), env.event())
 			return err
 		})
@@ -257,16 +236,16 @@ func BenchmarkAppendOneParallel(b *testing.B) {
 			}
 		}()
 		defer func() { cancel(); <-done }()
-		parallel(b, func(ss *streams) error {
-			stream, v := ss.take(1)
+		parallel(b, func(ss *bench.Streams) error {
+			stream, v := ss.Take(1)
 			_, err := env.store.Append(ctx, stream, es.Exact(v), env.event())
 			return err
 		})
 	})
 	b.Run("raw", func(b *testing.B) {
 		insert := "INSERT INTO " + env.raw + " " + rawInsertColumns + " VALUES ($1, $2, $3, $4, $5, $6)"
-		parallel(b, func(ss *streams) error {
-			stream, v := ss.take(1)
+		parallel(b, func(ss *bench.Streams) error {
+			stream, v := ss.Take(1)
 			_, err := env.pool.Exec(ctx, insert, newID(), stream, v+1, "OrderPlaced", env.data, env.meta)
 			return err
 		})
@@ -279,14 +258,14 @@ func BenchmarkAppend100(b *testing.B) {
 	env := newBenchEnv(b)
 	ctx := b.Context()
 	b.Run("strata", func(b *testing.B) {
-		ss := newStreams(fmt.Sprintf("hundred-%d", runs.Add(1)), 100)
+		ss := bench.NewStreams(fmt.Sprintf("hundred-%d", runs.Add(1)), 100)
 		evs := make([]es.EventData, n)
-		cpu := benchcpu.Start(b, env.pool)
+		cpu := bench.Start(b, env.pool)
 		for b.Loop() {
 			for i := range evs {
 				evs[i] = env.event()
 			}
-			stream, v := ss.take(n)
+			stream, v := ss.Take(n)
 			if _, err := env.store.Append(ctx, stream, es.Exact(v), evs...); err != nil {
 				b.Fatal(err)
 			}
@@ -295,7 +274,7 @@ func BenchmarkAppend100(b *testing.B) {
 		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
 	})
 	b.Run("raw", func(b *testing.B) {
-		ss := newStreams(fmt.Sprintf("hundred-%d", runs.Add(1)), 100)
+		ss := bench.NewStreams(fmt.Sprintf("hundred-%d", runs.Add(1)), 100)
 		var sql strings.Builder
 		sql.WriteString("INSERT INTO " + env.raw + " " + rawInsertColumns + " VALUES ")
 		for i := range n {
@@ -306,9 +285,9 @@ func BenchmarkAppend100(b *testing.B) {
 		}
 		insert := sql.String()
 		args := make([]any, 0, 6*n)
-		cpu := benchcpu.Start(b, env.pool)
+		cpu := bench.Start(b, env.pool)
 		for b.Loop() {
-			stream, v := ss.take(n)
+			stream, v := ss.Take(n)
 			args = args[:0]
 			for i := range n {
 				args = append(args, newID(), stream, v+int64(i)+1, "OrderPlaced", env.data, env.meta)
@@ -329,7 +308,7 @@ func BenchmarkImport(b *testing.B) {
 	env := newBenchEnv(b)
 	ctx := b.Context()
 	b.Run("strata", func(b *testing.B) {
-		cpu := benchcpu.Start(b, env.pool)
+		cpu := bench.Start(b, env.pool)
 		for b.Loop() {
 			prefix := fmt.Sprintf("import-%d", runs.Add(1))
 			res, err := env.store.Import(ctx, func(yield func(pgstore.ImportEvent, error) bool) {
@@ -348,7 +327,7 @@ func BenchmarkImport(b *testing.B) {
 	})
 	b.Run("raw", func(b *testing.B) {
 		columns := []string{"event_id", "stream_id", "stream_version", "type", "data", "metadata"}
-		cpu := benchcpu.Start(b, env.pool)
+		cpu := bench.Start(b, env.pool)
 		for b.Loop() {
 			prefix := fmt.Sprintf("import-%d", runs.Add(1))
 			i := 0
@@ -377,13 +356,13 @@ func BenchmarkReadAll(b *testing.B) {
 	env := newBenchEnv(b)
 	ctx := b.Context()
 	// The log: 1,000 appends of 10 events, to 100 streams.
-	ss := newStreams("read", 100)
+	ss := bench.NewStreams("read", 100)
 	evs := make([]es.EventData, 10)
 	for range n / len(evs) {
 		for i := range evs {
 			evs[i] = env.event()
 		}
-		stream, v := ss.take(len(evs))
+		stream, v := ss.Take(len(evs))
 		if _, err := env.store.Append(ctx, stream, es.Exact(v), evs...); err != nil {
 			b.Fatal(err)
 		}
@@ -403,7 +382,7 @@ func BenchmarkReadAll(b *testing.B) {
 	}
 
 	b.Run("strata", func(b *testing.B) {
-		cpu := benchcpu.Start(b, env.pool)
+		cpu := bench.Start(b, env.pool)
 		for b.Loop() {
 			read := 0
 			for after := es.Start; ; {
@@ -440,7 +419,7 @@ func BenchmarkReadAll(b *testing.B) {
 			data, metadata    []byte
 			recordedAt        time.Time
 		}
-		cpu := benchcpu.Start(b, env.pool)
+		cpu := bench.Start(b, env.pool)
 		for b.Loop() {
 			read := 0
 			for after := int64(0); ; {

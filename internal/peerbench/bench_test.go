@@ -14,7 +14,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/stratadev/strata/internal/benchcpu"
+	"github.com/stratadev/strata/internal/bench"
 )
 
 // EnvImportEvents sets how many events BenchmarkImport writes per
@@ -53,10 +53,10 @@ func eachSide(b *testing.B, prepare func(b *testing.B, srv *server, sides map[st
 func BenchmarkAppendOne(b *testing.B) {
 	eachSide(b, nil, func(b *testing.B, srv *server, s side) {
 		ctx := b.Context()
-		ss := newStreams(fmt.Sprintf("one-%d", runs.Add(1)), 1000)
-		cpu := benchcpu.Start(b, srv.pool(b))
+		ss := bench.NewStreams(fmt.Sprintf("one-%d", runs.Add(1)), 1000)
+		cpu := bench.Start(b, srv.pool(b))
 		for b.Loop() {
-			stream, v := ss.take(1)
+			stream, v := ss.Take(1)
 			if _, err := s.append(ctx, stream, v, 1); err != nil {
 				b.Fatal(err)
 			}
@@ -70,11 +70,11 @@ func BenchmarkAppendOneParallel(b *testing.B) {
 	eachSide(b, nil, func(b *testing.B, srv *server, s side) {
 		ctx := b.Context()
 		r := runs.Add(1)
-		cpu := benchcpu.Start(b, srv.pool(b))
+		cpu := bench.Start(b, srv.pool(b))
 		err := parallel(liveClients, b.N, func(client int) func() error {
-			ss := newStreams(fmt.Sprintf("par-%d-%d", r, client), 200)
+			ss := bench.NewStreams(fmt.Sprintf("par-%d-%d", r, client), 200)
 			return func() error {
-				stream, v := ss.take(1)
+				stream, v := ss.Take(1)
 				_, err := s.append(ctx, stream, v, 1)
 				return err
 			}
@@ -92,10 +92,10 @@ func BenchmarkAppend100(b *testing.B) {
 	const n = 100
 	eachSide(b, nil, func(b *testing.B, srv *server, s side) {
 		ctx := b.Context()
-		ss := newStreams(fmt.Sprintf("hundred-%d", runs.Add(1)), 100)
-		cpu := benchcpu.Start(b, srv.pool(b))
+		ss := bench.NewStreams(fmt.Sprintf("hundred-%d", runs.Add(1)), 100)
+		cpu := bench.Start(b, srv.pool(b))
 		for b.Loop() {
-			stream, v := ss.take(n)
+			stream, v := ss.Take(n)
 			if _, err := s.append(ctx, stream, v, n); err != nil {
 				b.Fatal(err)
 			}
@@ -127,7 +127,7 @@ func BenchmarkImport(b *testing.B) {
 	b.Logf("%d events per import (%s)", n, EnvImportEvents)
 	eachSide(b, nil, func(b *testing.B, srv *server, s side) {
 		ctx := b.Context()
-		cpu := benchcpu.Start(b, srv.pool(b))
+		cpu := bench.Start(b, srv.pool(b))
 		for b.Loop() {
 			if err := s.importEvents(ctx, fmt.Sprintf("import-%d", runs.Add(1)), n, perStream); err != nil {
 				b.Fatal(err)
@@ -161,7 +161,7 @@ func BenchmarkReadAll(b *testing.B) {
 	}
 	eachSide(b, prepare, func(b *testing.B, srv *server, s side) {
 		ctx := b.Context()
-		cpu := benchcpu.Start(b, srv.pool(b))
+		cpu := bench.Start(b, srv.pool(b))
 		for b.Loop() {
 			read := 0
 			if err := s.readAll(ctx, func(readEvent) { read++ }); err != nil {
@@ -185,7 +185,7 @@ func BenchmarkReadAll(b *testing.B) {
 // Strata must skip none: the benchmark fails if it does.
 func BenchmarkLiveRead(b *testing.B) {
 	eachSide(b, nil, func(b *testing.B, srv *server, s side) {
-		cpu := benchcpu.Start(b, srv.pool(b))
+		cpu := bench.Start(b, srv.pool(b))
 		res, err := liveRead(b.Context(), s, b.N, func() {
 			b.StopTimer()
 			cpu.Stop(b)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/internal/bench"
 )
 
 // liveClients is how many writers append while a live reader reads.
@@ -119,9 +120,9 @@ func liveRead(ctx context.Context, s side, n int, wroteAll func()) (liveResult, 
 
 	run := liveRuns.Add(1)
 	err = parallel(liveClients, n, func(client int) func() error {
-		ss := newStreams(fmt.Sprintf("live-%d-%d", run, client), 50)
+		ss := bench.NewStreams(fmt.Sprintf("live-%d-%d", run, client), 50)
 		return func() error {
-			stream, v := ss.take(1)
+			stream, v := ss.Take(1)
 			pos, err := s.append(ctx, stream, v, 1)
 			if err != nil {
 				return err
@@ -177,27 +178,6 @@ func parallel(clients, n int, newOp func(client int) func() error) error {
 	}
 	wg.Wait()
 	return first
-}
-
-// streams hands out streams and their versions round-robin, as a workload
-// that appends to many aggregates does.
-type streams struct {
-	prefix   string
-	versions []int64
-	next     int
-}
-
-func newStreams(prefix string, n int) *streams {
-	return &streams{prefix: prefix, versions: make([]int64, n)}
-}
-
-// take returns a stream and its version, and counts k events appended to it.
-func (s *streams) take(k int) (string, int64) {
-	i := s.next
-	s.next = (s.next + 1) % len(s.versions)
-	v := s.versions[i]
-	s.versions[i] += int64(k)
-	return fmt.Sprintf("%s-%d", s.prefix, i), v
 }
 
 // runs numbers the runs of benchmark functions, so that each run appends to

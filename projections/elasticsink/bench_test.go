@@ -20,7 +20,7 @@ import (
 
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/es/pgstore"
-	"github.com/stratadev/strata/internal/benchcpu"
+	"github.com/stratadev/strata/internal/bench"
 	"github.com/stratadev/strata/internal/pgtest"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/elasticsink"
@@ -143,12 +143,12 @@ type side struct {
 // window brackets the timed part of a run: call it before, and call what
 // it returns after.
 func (s *side) window(x *indexBench) func() {
-	es0, go0 := x.esCPU(), benchcpu.Process()
+	es0, go0 := x.esCPU(), bench.Process()
 	start := time.Now()
 	return func() {
 		s.wall += time.Since(start)
 		s.esCPU += x.esCPU() - es0
-		s.goCPU += benchcpu.Process() - go0
+		s.goCPU += bench.Process() - go0
 	}
 }
 

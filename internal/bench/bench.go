@@ -1,10 +1,12 @@
-// Package benchcpu measures the CPU time a benchmark costs, in its own
-// process and in a PostgreSQL server on the same machine, for the
-// benchmarks of several packages and modules of this repository.
-package benchcpu
+// Package bench holds what the benchmarks of several packages and modules
+// of this repository share: a meter of the CPU time a benchmark costs, in
+// its own process and in a PostgreSQL server on the same machine, and the
+// round-robin streams of an append workload.
+package bench
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -111,4 +113,26 @@ func procStat(pid int) []string {
 func atoi(s string) int64 {
 	n, _ := strconv.ParseInt(s, 10, 64)
 	return n
+}
+
+// Streams hands out streams and their versions round-robin, as a workload
+// that appends to many aggregates does.
+type Streams struct {
+	prefix   string
+	versions []int64
+	next     int
+}
+
+// NewStreams returns n streams named prefix-0 to prefix-(n-1), all empty.
+func NewStreams(prefix string, n int) *Streams {
+	return &Streams{prefix: prefix, versions: make([]int64, n)}
+}
+
+// Take returns a stream and its version, and counts k events appended to it.
+func (s *Streams) Take(k int) (string, int64) {
+	i := s.next
+	s.next = (s.next + 1) % len(s.versions)
+	v := s.versions[i]
+	s.versions[i] += int64(k)
+	return fmt.Sprintf("%s-%d", s.prefix, i), v
 }
