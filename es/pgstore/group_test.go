@@ -480,14 +480,7 @@ func TestGroupCommitTerminatedDuringCommit(t *testing.T) {
 		t.Fatalf("first append: %v", o.err)
 	}
 	sent := <-r.sending
-	waitFor(t, func() bool {
-		var waiting bool
-		if err := pgtest.Admin(t).QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity
-			WHERE pid = $1 AND wait_event_type = 'Lock' AND wait_event = 'advisory')`, int32(sent.pid)).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-		return waiting
-	})
+	waitFor(t, func() bool { return waitingForLocks(t, sent.pid) == 1 })
 	terminate(t, int32(sent.pid))
 	if _, err := holder.Exec(ctx, "SELECT pg_advisory_unlock($1)", lockKey); err != nil {
 		t.Fatal(err)
@@ -520,15 +513,7 @@ func TestGroupCommitCancelledInFlight(t *testing.T) {
 	t.Parallel()
 	r := newGroupRig(t, pgstore.Config{})
 	ctx := t.Context()
-	holder, err := pgx.Connect(ctx, pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Close(context.Background())
-	streamLock, _ := pgstore.LockClasses(r.store)
-	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock($1, $2)", streamLock, pgstore.StreamKey("locked")); err != nil {
-		t.Fatal(err)
-	}
+	unlock := r.lockStreams(t, "locked")
 	lead := r.hold()
 	cctx, cancel := context.WithCancel(ctx)
 	left := r.queue(cctx, 1, "left", es.NoStream, ev("Left", `{}`))
@@ -536,23 +521,14 @@ func TestGroupCommitCancelledInFlight(t *testing.T) {
 	close(r.release)
 	r.wait(lead)
 	sent := <-r.sending
-	waitFor(t, func() bool {
-		var waiting bool
-		if err := pgtest.Admin(t).QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity
-			WHERE pid = $1 AND wait_event_type = 'Lock' AND wait_event = 'advisory')`, int32(sent.pid)).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-		return waiting
-	})
+	waitFor(t, func() bool { return waitingForLocks(t, sent.pid) == 1 })
 	cancel()
 	o := r.wait(left)
 	var unknown *es.UnknownOutcomeError
 	if !errors.As(o.err, &unknown) || unknown.Stream != "left" || !errors.Is(o.err, context.Canceled) {
 		t.Errorf("append cancelled while its group was in flight: %v; want an *es.UnknownOutcomeError wrapping context.Canceled", o.err)
 	}
-	if _, err := holder.Exec(ctx, "SELECT pg_advisory_unlock($1, $2)", streamLock, pgstore.StreamKey("locked")); err != nil {
-		t.Fatal(err)
-	}
+	unlock()
 	if o := r.wait(locked); o.err != nil || o.res.Version != 1 {
 		t.Errorf("the other append of the group: version %d, %v; want version 1", o.res.Version, o.err)
 	}
@@ -570,15 +546,7 @@ func TestGroupCommitAllCancelled(t *testing.T) {
 	t.Parallel()
 	r := newGroupRig(t, pgstore.Config{})
 	ctx := t.Context()
-	holder, err := pgx.Connect(ctx, pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Close(context.Background())
-	streamLock, _ := pgstore.LockClasses(r.store)
-	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock($1, $2)", streamLock, pgstore.StreamKey("locked")); err != nil {
-		t.Fatal(err)
-	}
+	unlock := r.lockStreams(t, "locked")
 	lead := r.hold()
 	cctx, cancel := context.WithCancel(ctx)
 	a := r.queue(cctx, 1, "a", es.NoStream, ev("A", `{}`))
@@ -586,14 +554,7 @@ func TestGroupCommitAllCancelled(t *testing.T) {
 	close(r.release)
 	r.wait(lead)
 	sent := <-r.sending
-	waiting := func() bool {
-		var waiting bool
-		if err := pgtest.Admin(t).QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity
-			WHERE pid = $1 AND wait_event_type = 'Lock' AND wait_event = 'advisory')`, int32(sent.pid)).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-		return waiting
-	}
+	waiting := func() bool { return waitingForLocks(t, sent.pid) == 1 }
 	waitFor(t, waiting)
 	cancel()
 	for _, out := range []<-chan appendOutcome{a, b} {
@@ -602,9 +563,7 @@ func TestGroupCommitAllCancelled(t *testing.T) {
 		}
 	}
 	waitFor(t, func() bool { return !waiting() })
-	if _, err := holder.Exec(ctx, "SELECT pg_advisory_unlock($1, $2)", streamLock, pgstore.StreamKey("locked")); err != nil {
-		t.Fatal(err)
-	}
+	unlock()
 	// The store is usable again, and the cancelled group stored nothing.
 	if _, err := r.store.Append(ctx, "after", es.NoStream, ev("After", `{}`)); err != nil {
 		t.Fatalf("append after the cancelled group: %v", err)
@@ -612,6 +571,42 @@ func TestGroupCommitAllCancelled(t *testing.T) {
 	if recs, err := r.store.ReadStream(ctx, "a", es.ReadStreamOptions{}); !errors.Is(err, es.ErrStreamNotFound) {
 		t.Errorf("stream a of the cancelled group: %d events, %v; want es.ErrStreamNotFound", len(recs), err)
 	}
+}
+
+// lockStreams takes the stream locks of streams on a connection of its own,
+// as another process appending to them would, and returns what gives them
+// up; the connection is closed when the test ends.
+func (r *groupRig) lockStreams(t *testing.T, streams ...string) (unlock func()) {
+	t.Helper()
+	holder, err := pgx.Connect(t.Context(), pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { holder.Close(context.Background()) })
+	streamLock, _ := pgstore.LockClasses(r.store)
+	for _, stream := range streams {
+		if _, err := holder.Exec(t.Context(), "SELECT pg_advisory_lock($1, $2)", streamLock, pgstore.StreamKey(stream)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return func() {
+		t.Helper()
+		if _, err := holder.Exec(t.Context(), "SELECT pg_advisory_unlock_all()"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitingForLocks counts the server processes of pids that wait for an
+// advisory lock.
+func waitingForLocks(t *testing.T, pids ...uint32) int {
+	t.Helper()
+	var n int
+	if err := pgtest.Admin(t).QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity
+		WHERE pid = ANY($1) AND wait_event_type = 'Lock' AND wait_event = 'advisory'`, pids).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // Two groups that append to the same two streams in opposite orders (from
@@ -623,16 +618,7 @@ func TestGroupCommitOppositeOrders(t *testing.T) {
 	r1 := newGroupRig(t, pgstore.Config{})
 	r2 := r1.newGroupRigOn(t, pgstore.Config{})
 	ctx := t.Context()
-	holder, err := pgx.Connect(ctx, pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Close(context.Background())
-	streamLock, _ := pgstore.LockClasses(r1.store)
-	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock($1, $2), pg_advisory_lock($1, $3)",
-		streamLock, pgstore.StreamKey("p"), pgstore.StreamKey("q")); err != nil {
-		t.Fatal(err)
-	}
+	unlock := r1.lockStreams(t, "p", "q")
 	lead1, lead2 := r1.hold(), r2.hold()
 	p1, q1, p2, q2 := ev("P1", `{}`), ev("Q1", `{}`), ev("P2", `{}`), ev("Q2", `{}`)
 	outs := []<-chan appendOutcome{
@@ -646,17 +632,8 @@ func TestGroupCommitOppositeOrders(t *testing.T) {
 	r1.wait(lead1)
 	r2.wait(lead2)
 	pids := []uint32{(<-r1.sending).pid, (<-r2.sending).pid}
-	waitFor(t, func() bool {
-		var n int
-		if err := pgtest.Admin(t).QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-			WHERE pid = ANY($1) AND wait_event_type = 'Lock' AND wait_event = 'advisory'`, pids).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n == 2
-	})
-	if _, err := holder.Exec(ctx, "SELECT pg_advisory_unlock_all()"); err != nil {
-		t.Fatal(err)
-	}
+	waitFor(t, func() bool { return waitingForLocks(t, pids...) == 2 })
+	unlock()
 	for i, out := range outs {
 		if o := r1.wait(out); o.err != nil {
 			t.Errorf("append %d: %v", i, o.err)
