@@ -53,44 +53,28 @@ rebuild's progress and exits 1, or with --wait follows it until it swaps.`,
 			if every < 0 {
 				return usagef("--progress-interval must not be negative")
 			}
-			policy, err := parsePolicy(onError)
+			pg, ep, err := a.oneProjection(args[0], onError)
 			if err != nil {
 				return err
 			}
-			name := args[0]
-			sel, err := a.selectProjections([]string{name})
-			if err != nil {
-				return err
+			var rb pgsink.Rebuildable
+			if pg != nil {
+				var ok bool
+				if rb, ok = pg.Projection.(pgsink.Rebuildable); !ok {
+					return usagef("projection %q cannot be rebuilt: it does not name its tables (pgsink.Rebuildable: Tables and Setup); use 'projections reset' to replay it into its tables", args[0])
+				}
 			}
 			every = a.progressEvery(every)
-			if len(sel.elastic) == 1 {
-				p := sel.elastic[0]
-				if policy != nil {
-					p.Worker.ErrorPolicy = *policy
-				}
-				ctx := cmd.Context()
-				c, err := a.connect(ctx)
-				if err != nil {
-					return err
-				}
-				defer c.close()
-				return a.rebuildElastic(ctx, c, p, every)
-			}
-			p := sel.pg[0]
-			rb, ok := p.Projection.(pgsink.Rebuildable)
-			if !ok {
-				return usagef("projection %q cannot be rebuilt: it does not name its tables (pgsink.Rebuildable: Tables and Setup); use 'projections reset' to replay it into its tables", name)
-			}
 			ctx := cmd.Context()
 			c, err := a.connect(ctx)
 			if err != nil {
 				return err
 			}
 			defer c.close()
-			if policy != nil {
-				p.Worker.ErrorPolicy = *policy
+			if ep != nil {
+				return a.rebuildElastic(ctx, c, *ep, every)
 			}
-			return a.rebuild(ctx, c, p, rb, every, wait)
+			return a.rebuild(ctx, c, *pg, rb, every, wait)
 		},
 	}
 	cmd.Flags().StringVar(&onError, "on-error", "", "what to do with an event the projection cannot handle: stop or dead-letter (default: as the application configured, else stop)")

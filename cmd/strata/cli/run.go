@@ -215,6 +215,32 @@ func (a *app) setupTables(ctx context.Context, c *conn, p Projection) (bool, err
 	return c.sink.EnsureTables(ctx, rb)
 }
 
+// oneProjection returns the registered projection name, for a command
+// that works on one: pg or ep is set. A non-empty onError (the --on-error
+// flag) overrides its error policy.
+func (a *app) oneProjection(name, onError string) (pg *Projection, ep *ElasticProjection, err error) {
+	policy, err := parsePolicy(onError)
+	if err != nil {
+		return nil, nil, err
+	}
+	sel, err := a.selectProjections([]string{name})
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(sel.elastic) == 1 {
+		ep = &sel.elastic[0]
+		if policy != nil {
+			ep.Worker.ErrorPolicy = *policy
+		}
+		return nil, ep, nil
+	}
+	pg = &sel.pg[0]
+	if policy != nil {
+		pg.Worker.ErrorPolicy = *policy
+	}
+	return pg, nil, nil
+}
+
 // parsePolicy reads --on-error: nil when unset.
 func parsePolicy(s string) (*projections.ErrorPolicy, error) {
 	if s == "" {

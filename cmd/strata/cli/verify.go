@@ -57,44 +57,28 @@ verification failed), 2 usage error.`,
 			if samples < 1 {
 				return usagef("--samples must be 1 or more")
 			}
-			policy, err := parsePolicy(onError)
+			pg, ep, err := a.oneProjection(args[0], onError)
 			if err != nil {
 				return err
 			}
-			name := args[0]
-			sel, err := a.selectProjections([]string{name})
-			if err != nil {
-				return err
+			var rb pgsink.Rebuildable
+			if pg != nil {
+				var ok bool
+				if rb, ok = pg.Projection.(pgsink.Rebuildable); !ok {
+					return usagef("projection %q cannot be verified: it does not name its tables (pgsink.Rebuildable: Tables and Setup)", args[0])
+				}
 			}
 			every = a.progressEvery(every)
-			if len(sel.elastic) == 1 {
-				p := sel.elastic[0]
-				if policy != nil {
-					p.Worker.ErrorPolicy = *policy
-				}
-				ctx := cmd.Context()
-				c, err := a.connect(ctx)
-				if err != nil {
-					return err
-				}
-				defer c.close()
-				return a.verifyElastic(ctx, c, p, elasticsink.VerifyConfig{ProgressEvery: every, Samples: samples, Ignore: ignore})
-			}
-			p := sel.pg[0]
-			rb, ok := p.Projection.(pgsink.Rebuildable)
-			if !ok {
-				return usagef("projection %q cannot be verified: it does not name its tables (pgsink.Rebuildable: Tables and Setup)", name)
-			}
-			if policy != nil {
-				p.Worker.ErrorPolicy = *policy
-			}
 			ctx := cmd.Context()
 			c, err := a.connect(ctx)
 			if err != nil {
 				return err
 			}
 			defer c.close()
-			return a.verify(ctx, c, p, rb, pgsink.VerifyConfig{ProgressEvery: every, Samples: samples, Ignore: ignore})
+			if ep != nil {
+				return a.verifyElastic(ctx, c, *ep, elasticsink.VerifyConfig{ProgressEvery: every, Samples: samples, Ignore: ignore})
+			}
+			return a.verify(ctx, c, *pg, rb, pgsink.VerifyConfig{ProgressEvery: every, Samples: samples, Ignore: ignore})
 		},
 	}
 	cmd.Flags().StringVar(&onError, "on-error", "", "what the rebuild does with an event the projection cannot handle: stop or dead-letter (default: as the application configured, else stop)")
