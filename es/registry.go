@@ -161,20 +161,25 @@ func (r *Registry) Known(typ string) bool {
 	return registered || upcast
 }
 
-// UpcastType returns the type name rec decodes as: rec.Type, or the type
-// the chain of upcasters of rec.Type turns it into. It runs the upcasters
-// only when rec.Type has one, and fails, like [Registry.Decode], when one
-// of them does. Projection workers use it so that a projection that
-// handles a type also receives the older events upcast into it.
-func (r *Registry) UpcastType(rec Record) (string, error) {
+// Upcasted returns rec as [Registry.Decode] sees it: with the type and data
+// the chain of upcasters of rec.Type turns it into, or rec itself when its
+// type has no upcaster. It fails, like Decode, when an upcaster does.
+// Decoding the result does not run the upcasters again. Projection workers
+// use it so that a projection that handles a type also receives the older
+// events upcast into it, each upcast once.
+func (r *Registry) Upcasted(rec Record) (Record, error) {
 	r.mu.RLock()
 	_, ok := r.upcasters[rec.Type]
 	r.mu.RUnlock()
 	if !ok {
-		return rec.Type, nil
+		return rec, nil
 	}
-	typ, _, err := r.upcast(rec)
-	return typ, err
+	typ, data, err := r.upcast(rec)
+	if err != nil {
+		return Record{}, err
+	}
+	rec.Type, rec.Data = typ, data
+	return rec, nil
 }
 
 // upcast runs the chain of upcasters for rec's type and returns the final

@@ -138,12 +138,12 @@ func TestUpcasterChain(t *testing.T) {
 	for _, c := range []struct{ from, want string }{
 		{"ItemAdded.v1", "ItemAdded"}, {"ItemAdded.v2", "ItemAdded"}, {"ItemAdded", "ItemAdded"}, {"Unknown", "Unknown"},
 	} {
-		if got, err := r.UpcastType(es.Record{Type: c.from, Data: []byte(`{"Item":"x"}`)}); got != c.want || err != nil {
-			t.Errorf("UpcastType of %s = %q, %v; want %q, nil", c.from, got, err, c.want)
+		if got, err := r.Upcasted(es.Record{Type: c.from, Data: []byte(`{"Item":"x"}`)}); got.Type != c.want || err != nil {
+			t.Errorf("Upcasted of %s: type %q, %v; want %q, nil", c.from, got.Type, err, c.want)
 		}
 	}
-	if _, err := r.UpcastType(es.Record{Type: "ItemAdded.v1", Data: []byte(`[1]`)}); !errors.Is(err, es.ErrDecode) {
-		t.Errorf("UpcastType with a failing upcaster: got %v, want a DecodeError", err)
+	if _, err := r.Upcasted(es.Record{Type: "ItemAdded.v1", Data: []byte(`[1]`)}); !errors.Is(err, es.ErrDecode) {
+		t.Errorf("Upcasted with a failing upcaster: got %v, want a DecodeError", err)
 	}
 
 	_, err = r.Decode(es.Record{Stream: "s", Version: 2, Type: "ItemAdded.v1", Data: []byte(`[1]`)})

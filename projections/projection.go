@@ -24,7 +24,7 @@ type Projection[Tx any] interface {
 	// Handles lists the event types the projection handles. Older types
 	// that the worker's [es.Registry] upcasts into one of them need not be
 	// listed: the worker hands them over too, upcast (see
-	// [es.Registry.UpcastType]). Events of other types are skipped; events
+	// [es.Registry.Upcasted]). Events of other types are skipped; events
 	// of these types that do not decode, and old events whose upcaster
 	// fails, follow the error policy.
 	Handles() []string

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/uuid"
@@ -102,5 +103,35 @@ func TestWorkerStallsOnAFailingUpcaster(t *testing.T) {
 	}
 	if f := stalled.Failure; f.Position != bad.Position || f.Type != "ItemAdded.v1" {
 		t.Errorf("failure at %s of type %q; want at %s of type ItemAdded.v1", f.Position, f.Type, bad.Position)
+	}
+}
+
+// TestWorkerUpcastsOnce: the worker decodes an old event from the record
+// its upcasters made, without running them a second time.
+func TestWorkerUpcastsOnce(t *testing.T) {
+	t.Parallel()
+	store, sink := memstore.New(), memsink.New()
+	reg := newRegistry()
+	var calls atomic.Int64
+	reg.Upcast("ItemAdded.v1", func(data json.RawMessage) (string, json.RawMessage, error) {
+		calls.Add(1)
+		return "ItemAdded", data, nil
+	})
+	var last es.AppendResult
+	for range 5 {
+		_, last = appendRaw(t, store, "ItemAdded.v1", `{"sku":"tea","qty":1}`)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := start(t, ctx, projections.NewWorker(store, reg, sink, stock{name: "s"}, projections.Config{Logger: quiet}))
+	waitFor(t, sink, "s", last.Position)
+	cancel()
+	if err := waitDone(t, done); err != nil {
+		t.Fatalf("Run = %v, want nil", err)
+	}
+	if got := sink.Rows("stock")["tea"]; got != 5 {
+		t.Errorf("stock of tea = %v, want 5", got)
+	}
+	if n := calls.Load(); n != 5 {
+		t.Errorf("the upcaster ran %d times for 5 events, want 5", n)
 	}
 }

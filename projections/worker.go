@@ -213,16 +213,23 @@ func (w *Worker[Tx]) decode(recs []es.Record) []item {
 	for i := range recs {
 		it := &items[i]
 		it.ev.Record = recs[i]
-		if !w.handles[recs[i].Type] {
+		rec := recs[i]
+		if !w.handles[rec.Type] {
 			// An older type is handled when its upcasters turn it into
 			// a handled one. One whose upcaster fails cannot be told
 			// apart, so it follows the error policy: never a silent skip.
-			if typ, err := w.reg.UpcastType(recs[i]); err == nil && !w.handles[typ] {
+			up, err := w.reg.Upcasted(rec)
+			if err == nil && !w.handles[up.Type] {
 				continue
 			}
+			if err != nil {
+				it.handled, it.err = true, err
+				continue
+			}
+			rec = up // decoded below without running the upcasters again
 		}
 		it.handled = true
-		it.ev.Data, it.err = w.reg.Decode(recs[i])
+		it.ev.Data, it.err = w.reg.Decode(rec)
 	}
 	return items
 }
