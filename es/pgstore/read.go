@@ -11,8 +11,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/internal/pgconnlost"
 )
 
 // ReadStream implements [es.Store]. Reads of one stream need no visibility
@@ -34,13 +36,15 @@ func (s *Store) ReadStream(ctx context.Context, stream string, opts es.ReadStrea
 			from = math.MaxInt64
 		}
 	}
-	rows, err := s.pool.Query(ctx, query, stream, from, limit)
-	if err != nil {
-		return nil, fmt.Errorf("pgstore: read %s: %w", stream, err)
-	}
-	// Most streams are short, and aggregates load with a generous limit:
-	// start small and let the slice grow.
-	recs, err := collectRecords(rows, min(opts.Limit, 32))
+	recs, err := readAgain(ctx, s.pool, func() ([]es.Record, error) {
+		rows, err := s.pool.Query(ctx, query, stream, from, limit)
+		if err != nil {
+			return nil, err
+		}
+		// Most streams are short, and aggregates load with a generous
+		// limit: start small and let the slice grow.
+		return collectRecords(rows, min(opts.Limit, 32))
+	})
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: read %s: %w", stream, err)
 	}
@@ -65,11 +69,13 @@ func (s *Store) ReadAll(ctx context.Context, after es.Position, limit int) ([]es
 	if limit <= 0 {
 		limit = es.BatchSizeDefault
 	}
-	rows, err := s.pool.Query(ctx, s.q.readAll, after.Commit, clampInt64(after.Prepare), limit)
-	if err != nil {
-		return nil, fmt.Errorf("pgstore: read all after %s: %w", after, err)
-	}
-	recs, err := collectRecords(rows, limit)
+	recs, err := readAgain(ctx, s.pool, func() ([]es.Record, error) {
+		rows, err := s.pool.Query(ctx, s.q.readAll, after.Commit, clampInt64(after.Prepare), limit)
+		if err != nil {
+			return nil, err
+		}
+		return collectRecords(rows, limit)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: read all after %s: %w", after, err)
 	}
@@ -90,6 +96,24 @@ func (s *Store) Head(ctx context.Context) (es.Position, error) {
 	}
 	p.Prepare = uint64(prepare)
 	return p, nil
+}
+
+// readAgain runs read, and runs it again while it fails because its
+// connection was lost (a server restart, terminated backends, a network
+// cut): a read changes nothing, so running it again on another of the
+// pool's connections is safe, and spares the caller an error the pool
+// recovers from by itself. When the server restarted, every idle
+// connection of the pool is lost and each fails at once, so it tries as
+// many times as the pool has connections, and once more on a new one.
+func readAgain[T any](ctx context.Context, pool *pgxpool.Pool, read func() (T, error)) (T, error) {
+	v, err := read()
+	for range pool.Stat().MaxConns() {
+		if err == nil || ctx.Err() != nil || !pgconnlost.Is(err) {
+			break
+		}
+		v, err = read()
+	}
+	return v, err
 }
 
 func clampInt64(u uint64) int64 {

@@ -2,11 +2,11 @@ package pgsink
 
 import (
 	"errors"
-	"io"
-	"net"
 
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/stratadev/strata/internal/pgconnlost"
 )
 
 // Transient reports whether err is worth retrying: the connection was lost
@@ -17,24 +17,9 @@ func (s *Sink) Transient(err error) bool { return IsTransient(err) }
 
 // IsTransient is [Sink.Transient] as a function.
 func IsTransient(err error) bool {
-	if err == nil {
-		return false
-	}
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		if pgerrcode.IsConnectionException(pgErr.Code) || pgerrcode.IsTransactionRollback(pgErr.Code) {
-			return true
-		}
-		switch pgErr.Code {
-		case pgerrcode.AdminShutdown, pgerrcode.CrashShutdown, pgerrcode.CannotConnectNow,
-			pgerrcode.TooManyConnections, pgerrcode.LockNotAvailable:
-			return true
-		}
-		return false
+	if errors.As(err, &pgErr) && (pgerrcode.IsTransactionRollback(pgErr.Code) || pgErr.Code == pgerrcode.LockNotAvailable) {
+		return true
 	}
-	var netErr net.Error
-	var connectErr *pgconn.ConnectError
-	return pgconn.SafeToRetry(err) || pgconn.Timeout(err) ||
-		errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
-		errors.Is(err, net.ErrClosed) || errors.As(err, &netErr) || errors.As(err, &connectErr)
+	return pgconnlost.Is(err)
 }
