@@ -69,13 +69,11 @@ func (s *Store) ReadAll(ctx context.Context, after es.Position, limit int) ([]es
 	if limit <= 0 {
 		limit = es.BatchSizeDefault
 	}
-	recs, err := readAgain(ctx, s.pool, func() ([]es.Record, error) {
-		rows, err := s.pool.Query(ctx, s.q.readAll, after.Commit, clampInt64(after.Prepare), limit)
-		if err != nil {
-			return nil, err
-		}
-		return collectRecords(rows, limit)
-	})
+	rows, err := s.pool.Query(ctx, s.q.readAll, after.Commit, clampInt64(after.Prepare), limit)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: read all after %s: %w", after, err)
+	}
+	recs, err := collectRecords(rows, limit)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: read all after %s: %w", after, err)
 	}
@@ -105,6 +103,12 @@ func (s *Store) Head(ctx context.Context) (es.Position, error) {
 // recovers from by itself. When the server restarted, every idle
 // connection of the pool is lost and each fails at once, so it tries as
 // many times as the pool has connections, and once more on a new one.
+//
+// ReadStream uses it: an aggregate's load is the first statement of a
+// command, and a command in flight should not fail for a connection the
+// pool replaces. ReadAll does not: its callers, subscriptions and
+// projection workers, already end or retry with backoff on a lost
+// connection, and report it.
 func readAgain[T any](ctx context.Context, pool *pgxpool.Pool, read func() (T, error)) (T, error) {
 	v, err := read()
 	for range pool.Stat().MaxConns() {
