@@ -81,7 +81,8 @@ func shorten(s string) string {
 // CheckData reports why data cannot be stored as an event's or a
 // snapshot's JSON, or nil: it is empty, it is not valid JSON, or it holds a
 // string escape that not every store can keep (\u0000, or an unpaired UTF-16
-// surrogate such as \ud800, which PostgreSQL's jsonb refuses).
+// surrogate such as \ud800, which PostgreSQL's jsonb refuses, so that
+// data stored as json stays castable to jsonb).
 func CheckData(data []byte) error {
 	if reason := dataProblem(data); reason != "" {
 		return errors.New("data " + reason)

@@ -24,7 +24,8 @@
 // [es.Store.ReadStream] must show a committed append at once.
 //
 // Event data is compared as JSON values, not as bytes, because stores may
-// normalize it (PostgreSQL's jsonb reorders keys and drops spaces).
+// normalize it (a PostgreSQL store keeps data stored before its migration
+// to json in the form jsonb printed it: keys reordered, spaces changed).
 // Metadata that was appended as nil may read back as nil or empty.
 package estest
 

@@ -36,15 +36,20 @@
 //   - snapshots(stream_id, version, revision, data, taken_at).
 //
 // Every statement names the schema; the store never depends on search_path.
-// Event data and metadata are jsonb, so they can be queried and indexed in
-// SQL. jsonb keeps the JSON value, not its text: data is read back
-// normalized (whitespace dropped, object keys sorted and deduplicated).
-// Reading it back has a price: the server prints every jsonb value as
-// text, which is most of its work on a read (about 2µs of CPU per event of
-// 250 bytes with two metadata keys; docs/benchmarks.md, "Where the read
-// time goes").
-// jsonb cannot hold the escape \u0000 or unpaired surrogate escapes; such
-// data, and NUL bytes in names, are refused with an [*es.InvalidEventError].
+// Event data and metadata are stored as json: the text as it was appended,
+// byte for byte, and read back the same. They can be queried in SQL
+// (data->>'customer') and indexed on an expression over a cast to jsonb
+// (CREATE INDEX ... ((data::jsonb)->'customer')). The store does not use
+// jsonb for them because jsonb has to be parsed on every write and printed
+// as text on every read: that printing was most of the server's work on a
+// read of the log (docs/benchmarks.md, "Where the read time goes"); a json
+// value is sent as it is. Migration 002_json converts a store created with
+// jsonb columns (see [Store.Migrate]); values stored before it keep the
+// normalized text jsonb gave them.
+// Appends refuse what a cast to jsonb could not take, the escape \u0000
+// and unpaired surrogate escapes, and NUL bytes in names, with an
+// [*es.InvalidEventError]. A number beyond PostgreSQL's numeric range
+// (1e1000000) is kept as written; a query that casts it to jsonb fails.
 //
 // # Reading the global log without skipping events
 //

@@ -28,7 +28,7 @@ func Example() {
 	}
 
 	// A new stream: expect that it does not exist yet.
-	placed := es.EventData{Type: "OrderPlaced", Data: []byte(`{"order": "42", "total": 30}`)}
+	placed := es.EventData{Type: "OrderPlaced", Data: []byte(`{"order":"42","total":30}`)}
 	res, err := store.Append(ctx, "order-42", es.NoStream, placed)
 	if err != nil {
 		panic(err)
@@ -51,12 +51,12 @@ func Example() {
 		panic(err)
 	}
 	for _, r := range recs {
-		fmt.Println(r.Version, r.Type, string(r.Data)) // data is jsonb: read back normalized
+		fmt.Println(r.Version, r.Type, string(r.Data)) // read back as it was written
 	}
 	// Output:
 	// appended order-42 version 1
 	// true true actual version 1
-	// 1 OrderPlaced {"order": "42", "total": 30}
+	// 1 OrderPlaced {"order":"42","total":30}
 	// 2 OrderPaid {"order": "42"}
 }
 

@@ -446,7 +446,7 @@ func TestSubscribeSeesAppendThatDidNotNotify(t *testing.T) {
 	silent := begin(t, pool)
 	id := uuid.New()
 	if _, err := silent.Exec(ctx, "SELECT * FROM "+pgx.Identifier{s.Schema(), "append"}.Sanitize()+
-		"($1, $2, 0::smallint, 0, false, true, ARRAY[$3::uuid], ARRAY['T'], ARRAY['{}'::jsonb], ARRAY['{}'::jsonb])",
+		"($1, $2, 0::smallint, 0, false, true, ARRAY[$3::uuid], ARRAY['T'], ARRAY['{}'::json], ARRAY['{}'::json])",
 		"s", pgstore.StreamKey("s"), id); err != nil {
 		t.Fatal(err)
 	}
@@ -486,7 +486,7 @@ func TestSubscribeStartsWhileUnnotifiedAppendInFlight(t *testing.T) {
 	tx := begin(t, pool)
 	id := uuid.New()
 	if _, err := tx.Exec(ctx, "SELECT * FROM "+pgx.Identifier{s.Schema(), "append"}.Sanitize()+
-		"($1, $2, 0::smallint, 0, false, true, ARRAY[$3::uuid], ARRAY['T'], ARRAY['{}'::jsonb], ARRAY['{}'::jsonb])",
+		"($1, $2, 0::smallint, 0, false, true, ARRAY[$3::uuid], ARRAY['T'], ARRAY['{}'::json], ARRAY['{}'::json])",
 		"s", pgstore.StreamKey("s"), id); err != nil {
 		t.Fatal(err)
 	}
@@ -520,7 +520,7 @@ func TestAppendsInFlightWhileSubscriberListens(t *testing.T) {
 	appendInTx := func() pgx.Tx {
 		tx := begin(t, pool)
 		if _, err := tx.Exec(ctx, "SELECT * FROM "+pgx.Identifier{s.Schema(), "append"}.Sanitize()+
-			"($1, $2, 0::smallint, 0, false, true, ARRAY[$3::uuid], ARRAY['T'], ARRAY['{}'::jsonb], ARRAY['{}'::jsonb])",
+			"($1, $2, 0::smallint, 0, false, true, ARRAY[$3::uuid], ARRAY['T'], ARRAY['{}'::json], ARRAY['{}'::json])",
 			"s", pgstore.StreamKey("s"), uuid.New()); err != nil {
 			t.Fatal(err)
 		}

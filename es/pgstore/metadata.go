@@ -10,7 +10,7 @@ import (
 	"github.com/stratadev/strata/es"
 )
 
-// Metadata is stored as a jsonb object of strings. Every append encodes it
+// Metadata is stored as a json object of strings. Every append encodes it
 // and every read decodes it, so both are done by hand here: encoding/json
 // goes through reflection and allocates several times per call. Decoding
 // falls back to encoding/json for anything but the flat object of strings
@@ -105,7 +105,8 @@ func decodeMetadata(b []byte, keys interner) (es.Metadata, error) {
 }
 
 // parseFlatObject parses {"k": "v", ...} with strings free of escapes
-// other than the simple ones, as PostgreSQL prints jsonb. ok is false for
+// other than the simple ones, as encodeMetadata writes them and PostgreSQL
+// prints jsonb (metadata stored before migration 002). ok is false for
 // anything else, which the caller leaves to encoding/json.
 func parseFlatObject(b []byte, keys interner) (md es.Metadata, ok bool) {
 	i := skipSpace(b, 0)

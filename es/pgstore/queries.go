@@ -89,7 +89,7 @@ func newQueries(expand func(string) string) queries {
 			), ins AS (
 				INSERT INTO {{schema}}.events (tx_id, event_id, stream_id, stream_version, type, data, metadata)
 				SELECT greatest(cur.tx_id, pg_current_xact_id()), u.id, $1, cur.v + u.ord, u.type, u.data, u.meta
-				FROM cur, unnest($4::uuid[], $5::text[], $6::jsonb[], $7::jsonb[]) WITH ORDINALITY AS u(id, type, data, meta, ord)
+				FROM cur, unnest($4::uuid[], $5::text[], $6::json[], $7::json[]) WITH ORDINALITY AS u(id, type, data, meta, ord)
 				WHERE cur.v BETWEEN $2::bigint AND $3::bigint
 				ORDER BY u.ord
 				RETURNING tx_id, position, stream_version
@@ -118,7 +118,7 @@ func newQueries(expand func(string) string) queries {
 				INSERT INTO {{schema}}.events (tx_id, event_id, stream_id, stream_version, type, data, metadata)
 				SELECT greatest(cur.tx_id, pg_current_xact_id()), u.id, $1, coalesce(cur.v, 0) + u.ord, u.type, u.data, u.meta
 				FROM (` + `SELECT cur.* ` + appendFastFrom + `) cur,
-					unnest($4::uuid[], $5::text[], $6::jsonb[], $7::jsonb[]) WITH ORDINALITY AS u(id, type, data, meta, ord)
+					unnest($4::uuid[], $5::text[], $6::json[], $7::json[]) WITH ORDINALITY AS u(id, type, data, meta, ord)
 				ORDER BY u.ord
 				RETURNING tx_id, position, stream_version
 			)

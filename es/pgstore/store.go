@@ -42,7 +42,7 @@ type Config struct {
 	// MaxEventSize is the largest event an append (or an import) may
 	// carry, in bytes as [es.EventSize] measures them; a larger one is
 	// refused with an [*es.InvalidEventError] before anything is sent.
-	// PostgreSQL itself would take a jsonb value of up to 255 MB, but every
+	// PostgreSQL itself would take a json value of up to 1 GB, but every
 	// reader of the log holds a batch of events in memory (500 by default),
 	// so the default keeps a batch of the largest events within a few GB
 	// while leaving room for any event a domain model needs. Defaults to

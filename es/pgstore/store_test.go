@@ -190,8 +190,9 @@ func TestConcurrentDuplicateIDAcrossStreams(t *testing.T) {
 	}
 }
 
-// Input that is valid JSON but that jsonb or text cannot hold is refused
-// with an InvalidEventError naming the event, not a database error.
+// Input that is valid JSON but that text, or jsonb in a query that casts
+// the data, cannot hold is refused with an InvalidEventError naming the
+// event, not a database error.
 func TestInputPostgreSQLCannotStore(t *testing.T) {
 	t.Parallel()
 	s, _ := newStore(t, pgstore.Config{})
@@ -211,8 +212,6 @@ func TestInputPostgreSQLCannotStore(t *testing.T) {
 		{"nul-in-type", "s", es.EventData{Type: "T\x00", Data: []byte(`{}`)}, 1},
 		{"nul-in-metadata", "s", es.EventData{Type: "T", Data: []byte(`{}`), Metadata: es.Metadata{"k": "a\x00b"}}, 1},
 		{"nul-in-stream", "s\x00", es.EventData{Type: "T", Data: []byte(`{}`)}, -1},
-		// Not caught before the database: mapped from its error.
-		{"numeric-overflow", "s", es.EventData{Type: "T", Data: []byte(`1e1000000`)}, -1},
 	} {
 		_, err := s.Append(ctx, tc.stream, es.Any, good, tc.event)
 		ie, ok := errors.AsType[*es.InvalidEventError](err)
@@ -282,7 +281,7 @@ func TestSnapshots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Version != 5 || string(got.Data) != `{"v": 5}` || got.Revision != "r1" || got.TakenAt.IsZero() {
+	if got.Version != 5 || string(got.Data) != `{"v":5}` || got.Revision != "r1" || got.TakenAt.IsZero() {
 		t.Errorf("LoadSnapshot = %+v; want version 5", got)
 	}
 	if err := s.SaveSnapshot(ctx, es.Snapshot{Stream: "order-1", Version: 9, Data: []byte(`{"a":"\u0000"}`)}); err == nil {

@@ -25,7 +25,7 @@ func TestMigratePrint(t *testing.T) {
 		t.Fatalf("apply the printed SQL: %v", err)
 	}
 	r = e.mustRun(t, opts{}, "migrate")
-	want := "events: schema " + e.schema + " is up to date (version 1)\n" +
+	want := "events: schema " + e.schema + " is up to date (version 2)\n" +
 		"checkpoints: schema " + e.schema + " is up to date (version 1)\n"
 	if got := r.stdout.String(); got != want {
 		t.Errorf("migrate after the printed SQL printed\n%s\nwant\n%s", got, want)
