@@ -1,0 +1,104 @@
+package localkafka_test
+
+import (
+	"errors"
+	"net"
+	"os"
+	"strconv"
+	"syscall"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/stratadev/strata/internal/localkafka"
+	"github.com/stratadev/strata/internal/localproc"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func skipUnlessLocal(t *testing.T) {
+	t.Helper()
+	if os.Getenv("STRATA_SKIP_KAFKA") == "1" {
+		t.Skip("STRATA_SKIP_KAFKA=1")
+	}
+	if _, err := localkafka.FindHome(); errors.Is(err, localkafka.ErrNotInstalled) {
+		t.Fatal(err)
+	}
+}
+
+func TestStartStop(t *testing.T) {
+	t.Parallel()
+	skipUnlessLocal(t)
+	srv, err := localkafka.Start(t.Context(), localkafka.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop() })
+	if err := localkafka.Ready(t.Context(), srv.URL()); err != nil {
+		t.Errorf("ready: %v", err)
+	}
+	if want := "127.0.0.1:" + strconv.Itoa(srv.Port()); srv.URL() != want {
+		t.Errorf("URL() = %q, want %q", srv.URL(), want)
+	}
+	if srv.Port() >= 32768 {
+		t.Errorf("Port() = %d, want one below 32768", srv.Port())
+	}
+	pid, dir := srv.PID(), srv.Dir()
+	if pid == 0 {
+		t.Fatal("PID() = 0 while running")
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("process %d after Stop: kill -0 gave %v, want ESRCH", pid, err)
+	}
+	if got := srv.PID(); got != 0 {
+		t.Errorf("PID() after Stop = %d, want 0", got)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s still there after Stop: %v", dir, err)
+	}
+	l, err := net.Listen("tcp", srv.URL())
+	if err != nil {
+		t.Errorf("port still taken after Stop: %v", err)
+	} else {
+		l.Close()
+	}
+	if err := localkafka.Ready(t.Context(), srv.URL()); err == nil {
+		t.Error("still answers after Stop")
+	}
+	if err := srv.Restart(t.Context()); !errors.Is(err, localkafka.ErrStopped) {
+		t.Errorf("Restart after Stop: %v, want ErrStopped", err)
+	}
+}
+
+// A broker started on a port of the caller's listens there, and a port
+// that is taken fails the start with an error that says so.
+func TestStartOnPort(t *testing.T) {
+	t.Parallel()
+	skipUnlessLocal(t)
+	port, err := localkafka.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := localkafka.Start(t.Context(), localkafka.Options{Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop() })
+	if want := "127.0.0.1:" + strconv.Itoa(port); srv.URL() != want {
+		t.Errorf("URL() = %q, want %q", srv.URL(), want)
+	}
+	if err := localkafka.Ready(t.Context(), srv.URL()); err != nil {
+		t.Errorf("ready: %v", err)
+	}
+
+	_, err = localkafka.Start(t.Context(), localkafka.Options{Port: port})
+	if !errors.Is(err, localproc.ErrPortTaken) {
+		t.Fatalf("a second broker on the same port: %v, want ErrPortTaken", err)
+	}
+}
