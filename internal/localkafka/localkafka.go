@@ -410,7 +410,7 @@ func Ready(ctx context.Context, addr string) error {
 	}
 	defer conn.Close()
 	if dl, ok := cctx.Deadline(); ok {
-		conn.SetDeadline(dl)
+		_ = conn.SetDeadline(dl) // fails only on a closed connection
 	}
 	// ApiVersions v0: size, api key 18, version 0, correlation ID, client ID.
 	const clientID = "localkafka"
