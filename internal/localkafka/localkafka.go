@@ -174,13 +174,19 @@ func FreePort() (int, error) {
 }
 
 // clusterID returns a random cluster ID as Kafka writes them: 16 bytes in
-// unpadded URL-safe base64.
+// unpadded URL-safe base64. Like Kafka's own Uuid.randomUuid, it never
+// starts with "-", which the storage tool's command line would take for an
+// option.
 func clusterID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40 // a version 4 UUID, like Kafka's own random-uuid
-	b[8] = b[8]&0x3f | 0x80
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	for {
+		var b [16]byte
+		rand.Read(b[:])
+		b[6] = b[6]&0x0f | 0x40 // a version 4 UUID
+		b[8] = b[8]&0x3f | 0x80
+		if id := base64.RawURLEncoding.EncodeToString(b[:]); id[0] != '-' {
+			return id
+		}
+	}
 }
 
 // Start configures a broker in a temporary directory, formats its storage,
