@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
+	"github.com/stratadev/strata/es/pgstore/pgtest"
 	"github.com/stratadev/strata/projections/kafkasink/kafkatest"
 )
 
@@ -166,6 +167,9 @@ func TestKillRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv, err := kafkatest.Start(t.Context(), kafkatest.ServerConfig{Port: port})
+	if errors.Is(err, kafkatest.ErrNotInstalled) && !pgtest.Required() {
+		t.Skip(err) // TEST_KAFKA_URL names a broker, but this test needs one to kill
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
