@@ -230,6 +230,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		if err := errors.Join(err1, err2); err != nil {
 			return nil, fmt.Errorf("localkafka: find a free port: %w", err)
 		}
+		if err := s.portsFree(); err != nil {
+			return nil, err // before formatting, which takes seconds
+		}
 		if s.dir, err = os.MkdirTemp("", "localkafka-"); err != nil {
 			return nil, fmt.Errorf("localkafka: %w", err)
 		}
@@ -324,6 +327,20 @@ func (s *Server) configure(ctx context.Context, extra map[string]string) error {
 	return nil
 }
 
+// portsFree returns an error that wraps [localproc.ErrPortTaken] when
+// another process listens on one of the broker's ports: it would answer
+// for the broker.
+func (s *Server) portsFree() error {
+	for _, port := range []int{s.port, s.ctlPort} {
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			return fmt.Errorf("localkafka: 127.0.0.1:%d: %w", port, localproc.ErrPortTaken)
+		}
+		l.Close()
+	}
+	return nil
+}
+
 func (s *Server) propsPath() string { return filepath.Join(s.dir, "server.properties") }
 
 // jvmArgs are java's arguments up to the main class.
@@ -338,13 +355,8 @@ func (s *Server) jvmArgs(heap string) []string {
 // launch starts the broker on the configured directory and waits until it
 // answers. The caller holds s.mu or owns s alone.
 func (s *Server) launch(ctx context.Context) error {
-	// Another process on a port would answer for the broker: refuse it.
-	for _, port := range []int{s.port, s.ctlPort} {
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			return fmt.Errorf("localkafka: 127.0.0.1:%d: %w", port, localproc.ErrPortTaken)
-		}
-		l.Close()
+	if err := s.portsFree(); err != nil {
+		return err
 	}
 	outPath := filepath.Join(s.dir, "kafka.out")
 	out, err := os.OpenFile(outPath, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
