@@ -233,9 +233,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		if err := s.portsFree(); err != nil {
 			return nil, err // before formatting, which takes seconds
 		}
-		if s.dir, err = os.MkdirTemp("", "localkafka-"); err != nil {
+		dir, err := os.MkdirTemp("", "localkafka-")
+		if err != nil {
 			return nil, fmt.Errorf("localkafka: %w", err)
 		}
+		s.dir = dir
 		if err := s.configure(ctx, opts.Settings); err != nil {
 			os.RemoveAll(s.dir)
 			return nil, err
