@@ -106,3 +106,53 @@ func TestStartOnPort(t *testing.T) {
 		t.Fatalf("a second broker on the same port: %v, want ErrPortTaken", err)
 	}
 }
+
+// Restart replaces a running broker, and starts a killed one again, on the
+// same port and directory.
+func TestRestart(t *testing.T) {
+	t.Parallel()
+	skipUnlessLocal(t)
+	srv, err := localkafka.Start(t.Context(), localkafka.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop() })
+	url, dir, first := srv.URL(), srv.Dir(), srv.PID()
+
+	if err := srv.Restart(t.Context()); err != nil {
+		t.Fatalf("Restart while running: %v", err)
+	}
+	second := srv.PID()
+	if second == 0 || second == first {
+		t.Errorf("PID() after Restart = %d, want a new process (was %d)", second, first)
+	}
+	if err := syscall.Kill(first, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("first process %d after Restart: kill -0 gave %v, want ESRCH", first, err)
+	}
+	if srv.URL() != url || srv.Dir() != dir {
+		t.Errorf("after Restart URL, Dir = %s, %s; want %s, %s", srv.URL(), srv.Dir(), url, dir)
+	}
+	if err := localkafka.Ready(t.Context(), url); err != nil {
+		t.Errorf("ready after Restart: %v", err)
+	}
+
+	srv.Kill()
+	if err := syscall.Kill(second, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("process %d after Kill: kill -0 gave %v, want ESRCH", second, err)
+	}
+	if got := srv.PID(); got != 0 {
+		t.Errorf("PID() after Kill = %d, want 0", got)
+	}
+	if err := localkafka.Ready(t.Context(), url); err == nil {
+		t.Error("still answers after Kill")
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Errorf("directory after Kill: %v", err)
+	}
+	if err := srv.Restart(t.Context()); err != nil {
+		t.Fatalf("Restart after Kill: %v", err)
+	}
+	if err := localkafka.Ready(t.Context(), url); err != nil {
+		t.Errorf("ready after Kill and Restart: %v", err)
+	}
+}
