@@ -5,7 +5,11 @@
 # Elasticsearch: scripts/ensure-elasticsearch.sh fetches Elastic's test
 # distribution once (mvn, Java 17) and internal/cmd/withelastic starts one
 # node for the run; set TEST_ELASTICSEARCH_URL to use your own, or
-# STRATA_SKIP_ELASTIC=1 to skip the Elasticsearch tests.
+# STRATA_SKIP_ELASTIC=1 to skip the Elasticsearch tests. And for Kafka:
+# scripts/ensure-kafka.sh fetches Apache Kafka's jars once (mvn, Java 17)
+# and internal/cmd/withkafka starts one broker for the run; set
+# TEST_KAFKA_URL to use your own, or STRATA_SKIP_KAFKA=1 to skip the Kafka
+# tests.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
@@ -13,15 +17,16 @@ SHELL := /bin/bash
 GO ?= go
 # The repository is several Go modules (go.work lists them): the core (es,
 # cqrs, projections, pgstore, pgsink), and modules of their own for the
-# EventStoreDB store, the Elasticsearch sink, the CLI and the examples, so
-# that an application using the core does not get their dependencies; the
-# comparison with another event-sourcing library (internal/peerbench) is
-# one too. A `./...` stops at a module's edge, so the targets name every
-# module.
-MODULES := . ./cmd/strata ./es/esdbstore ./examples ./internal/peerbench ./projections/elasticsink
+# EventStoreDB store, the Elasticsearch sink, the Kafka sink, the CLI and
+# the examples, so that an application using the core does not get their
+# dependencies; the comparison with another event-sourcing library
+# (internal/peerbench) is one too. A `./...` stops at a module's edge, so
+# the targets name every module.
+MODULES := . ./cmd/strata ./es/esdbstore ./examples ./internal/peerbench ./projections/elasticsink ./projections/kafkasink
 PKGS := $(addsuffix /...,$(MODULES))
 WITHPG = $(GO) run ./cmd/withpg --
 WITHELASTIC = $(GO) run ./internal/cmd/withelastic --
+WITHKAFKA = $(GO) run ./internal/cmd/withkafka --
 
 # Benchmarks: which ones, how long, how often (the table shows medians).
 BENCH ?= .
@@ -38,7 +43,7 @@ PEER_BENCH_PKGS := ./internal/peerbench/
 # assertions; see docs/benchmarks.md).
 BENCH_TARGETS ?= -target AppendOne=0.8,AppendOneParallel=0.8,Append100=0.8,Import=0.85,ReadAll=0.7,OnNew=0.9,OnExisting=0.9,CatchUp=0.75
 
-.PHONY: all test vet lint tidy ensure-postgres ensure-elasticsearch bench bench-peer
+.PHONY: all test vet lint tidy ensure-postgres ensure-elasticsearch ensure-kafka bench bench-peer
 
 all: test
 
@@ -47,6 +52,9 @@ ensure-postgres:
 
 ensure-elasticsearch:
 	@if [[ -z "$${TEST_ELASTICSEARCH_URL:-}" && "$${STRATA_SKIP_ELASTIC:-}" != 1 ]]; then ./scripts/ensure-elasticsearch.sh >/dev/null; fi
+
+ensure-kafka:
+	@if [[ -z "$${TEST_KAFKA_URL:-}" && "$${STRATA_SKIP_KAFKA:-}" != 1 ]]; then ./scripts/ensure-kafka.sh >/dev/null; fi
 
 vet:
 	$(GO) vet $(PKGS)
@@ -58,8 +66,8 @@ lint:
 	GOOS=darwin $(GO) vet $(PKGS)
 	./scripts/check-modules.sh
 
-test: ensure-postgres ensure-elasticsearch vet
-	$(WITHPG) $(WITHELASTIC) $(GO) test -race -count=1 $(PKGS)
+test: ensure-postgres ensure-elasticsearch ensure-kafka vet
+	$(WITHPG) $(WITHELASTIC) $(WITHKAFKA) $(GO) test -race -count=1 $(PKGS)
 
 bench: ensure-postgres
 	$(WITHPG) $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout $(BENCHTIMEOUT) $(BENCH_PKGS) \

@@ -4,7 +4,7 @@
 #  2. an application that imports only the core (es, es/pgstore, cqrs,
 #     projections, projections/pgsink) gets none of the heavy dependencies
 #     of the other modules (gRPC, the EventStoreDB client, the Elasticsearch
-#     client, cobra) in its module graph.
+#     client, the Kafka client franz-go, cobra) in its module graph.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -57,9 +57,9 @@ func main() {}
 GO
 (cd "$dir" && go mod tidy && go build ./...)
 graph=$(cd "$dir" && go mod graph)
-if bad=$(grep -E 'google.golang.org/grpc|EventStore-Client-Go|go-elasticsearch|spf13/cobra' <<<"$graph"); then
+if bad=$(grep -E 'google.golang.org/grpc|EventStore-Client-Go|go-elasticsearch|twmb/franz-go|spf13/cobra' <<<"$graph"); then
 	echo "check-modules: an application of the core modules gets these in its module graph:" >&2
 	echo "$bad" >&2
 	exit 1
 fi
-echo "check-modules: $(wc -w <<<"$modules") modules tidy; $(wc -l <<<"$graph") edges in a core application's module graph, none to gRPC, EventStoreDB, Elasticsearch or cobra"
+echo "check-modules: $(wc -w <<<"$modules") modules tidy; $(wc -l <<<"$graph") edges in a core application's module graph, none to gRPC, EventStoreDB, Elasticsearch, Kafka or cobra"

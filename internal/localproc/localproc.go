@@ -1,8 +1,8 @@
 // Package localproc runs a throwaway server process for tests and demos: on
 // a free loopback port, as the user nobody when running as root (PostgreSQL
 // and Elasticsearch both refuse root), in a process group of its own that
-// goes away with its parent. Packages es/pgstore/pgtest and
-// internal/localelastic build on it.
+// goes away with its parent. Packages es/pgstore/pgtest,
+// internal/localelastic and internal/localkafka build on it.
 package localproc
 
 import (
@@ -102,6 +102,9 @@ func Start(cmd *exec.Cmd, cred *syscall.Credential, deathSig syscall.Signal) (*P
 	}()
 	return p, nil
 }
+
+// Pid returns the process's ID.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
 // Exited is closed when the process has exited.
 func (p *Process) Exited() <-chan struct{} { return p.exited }

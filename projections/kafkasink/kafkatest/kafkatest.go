@@ -1,0 +1,178 @@
+// Package kafkatest gives tests a real Apache Kafka broker.
+//
+// A test package runs its tests through [Run] from TestMain, around the
+// PostgreSQL setup when it needs both:
+//
+//	func TestMain(m *testing.M) { os.Exit(kafkatest.Run(m, pgtest.Run)) }
+//
+// and each test takes clients and a topic of its own:
+//
+//	topic := kafkatest.Topic(t, 3)
+//	client := kafkatest.Client(t, kgo.DefaultProduceTopic(topic))
+//
+// The broker is the one named by TEST_KAFKA_URL (a bootstrap address such
+// as 127.0.0.1:9092). When that is unset, Run starts a throwaway one (see
+// [Start]) for the test binary; strata's own `make test` starts one for
+// all packages instead. When no broker can be had, the tests that need one
+// skip with one line saying why (or fail under CI=true or
+// STRATA_REQUIRE_SERVERS=1, see [pgtest.Required]); STRATA_SKIP_KAFKA=1
+// skips them without trying.
+//
+// A test that kills and restarts a broker starts one of its own with
+// [Start] and reaches it with [ClientOf].
+package kafkatest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/stratadev/strata/es/pgstore/pgtest"
+)
+
+const (
+	// EnvURL names the test broker's bootstrap address.
+	EnvURL = "TEST_KAFKA_URL"
+	// EnvSkip skips the tests that need Kafka when set to 1.
+	EnvSkip = "STRATA_SKIP_KAFKA"
+)
+
+var startErr error
+
+// Run starts a throwaway broker when TEST_KAFKA_URL is unset (and
+// STRATA_SKIP_KAFKA is not 1), runs next (pgtest.Run, or m.Run when nil),
+// stops the broker and returns next's exit code.
+func Run(m *testing.M, next func(*testing.M) int) int {
+	if next == nil {
+		next = func(m *testing.M) int { return m.Run() }
+	}
+	if os.Getenv(EnvURL) != "" {
+		return next(m)
+	}
+	if os.Getenv(EnvSkip) == "1" {
+		pgtest.ExcludeExamples(EnvSkip + "=1")
+		return next(m)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	srv, err := Start(ctx, ServerConfig{})
+	cancel()
+	if err != nil {
+		startErr = err // the tests that need it fail with it
+		if !pgtest.Required() {
+			pgtest.ExcludeExamples("no Kafka broker")
+		}
+		return next(m)
+	}
+	os.Setenv(EnvURL, srv.URL())
+	code := next(m)
+	if err := srv.Stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "kafkatest: stop the test broker: %v\n", err)
+	}
+	return code
+}
+
+// URL returns the broker's bootstrap address. It skips the test when
+// STRATA_SKIP_KAFKA=1 and fails it when there is no broker.
+func URL(t testing.TB) string {
+	t.Helper()
+	if os.Getenv(EnvSkip) == "1" {
+		t.Skip(EnvSkip + "=1")
+	}
+	if startErr != nil {
+		line := strings.SplitN(startErr.Error(), "\n", 2)[0]
+		if !pgtest.Required() {
+			t.Skip("no Kafka broker: " + line)
+		}
+		t.Fatal(line)
+	}
+	url := os.Getenv(EnvURL)
+	if url == "" {
+		t.Fatal(ErrNotInstalled)
+	}
+	return url
+}
+
+// Client returns a client of the test broker with opts, closed when the
+// test ends.
+func Client(t testing.TB, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	return ClientOf(t, URL(t), opts...)
+}
+
+// ClientOf is [Client] for another bootstrap address, such as that of a
+// broker the test started itself.
+func ClientOf(t testing.TB, url string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(url)}, opts...)...)
+	if err != nil {
+		t.Fatalf("kafkatest: client for %s: %v", url, err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// Admin returns an admin client of the test broker, closed when the test
+// ends.
+func Admin(t testing.TB) *kadm.Client {
+	t.Helper()
+	return kadm.NewClient(Client(t))
+}
+
+// Topic creates a topic with a name unique to the test (see [Name]) and
+// the given number of partitions on the test broker, and deletes it when
+// the test ends.
+func Topic(t testing.TB, partitions int) string {
+	t.Helper()
+	return TopicOn(t, Admin(t), partitions)
+}
+
+// TopicOn is [Topic] through adm, such as an admin client of a broker the
+// test started itself.
+func TopicOn(t testing.TB, adm *kadm.Client, partitions int) string {
+	t.Helper()
+	topic := Name(t)
+	if _, err := adm.CreateTopic(t.Context(), int32(partitions), 1, nil, topic); err != nil {
+		t.Fatalf("kafkatest: create topic %s: %v", topic, err)
+	}
+	t.Cleanup(func() {
+		// t.Context is done by now; the broker may be gone too.
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if _, err := adm.DeleteTopic(ctx, topic); err != nil {
+			t.Logf("kafkatest: delete topic %s: %v", topic, err)
+		}
+	})
+	return topic
+}
+
+// Name returns a name unique to the test, valid as a topic name, a
+// transactional ID or a consumer group: "t-" + the test name's letters and
+// digits + a random suffix.
+func Name(t testing.TB) string {
+	var b strings.Builder
+	b.WriteString("t-")
+	for _, r := range strings.ToLower(t.Name()) {
+		if b.Len() >= 40 {
+			break
+		}
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
+	}
+	var suffix [6]byte
+	rand.Read(suffix[:])
+	b.WriteByte('-')
+	b.WriteString(hex.EncodeToString(suffix[:]))
+	return b.String()
+}
