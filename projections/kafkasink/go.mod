@@ -3,6 +3,7 @@ module github.com/stratadev/strata/projections/kafkasink
 go 1.26.0
 
 require (
+	github.com/google/uuid v1.6.0
 	github.com/stratadev/strata v0.0.0-00010101000000-000000000000
 	github.com/twmb/franz-go v1.22.3
 	github.com/twmb/franz-go/pkg/kadm v1.20.0
