@@ -123,12 +123,16 @@ func newEnvOn(t *testing.T, url, topic string) env {
 	pool, schema := pgtest.NewSchemaWith(t, pgtest.Options{MaxConns: 16})
 	e := env{url: url, pool: pool, schema: schema, reg: newRegistry(),
 		proj: orderEvents{name: kafkatest.Name(t), topic: topic}}
-	e.cfg = kafkasink.Config{
+	e.cfg = testConfig(url, topic)
+	e.open(t)
+	return e
+}
+
+func testConfig(url, topic string) kafkasink.Config {
+	return kafkasink.Config{
 		Brokers: []string{url}, Topics: []kafkasink.Topic{{Name: topic}},
 		CheckpointTopic: "strata.checkpoints.test", Logger: quiet,
 	}
-	e.open(t)
-	return e
 }
 
 // open makes the env's store, keeper and sink on its schema.
