@@ -19,6 +19,7 @@ const (
 	TransactionTimeoutDefault    = 60 * time.Second
 	TimeoutDefault               = 30 * time.Second
 	LingerDefault                = 5 * time.Millisecond
+	BatchSizeDefault             = 5000
 	// ReplicationFactorDefault leaves the replication factor of the
 	// topics the sink creates to the broker (default.replication.factor).
 	ReplicationFactorDefault int16 = -1
@@ -85,6 +86,12 @@ type Config struct {
 	// partition before it sends a batch; the end of a batch sends at once.
 	// Defaults to 5ms.
 	Linger time.Duration
+	// BatchSize is the batch size the sink advises a worker whose
+	// projections.Config.BatchSize is 0 to take (see [Sink.BatchSize]):
+	// events per transaction. Defaults to 5000: each transaction costs a
+	// fixed time on the broker, which smaller batches pay more often (see
+	// docs/benchmarks.md).
+	BatchSize int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -119,6 +126,9 @@ func (c Config) Validate() error {
 				i, t.Name, t.Partitions, t.ReplicationFactor))
 		}
 	}
+	if c.BatchSize < 0 {
+		errs = append(errs, fmt.Errorf("kafkasink: Config.BatchSize is %d; want 0 (default) or more", c.BatchSize))
+	}
 	if c.TransactionTimeout < 0 || c.Timeout < 0 || c.Linger < 0 {
 		errs = append(errs, fmt.Errorf("kafkasink: Config.TransactionTimeout (%v), Timeout (%v) and Linger (%v) must not be negative",
 			c.TransactionTimeout, c.Timeout, c.Linger))
@@ -134,6 +144,7 @@ func (c Config) withDefaults() Config {
 	c.TransactionTimeout = cmp.Or(c.TransactionTimeout, TransactionTimeoutDefault)
 	c.Timeout = cmp.Or(c.Timeout, TimeoutDefault)
 	c.Linger = cmp.Or(c.Linger, LingerDefault)
+	c.BatchSize = cmp.Or(c.BatchSize, BatchSizeDefault)
 	topics := make([]Topic, len(c.Topics))
 	for i, t := range c.Topics {
 		t.Partitions = cmp.Or(t.Partitions, PartitionsDefault)

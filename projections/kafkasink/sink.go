@@ -58,6 +58,13 @@ func New(keeper Keeper, cfg Config) *Sink {
 	return &Sink{keeper: keeper, cfg: cfg, topics: topics, projs: make(map[string]*producer)}
 }
 
+var _ projections.BatchSizer = (*Sink)(nil)
+
+// BatchSize implements [projections.BatchSizer]: [Config.BatchSize]
+// events, one Kafka transaction per batch. A worker whose
+// projections.Config.BatchSize is 0 takes it.
+func (s *Sink) BatchSize() int { return s.cfg.BatchSize }
+
 // Keeper returns the [Keeper] passed to [New].
 func (s *Sink) Keeper() Keeper { return s.keeper }
 
