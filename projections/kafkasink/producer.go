@@ -53,7 +53,9 @@ func (s *Sink) opts(more ...kgo.Opt) []kgo.Opt {
 // initializes the producer ID (which aborts a transaction an earlier
 // producer of the projection left open, and fences that producer), and
 // reads the projection's checkpoint from the checkpoint topic.
-func (s *Sink) start(ctx context.Context, pr *producer) (err error) {
+// With lenient set (a republish), a checkpoint missing from Kafka is not
+// an error.
+func (s *Sink) start(ctx context.Context, pr *producer, lenient bool) (err error) {
 	tid := s.TransactionalID(pr.name)
 	ctx, cancel := context.WithTimeoutCause(ctx, s.cfg.Timeout, &TimeoutError{Op: "start " + pr.name, After: s.cfg.Timeout})
 	defer cancel()
@@ -86,7 +88,7 @@ func (s *Sink) start(ctx context.Context, pr *producer) (err error) {
 	if err != nil {
 		return fmt.Errorf("kafkasink: start %s: %w", pr.name, err)
 	}
-	if !found && kcp.Position != es.Start {
+	if !found && kcp.Position != es.Start && !lenient {
 		lost := &CheckpointLostError{Projection: pr.name, Topic: s.cfg.CheckpointTopic, Keeper: kcp.Position}
 		f := projections.Failure{Position: kcp.Position, Error: lost.Error()}
 		if err := s.keeper.SetState(ctx, pr.name, projections.StateStalled, &f); err != nil {

@@ -95,7 +95,7 @@ func (s *Sink) started(ctx context.Context, name string) (*producer, error) {
 	if p.client != nil {
 		return p, nil
 	}
-	if err := s.start(ctx, p); err != nil {
+	if err := s.start(ctx, p, false); err != nil {
 		return p, err
 	}
 	return p, nil
@@ -314,9 +314,10 @@ func (s *Sink) Republish(ctx context.Context, name string, from es.Position) err
 		return fmt.Errorf("kafkasink: republish %s from %s: %w: stop its workers first", name, from, ErrLeaseHeld)
 	}
 	defer l.Release(context.WithoutCancel(ctx))
-	pr, err := s.started(ctx, name)
+	pr := s.slot(name)
 	defer pr.mu.Unlock()
-	if err != nil {
+	// Lenient: a republish is how a lost checkpoint is mended.
+	if err := s.start(ctx, pr, true); err != nil {
 		return fmt.Errorf("kafkasink: republish %s from %s: %w", name, from, err)
 	}
 	cur := pr.pos

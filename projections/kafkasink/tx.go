@@ -2,9 +2,11 @@ package kafkasink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stratadev/strata/projections"
@@ -96,7 +98,11 @@ func (tx *Tx) produce(r *kgo.Record) {
 		tx.mu.Lock()
 		defer tx.mu.Unlock()
 		if tx.err == nil {
-			tx.err = fmt.Errorf("produce to %s: %w", r.Topic, err)
+			if errors.Is(err, kerr.TopicAuthorizationFailed) {
+				tx.err = &TopicError{Topic: r.Topic, Reason: "may not write to it (the principal needs Write)", Err: err}
+			} else {
+				tx.err = fmt.Errorf("produce to %s: %w", r.Topic, err)
+			}
 		}
 	})
 }
