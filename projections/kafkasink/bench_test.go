@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stratadev/strata/es"
@@ -81,6 +83,18 @@ func BenchmarkPublish(b *testing.B) {
 	head := res.Position
 	reg := newRegistry()
 	adm := kadm.NewClient(kafkatest.ClientOf(b, url))
+	// Every run's topic is created and has its leaders before the run,
+	// which would otherwise wait for the client's next metadata refresh
+	// (up to 5s); the checkpoint topic too.
+	if _, err := adm.CreateTopic(b.Context(), 1, -1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, benchCheckpoints); err != nil &&
+		!errors.Is(err, kerr.TopicAlreadyExists) {
+		b.Fatal(err)
+	}
+	topic := func() string {
+		t := kafkatest.TopicOn(b, adm, 6)
+		waitLeaders(b, adm, t, benchCheckpoints)
+		return t
+	}
 
 	for _, batch := range []int{0, 500} {
 		name := "defaults"
@@ -90,13 +104,13 @@ func BenchmarkPublish(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			var (
 				strataWall, rawWall, txnWall time.Duration
-				turn                int
+				turn                         int
 			)
 			runs := []func(){
-				func() { strataWall += benchStrata(b, url, store, reg, pg, kafkatest.TopicOn(b, adm, 6), head, batch) },
-				func() { rawWall += benchRaw(b, url, store, reg, kafkatest.TopicOn(b, adm, 6), head, 0) },
+				func() { strataWall += benchStrata(b, url, store, reg, pg, topic(), head, batch) },
+				func() { rawWall += benchRaw(b, url, store, reg, topic(), head, 0) },
 				func() {
-					txnWall += benchRaw(b, url, store, reg, kafkatest.TopicOn(b, adm, 6), head, cmp.Or(batch, kafkasink.BatchSizeDefault))
+					txnWall += benchRaw(b, url, store, reg, topic(), head, cmp.Or(batch, kafkasink.BatchSizeDefault))
 				},
 			}
 			for b.Loop() {
@@ -113,6 +127,39 @@ func BenchmarkPublish(b *testing.B) {
 			b.ReportMetric(txnWall.Seconds()/strataWall.Seconds(), "strata/rawtxn")
 			b.ReportMetric(float64(cmp.Or(batch, kafkasink.BatchSizeDefault)), "events/txn")
 		})
+	}
+}
+
+const benchCheckpoints = "strata.checkpoints.bench"
+
+// benchMetadataAge lets every client of the benchmark learn a topic's
+// partitions at once: with franz-go's default (5s between metadata
+// requests), a new client's first records to a topic waited up to 5s in
+// some runs, which is most of a short run.
+var benchMetadataAge = kgo.MetadataMinAge(100 * time.Millisecond)
+
+// waitLeaders waits until every partition of topics has a leader.
+func waitLeaders(b *testing.B, adm *kadm.Client, topics ...string) {
+	ctx, cancel := context.WithTimeout(b.Context(), time.Minute)
+	defer cancel()
+	for {
+		md, err := adm.Metadata(ctx, topics...)
+		ready := err == nil
+		for _, t := range topics {
+			d, ok := md.Topics[t]
+			ready = ready && ok && d.Err == nil && len(d.Partitions) > 0
+			for _, p := range d.Partitions {
+				ready = ready && p.Err == nil && p.Leader >= 0
+			}
+		}
+		if ready {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			b.Fatalf("topics %v have no leaders after a minute: %v", topics, err)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 
@@ -133,18 +180,21 @@ func benchLog(n int) iter.Seq2[pgstore.ImportEvent, error] {
 
 func benchStrata(b *testing.B, url string, store es.Store, reg *es.Registry, pg *pgsink.Sink, topic string, head es.Position, batch int) time.Duration {
 	sink := kafkasink.New(pg, kafkasink.Config{Brokers: []string{url}, Topics: []kafkasink.Topic{{Name: topic}},
-		CheckpointTopic: "strata.checkpoints.bench", Logger: quiet})
+		CheckpointTopic: benchCheckpoints, Logger: quiet, ClientOptions: []kgo.Opt{benchMetadataAge}})
 	defer sink.Close()
 	proj := orderEvents{name: topic, topic: topic}
 	w := kafkasink.NewWorker(store, reg, sink, proj, projections.Config{Logger: quiet, BatchSize: batch})
 	ctx, cancel := context.WithCancel(b.Context())
+	wctx, wcancel := context.WithTimeout(b.Context(), 10*time.Minute)
+	defer wcancel()
 	done := make(chan error, 1)
 	start := time.Now()
-	go func() { done <- w.Run(ctx) }()
-	wctx, wcancel := context.WithTimeout(b.Context(), 10*time.Minute)
+	go func() {
+		done <- w.Run(ctx)
+		wcancel() // a worker that stopped early ends the wait
+	}()
 	err := projections.WaitFor(wctx, pg, proj.name, head)
 	wall := time.Since(start)
-	wcancel()
 	cancel()
 	if rerr := <-done; rerr != nil {
 		b.Fatal(rerr)
@@ -157,7 +207,7 @@ func benchStrata(b *testing.B, url string, store es.Store, reg *es.Registry, pg 
 
 func benchRaw(b *testing.B, url string, store es.Store, reg *es.Registry, topic string, head es.Position, txn int) time.Duration {
 	opts := []kgo.Opt{kgo.SeedBrokers(url), kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(kafkasink.LingerDefault)}
+		kgo.ProducerLinger(kafkasink.LingerDefault), benchMetadataAge}
 	if txn > 0 {
 		opts = append(opts, kgo.TransactionalID(topic))
 	}

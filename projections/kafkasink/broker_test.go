@@ -25,7 +25,9 @@ type signal struct {
 	ch   chan struct{}
 }
 
-func newSignal(want string) signal { return signal{want: want, once: new(sync.Once), ch: make(chan struct{})} }
+func newSignal(want string) signal {
+	return signal{want: want, once: new(sync.Once), ch: make(chan struct{})}
+}
 
 func (h signal) Enabled(context.Context, slog.Level) bool { return true }
 func (h signal) Handle(_ context.Context, r slog.Record) error {

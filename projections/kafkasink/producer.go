@@ -146,8 +146,11 @@ func (s *Sink) ensureTopics(ctx context.Context, adm *kadm.Client) error {
 		switch {
 		case ok && terr == nil:
 			continue
+		case errors.Is(terr, kerr.TopicAuthorizationFailed):
+			return &TopicError{Topic: name, Reason: "may not describe it (the principal needs Describe on it)", Err: terr}
 		case terr != nil && !errors.Is(terr, kerr.UnknownTopicOrPartition):
-			return &TopicError{Topic: name, Reason: "cannot describe it (the principal needs Describe on it)", Err: terr}
+			// A topic being created has no leader yet, say: retried.
+			return fmt.Errorf("describe topic %s: %w", name, terr)
 		}
 		// Missing.
 		var (

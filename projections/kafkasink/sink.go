@@ -338,4 +338,3 @@ func (s *Sink) Republish(ctx context.Context, name string, from es.Position) err
 func (s *Sink) fencedError(name string, err error) error {
 	return &FencedError{Projection: name, TransactionalID: s.TransactionalID(name), Err: err}
 }
-

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/kafkasink"
@@ -282,4 +281,3 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
-
