@@ -122,8 +122,8 @@
 //
 // The sink is a [projections.BatchSizer]: a worker whose
 // projections.Config.BatchSize is 0 takes batches of [Config.BatchSize]
-// (5000) events, one transaction each. A transaction costs a fixed time on
-// the broker that smaller batches pay more often; see docs/benchmarks.md.
+// (500) events, one transaction each; see docs/benchmarks.md for what
+// transactions cost against a producer without them.
 //
 // This package is in a module of its own,
 // github.com/stratadev/strata/projections/kafkasink, so that applications
