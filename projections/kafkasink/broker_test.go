@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,20 +19,21 @@ import (
 )
 
 // signal is a log handler that closes ch at the first record whose
-// message contains want.
+// message contains want, once armed.
 type signal struct {
-	want string
-	once *sync.Once
-	ch   chan struct{}
+	want  string
+	once  *sync.Once
+	ch    chan struct{}
+	armed *atomic.Bool
 }
 
 func newSignal(want string) signal {
-	return signal{want: want, once: new(sync.Once), ch: make(chan struct{})}
+	return signal{want: want, once: new(sync.Once), ch: make(chan struct{}), armed: new(atomic.Bool)}
 }
 
 func (h signal) Enabled(context.Context, slog.Level) bool { return true }
 func (h signal) Handle(_ context.Context, r slog.Record) error {
-	if strings.Contains(r.Message, h.want) {
+	if h.armed.Load() && strings.Contains(r.Message, h.want) {
 		h.once.Do(func() { close(h.ch) })
 	}
 	return nil
@@ -73,6 +75,9 @@ func TestBrokerRestart(t *testing.T) {
 	e.waitFor(t, e.place(t, "order-x", 1))
 
 	srv.Kill()
+	// Armed only now: a start may retry before, while a new topic gets
+	// its leader.
+	retrying.armed.Store(true)
 	appendSome(20, 40)
 	select {
 	case <-retrying.ch:
