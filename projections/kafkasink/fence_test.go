@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -180,6 +181,33 @@ func TestDeadLetters(t *testing.T) {
 	var published []es.Record
 	for _, r := range e.log(t, head) {
 		if r.Position != bad && r.Position != bad2 {
+			published = append(published, r)
+		}
+	}
+	checkExactlyOnce(t, published, readAll(t, e.url, e.proj.topic))
+}
+
+// A message Kafka refuses for what it is (too large) fails the handler at
+// the event that published it, under the projection's error policy; the
+// batch's other messages are published once.
+func TestRefusedMessage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.place(t, "order-1", 1)
+	big := e.append(t, "order-1", "OrderShipped", orderShipped{Order: "order-1", Pad: 2 << 20})
+	head := e.place(t, "order-2", 1)
+	e.run(t, e.sink, projections.Config{ErrorPolicy: projections.PolicyDeadLetter})
+	e.waitFor(t, head)
+	dls, err := e.pg.DeadLetters(t.Context(), e.proj.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != 1 || dls[0].Record.Position != big || !strings.Contains(dls[0].Failure.Error, "MESSAGE_TOO_LARGE") {
+		t.Fatalf("dead letters %+v; want one, the event at %s, refused as too large", dls, big)
+	}
+	var published []es.Record
+	for _, r := range e.log(t, head) {
+		if r.Position != big {
 			published = append(published, r)
 		}
 	}

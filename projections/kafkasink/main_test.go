@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,6 +43,7 @@ type orderPlaced struct {
 type orderShipped struct {
 	Order string `json:"order"`
 	Fail  bool   `json:"fail,omitempty"` // the handler refuses it, on purpose
+	Pad   int    `json:"pad,omitempty"`  // bytes of padding in the message: Kafka refuses 2 MiB
 }
 
 func newRegistry() *es.Registry {
@@ -60,6 +62,7 @@ type orderPlacedV1 struct {
 
 type orderShippedV1 struct {
 	OrderID string `json:"order_id"`
+	Note    string `json:"note,omitempty"`
 }
 
 // orderEvents publishes the order events to one topic.
@@ -83,7 +86,7 @@ func (p orderEvents) HandleBatch(ctx context.Context, tx *kafkasink.Tx, events [
 			if e.Fail {
 				return fmt.Errorf("order %s cannot ship", e.Order)
 			}
-			typ, v = "order.shipped.v1", orderShippedV1{OrderID: e.Order}
+			typ, v = "order.shipped.v1", orderShippedV1{OrderID: e.Order, Note: strings.Repeat("x", e.Pad)}
 		default:
 			return fmt.Errorf("unexpected %T", ev.Data)
 		}

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/internal/backoff"
 	"github.com/stratadev/strata/projections"
 )
 
@@ -122,6 +124,8 @@ func (s *Sink) kafkaErr(ctx context.Context, name, op string, err error) error {
 		return s.fencedError(name, err)
 	case errors.Is(err, ErrTopic), errors.Is(err, context.Canceled):
 		return err
+	case refusedRecord(err):
+		return fmt.Errorf("kafkasink: %s: %w", op, err) // not transient
 	}
 	return &transientError{fmt.Errorf("kafkasink: %s: %w", op, err)}
 }
@@ -133,10 +137,11 @@ func (s *Sink) ensureTopics(ctx context.Context, adm *kadm.Client) error {
 	for _, t := range s.cfg.Topics {
 		names = append(names, t.Name)
 	}
-	details, err := adm.ListTopics(ctx, names...)
+	details, err := s.listTopics(ctx, adm, names)
 	if err != nil {
-		return fmt.Errorf("list topics: %w", err)
+		return err
 	}
+	var created []string
 	for _, name := range names {
 		d, ok := details[name]
 		var terr error
@@ -180,8 +185,42 @@ func (s *Sink) ensureTopics(ctx context.Context, adm *kadm.Client) error {
 		}
 		s.cfg.Logger.InfoContext(ctx, "kafkasink: topic created", slog.String("topic", name),
 			slog.Int("partitions", int(partitions)), slog.Int("replication_factor", int(rf)))
+		created = append(created, name)
+	}
+	if len(created) > 0 {
+		// Usable once the brokers know them.
+		if _, err := s.listTopics(ctx, adm, created); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// listTopicsTries is how often listTopics asks again about topics that
+// seem missing: a topic created a moment ago may not be in every broker's
+// metadata yet.
+const listTopicsTries = 5
+
+// listTopics describes names, asking again, with backoff, for a moment
+// while some of them seem missing.
+func (s *Sink) listTopics(ctx context.Context, adm *kadm.Client, names []string) (kadm.TopicDetails, error) {
+	for try := 0; ; try++ {
+		details, err := adm.ListTopics(ctx, names...)
+		if err != nil {
+			return nil, fmt.Errorf("list topics: %w", err)
+		}
+		missing := false
+		for _, n := range names {
+			d, ok := details[n]
+			missing = missing || !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition)
+		}
+		if !missing || try == listTopicsTries-1 {
+			return details, nil
+		}
+		if !(backoff.Backoff{Min: 50 * time.Millisecond, Max: time.Second}).Wait(ctx, try) {
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // readCheckpoint reads the checkpoint topic to its end, read_committed,

@@ -107,6 +107,26 @@ func (tx *Tx) produce(r *kgo.Record) {
 	})
 }
 
+// refusedRecord reports whether err says Kafka refused a record for
+// what it is (too large, invalid): sending it again will not help.
+func refusedRecord(err error) bool {
+	return errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) ||
+		errors.Is(err, kerr.InvalidRecord) || errors.Is(err, kerr.CorruptMessage)
+}
+
+// flush waits until the messages published so far are sent, and returns
+// the error of one Kafka refused for what it is, so that the handler
+// fails with it. Other failures fail the batch after the handler.
+func (tx *Tx) flush(ctx context.Context) error {
+	if err := tx.client.Flush(ctx); err != nil {
+		return nil // the batch fails with it after the handler
+	}
+	if err := tx.failed(); refusedRecord(err) {
+		return fmt.Errorf("kafkasink: %w", err)
+	}
+	return nil
+}
+
 // failed returns the first failed produce, if any.
 func (tx *Tx) failed() error {
 	tx.mu.Lock()
