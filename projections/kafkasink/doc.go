@@ -70,6 +70,13 @@
 // with the error, meanwhile. [Config.Timeout] bounds each batch and each
 // start.
 //
+// A message Kafka refuses for what it is (larger than the topic's
+// max.message.bytes, say) fails the handler of a worker made with
+// [NewWorker], which sends each batch's messages before the handler
+// returns: the error policy then stops the projection at the event that
+// published it, or parks that event as a dead letter, as for any event a
+// handler cannot handle.
+//
 // # Topics and headers
 //
 // A projection publishes to the topics of [Config.Topics] only. Messages

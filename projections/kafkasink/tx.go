@@ -53,8 +53,11 @@ type Message struct {
 // Publish publishes the integration event value (JSON) of type typ, made
 // from ev, to topic, keyed by ev's stream so that the messages of one
 // aggregate stay in order in one partition. It fails only when topic is
-// not one of [Config.Topics] or typ is empty; failures to send fail the
-// batch after the handler returns.
+// not one of [Config.Topics] or typ is empty: it sends the message in the
+// background. A worker made with [NewWorker] waits for the batch's
+// messages when the handler is done, and fails the handler when Kafka
+// refused one for what it is (too large); other failures to send fail the
+// batch after the handler.
 func (tx *Tx) Publish(topic string, ev projections.Event, typ string, value []byte) error {
 	return tx.PublishMessage(Message{Topic: topic, Event: ev, Type: typ, Value: value})
 }
