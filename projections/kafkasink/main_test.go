@@ -180,7 +180,7 @@ func (e env) append(t *testing.T, stream, typ string, v any) es.Position {
 }
 
 // run runs a worker until the returned function is called, which returns
-// Run's error.
+// Run's error; done receives Run's error when it returns by itself.
 func (e env) run(t *testing.T, sink *kafkasink.Sink, cfg projections.Config) (stop func() error, done <-chan error) {
 	t.Helper()
 	if cfg.Logger == nil {
@@ -190,21 +190,17 @@ func (e env) run(t *testing.T, sink *kafkasink.Sink, cfg projections.Config) (st
 	cfg.PollInterval = 50 * time.Millisecond
 	w := kafkasink.NewWorker(e.store, e.reg, sink, e.proj, cfg)
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	ch := make(chan error, 1)
-	var result chan error = make(chan error, 1)
-	go func() {
-		err := w.Run(ctx)
-		ch <- err
-		result <- err
-	}()
-	var stopped bool
+	result := make(chan error, 1)
+	finished := make(chan struct{})
 	var err error
+	go func() {
+		err = w.Run(ctx)
+		result <- err
+		close(finished)
+	}()
 	stop = func() error {
-		if !stopped {
-			stopped = true
-			cancel()
-			err = <-ch
-		}
+		cancel()
+		<-finished
 		return err
 	}
 	t.Cleanup(func() { stop() })

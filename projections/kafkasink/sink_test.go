@@ -20,13 +20,12 @@ import (
 func TestPublish(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	var head es.Position
 	for i := 1; i <= 3; i++ {
 		for _, s := range []string{"order-a", "order-b", "order-c"} {
-			head = e.place(t, s, i)
+			e.place(t, s, i)
 		}
 	}
-	head = e.append(t, "order-b", "OrderShipped", orderShipped{Order: "order-b"})
+	head := e.append(t, "order-b", "OrderShipped", orderShipped{Order: "order-b"})
 	e.run(t, e.sink, projections.Config{BatchSize: 4})
 	e.waitFor(t, head)
 
