@@ -43,7 +43,7 @@ PEER_BENCH_PKGS := ./internal/peerbench/
 # assertions; see docs/benchmarks.md).
 BENCH_TARGETS ?= -target AppendOne=0.8,AppendOneParallel=0.8,Append100=0.8,Import=0.85,ReadAll=0.7,OnNew=0.9,OnExisting=0.9,CatchUp=0.75
 
-.PHONY: all test vet lint tidy ensure-postgres ensure-elasticsearch ensure-kafka bench bench-peer
+.PHONY: all test vet lint tidy ensure-postgres ensure-elasticsearch ensure-kafka bench bench-peer bench-kafka
 
 all: test
 
@@ -76,6 +76,12 @@ bench: ensure-postgres
 bench-peer: ensure-postgres
 	$(WITHPG) $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout $(BENCHTIMEOUT) $(PEER_BENCH_PKGS) \
 		| $(GO) run ./internal/cmd/benchratio
+
+# The Kafka sink against raw franz-go producers (docs/benchmarks.md): a
+# broker of its own, so not part of `make bench`. STRATA_BENCH_EVENTS sets
+# the size of the log (default 100000).
+bench-kafka: ensure-postgres ensure-kafka
+	$(WITHPG) $(WITHKAFKA) $(GO) test -run '^$$' -bench Publish -benchtime 1x -count $(BENCHCOUNT) -timeout $(BENCHTIMEOUT) ./projections/kafkasink/
 
 # The order example: throwaway PostgreSQL (and Elasticsearch when Java is
 # there; otherwise search is off and the demo says how to turn it on), the
