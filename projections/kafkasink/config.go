@@ -51,7 +51,7 @@ type Config struct {
 	// "strata".
 	Source string
 	// CheckpointTopic holds the checkpoints, one record per batch keyed by
-	// the projection's name. The sink creates it when it is missing, with
+	// the projection's transactional ID. The sink creates it when it is missing, with
 	// one partition, cleanup.policy=compact and
 	// CheckpointReplicationFactor replicas. Defaults to
 	// "strata.checkpoints".
@@ -62,7 +62,9 @@ type Config struct {
 	CheckpointReplicationFactor int16
 	// TransactionalIDPrefix is prepended to the projection's name to make
 	// its producer's transactional ID, so that the broker fences an
-	// earlier producer of the same projection. Defaults to "strata-".
+	// earlier producer of the same projection; it also keys the
+	// projection's checkpoint. Deployments that share a cluster need
+	// prefixes of their own (e.g. "orders-prod-"). Defaults to "strata-".
 	TransactionalIDPrefix string
 	// Topics are the topics the projections publish to. A handler may
 	// publish to these only. Defaults to none.

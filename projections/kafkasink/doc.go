@@ -34,8 +34,11 @@
 // transactional producer, whose ID is [Config.TransactionalIDPrefix] + the
 // projection's name. It holds the batch's messages and a record in the
 // checkpoint topic ([Config.CheckpointTopic], compacted, one partition)
-// keyed by the projection's name, with the position of the batch's last
-// event as its value ({"position":"c:p"}). When a projection starts (its
+// keyed by the transactional ID, with the position of the batch's last
+// event as its value ({"position":"c:p"}). Deployments that share a
+// cluster must use different prefixes (say, one per service and
+// environment): the transactional ID is what keeps their producers and
+// their checkpoints apart. When a projection starts (its
 // lease taken, then its first batch, or its first checkpoint read by a
 // worker made with [NewWorker]), the sink initializes the producer, which
 // aborts whatever transaction an earlier producer of the projection left
@@ -105,7 +108,10 @@
 //     when [Config.CreateTopics] is set.
 //
 // A missing topic (with CreateTopics false) or one the principal may not
-// describe or create fails the start with a [*TopicError] that names it.
+// describe or create fails the start with a [*TopicError] that names it;
+// the worker retries it with backoff and its status says "retrying" with
+// that error, so creating the topic or granting the ACL lets it go on
+// without a restart.
 // Set [Config.CheckpointReplicationFactor] to 3 on a production cluster,
 // or create the checkpoint topic yourself (one partition,
 // cleanup.policy=compact). Keep [Config.Timeout] below

@@ -111,14 +111,16 @@ func fencedCause(err error) bool {
 }
 
 // IsTransient reports whether an error of the sink is worth retrying:
-// Kafka unreachable or slow ([ErrTimeout]) and other failures of a batch
-// that a new producer may not meet. A fenced producer ([ErrFenced]), an
-// unusable topic ([ErrTopic]) and a lost checkpoint are not.
+// Kafka unreachable or slow ([ErrTimeout]), a topic missing or not
+// accessible ([ErrTopic]: an operator may create it or grant the ACL, and
+// a topic created a moment ago may not be in the brokers' metadata yet),
+// and other failures of a batch that a new producer may not meet. A fenced
+// producer ([ErrFenced]) and a lost checkpoint are not.
 // [Sink.Transient] adds the errors of its [Keeper].
 func IsTransient(err error) bool {
-	if err == nil || errors.Is(err, ErrFenced) || errors.Is(err, ErrTopic) || errors.Is(err, ErrCheckpointLost) {
+	if err == nil || errors.Is(err, ErrFenced) || errors.Is(err, ErrCheckpointLost) {
 		return false
 	}
 	var t *transientError
-	return errors.Is(err, ErrTimeout) || errors.As(err, &t)
+	return errors.Is(err, ErrTimeout) || errors.Is(err, ErrTopic) || errors.As(err, &t)
 }

@@ -224,10 +224,14 @@ func (s *Sink) listTopics(ctx context.Context, adm *kadm.Client, names []string)
 }
 
 // readCheckpoint reads the checkpoint topic to its end, read_committed,
-// and returns the last checkpoint of name, if any. The producer's ID is
+// and returns the last checkpoint of name, if any. Checkpoints are keyed by
+// the projection's transactional ID, not its bare name, so that two
+// deployments that share a cluster (and so the checkpoint topic) with
+// projections of the same name keep apart, as their producers must. The producer's ID is
 // initialized before, so no transaction of the projection is open.
 func (s *Sink) readCheckpoint(ctx context.Context, name string) (es.Position, bool, error) {
 	topic := s.cfg.CheckpointTopic
+	key := s.TransactionalID(name)
 	cl, err := kgo.NewClient(s.opts(
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -269,7 +273,7 @@ func (s *Sink) readCheckpoint(ctx context.Context, name string) (es.Position, bo
 		}
 		for _, r := range fs.Records() {
 			at = max(at, r.Offset)
-			if r.Attrs.IsControl() || string(r.Key) != name {
+			if r.Attrs.IsControl() || string(r.Key) != key {
 				continue
 			}
 			if r.Value == nil { // a tombstone
@@ -326,7 +330,7 @@ func (s *Sink) publish(ctx context.Context, pr *producer, p projections.ApplyPar
 		}
 	}
 	v, _ := json.Marshal(checkpointValue{Position: p.To.String()})
-	tx.produce(&kgo.Record{Topic: s.cfg.CheckpointTopic, Partition: 0, Key: []byte(pr.name), Value: v})
+	tx.produce(&kgo.Record{Topic: s.cfg.CheckpointTopic, Partition: 0, Key: []byte(s.TransactionalID(pr.name)), Value: v})
 	if err := cl.Flush(bctx); err != nil {
 		return s.kafkaErr(bctx, pr.name, op+": flush", err)
 	}

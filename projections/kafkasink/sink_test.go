@@ -206,8 +206,8 @@ func TestMissingTopic(t *testing.T) {
 	if !errors.As(err, &te) || te.Topic != missing || !strings.Contains(err.Error(), missing) {
 		t.Fatalf("Apply with a missing topic: %v, want a TopicError naming %s", err, missing)
 	}
-	if e.sink.Transient(err) {
-		t.Errorf("a missing topic is transient; want it not to be")
+	if !e.sink.Transient(err) {
+		t.Errorf("a missing topic is not transient; want it retried, so that creating the topic lets the worker go on")
 	}
 
 	cfg.CreateTopics = true
@@ -278,5 +278,39 @@ func TestConfigValidate(t *testing.T) {
 			}
 			rest = rest[i+len(w):]
 		}
+	}
+}
+
+// Two deployments that share a cluster, and so the checkpoint topic, with
+// a projection of the same name keep their checkpoints apart through
+// their transactional ID prefixes: the second publishes its own events
+// even though the first's checkpoint is further along the (shared
+// server's) transaction ids.
+func TestDeploymentsKeepApart(t *testing.T) {
+	t.Parallel()
+	a := newEnv(t)
+	b := newEnvOn(t, a.url, a.proj.topic)
+	b.proj = a.proj                        // the same projection name...
+	b.cfg.TransactionalIDPrefix = "other-" // ...in another deployment
+	b.sink = b.newSink(t, b.cfg)
+
+	bHead := b.place(t, "b-1", 1) // b's event comes first
+	aHead := a.place(t, "a-1", 1)
+	stop, _ := a.run(t, a.sink, projections.Config{})
+	a.waitFor(t, aHead)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	stop, _ = b.run(t, b.sink, projections.Config{})
+	b.waitFor(t, bHead)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	subjects := map[string]int{}
+	for _, r := range readAll(t, a.url, a.proj.topic) {
+		subjects[header(r, kafkasink.HeaderSubject)]++
+	}
+	if subjects["a-1"] != 1 || subjects["b-1"] != 1 || len(subjects) != 2 {
+		t.Errorf("messages by stream = %v; want a-1 and b-1 once each", subjects)
 	}
 }

@@ -142,6 +142,9 @@ func TopicOn(t testing.TB, adm *kadm.Client, partitions int) string {
 	if _, err := adm.CreateTopic(t.Context(), int32(partitions), 1, nil, topic); err != nil {
 		t.Fatalf("kafkatest: create topic %s: %v", topic, err)
 	}
+	if err := waitForTopic(t.Context(), adm, topic, partitions); err != nil {
+		t.Fatalf("kafkatest: topic %s: %v", topic, err)
+	}
 	t.Cleanup(func() {
 		// t.Context is done by now; the broker may be gone too.
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -175,4 +178,34 @@ func Name(t testing.TB) string {
 	b.WriteByte('-')
 	b.WriteString(hex.EncodeToString(suffix[:]))
 	return b.String()
+}
+
+// waitForTopic waits until the broker's metadata shows topic with its
+// partitions, each with a leader: a topic is created before the metadata
+// every client reads says so, and a client that looks in between (another
+// client, or the code under test) finds no such topic.
+func waitForTopic(ctx context.Context, adm *kadm.Client, topic string, partitions int) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		td, err := adm.ListTopics(ctx, topic)
+		if err == nil {
+			d := td[topic]
+			ready := d.Err == nil && len(d.Partitions) == partitions
+			for _, p := range d.Partitions {
+				ready = ready && p.Err == nil && p.Leader >= 0
+			}
+			if ready {
+				return nil
+			}
+			err = fmt.Errorf("%d of %d partitions, %v", len(d.Partitions), partitions, d.Err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not in the metadata with a leader for every partition after 30s: %v", err)
+		case <-tick.C:
+		}
+	}
 }
