@@ -254,7 +254,13 @@ func equalOffsets(a, b map[int32]int64) bool {
 func running(t testing.TB, run func(context.Context) error) func() error {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
 	done := make(chan error, 1)
-	go func() { done <- run(ctx) }()
+	go func() {
+		err := run(ctx)
+		if ctx.Err() == nil {
+			t.Errorf("Run returned before it was stopped: %v", err)
+		}
+		done <- err
+	}()
 	var once sync.Once
 	var err error
 	stop := func() error {

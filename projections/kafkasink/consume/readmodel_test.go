@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -105,23 +106,22 @@ func TestReadModelEndToEnd(t *testing.T) {
 	checkExactlyOnce(t, e.model.read(t, e.pool), append(ins, more...))
 }
 
-// holdingModel holds its first batch until released.
+// holdingModel holds its second batch until released.
 type holdingModel struct {
 	counterModel
-	first   atomic.Bool
-	held    chan struct{} // closed when the first batch is held
+	calls   atomic.Int32
+	held    chan struct{} // closed when the second batch is held
 	release chan struct{}
 }
 
+// It holds the batch before it writes, so that its transaction holds no
+// row lock that would make the other consumer wait for it.
 func (h *holdingModel) HandleBatch(ctx context.Context, tx pgx.Tx, msgs []consume.Message) error {
-	if err := h.counterModel.HandleBatch(ctx, tx, msgs); err != nil {
-		return err
-	}
-	if h.first.CompareAndSwap(false, true) {
+	if h.calls.Add(1) == 2 {
 		close(h.held)
 		<-h.release
 	}
-	return nil
+	return h.counterModel.HandleBatch(ctx, tx, msgs)
 }
 
 // A consumer whose partition went to another member while it was inside
@@ -130,32 +130,43 @@ func (h *holdingModel) HandleBatch(ctx context.Context, tx pgx.Tx, msgs []consum
 func TestReadModelZombieCannotCommit(t *testing.T) {
 	t.Parallel()
 	e := newReadModelEnv(t, 1)
-	ins := inputs(20, 4, 1)
+	ins := inputs(30, 4, 1)
 	prod := producer(t, e.url)
 	for _, in := range ins[:10] {
 		produce(t, prod, in.record(e.topic))
 	}
 	b := listen(t, e.model)
 
-	// A takes the partition and is held in its first batch. Its rebalance
-	// timeout is short, so that the group gives up on it once B joins.
+	// A takes the partition and is held in its first batch. The group
+	// balances eagerly, so that B joining makes A give its partition up
+	// first, which A cannot while it is held: its rebalance timeout is
+	// short, so that the group soon gives up on it and gives B the
+	// partition.
 	zombie := &holdingModel{counterModel: e.model, held: make(chan struct{}), release: make(chan struct{})}
+	var releaseOnce sync.Once
+	releaseA := func() { releaseOnce.Do(func() { close(zombie.release) }) }
 	rolledBack := newLogSignal("batch rolled back")
-	cfgA := e.config(kgo.RebalanceTimeout(2*time.Second), kgo.SessionTimeout(6*time.Second))
+	eager := kgo.Balancers(kgo.RangeBalancer())
+	cfgA := e.config(eager, kgo.RebalanceTimeout(2*time.Second))
 	cfgA.Logger = slog.New(rolledBack)
 	stopA := running(t, e.readModel(t, cfgA, zombie).Run)
-	wait(t, zombie.held, 60*time.Second, "A holding its first batch")
+	t.Cleanup(releaseA) // before stopA, should the test fail
+	b.waitFor(t, ends(t, e.topic), 60*time.Second) // A's first batch committed
+	for _, in := range ins[10:20] {
+		produce(t, prod, in.record(e.topic))
+	}
+	wait(t, zombie.held, 60*time.Second, "A holding its second batch")
 
 	// B joins, gets the partition once A is out, and applies the batch.
-	stopB := running(t, e.readModel(t, e.config(kgo.RebalanceTimeout(2*time.Second)), e.model).Run)
-	for _, in := range ins[10:] {
+	stopB := running(t, e.readModel(t, e.config(eager, kgo.RebalanceTimeout(2*time.Second)), e.model).Run)
+	for _, in := range ins[20:] {
 		produce(t, prod, in.record(e.topic))
 	}
 	end := ends(t, e.topic)
 	b.waitFor(t, end, 60*time.Second)
 
 	// Released, A's commit must roll back.
-	close(zombie.release)
+	releaseA()
 	wait(t, rolledBack.ch, 30*time.Second, "A's batch rolled back")
 	if err := stopA(); err != nil {
 		t.Fatalf("A: %v", err)
