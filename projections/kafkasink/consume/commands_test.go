@@ -311,7 +311,7 @@ func TestCommandsKilled(t *testing.T) {
 		printing := func(next cqrs.Next) cqrs.Next {
 			return func(ctx context.Context, cmd any) (cqrs.Result, error) {
 				res, err := next(ctx, cmd)
-				fmt.Println("batch: dispatched")
+				fmt.Println("batch dispatched")
 				return res, err
 			}
 		}
@@ -330,27 +330,18 @@ func TestCommandsKilled(t *testing.T) {
 		envChildGroup + "=" + e.group, envChildKafka + "=" + e.url, envChildMember + "=main"}
 	ins := inputs(600, 20, 3)
 	prod := producer(t, e.url)
-	produced := make(chan error, 1)
-	go func() {
-		for i := 0; i < len(ins); i += 50 {
-			recs := make([]*kgo.Record, 0, 50)
-			for _, in := range ins[i : i+50] {
-				recs = append(recs, in.record(e.topic))
-			}
-			if err := prod.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-				produced <- err
-				return
-			}
+	const kills = 12
+	for i := range kills {
+		// Messages keep coming while consumers die.
+		burst := ins[i*len(ins)/kills : (i+1)*len(ins)/kills]
+		recs := make([]*kgo.Record, 0, len(burst))
+		for _, in := range burst {
+			recs = append(recs, in.record(e.topic))
 		}
-		produced <- nil
-	}()
-	for range 12 {
+		produce(t, prod, recs...)
 		c := startChild(t, "TestCommandsKilled", env...)
-		c.waitBatches(t, 1+rand.IntN(30))
+		c.waitBatches(t, 1+rand.IntN(len(burst)))
 		c.kill()
-	}
-	if err := <-produced; err != nil {
-		t.Fatal(err)
 	}
 	stop := running(t, e.commands(t, e.config(kgo.SessionTimeout(6*time.Second), kgo.InstanceID("main")), newBus(e.store), mapAdd).Run)
 	waitEvents(t, e.store, len(ins), 2*time.Minute)

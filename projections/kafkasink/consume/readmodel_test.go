@@ -308,25 +308,18 @@ func TestReadModelKilled(t *testing.T) {
 		envChildGroup + "=" + e.group, envChildKafka + "=" + e.url}
 	ins := inputs(3000, 30, 3)
 	prod := producer(t, e.url)
-	produced := make(chan error, 1)
-	go func() {
-		// Messages keep coming while consumers die, in 30 bursts.
-		for i := 0; i < len(ins); i += 100 {
-			recs := make([]*kgo.Record, 0, 100)
-			for _, in := range ins[i : i+100] {
-				recs = append(recs, in.record(e.topic))
-			}
-			if err := prod.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-				produced <- err
-				return
-			}
-		}
-		produced <- nil
-	}()
-
 	const kills = 12
 	var second *child
 	for i := range kills {
+		// Messages keep coming while consumers die: a burst in every
+		// partition before each kill, so that the main consumer has some
+		// to handle whichever partitions it holds.
+		burst := ins[i*len(ins)/kills : (i+1)*len(ins)/kills]
+		recs := make([]*kgo.Record, 0, len(burst))
+		for _, in := range burst {
+			recs = append(recs, in.record(e.topic))
+		}
+		produce(t, prod, recs...)
 		main := startChild(t, "TestReadModelKilled", append(env, envChildMember+"=main")...)
 		switch {
 		case i%4 == 1:
@@ -342,9 +335,6 @@ func TestReadModelKilled(t *testing.T) {
 	}
 	if second != nil {
 		second.stop(t)
-	}
-	if err := <-produced; err != nil {
-		t.Fatal(err)
 	}
 
 	b := listen(t, e.model)
