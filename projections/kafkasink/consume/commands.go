@@ -225,4 +225,6 @@ func commandID(cmd any) string {
 	return ""
 }
 
-func posOf(m Message) Position { return Position{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset} }
+func posOf(m Message) Position {
+	return Position{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
+}

@@ -304,4 +304,3 @@ func wait(t testing.TB, ch <-chan struct{}, within time.Duration, what string) {
 		t.Fatalf("%s did not happen within %v", what, within)
 	}
 }
-

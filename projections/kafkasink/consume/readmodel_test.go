@@ -150,7 +150,7 @@ func TestReadModelZombieCannotCommit(t *testing.T) {
 	cfgA := e.config(eager, kgo.RebalanceTimeout(2*time.Second))
 	cfgA.Logger = slog.New(rolledBack)
 	stopA := running(t, e.readModel(t, cfgA, zombie).Run)
-	t.Cleanup(releaseA) // before stopA, should the test fail
+	t.Cleanup(releaseA)                            // before stopA, should the test fail
 	b.waitFor(t, ends(t, e.topic), 60*time.Second) // A's first batch committed
 	for _, in := range ins[10:20] {
 		produce(t, prod, in.record(e.topic))
