@@ -78,6 +78,11 @@ func (c *Commands) Run(ctx context.Context) error {
 // offset order, then commits the offsets of those it is done with. On an
 // error it rewinds the partitions it did not finish.
 func (c *Commands) process(ctx context.Context, cl *kgo.Client, fetches kgo.Fetches) error {
+	// The message in flight when ctx ends may finish, within
+	// ShutdownTimeout, so that its offset is committed too; no other
+	// message starts.
+	dctx, cancel := graceful(ctx, c.cfg.ShutdownTimeout)
+	defer cancel()
 	var done []*kgo.Record
 	rejected, deadLettered := 0, 0
 	parts := partitions(fetches)
@@ -85,7 +90,11 @@ func (c *Commands) process(ctx context.Context, cl *kgo.Client, fetches kgo.Fetc
 	to := make(map[partitionKey]int64)
 	for i, p := range parts {
 		for j, rec := range p.Records {
-			outcome, err := c.handle(ctx, cl, rec)
+			if ctx.Err() != nil {
+				failed = ctx.Err()
+				break
+			}
+			outcome, err := c.handle(dctx, cl, rec)
 			if err != nil {
 				failed = err
 				to[partitionKey{p.Topic, p.Partition}] = p.Records[j].Offset
@@ -121,7 +130,7 @@ func (c *Commands) process(ctx context.Context, cl *kgo.Client, fetches kgo.Fetc
 			c.log.WarnContext(ctx, "consume: offsets not committed", slog.Any("err", err))
 		}
 	}
-	if err := c.status.count(cctx, rejected, deadLettered); err != nil {
+	if err := c.status.count(cctx, c.cfg.Pool, rejected, deadLettered); err != nil {
 		c.log.WarnContext(ctx, "consume: counts not recorded", slog.Any("err", err))
 	}
 	var stalled *StalledError

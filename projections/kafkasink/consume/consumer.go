@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -192,4 +193,12 @@ func partitions(fetches kgo.Fetches) []kgo.FetchTopicPartition {
 		}
 	})
 	return out
+}
+
+// graceful returns a context that ends grace after ctx ends, for work in
+// flight that should finish rather than be cut off when Run is stopped.
+func graceful(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(grace, cancel) })
+	return gctx, func() { stop(); cancel() }
 }

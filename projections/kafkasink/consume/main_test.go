@@ -2,6 +2,8 @@ package consume_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -89,7 +91,11 @@ func (m counterModel) create(t testing.TB, pool *pgxpool.Pool) {
 	}
 }
 
-func (m counterModel) channel() string { return m.schema + "_batches" }
+// channel is short: PostgreSQL refuses channel names over 63 bytes.
+func (m counterModel) channel() string {
+	sum := sha256.Sum256([]byte(m.schema))
+	return "batches_" + hex.EncodeToString(sum[:8])
+}
 
 func (m counterModel) HandleBatch(ctx context.Context, tx pgx.Tx, msgs []consume.Message) error {
 	s := pgx.Identifier{m.schema}.Sanitize()

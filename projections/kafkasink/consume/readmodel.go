@@ -209,7 +209,7 @@ func (r *ReadModel) applyPartition(ctx context.Context, cl *kgo.Client, p kgo.Fe
 		if stall != nil {
 			next = stall.Offset
 		}
-		err := r.commit(ctx, k, msgs, next, p.HighWatermark)
+		err := r.commit(ctx, k, msgs, next, p.HighWatermark, deadLettered)
 		var me *MessageError
 		if errors.As(err, &me) && me.Topic == k.topic && me.Partition == k.partition {
 			i := indexOf(msgs, me.Offset)
@@ -232,9 +232,6 @@ func (r *ReadModel) applyPartition(ctx context.Context, cl *kgo.Client, p kgo.Fe
 		}
 		break
 	}
-	if err := r.status.count(ctx, 0, deadLettered); err != nil {
-		r.log.WarnContext(ctx, "consume: count not recorded", slog.Any("err", err))
-	}
 	if stall != nil {
 		return stall
 	}
@@ -250,11 +247,11 @@ func indexOf(msgs []Message, offset int64) int {
 	return -1
 }
 
-// commit applies msgs and moves the partition's offset to next in one
-// transaction. The offset moves only from the value this consumer
-// expects: when another consumer moved it, nothing commits and the error
-// is errSuperseded.
-func (r *ReadModel) commit(ctx context.Context, k partitionKey, msgs []Message, next, highWatermark int64) error {
+// commit applies msgs, moves the partition's offset to next and counts
+// the messages dead-lettered in one transaction. The offset moves only
+// from the value this consumer expects: when another consumer moved it,
+// nothing commits and the error is errSuperseded.
+func (r *ReadModel) commit(ctx context.Context, k partitionKey, msgs []Message, next, highWatermark int64, deadLettered int) error {
 	tx, err := r.cfg.Pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("consume: begin the batch of topic %s partition %d: %w", k.topic, k.partition, err)
@@ -288,6 +285,9 @@ func (r *ReadModel) commit(ctx context.Context, k partitionKey, msgs []Message, 
 	}
 	if tag.RowsAffected() != 1 {
 		return errSuperseded
+	}
+	if err := r.status.count(ctx, tx, 0, deadLettered); err != nil {
+		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		// The commit may have happened; the guard tells on the next batch.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stratadev/strata/internal/migrate"
@@ -176,12 +177,15 @@ func (s statusWriter) set(ctx context.Context, state State, failure string, at *
 	return nil
 }
 
-// count adds to the rejected and dead-lettered counts.
-func (s statusWriter) count(ctx context.Context, rejected, deadLettered int) error {
+// count adds to the rejected and dead-lettered counts, through db: the
+// pool, or the transaction of the batch they belong to.
+func (s statusWriter) count(ctx context.Context, db interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}, rejected, deadLettered int) error {
 	if rejected == 0 && deadLettered == 0 {
 		return nil
 	}
-	_, err := s.pool.Exec(ctx, s.expand(`UPDATE {{schema}}.kafka_consumers
+	_, err := db.Exec(ctx, s.expand(`UPDATE {{schema}}.kafka_consumers
 		SET rejected = rejected + $2, dead_lettered = dead_lettered + $3, updated_at = now() WHERE consumer_group = $1`),
 		s.group, rejected, deadLettered)
 	if err != nil {
