@@ -350,3 +350,59 @@ func TestReadModelKilled(t *testing.T) {
 		t.Errorf("stored offsets %v; want the ends %v", got, end)
 	}
 }
+
+// flakyModel fails its first two batches with a transient error and holds
+// the third until released.
+type flakyModel struct {
+	counterModel
+	calls          atomic.Int32
+	third, release chan struct{}
+}
+
+func (f *flakyModel) HandleBatch(ctx context.Context, tx pgx.Tx, msgs []consume.Message) error {
+	switch n := f.calls.Add(1); {
+	case n <= 2:
+		return errors.New("flaky database")
+	case n == 3:
+		close(f.third)
+		<-f.release
+	}
+	return f.counterModel.HandleBatch(ctx, tx, msgs)
+}
+
+// A transient error of a batch is retried with backoff, shown as retrying
+// in the status meanwhile, and the batch applies once in the end.
+func TestReadModelRetryTransient(t *testing.T) {
+	t.Parallel()
+	e := newReadModelEnv(t, 1)
+	ins := inputs(20, 3, 1)
+	prod := producer(t, e.url)
+	for _, in := range ins {
+		produce(t, prod, in.record(e.topic))
+	}
+	b := listen(t, e.model)
+	flaky := &flakyModel{counterModel: e.model, third: make(chan struct{}), release: make(chan struct{})}
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(flaky.release) }) }
+	cfg := e.config()
+	cfg.RetryMin, cfg.RetryMax = time.Millisecond, time.Millisecond
+	stop := running(t, e.readModel(t, cfg, flaky).Run)
+	t.Cleanup(release)
+	wait(t, flaky.third, 60*time.Second, "the second retry")
+	st, err := consume.Status(t.Context(), e.pool, e.schema, e.group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != consume.StateRetrying || !strings.Contains(st.Failure, "flaky database") || st.Attempts != 2 {
+		t.Errorf("status %q failure %q attempts %d; want %q, the error, 2", st.State, st.Failure, st.Attempts, consume.StateRetrying)
+	}
+	if len(st.Partitions) != 0 {
+		t.Errorf("offsets %v stored before any batch committed; want none", st.Partitions)
+	}
+	release()
+	b.waitFor(t, ends(t, e.topic), 60*time.Second)
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	checkExactlyOnce(t, e.model.read(t, e.pool), ins)
+}
