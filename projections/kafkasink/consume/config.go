@@ -64,9 +64,12 @@ type Config struct {
 	// between retries of transient errors. Default to RetryMinDefault
 	// (100ms) and RetryMaxDefault (10s).
 	RetryMin, RetryMax time.Duration
-	// ShutdownTimeout bounds the last status write and, for commands, the
-	// last offset commit after Run's context ends. Defaults to
-	// ShutdownTimeoutDefault (10s).
+	// ShutdownTimeout bounds what Run still does after its context ends:
+	// for commands, finishing the dispatch in flight and committing the
+	// offsets of what was dispatched; for both, the last status write. (A
+	// read model's batch in flight is rolled back at once: it applies
+	// again from the stored offset.) Defaults to ShutdownTimeoutDefault
+	// (10s).
 	ShutdownTimeout time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
