@@ -69,7 +69,7 @@ func (c *Commands) Run(ctx context.Context) error {
 	}
 	defer cl.Close()
 	if err := c.start(ctx, cl); err != nil {
-		return err
+		return stoppedEarly(ctx, err)
 	}
 	return c.loop(ctx, cl, func(ctx context.Context, fetches kgo.Fetches) error { return c.process(ctx, cl, fetches) })
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -305,8 +306,9 @@ func TestCommandsRetryTransient(t *testing.T) {
 }
 
 // Consumer processes killed with SIGKILL at random moments right after a
-// dispatch (before its offset is committed), while messages keep coming,
-// apply no command twice and miss none.
+// dispatch (before its offset is committed), while messages keep coming
+// and a second member of the group joins and leaves, apply no command
+// twice and miss none.
 func TestCommandsKilled(t *testing.T) {
 	if os.Getenv(envChild) == "commands" {
 		pool := pgtest.NamedPool(t, "consume-child")
@@ -330,10 +332,11 @@ func TestCommandsKilled(t *testing.T) {
 	t.Parallel()
 	e := newCommandsEnv(t, 3)
 	env := []string{envChild + "=commands", envChildSchema + "=" + e.schema, envChildTopic + "=" + e.topic,
-		envChildGroup + "=" + e.group, envChildKafka + "=" + e.url, envChildMember + "=main"}
+		envChildGroup + "=" + e.group, envChildKafka + "=" + e.url}
 	ins := inputs(600, 20, 3)
 	prod := producer(t, e.url)
 	const kills = 12
+	var second *child
 	for i := range kills {
 		// Messages keep coming while consumers die.
 		burst := ins[i*len(ins)/kills : (i+1)*len(ins)/kills]
@@ -342,9 +345,28 @@ func TestCommandsKilled(t *testing.T) {
 			recs = append(recs, in.record(e.topic))
 		}
 		produce(t, prod, recs...)
-		c := startChild(t, "TestCommandsKilled", env...)
-		c.waitBatches(t, 1+rand.IntN(len(burst)))
+		c := startChild(t, "TestCommandsKilled", append(env, envChildMember+"=main")...)
+		switch {
+		case i%4 == 1:
+			// A second member joins: the group rebalances.
+			second = startChild(t, "TestCommandsKilled", env...)
+		case i%4 == 3 && second != nil:
+			// It leaves: the group rebalances again.
+			second.stop(t)
+			second = nil
+		}
+		c.waitBatches(t, 1+rand.IntN(len(burst)/2))
 		c.kill()
+	}
+	if second != nil {
+		second.stop(t)
+	}
+	// A last message in each partition: once their commands are applied,
+	// so is everything before them, and stopping commits their offsets.
+	for p := range int32(3) {
+		in := input{id: uuid.New(), key: fmt.Sprintf("last%d", p), amount: 1, partition: p}
+		ins = append(ins, in)
+		produce(t, prod, in.record(e.topic))
 	}
 	stop := running(t, e.commands(t, e.config(kgo.SessionTimeout(6*time.Second), kgo.InstanceID("main")), newBus(e.store), mapAdd).Run)
 	waitEvents(t, e.store, len(ins), 2*time.Minute)
@@ -354,5 +376,24 @@ func TestCommandsKilled(t *testing.T) {
 	checkCommandsOnce(t, e.store, e.pool, e.schema, ins)
 	if got, want := committed(t, e.group, e.topic), ends(t, e.topic); !equalOffsets(got, want) {
 		t.Errorf("committed offsets %v; want the ends %v", got, want)
+	}
+}
+
+// Run stopped before it got going returns nil, as a stop at any other
+// moment does.
+func TestRunStoppedDuringStart(t *testing.T) {
+	t.Parallel()
+	e := newCommandsEnv(t, 1)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := e.commands(t, e.config(), newBus(e.store), mapAdd).Run(ctx); err != nil {
+		t.Errorf("Commands.Run: %v; want nil", err)
+	}
+	rm, err := consume.NewReadModel(e.config(), counterModel{schema: e.schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rm.Run(ctx); err != nil {
+		t.Errorf("ReadModel.Run: %v; want nil", err)
 	}
 }

@@ -67,6 +67,15 @@ func (c *core) start(ctx context.Context, cl *kgo.Client) error {
 	return c.status.set(ctx, StateRunning, "", nil, 0)
 }
 
+// stoppedEarly is what Run returns when its start failed with err: nil
+// when that is because ctx ended, a clean stop.
+func stoppedEarly(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
 // loop polls and hands each poll to process until ctx ends or process
 // stalls. A transient error from process is retried with backoff, after
 // process rewound the partitions it did not finish.

@@ -79,7 +79,7 @@ func (r *ReadModel) Run(ctx context.Context) error {
 	}
 	defer cl.Close()
 	if err := r.start(ctx, cl); err != nil {
-		return err
+		return stoppedEarly(ctx, err)
 	}
 	return r.loop(ctx, cl, func(ctx context.Context, fetches kgo.Fetches) error { return r.process(ctx, cl, fetches) })
 }
