@@ -19,6 +19,10 @@ import (
 // contract version calls for a new release of the service.
 var ErrUnknownType = errors.New("shipping: unknown integration event type")
 
+// ErrBadEvent means an integration event's data does not decode into its
+// type. Like an unknown type, it is the message's fault, not the service's.
+var ErrBadEvent = errors.New("shipping: undecodable integration event")
+
 // ToCommand maps an integration event of the order service to the shipping
 // command it calls for: order.confirmed requests a shipment, and
 // order.cancelled cancels it. id is the command's ID, derived from the
@@ -116,7 +120,7 @@ func ApplyToCopy(ctx context.Context, tx pgx.Tx, schema, typ string, value []byt
 			OrderID string `json:"order_id"`
 		}
 		if err := json.Unmarshal(value, &e); err != nil || e.OrderID == "" {
-			return fmt.Errorf("shipping: decode %s: want an object with an order_id (%v)", typ, err)
+			return fmt.Errorf("%w: %s: want an object with an order_id (%v)", ErrBadEvent, typ, err)
 		}
 		status := map[string]string{contract.TypeOrderConfirmed: "confirmed", contract.TypeOrderCancelled: "cancelled", contract.TypeOrderShipped: "shipped"}[typ]
 		_, err := tx.Exec(ctx, `UPDATE `+table+` SET status = $2, updated_at = $3 WHERE order_id = $1`, e.OrderID, status, at)
@@ -155,7 +159,7 @@ func changeLines(ctx context.Context, tx pgx.Tx, table, orderID string, at time.
 // ignored: adding an optional field is not a new version of the contract.
 func decode(typ string, value []byte, v any) error {
 	if err := json.Unmarshal(value, v); err != nil {
-		return fmt.Errorf("shipping: decode %s: %w", typ, err)
+		return fmt.Errorf("%w: %s: %v", ErrBadEvent, typ, err)
 	}
 	return nil
 }

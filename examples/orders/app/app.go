@@ -28,9 +28,11 @@ import (
 	"github.com/stratadev/strata/es/pgstore"
 	"github.com/stratadev/strata/examples/orders"
 	"github.com/stratadev/strata/examples/orders/httpapi"
+	"github.com/stratadev/strata/examples/orders/publish"
 	"github.com/stratadev/strata/examples/orders/readmodel"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/elasticsink"
+	"github.com/stratadev/strata/projections/kafkasink"
 	"github.com/stratadev/strata/projections/pgsink"
 )
 
@@ -74,6 +76,10 @@ type Config struct {
 	// PollInterval is the event store's fallback poll interval. Defaults to
 	// pgstore's default.
 	PollInterval time.Duration
+	// KafkaBrokers are the bootstrap addresses of the Kafka cluster the
+	// order_events projection publishes the integration events to (see
+	// examples/orders/publish). Empty turns publishing off.
+	KafkaBrokers []string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -89,7 +95,9 @@ type App struct {
 	Sink     *pgsink.Sink
 	// Elastic is nil when search is off.
 	Elastic *elasticsink.Sink
-	Reader  *readmodel.Reader
+	// Kafka publishes the integration events; nil when publishing is off.
+	Kafka  *kafkasink.Sink
+	Reader *readmodel.Reader
 	Search  *readmodel.Search // nil when search is off
 	// Handler serves the write and read APIs, and GET /healthz.
 	Handler http.Handler
@@ -158,6 +166,14 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		a.Search = &readmodel.Search{Client: cfg.Elastic, Alias: cfg.SearchAlias}
 		api.Search = a.Search
 	}
+	if len(cfg.KafkaBrokers) > 0 {
+		kc := publish.Config(cfg.KafkaBrokers)
+		kc.Logger = log
+		if err := kc.Validate(); err != nil {
+			return nil, fmt.Errorf("app: %w", err)
+		}
+		a.Kafka = kafkasink.New(a.Sink, kc)
+	}
 	a.Runner = a.newRunner()
 	a.Handler = httpapi.WithHealth(httpapi.New(api), a.Runner.Health)
 	return a, nil
@@ -173,6 +189,9 @@ func (a *App) newRunner() *projections.Runner {
 	r.Add(pgsink.Workers(a.Store, a.Registry, a.Sink, a.cfg.Worker, Projections()...)...)
 	if a.Elastic != nil {
 		r.Add(elasticsink.NewWorker(a.Store, a.Registry, a.Elastic, a.OrderSearch(), a.cfg.Worker))
+	}
+	if a.Kafka != nil {
+		r.Add(kafkasink.NewWorker(a.Store, a.Registry, a.Kafka, publish.OrderEvents{}, a.cfg.Worker))
 	}
 	return r
 }
@@ -195,6 +214,9 @@ func (a *App) ProjectionNames() []string {
 	names := []string{readmodel.OrderViewName, readmodel.OrdersByProductName}
 	if a.Elastic != nil {
 		names = append(names, readmodel.OrderSearchName)
+	}
+	if a.Kafka != nil {
+		names = append(names, publish.Name)
 	}
 	return names
 }

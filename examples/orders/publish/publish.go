@@ -1,0 +1,58 @@
+// Package publish is the order service's publishing projection: it maps
+// the service's domain events to the integration events of
+// examples/orders/contract and publishes them to Kafka with
+// projections/kafkasink, each batch and its checkpoint in one Kafka
+// transaction, so that a read_committed consumer sees every event once.
+package publish
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/stratadev/strata/examples/orders/contract"
+	"github.com/stratadev/strata/projections"
+	"github.com/stratadev/strata/projections/kafkasink"
+)
+
+// Name is the projection's name, and so its checkpoint's and its Kafka
+// transactional ID's.
+const Name = "order_events"
+
+// Source is the ce_source of the messages.
+const Source = "orders"
+
+// Topics are the topics the projection publishes to, with the partitions
+// the sink creates them with.
+func Topics() []kafkasink.Topic {
+	return []kafkasink.Topic{{Name: contract.Topic, Partitions: 4}}
+}
+
+// Config returns the sink configuration of the order service's publishing:
+// its source, its topics (created when missing), and brokers.
+func Config(brokers []string) kafkasink.Config {
+	return kafkasink.Config{Brokers: brokers, Source: Source, Topics: Topics(), CreateTopics: true}
+}
+
+// OrderEvents is the projection.
+type OrderEvents struct{}
+
+func (OrderEvents) Name() string      { return Name }
+func (OrderEvents) Handles() []string { return contract.Published() }
+
+// HandleBatch publishes each event's integration event, keyed by the
+// order's stream so that one order's messages stay in order.
+func (OrderEvents) HandleBatch(_ context.Context, tx *kafkasink.Tx, events []projections.Event) error {
+	for _, ev := range events {
+		typ, value, ok, err := contract.FromDomain(ev.Data)
+		if err != nil {
+			return fmt.Errorf("publish %s@%d: %w", ev.Record.Stream, ev.Record.Version, err)
+		}
+		if !ok {
+			continue
+		}
+		if err := tx.Publish(contract.Topic, ev, typ, value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
