@@ -25,8 +25,14 @@ require (
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
+	github.com/klauspost/compress v1.20.3 // indirect
+	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/spf13/pflag v1.0.9 // indirect
 	github.com/stratadev/strata/es/esdbstore v0.0.0-00010101000000-000000000000 // indirect
+	github.com/stratadev/strata/projections/kafkasink v0.0.0-00010101000000-000000000000 // indirect
+	github.com/twmb/franz-go v1.22.3 // indirect
+	github.com/twmb/franz-go/pkg/kadm v1.20.0 // indirect
+	github.com/twmb/franz-go/pkg/kmsg v1.15.1 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/otel v1.47.0 // indirect
 	go.opentelemetry.io/otel/log v1.47.0 // indirect
@@ -47,4 +53,5 @@ replace (
 	github.com/stratadev/strata/cmd/strata => ../cmd/strata
 	github.com/stratadev/strata/es/esdbstore => ../es/esdbstore
 	github.com/stratadev/strata/projections/elasticsink => ../projections/elasticsink
+	github.com/stratadev/strata/projections/kafkasink => ../projections/kafkasink
 )
