@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -344,4 +345,37 @@ func TestKafkaFencedRun(t *testing.T) {
 	r := <-done
 	done <- r
 	r.check(t, cli.ExitFailed, p.name+": fenced at ", "another worker publishes projection "+p.name)
+}
+
+// New checks the Kafka configuration, but for the brokers, which may come
+// from --kafka-brokers, and the Kafka projections' names.
+func TestNewKafkaConfig(t *testing.T) {
+	t.Parallel()
+	kp := []cli.KafkaProjection{{Projection: orderEvents{name: "order_view", topic: "orders"}}}
+	for _, tc := range []struct {
+		name string
+		cfg  cli.Config
+		want string // in the panic; "" for none
+	}{
+		{"no brokers", cli.Config{KafkaProjections: kp}, ""},
+		{"a topic without a name", cli.Config{Kafka: kafkasink.Config{Topics: []kafkasink.Topic{{}}}}, "Config.Kafka: kafkasink: Config.Topics[0] has no name"},
+		{"no projection", cli.Config{KafkaProjections: []cli.KafkaProjection{{}}}, "Config.KafkaProjections[0] has no projection or no name"},
+		{"a name taken", cli.Config{KafkaProjections: kp, Projections: []cli.Projection{{Projection: &orderView{}}}}, `projection "order_view" is registered twice`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var got string
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						got = fmt.Sprint(r)
+					}
+				}()
+				cli.New(tc.cfg)
+			}()
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Errorf("New panicked with %q, want %q", got, tc.want)
+			}
+		})
+	}
 }
