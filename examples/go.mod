@@ -10,6 +10,7 @@ require (
 	github.com/stratadev/strata v0.0.0-00010101000000-000000000000
 	github.com/stratadev/strata/cmd/strata v0.0.0-00010101000000-000000000000
 	github.com/stratadev/strata/projections/elasticsink v0.0.0-00010101000000-000000000000
+	github.com/stratadev/strata/projections/kafkasink v0.0.0-00010101000000-000000000000
 	go.uber.org/goleak v1.3.0
 	golang.org/x/sync v0.22.0
 )
@@ -35,7 +36,6 @@ require (
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
 	github.com/spf13/pflag v1.0.9 // indirect
 	github.com/stratadev/strata/es/esdbstore v0.0.0-00010101000000-000000000000 // indirect
-	github.com/stratadev/strata/projections/kafkasink v0.0.0-00010101000000-000000000000
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/otel v1.47.0 // indirect
 	go.opentelemetry.io/otel/log v1.47.0 // indirect

@@ -11,6 +11,9 @@ require (
 	github.com/stratadev/strata v0.0.0-00010101000000-000000000000
 	github.com/stratadev/strata/es/esdbstore v0.0.0-00010101000000-000000000000
 	github.com/stratadev/strata/projections/elasticsink v0.0.0-00010101000000-000000000000
+	github.com/stratadev/strata/projections/kafkasink v0.0.0-00010101000000-000000000000
+	github.com/twmb/franz-go v1.22.3
+	github.com/twmb/franz-go/pkg/kadm v1.20.0
 	golang.org/x/term v0.46.0
 )
 
@@ -24,7 +27,10 @@ require (
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
+	github.com/klauspost/compress v1.20.3 // indirect
+	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/spf13/pflag v1.0.9 // indirect
+	github.com/twmb/franz-go/pkg/kmsg v1.15.1 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/otel v1.47.0 // indirect
 	go.opentelemetry.io/otel/log v1.47.0 // indirect
@@ -45,4 +51,5 @@ replace github.com/stratadev/strata => ../..
 replace (
 	github.com/stratadev/strata/es/esdbstore => ../../es/esdbstore
 	github.com/stratadev/strata/projections/elasticsink => ../../projections/elasticsink
+	github.com/stratadev/strata/projections/kafkasink => ../../projections/kafkasink
 )

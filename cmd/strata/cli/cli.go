@@ -17,6 +17,7 @@ import (
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/elasticsink"
+	"github.com/stratadev/strata/projections/kafkasink"
 	"github.com/stratadev/strata/projections/pgsink"
 )
 
@@ -49,6 +50,16 @@ type Config struct {
 	// Elasticsearch configures the sink of ElasticProjections. The zero
 	// value works; Logger defaults to the command's logger.
 	Elasticsearch elasticsink.Config
+	// KafkaProjections are the application's projections that publish
+	// integration events to Kafka (--kafka-brokers), which projections
+	// run works on and projections rebuild and reset publish again with
+	// --republish. Their state, leases and dead letters are in PostgreSQL
+	// with the others', so every other command sees them too.
+	KafkaProjections []KafkaProjection
+	// Kafka configures the sink of KafkaProjections. The zero value works:
+	// Brokers defaults to --kafka-brokers (STRATA_KAFKA_BROKERS), and
+	// Logger to the command's logger.
+	Kafka kafkasink.Config
 	// Registry decodes events for the projections. Defaults to an empty
 	// registry.
 	Registry *es.Registry
@@ -90,6 +101,19 @@ type ElasticProjection struct {
 
 func (p ElasticProjection) name() string { return p.Projection.Name() }
 
+// KafkaProjection is a projection of the application that publishes
+// integration events to Kafka with projections/kafkasink.
+type KafkaProjection struct {
+	// Projection is run by projections run, and published again from the
+	// start (or another position) by projections rebuild --republish and
+	// projections reset --republish.
+	Projection projections.Projection[*kafkasink.Tx]
+	// Worker configures its worker, as for [Projection].
+	Worker projections.Config
+}
+
+func (p KafkaProjection) name() string { return p.Projection.Name() }
+
 // app is the state the commands share: the configuration and the flags.
 type app struct {
 	cfg   Config
@@ -105,7 +129,9 @@ type app struct {
 //
 //	root := cli.New(cli.Config{Name: "orders", Registry: reg,
 //		Projections:        []cli.Projection{{Projection: orderViews{}}},
-//		ElasticProjections: []cli.ElasticProjection{{Projection: orderSearch{}}}})
+//		ElasticProjections: []cli.ElasticProjection{{Projection: orderSearch{}}},
+//		KafkaProjections:   []cli.KafkaProjection{{Projection: orderEvents{}}},
+//		Kafka:              kafkasink.Config{Topics: []kafkasink.Topic{{Name: "orders.v1"}}}})
 //	root.AddCommand(serveCmd)
 //	os.Exit(cli.Main(context.Background(), root, os.Args[1:]))
 func New(cfg Config) *cobra.Command {
@@ -128,6 +154,13 @@ func New(cfg Config) *cobra.Command {
 	if err := cfg.Elasticsearch.Validate(); err != nil {
 		panic(fmt.Sprintf("cli: New: Config.Elasticsearch: %v", err))
 	}
+	kafka := cfg.Kafka
+	if len(kafka.Brokers) == 0 { // they come from --kafka-brokers: check the rest
+		kafka.Brokers = []string{"--kafka-brokers"}
+	}
+	if err := kafka.Validate(); err != nil {
+		panic(fmt.Sprintf("cli: New: Config.Kafka: %v", err))
+	}
 	var names []string
 	for i, p := range cfg.Projections {
 		if p.Projection == nil || p.Projection.Name() == "" {
@@ -138,6 +171,12 @@ func New(cfg Config) *cobra.Command {
 	for i, p := range cfg.ElasticProjections {
 		if p.Projection == nil || p.Projection.Name() == "" {
 			panic(fmt.Sprintf("cli: New: Config.ElasticProjections[%d] has no projection or no name", i))
+		}
+		names = append(names, p.name())
+	}
+	for i, p := range cfg.KafkaProjections {
+		if p.Projection == nil || p.Projection.Name() == "" {
+			panic(fmt.Sprintf("cli: New: Config.KafkaProjections[%d] has no projection or no name", i))
 		}
 		names = append(names, p.name())
 	}
@@ -321,12 +360,46 @@ func (a *app) registeredElastic(name string) (ElasticProjection, bool) {
 	return a.cfg.ElasticProjections[i], true
 }
 
+// registeredKafka returns the registered Kafka projection of that name.
+func (a *app) registeredKafka(name string) (KafkaProjection, bool) {
+	i := slices.IndexFunc(a.cfg.KafkaProjections, func(p KafkaProjection) bool { return p.name() == name })
+	if i < 0 {
+		return KafkaProjection{}, false
+	}
+	return a.cfg.KafkaProjections[i], true
+}
+
+// Kinds of projections, as projections list shows them.
+const (
+	kindPostgres = "postgres"
+	kindElastic  = "elasticsearch"
+	kindKafka    = "kafka"
+)
+
+// kind returns the kind of the registered projection name, or "" when
+// this binary does not register it.
+func (a *app) kind(name string) string {
+	if _, ok := a.registered(name); ok {
+		return kindPostgres
+	}
+	if _, ok := a.registeredElastic(name); ok {
+		return kindElastic
+	}
+	if _, ok := a.registeredKafka(name); ok {
+		return kindKafka
+	}
+	return ""
+}
+
 func (a *app) registeredNames() []string {
-	names := make([]string, 0, len(a.cfg.Projections)+len(a.cfg.ElasticProjections))
+	names := make([]string, 0, len(a.cfg.Projections)+len(a.cfg.ElasticProjections)+len(a.cfg.KafkaProjections))
 	for _, p := range a.cfg.Projections {
 		names = append(names, p.name())
 	}
 	for _, p := range a.cfg.ElasticProjections {
+		names = append(names, p.name())
+	}
+	for _, p := range a.cfg.KafkaProjections {
 		names = append(names, p.name())
 	}
 	slices.Sort(names)

@@ -13,8 +13,17 @@
 // retry need the projections; so does a reset to the start that empties the
 // tables (the generic binary refuses it unless --idempotent).
 //
+// Projections kept in Elasticsearch ([Config.ElasticProjections]) and
+// projections that publish to Kafka ([Config.KafkaProjections]) keep their
+// state in PostgreSQL with the others. A Kafka projection's checkpoint in
+// Kafka is authoritative: it has no tables to rebuild, so projections
+// rebuild refuses it and says what it would do, and with --republish
+// publishes every event again (kafkasink.Sink.Republish); a reset
+// backwards needs --republish too.
+//
 // Settings come from flags, then the environment: STRATA_DATABASE_URL,
-// STRATA_ESDB_URL, STRATA_ELASTICSEARCH_URL and STRATA_SCHEMA. The
+// STRATA_ESDB_URL, STRATA_ELASTICSEARCH_URL, STRATA_KAFKA_BROKERS and
+// STRATA_SCHEMA. The
 // application's own commands, mounted beside these (a serve command), read
 // the same resolved settings with [ReadSettings], so that they connect
 // where the mounted commands do. A bad value is a usage error that names

@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
@@ -22,6 +24,7 @@ import (
 	"github.com/stratadev/strata/es/esdbstore"
 	"github.com/stratadev/strata/es/pgstore"
 	"github.com/stratadev/strata/projections/elasticsink"
+	"github.com/stratadev/strata/projections/kafkasink"
 	"github.com/stratadev/strata/projections/pgsink"
 )
 
@@ -30,6 +33,7 @@ const (
 	EnvDatabaseURL      = "STRATA_DATABASE_URL"
 	EnvESDBURL          = "STRATA_ESDB_URL"
 	EnvElasticsearchURL = "STRATA_ELASTICSEARCH_URL"
+	EnvKafkaBrokers     = "STRATA_KAFKA_BROKERS"
 	EnvSchema           = "STRATA_SCHEMA"
 )
 
@@ -40,6 +44,7 @@ const connectTimeout = 10 * time.Second
 type flags struct {
 	databaseURL, esdbURL, elasticURL string
 	schema, readSchema               string
+	kafkaBrokers                     []string
 	output                           string
 	verbose                          bool
 
@@ -52,6 +57,7 @@ func (f *flags) register(root *cobra.Command, a *app) {
 	pf.Var(&appValue{s: &f.databaseURL, app: a}, "database-url", "PostgreSQL URL of the event store and the checkpoints (env "+EnvDatabaseURL+")")
 	pf.StringVar(&f.esdbURL, "esdb-url", "", "EventStoreDB/KurrentDB connection string: read events from there; checkpoints stay in PostgreSQL (env "+EnvESDBURL+")")
 	pf.StringVar(&f.elasticURL, "elasticsearch-url", "", "Elasticsearch URL for the application's Elasticsearch projections (env "+EnvElasticsearchURL+")")
+	pf.StringSliceVar(&f.kafkaBrokers, "kafka-brokers", nil, "Kafka bootstrap addresses, comma-separated, for the application's Kafka projections (env "+EnvKafkaBrokers+")")
 	pf.StringVar(&f.schema, "schema", pgstore.SchemaDefault, "PostgreSQL schema of the event store and the checkpoints (env "+EnvSchema+")")
 	pf.StringVar(&f.readSchema, "read-schema", "", "PostgreSQL schema of the read-model tables (default: --schema)")
 	pf.StringVarP(&f.output, "output", "o", "", "output format: table, json or lines (default: table on a terminal, lines otherwise)")
@@ -78,6 +84,18 @@ func (f *flags) resolve(getenv func(string) string) error {
 	fill(&f.esdbURL, "esdb-url", EnvESDBURL)
 	fill(&f.elasticURL, "elasticsearch-url", EnvElasticsearchURL)
 	fill(&f.schema, "schema", EnvSchema)
+	source["kafka-brokers"] = "--kafka-brokers"
+	if !f.cmd.PersistentFlags().Changed("kafka-brokers") {
+		if e := getenv(EnvKafkaBrokers); e != "" {
+			f.kafkaBrokers, source["kafka-brokers"] = strings.Split(e, ","), EnvKafkaBrokers
+		}
+	}
+	for i, b := range f.kafkaBrokers {
+		f.kafkaBrokers[i] = strings.TrimSpace(b)
+		if f.kafkaBrokers[i] == "" {
+			return usagef("invalid %s %q: an empty broker address; want host:port[,host:port...]", source["kafka-brokers"], strings.Join(f.kafkaBrokers, ","))
+		}
+	}
 	switch f.output {
 	case "", "table", "json", "lines":
 	default:
@@ -110,6 +128,9 @@ type Settings struct {
 	// ElasticsearchURL is --elasticsearch-url, or STRATA_ELASTICSEARCH_URL;
 	// empty when neither is set.
 	ElasticsearchURL string
+	// KafkaBrokers are the Kafka bootstrap addresses: --kafka-brokers, or
+	// STRATA_KAFKA_BROKERS, comma-separated; nil when neither is set.
+	KafkaBrokers []string
 	// Schema holds the event store and the checkpoints: --schema, or
 	// STRATA_SCHEMA. Defaults to pgstore.SchemaDefault ("strata").
 	Schema string
@@ -179,7 +200,8 @@ func (a *app) settings() Settings {
 	if rs == "" {
 		rs = f.schema
 	}
-	return Settings{DatabaseURL: f.databaseURL, ESDBURL: f.esdbURL, ElasticsearchURL: f.elasticURL, Schema: f.schema, ReadSchema: rs}
+	return Settings{DatabaseURL: f.databaseURL, ESDBURL: f.esdbURL, ElasticsearchURL: f.elasticURL,
+		KafkaBrokers: slices.Clone(f.kafkaBrokers), Schema: f.schema, ReadSchema: rs}
 }
 
 // logger logs to stderr: warnings and errors, and everything with --verbose.
@@ -191,6 +213,19 @@ func (a *app) logger() *slog.Logger {
 		level = slog.LevelDebug
 	}
 	return slog.New(slog.NewTextHandler(a.logs, &slog.HandlerOptions{Level: level}))
+}
+
+// errNoKafka is the error of a command that needs Kafka brokers when none
+// are configured.
+var errNoKafka = usagef("no Kafka brokers: set --kafka-brokers or %s (host:port, comma-separated)", EnvKafkaBrokers)
+
+// needKafka fails with errNoKafka, before anything is opened, when a
+// command that works on a Kafka projection has no brokers.
+func (a *app) needKafka() error {
+	if len(a.cfg.Kafka.Brokers) == 0 && len(a.flags.kafkaBrokers) == 0 {
+		return errNoKafka
+	}
+	return nil
 }
 
 // conn holds what a command works with. The PostgreSQL pool is always
@@ -208,6 +243,27 @@ type conn struct {
 	elasticCfg       elasticsink.Config
 	elastic          *elasticsink.Sink // made by elasticSink
 	elasticTransport *http.Transport
+
+	kafkaCfg kafkasink.Config
+	kafka    *kafkasink.Sink // made by kafkaSink
+}
+
+// kafkaSink returns the sink of Kafka projections, made on first use (it
+// does no I/O until a projection starts). Its brokers are Config.Kafka's,
+// else --kafka-brokers.
+func (c *conn) kafkaSink() (*kafkasink.Sink, error) {
+	if c.kafka != nil {
+		return c.kafka, nil
+	}
+	cfg := c.kafkaCfg
+	if len(cfg.Brokers) == 0 {
+		return nil, errNoKafka
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = c.log
+	}
+	c.kafka = kafkasink.New(c.sink, cfg)
+	return c.kafka, nil
 }
 
 // elasticSink returns the sink of Elasticsearch projections, making its
@@ -233,6 +289,9 @@ func (c *conn) elasticSink() (*elasticsink.Sink, error) {
 }
 
 func (c *conn) close() {
+	if c.kafka != nil {
+		c.kafka.Close()
+	}
 	if c.elasticTransport != nil {
 		c.elasticTransport.CloseIdleConnections()
 	}
@@ -273,7 +332,10 @@ func (a *app) connect(ctx context.Context) (*conn, error) {
 		return nil, &connectError{url: display, err: err}
 	}
 	log := a.logger()
-	c := &conn{pool: pool, url: display, log: log, elasticURL: s.ElasticsearchURL, elasticCfg: a.cfg.Elasticsearch}
+	c := &conn{pool: pool, url: display, log: log, elasticURL: s.ElasticsearchURL, elasticCfg: a.cfg.Elasticsearch, kafkaCfg: a.cfg.Kafka}
+	if len(c.kafkaCfg.Brokers) == 0 {
+		c.kafkaCfg.Brokers = s.KafkaBrokers
+	}
 	c.sink = pgsink.New(pool, pgsink.Config{Schema: s.Schema, ReadSchema: s.ReadSchema, Logger: log})
 	if s.ESDBURL != "" {
 		st, err := esdbstore.Open(ctx, esdbstore.Config{ConnectionString: s.ESDBURL, Logger: log})

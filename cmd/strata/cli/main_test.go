@@ -21,10 +21,15 @@ import (
 	"github.com/stratadev/strata/internal/pgtest"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/elasticsink/elastictest"
+	"github.com/stratadev/strata/projections/kafkasink"
+	"github.com/stratadev/strata/projections/kafkasink/kafkatest"
 	"github.com/stratadev/strata/projections/pgsink"
 )
 
-func TestMain(m *testing.M) { os.Exit(elastictest.Run(m, pgtest.Run)) }
+// pgtest.Run checks for leaked goroutines after the tests.
+func TestMain(m *testing.M) {
+	os.Exit(kafkatest.Run(m, func(m *testing.M) int { return elastictest.Run(m, pgtest.Run) }))
+}
 
 var quiet = slog.New(slog.DiscardHandler)
 
@@ -202,6 +207,8 @@ type run struct {
 type opts struct {
 	projections []cli.Projection
 	elastic     []cli.ElasticProjection
+	kafka       []cli.KafkaProjection
+	kafkaCfg    kafkasink.Config
 	tty         bool
 	env         map[string]string
 	noDB        bool // do not pass --database-url and --schema
@@ -219,12 +226,14 @@ func (e *env) cli(ctx context.Context, o opts, args ...string) run {
 		r.stderr = newBuffer()
 	}
 	var reg *es.Registry
-	if len(o.projections)+len(o.elastic) > 0 {
+	if len(o.projections)+len(o.elastic)+len(o.kafka) > 0 {
 		reg = newRegistry()
 	}
 	root := cli.New(cli.Config{
 		Projections:        o.projections,
 		ElasticProjections: o.elastic,
+		KafkaProjections:   o.kafka,
+		Kafka:              o.kafkaCfg,
 		Registry:           reg,
 		Stdout:             r.stdout,
 		Stderr:             r.stderr,

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -74,7 +75,8 @@ func (a *app) projectionsListCommand() *cobra.Command {
 		Use:   "list",
 		Short: "List projections with their state and checkpoint",
 		Long: `List the projections that have a checkpoint in --schema, and those this
-binary registers, with their state and checkpoint. For lag, throughput and
+binary registers, with their state and checkpoint, and the kind of those
+it registers: postgres, elasticsearch or kafka. For lag, throughput and
 errors see 'projections status'.`,
 		Example: fmt.Sprintf("  %[1]s projections list\n  %[1]s projections list -o json", a.cfg.Name),
 		Args:    noArgs,
@@ -94,6 +96,7 @@ errors see 'projections status'.`,
 				State      projections.State `json:"state"`
 				Checkpoint es.Position       `json:"checkpoint"`
 				Registered bool              `json:"registered"`
+				Kind       string            `json:"kind,omitempty"` // postgres, elasticsearch or kafka; empty when not registered
 				UpdatedAt  time.Time         `json:"updated_at"`
 			}
 			items := []item{}
@@ -102,15 +105,15 @@ errors see 'projections status'.`,
 				if err != nil {
 					return err
 				}
-				_, reg := a.registered(n)
-				items = append(items, item{Name: n, State: cp.State, Checkpoint: cp.Position, Registered: reg, UpdatedAt: cp.UpdatedAt})
+				kind := a.kind(n)
+				items = append(items, item{Name: n, State: cp.State, Checkpoint: cp.Position, Registered: kind != "", Kind: kind, UpdatedAt: cp.UpdatedAt})
 			}
 			if a.format() == formatJSON {
 				return a.writeJSON(items)
 			}
-			t := a.newTable("NAME", "STATE", "CHECKPOINT", "UPDATED")
+			t := a.newTable("NAME", "STATE", "CHECKPOINT", "UPDATED", "KIND")
 			for _, it := range items {
-				t.row(it.Name, string(it.State), it.Checkpoint.String(), formatTime(it.UpdatedAt))
+				t.row(it.Name, string(it.State), it.Checkpoint.String(), formatTime(it.UpdatedAt), cmp.Or(it.Kind, "-"))
 			}
 			t.flush()
 			return nil
@@ -455,6 +458,7 @@ func (a *app) resetCommand() *cobra.Command {
 	var (
 		to         string
 		idempotent bool
+		republish  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "reset <name>",
@@ -477,10 +481,18 @@ count would double), so:
   - an Elasticsearch projection keeps its documents, which already reflect
     the events a reset would replay: use 'projections rebuild' for a fresh
     index (or --idempotent when its handlers write whole documents).
+  - a Kafka projection registered here goes through its checkpoint in
+    Kafka, which is authoritative (a reset in PostgreSQL alone would be
+    undone when its worker starts): its workers must be stopped, and a
+    move backwards, which publishes the events after --to again (with the
+    same ce_id), needs --republish. The generic strata binary does not know
+    an application's Kafka projections: reset them with the application's
+    binary.
   - forwards, the events skipped are not applied at all; nothing is
     refused.`,
 		Example: fmt.Sprintf(`  %[1]s projections reset order_view
-  %[1]s projections reset order_view --to 812:40 --idempotent`, a.cfg.Name),
+  %[1]s projections reset order_view --to 812:40 --idempotent
+  %[1]s projections reset order_events --to 812:40 --republish   # a Kafka projection`, a.cfg.Name),
 		Args:              exactArgs(1, "one projection name"),
 		ValidArgsFunction: a.completeProjections,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -501,6 +513,12 @@ count would double), so:
 			name := args[0]
 			if err := a.known(ctx, c, name); err != nil {
 				return err
+			}
+			if kp, ok := a.registeredKafka(name); ok {
+				return a.resetKafka(ctx, c, kp, pos, republish)
+			}
+			if republish {
+				return usagef("--republish is for Kafka projections, and %q is not one this binary registers", name)
 			}
 			rcfg := pgsink.ResetConfig{Idempotent: idempotent}
 			p, pgReg := a.registered(name)
@@ -559,6 +577,7 @@ count would double), so:
 		},
 	}
 	cmd.Flags().StringVar(&to, "to", "start", "the new checkpoint: start, or a position like 812:40")
+	cmd.Flags().BoolVar(&republish, "republish", false, "for a Kafka projection: allow moving it back, which publishes the events after --to again")
 	cmd.Flags().BoolVar(&idempotent, "idempotent", false, "the handlers can apply an event again harmlessly: allow replaying into rows that already reflect it")
 	return cmd
 }

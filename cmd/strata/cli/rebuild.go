@@ -25,9 +25,10 @@ const (
 
 func (a *app) rebuildCommand() *cobra.Command {
 	var (
-		wait    bool
-		every   time.Duration
-		onError string
+		wait      bool
+		every     time.Duration
+		onError   string
+		republish bool
 	)
 	cmd := &cobra.Command{
 		Use:   "rebuild <name>",
@@ -43,15 +44,33 @@ returns when the new tables are live.
 Ctrl-C stops the rebuild cleanly (exit 0); running the command again
 resumes it where it stopped. Only one rebuild of a projection runs at a
 time: when another process is rebuilding it, the command reports that
-rebuild's progress and exits 1, or with --wait follows it until it swaps.`,
+rebuild's progress and exits 1, or with --wait follows it until it swaps.
+
+A Kafka projection has no tables to rebuild: rebuilding it means publishing
+every event of the log again from the start, which its consumers see a
+second time, with the same ce_id. Without --republish the command refuses
+and says so (exit 2); with it, it moves the projection's checkpoint, in
+Kafka and in PostgreSQL, to the start (its workers must be stopped: this
+needs the projection's lease), and its workers then publish everything
+again ('projections run').`,
 		Example: fmt.Sprintf(`  %[1]s projections rebuild order_view
   %[1]s projections rebuild order_view --wait      # or follow the one running elsewhere
-  %[1]s projections rebuild order_view 2>&1 | tee rebuild.log`, a.cfg.Name),
+  %[1]s projections rebuild order_view 2>&1 | tee rebuild.log
+  %[1]s projections rebuild order_events --republish   # a Kafka projection`, a.cfg.Name),
 		Args:              exactArgs(1, "one projection name"),
 		ValidArgsFunction: a.completeProjections,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if every < 0 {
 				return usagef("--progress-interval must not be negative")
+			}
+			if kp, ok := a.registeredKafka(args[0]); ok {
+				if !republish {
+					return a.rebuildNeedsRepublish(args[0])
+				}
+				return a.rebuildKafka(cmd.Context(), kp)
+			}
+			if republish {
+				return usagef("--republish is for Kafka projections, and %q is not one this binary registers", args[0])
 			}
 			pg, ep, err := a.oneProjection(args[0], onError)
 			if err != nil {
@@ -79,6 +98,7 @@ rebuild's progress and exits 1, or with --wait follows it until it swaps.`,
 	}
 	cmd.Flags().StringVar(&onError, "on-error", "", "what to do with an event the projection cannot handle: stop or dead-letter (default: as the application configured, else stop)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "when another process is rebuilding the projection, follow its progress until it swaps")
+	cmd.Flags().BoolVar(&republish, "republish", false, "for a Kafka projection: publish every event of the log again, from the start (its workers must be stopped)")
 	cmd.Flags().DurationVar(&every, "progress-interval", 0, "time between progress reports (default: 200ms on a terminal, 5s otherwise)")
 	return cmd
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/elasticsink"
+	"github.com/stratadev/strata/projections/kafkasink"
 	"github.com/stratadev/strata/projections/pgsink"
 )
 
@@ -25,7 +26,9 @@ and exit 0. Workers of the same projection in other processes take turns
 through a lease: a second 'run' stands by and takes over when the first
 stops. A projection whose tables do not exist yet gets them created first
 (when it is a pgsink.Rebuildable); an Elasticsearch projection gets its
-index created behind its alias (--elasticsearch-url).
+index created behind its alias (--elasticsearch-url); a Kafka projection
+publishes to the brokers of --kafka-brokers, each batch and its checkpoint
+in one Kafka transaction.
 
 A projection that stalls on an event it cannot handle stops, and the others
 go on; a projection that is stalled already does not keep the others from
@@ -34,7 +37,14 @@ starts the stalled projection's worker again in this process. A worker that
 fails for another reason is started again after a backoff. When
 interrupted, the command exits 1 if a projection is stalled (or failing)
 then. With --on-error dead-letter such events are parked instead (see
-'projections dead-letters').`,
+'projections dead-letters').
+
+A Kafka projection whose producer is fenced (another worker of it started
+a producer after this one) is not started again in a way that fences that
+worker back: when the other worker holds the projection's lease, this one
+stands by; when nobody here holds it (a process with another --schema or
+database publishes it with the same transactional ID), this process stops
+running it, says so, and exits 1 when interrupted.`,
 		Example: fmt.Sprintf(`  %[1]s projections run
   %[1]s projections run order_view product_search
   %[1]s projections run --on-error dead-letter`, a.cfg.Name),
@@ -47,6 +57,11 @@ then. With --on-error dead-letter such events are parked instead (see
 			sel, err := a.selectProjections(args)
 			if err != nil {
 				return err
+			}
+			if len(sel.kafka) > 0 {
+				if err := a.needKafka(); err != nil {
+					return err
+				}
 			}
 			ctx := cmd.Context()
 			c, err := a.connect(ctx)
@@ -65,12 +80,13 @@ then. With --on-error dead-letter such events are parked instead (see
 type selection struct {
 	pg      []Projection
 	elastic []ElasticProjection
+	kafka   []KafkaProjection
 }
 
 // selectProjections returns the registered projections of those names, or
 // all of them.
 func (a *app) selectProjections(names []string) (selection, error) {
-	if len(a.cfg.Projections)+len(a.cfg.ElasticProjections) == 0 {
+	if len(a.cfg.Projections)+len(a.cfg.ElasticProjections)+len(a.cfg.KafkaProjections) == 0 {
 		what := "any projection"
 		if len(names) > 0 {
 			what = fmt.Sprintf("%q", names[0])
@@ -79,7 +95,7 @@ func (a *app) selectProjections(names []string) (selection, error) {
 			"applications mount these commands in their own binary with their projections (see cli.New)", what)
 	}
 	if len(names) == 0 {
-		return selection{pg: a.cfg.Projections, elastic: a.cfg.ElasticProjections}, nil
+		return selection{pg: a.cfg.Projections, elastic: a.cfg.ElasticProjections, kafka: a.cfg.KafkaProjections}, nil
 	}
 	var sel selection
 	for _, n := range names {
@@ -87,6 +103,8 @@ func (a *app) selectProjections(names []string) (selection, error) {
 			sel.pg = append(sel.pg, p)
 		} else if p, ok := a.registeredElastic(n); ok {
 			sel.elastic = append(sel.elastic, p)
+		} else if p, ok := a.registeredKafka(n); ok {
+			sel.kafka = append(sel.kafka, p)
 		} else {
 			return selection{}, a.unknownRegistered(n)
 		}
@@ -118,6 +136,13 @@ func (a *app) run(ctx context.Context, c *conn, sel selection, policy *projectio
 			return err
 		}
 	}
+	var kSink *kafkasink.Sink
+	if len(sel.kafka) > 0 {
+		var err error
+		if kSink, err = c.kafkaSink(); err != nil {
+			return err
+		}
+	}
 	for _, p := range sel.elastic {
 		if _, err := esSink.EnsureIndex(ctx, p.Projection); err != nil {
 			return fmt.Errorf("create the index of %s: %w", p.name(), err)
@@ -143,6 +168,13 @@ func (a *app) run(ctx context.Context, c *conn, sel selection, policy *projectio
 	for _, p := range sel.elastic {
 		names = append(names, p.name())
 		workers = append(workers, elasticsink.NewWorker(c.store, a.cfg.Registry, esSink, p.Projection, workerConfig(p.Worker)))
+	}
+	for _, p := range sel.kafka {
+		names = append(names, p.name())
+		workers = append(workers, &kafkaWorker{
+			Worker: kafkasink.NewWorker(c.store, a.cfg.Registry, kSink, p.Projection, workerConfig(p.Worker)),
+			leases: c.sink, sink: kSink, app: a,
+		})
 	}
 	var (
 		mu      sync.Mutex
@@ -190,6 +222,12 @@ func (a *app) run(ctx context.Context, c *conn, sel selection, policy *projectio
 		case projections.WorkerRetrying:
 			status = "failed"
 		}
+		if kw, ok := workers[i].(*kafkaWorker); ok {
+			if fe := kw.fenced.Load(); fe != nil {
+				status = "fenced"
+				st.Err = fe
+			}
+		}
 		if status != "stopped" {
 			failed = append(failed, fmt.Errorf("%s %s", names[i], status))
 			errs = append(errs, st.Err)
@@ -226,6 +264,9 @@ func (a *app) oneProjection(name, onError string) (pg *Projection, ep *ElasticPr
 	sel, err := a.selectProjections([]string{name})
 	if err != nil {
 		return nil, nil, err
+	}
+	if len(sel.kafka) == 1 {
+		return nil, nil, fmt.Errorf("%s is a Kafka projection", name) // the callers handle those first
 	}
 	if len(sel.elastic) == 1 {
 		ep = &sel.elastic[0]

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -42,7 +43,9 @@ func TestReadSettings(t *testing.T) {
 		cli.EnvSchema:           "env_schema",
 		cli.EnvElasticsearchURL: "http://127.0.0.1:9201",
 		cli.EnvESDBURL:          "esdb://127.0.0.1:2113?tls=false",
+		cli.EnvKafkaBrokers:     "127.0.0.1:9092, 127.0.0.1:9093",
 	}
+	envBrokers := []string{"127.0.0.1:9092", "127.0.0.1:9093"}
 	for _, tc := range []struct {
 		name string
 		env  map[string]string
@@ -58,7 +61,8 @@ func TestReadSettings(t *testing.T) {
 			env:  env,
 			want: cli.Settings{
 				DatabaseURL: env[cli.EnvDatabaseURL], ESDBURL: env[cli.EnvESDBURL],
-				ElasticsearchURL: env[cli.EnvElasticsearchURL], Schema: "env_schema", ReadSchema: "env_schema",
+				ElasticsearchURL: env[cli.EnvElasticsearchURL], KafkaBrokers: envBrokers,
+				Schema: "env_schema", ReadSchema: "env_schema",
 			},
 		},
 		{
@@ -67,11 +71,12 @@ func TestReadSettings(t *testing.T) {
 			args: []string{
 				"--database-url", "postgres://flag@127.0.0.1:5432/flag", "--schema", "flag_schema",
 				"--elasticsearch-url", "http://127.0.0.1:9202", "--esdb-url", "esdb://127.0.0.1:2114?tls=false",
-				"--read-schema", "reads",
+				"--read-schema", "reads", "--kafka-brokers", "kafka-1:9092,kafka-2:9092",
 			},
 			want: cli.Settings{
 				DatabaseURL: "postgres://flag@127.0.0.1:5432/flag", ESDBURL: "esdb://127.0.0.1:2114?tls=false",
-				ElasticsearchURL: "http://127.0.0.1:9202", Schema: "flag_schema", ReadSchema: "reads",
+				ElasticsearchURL: "http://127.0.0.1:9202", KafkaBrokers: []string{"kafka-1:9092", "kafka-2:9092"},
+				Schema: "flag_schema", ReadSchema: "reads",
 			},
 		},
 		{
@@ -80,7 +85,8 @@ func TestReadSettings(t *testing.T) {
 			args: []string{"--schema", "strata"},
 			want: cli.Settings{
 				DatabaseURL: env[cli.EnvDatabaseURL], ESDBURL: env[cli.EnvESDBURL],
-				ElasticsearchURL: env[cli.EnvElasticsearchURL], Schema: "strata", ReadSchema: "strata",
+				ElasticsearchURL: env[cli.EnvElasticsearchURL], KafkaBrokers: envBrokers,
+				Schema: "strata", ReadSchema: "strata",
 			},
 		},
 	} {
@@ -90,7 +96,7 @@ func TestReadSettings(t *testing.T) {
 			if err != nil || code != cli.ExitOK {
 				t.Fatalf("ReadSettings: %v (exit %d, stderr %q)", err, code, stderr)
 			}
-			if got != tc.want {
+			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("ReadSettings:\n got %+v\nwant %+v", got, tc.want)
 			}
 		})
@@ -111,6 +117,8 @@ func TestReadSettingsBadValues(t *testing.T) {
 		{"read schema flag", nil, []string{"--read-schema", "a\x00b"}, `invalid --read-schema`},
 		{"database URL flag", nil, []string{"--database-url", "postgres://bob:s3cret@127.0.0.1:x/app"}, "invalid --database-url: "},
 		{"database URL env", map[string]string{cli.EnvDatabaseURL: "postgres://bob:s3cret@127.0.0.1:x/app"}, nil, "invalid STRATA_DATABASE_URL: "},
+		{"kafka brokers flag", nil, []string{"--kafka-brokers", "kafka-1:9092,,kafka-2:9092"}, `invalid --kafka-brokers "kafka-1:9092,,kafka-2:9092": an empty broker address`},
+		{"kafka brokers env", map[string]string{cli.EnvKafkaBrokers: "kafka-1:9092, "}, nil, `invalid STRATA_KAFKA_BROKERS "kafka-1:9092,": an empty broker address`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -146,7 +154,7 @@ func TestReadSettingsDirect(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := cli.Settings{DatabaseURL: "postgres://env@127.0.0.1/env", Schema: "mine", ReadSchema: "mine"}
-	if err != nil || got != want {
+	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("ReadSettings = %+v, %v; want %+v, nil", got, err, want)
 	}
 }

@@ -57,6 +57,9 @@ verification failed), 2 usage error.`,
 			if samples < 1 {
 				return usagef("--samples must be 1 or more")
 			}
+			if _, ok := a.registeredKafka(args[0]); ok {
+				return usagef("projection %q cannot be verified: it is a Kafka projection, which publishes messages and keeps no read model to compare with a rebuild", args[0])
+			}
 			pg, ep, err := a.oneProjection(args[0], onError)
 			if err != nil {
 				return err
