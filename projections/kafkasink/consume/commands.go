@@ -14,7 +14,9 @@ import (
 
 // MapFunc makes the command a message asks for. The command must implement
 // [cqrs.Identified] with msg.CommandID() (or another ID derived from the
-// message alone). An error makes the message a bad message (see
+// message alone). A nil command and a nil error mean the message asks for
+// no command (a type this consumer does not act on): it is committed
+// without a dispatch. An error makes the message a bad message (see
 // [ErrBadMessage]): undecodable, of an unknown type.
 type MapFunc func(ctx context.Context, msg Message) (cmd any, err error)
 
@@ -179,6 +181,7 @@ const (
 	outcomeApplied outcome = iota
 	outcomeRejected
 	outcomeDeadLettered
+	outcomeSkipped // the message asks for no command
 )
 
 // handle maps and dispatches one record. An error is a [*StalledError] or
@@ -194,6 +197,9 @@ func (c *Commands) handle(ctx context.Context, cl *kgo.Client, rec *kgo.Record) 
 			return 0, ctx.Err()
 		}
 		return outcomeDeadLettered, c.bad(ctx, cl, msg, fmt.Errorf("map to a command: %w", err))
+	}
+	if cmd == nil {
+		return outcomeSkipped, nil
 	}
 	if commandID(cmd) == "" {
 		return 0, &StalledError{Group: c.cfg.Group, Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset,

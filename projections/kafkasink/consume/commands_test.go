@@ -399,3 +399,35 @@ func TestRunStoppedDuringStart(t *testing.T) {
 		t.Errorf("ReadModel.Run: %v; want nil", err)
 	}
 }
+
+// A message the mapping makes no command of is committed without a
+// dispatch, and the consumer goes on.
+func TestCommandsSkipped(t *testing.T) {
+	t.Parallel()
+	e := newCommandsEnv(t, 1)
+	ins := inputs(20, 3, 1)
+	prod := producer(t, e.url)
+	var kept []input
+	for _, in := range ins {
+		produce(t, prod, in.record(e.topic))
+		if in.amount%2 == 1 {
+			kept = append(kept, in)
+		}
+	}
+	odd := func(ctx context.Context, msg consume.Message) (any, error) {
+		cmd, err := mapAdd(ctx, msg)
+		if err == nil && cmd.(Add).Amount%2 == 0 {
+			return nil, nil
+		}
+		return cmd, err
+	}
+	stop := running(t, e.commands(t, e.config(), newBus(e.store), odd).Run)
+	waitEvents(t, e.store, len(kept), 60*time.Second)
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	checkCommandsOnce(t, e.store, e.pool, e.schema, kept)
+	if got, want := committed(t, e.group, e.topic), ends(t, e.topic); !equalOffsets(got, want) {
+		t.Errorf("committed offsets %v; want the ends %v", got, want)
+	}
+}
