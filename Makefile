@@ -83,10 +83,14 @@ bench-peer: ensure-postgres
 bench-kafka: ensure-postgres ensure-kafka
 	$(WITHPG) $(WITHKAFKA) $(GO) test -run '^$$' -bench Publish -benchtime 1x -count $(BENCHCOUNT) -timeout $(BENCHTIMEOUT) ./projections/kafkasink/
 
-# The order example: throwaway PostgreSQL (and Elasticsearch when Java is
-# there; otherwise search is off and the demo says how to turn it on), the
-# APIs and projections in one process, a scripted scenario, then serving
-# until Ctrl-C (DEMO_EXIT=1 stops after the scenario).
+# The order example: throwaway PostgreSQL (and Elasticsearch and Kafka when
+# Java is there; otherwise search, or publishing and the shipping service,
+# are off and the demo says how to turn them on), the order service's APIs
+# and projections in one process, the shipping service (examples/shipping)
+# in a second one, a scripted scenario, then serving until Ctrl-C
+# (DEMO_EXIT=1 stops after the scenario).
 demo: ensure-postgres
 	@./scripts/ensure-elasticsearch.sh >/dev/null || echo "demo: continuing without Elasticsearch; search will be off"
-	$(GO) run ./examples/orders/cmd/orders demo
+	@./scripts/ensure-kafka.sh >/dev/null || echo "demo: continuing without Kafka; publishing and the shipping service will be off"
+	$(GO) build -o bin/shipping ./examples/shipping/cmd/shipping
+	$(GO) run ./examples/orders/cmd/orders demo --shipping bin/shipping

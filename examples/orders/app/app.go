@@ -80,6 +80,11 @@ type Config struct {
 	// order_events projection publishes the integration events to (see
 	// examples/orders/publish). Empty turns publishing off.
 	KafkaBrokers []string
+	// KafkaPrefix is the transactional ID prefix of the publishing
+	// producer, which also keys its checkpoint in Kafka. Defaults to
+	// publish.TransactionalIDPrefix; tests that share a broker set their
+	// own.
+	KafkaPrefix string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -98,7 +103,7 @@ type App struct {
 	// Kafka publishes the integration events; nil when publishing is off.
 	Kafka  *kafkasink.Sink
 	Reader *readmodel.Reader
-	Search  *readmodel.Search // nil when search is off
+	Search *readmodel.Search // nil when search is off
 	// Handler serves the write and read APIs, and GET /healthz.
 	Handler http.Handler
 	// Runner runs the projection workers (see [App.Run]); its Health is
@@ -168,6 +173,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	}
 	if len(cfg.KafkaBrokers) > 0 {
 		kc := publish.Config(cfg.KafkaBrokers)
+		kc.TransactionalIDPrefix = cmp.Or(cfg.KafkaPrefix, kc.TransactionalIDPrefix)
 		kc.Logger = log
 		if err := kc.Validate(); err != nil {
 			return nil, fmt.Errorf("app: %w", err)

@@ -21,6 +21,11 @@ const Name = "order_events"
 // Source is the ce_source of the messages.
 const Source = "orders"
 
+// TransactionalIDPrefix starts the transactional ID of the projection's
+// producer, which also keys its checkpoint in Kafka: one per service, so
+// that services sharing a cluster keep apart.
+const TransactionalIDPrefix = "orders-"
+
 // Topics are the topics the projection publishes to, with the partitions
 // the sink creates them with.
 func Topics() []kafkasink.Topic {
@@ -28,9 +33,11 @@ func Topics() []kafkasink.Topic {
 }
 
 // Config returns the sink configuration of the order service's publishing:
-// its source, its topics (created when missing), and brokers.
+// its source, its transactional ID prefix, its topics (created when
+// missing), and brokers (nil: from the CLI's --kafka-brokers).
 func Config(brokers []string) kafkasink.Config {
-	return kafkasink.Config{Brokers: brokers, Source: Source, Topics: Topics(), CreateTopics: true}
+	return kafkasink.Config{Brokers: brokers, Source: Source, TransactionalIDPrefix: TransactionalIDPrefix,
+		Topics: Topics(), CreateTopics: true}
 }
 
 // OrderEvents is the projection.

@@ -27,25 +27,30 @@ const searchHowTo = "To turn it on: install Java 17+ and mvn (apt-get install -y
 	"or set " + cli.EnvElasticsearchURL + " to an Elasticsearch 8 server."
 
 func demoCommand() *cobra.Command {
-	var addr string
+	var addr, shippingBin string
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Start throwaway servers, serve the APIs, run a scripted scenario and print what the reads answer",
-		Long: `Start a throwaway PostgreSQL server (and Elasticsearch, when it is installed;
-see scripts/ensure-elasticsearch.sh), migrate, serve the write API, the read API
-and the projection workers in this process, drive a short scenario through the
-HTTP APIs and print what each read endpoint answered. Then keep serving until
+		Long: `Start a throwaway PostgreSQL server (and Elasticsearch and Kafka, when they are
+installed; see scripts/ensure-elasticsearch.sh and scripts/ensure-kafka.sh),
+migrate, serve the write API, the read API and the projection workers in this
+process, drive a short scenario through the HTTP APIs and print what each read
+endpoint answered. With Kafka, the order events are published to the topic
+orders.v1, and with --shipping the shipping service (examples/shipping) runs as
+a second process that consumes them; the scenario then shows a command in this
+service reaching the other service's read model. Then keep serving until
 Ctrl-C, unless DEMO_EXIT=1.
 
-` + cli.EnvDatabaseURL + ` and ` + cli.EnvElasticsearchURL + ` name servers of your own instead.`,
+` + cli.EnvDatabaseURL + `, ` + cli.EnvElasticsearchURL + ` and ` + cli.EnvKafkaBrokers + ` name servers of your own instead.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return demo(cmd, addr) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return demo(cmd, addr, shippingBin) },
 	}
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "address to serve on; a free port if it is taken")
+	cmd.Flags().StringVar(&shippingBin, "shipping", "", "the shipping service's binary (go build ./examples/shipping/cmd/shipping), run as a second service that consumes the order events from Kafka")
 	return cmd
 }
 
-func demo(cmd *cobra.Command, addr string) error {
+func demo(cmd *cobra.Command, addr, shippingBin string) error {
 	ctx := cmd.Context()
 	out := cmd.OutOrStdout()
 	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
@@ -100,6 +105,31 @@ func demo(cmd *cobra.Command, addr string) error {
 		say("%s", cfg.SearchOff)
 	}
 
+	brokers := strings.Join(s.KafkaBrokers, ",")
+	if brokers == "" {
+		addr, stop, off := startKafka(ctx, say)
+		defer stop()
+		if off != "" {
+			say("%s", off)
+		}
+		brokers = addr
+	}
+	var shipping string
+	if brokers != "" {
+		say("Kafka: %s", brokers)
+		cfg.KafkaBrokers = strings.Split(brokers, ",")
+		if shippingBin != "" {
+			say("Starting the shipping service (%s), on the schema \"shipping\"...", shippingBin)
+			base, stop, err := startShipping(ctx, shippingBin, dbURL, brokers)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			shipping = base
+			say("Shipping: %s", shipping)
+		}
+	}
+
 	a, err := app.New(ctx, cfg)
 	if err != nil {
 		return err
@@ -117,7 +147,7 @@ func demo(cmd *cobra.Command, addr string) error {
 	go func() { done <- serve(ctx, a, ln) }()
 	say("Serving the write API, the read API and the projection workers at %s\n", base)
 
-	if err := scenario(ctx, out, base, cfg.Elastic != nil); err != nil {
+	if err := scenario(ctx, out, base, cfg.Elastic != nil, shipping); err != nil {
 		cancel()
 		<-done //nolint:errcheck // the scenario's error is the one to report
 		return fmt.Errorf("demo scenario: %w", err)
@@ -132,6 +162,9 @@ func demo(cmd *cobra.Command, addr string) error {
 	say("  curl -s %s/orders/o-1001", base)
 	say("  curl -s '%s/products/tea/orders?status=placed&limit=10'", base)
 	say("  curl -s '%s/orders/search?q=darjeeling&sort=-total'", base)
+	if shipping != "" {
+		say("  curl -s %s/shipments/o-1002        # the shipping service", shipping)
+	}
 	say(`  curl -s -XPOST %s/orders -H 'Content-Type: application/json' -d '{"customer_id":"c-9","customer_name":"Dan","lines":[{"product_id":"pot","quantity":1}]}'`, base)
 	err = <-done
 	if ctx.Err() != nil {
@@ -145,7 +178,7 @@ func firstLine(err error) string { return strings.SplitN(err.Error(), "\n", 2)[0
 
 // scenario drives the APIs like a UI would and prints what the reads
 // answer.
-func scenario(ctx context.Context, out io.Writer, base string, search bool) error {
+func scenario(ctx context.Context, out io.Writer, base string, search bool, shipping string) error {
 	c := &demoClient{ctx: ctx, out: out, base: base}
 	c.section("Create products")
 	c.write("POST", "/products", `{"product_id":"tea","name":"Assam Tea","price_cents":450}`)
@@ -185,6 +218,10 @@ func scenario(ctx context.Context, out io.Writer, base string, search bool) erro
 	c.write("POST", "/orders", `{"customer_id":"c-4","customer_name":"Dan","lines":[{"product_id":"tea","quantity":-1}]}`)
 	c.write("POST", "/orders", `{"customer_id":"c-4","customer_name":"Dan","lines":[{"product_id":"kettle","quantity":1}]}`)
 	c.write("POST", "/orders/o-1002/cancel", "")
+
+	if shipping != "" {
+		shippingScenario(c, shipping)
+	}
 
 	c.section("Health: every projection running (a stalled one would be named here, and the APIs keep serving)")
 	if res, b := c.do("GET", "/healthz", "", nil); res != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/stratadev/strata/cmd/strata/cli"
 	"github.com/stratadev/strata/examples/orders"
 	"github.com/stratadev/strata/examples/orders/app"
+	"github.com/stratadev/strata/examples/orders/publish"
 	"github.com/stratadev/strata/examples/orders/readmodel"
 )
 
@@ -31,6 +32,8 @@ func newRoot(cfg cli.Config, search readmodel.OrderSearch) *cobra.Command {
 		cfg.Projections = append(cfg.Projections, cli.Projection{Projection: p})
 	}
 	cfg.ElasticProjections = []cli.ElasticProjection{{Projection: search}}
+	cfg.KafkaProjections = []cli.KafkaProjection{{Projection: publish.OrderEvents{}}}
+	cfg.Kafka = publish.Config(nil) // brokers: --kafka-brokers or STRATA_KAFKA_BROKERS
 	root := cli.New(cfg)
 	root.Short = "The order example of strata: APIs, projections, demo, load generator, and the strata commands"
 	root.Long = `The order example of strata.
@@ -41,7 +44,8 @@ func newRoot(cfg cli.Config, search readmodel.OrderSearch) *cobra.Command {
   orders bench       measure the read API against N orders
 
 and the commands of the strata CLI with the example's projections mounted,
-order_view, orders_by_product and order_search, such as:
+order_view, orders_by_product, order_search and order_events (the
+integration events it publishes to Kafka), such as:
 
   orders projections status
   orders projections rebuild order_view
@@ -49,8 +53,9 @@ order_view, orders_by_product and order_search, such as:
 
 The event store, checkpoints and read models live in PostgreSQL
 (--database-url or STRATA_DATABASE_URL); search needs Elasticsearch
-(--elasticsearch-url or STRATA_ELASTICSEARCH_URL). order_search keeps the
-orders it indexes in PostgreSQL tables of its own, which serve creates.`
+(--elasticsearch-url or STRATA_ELASTICSEARCH_URL); publishing needs Kafka
+(--kafka-brokers or STRATA_KAFKA_BROKERS). order_search keeps the orders it
+indexes in PostgreSQL tables of its own, which serve creates.`
 	root.AddCommand(serveCommand(), demoCommand(), loadCommand(), benchCommand())
 	return root
 }

@@ -29,6 +29,8 @@ func serveCommand() *cobra.Command {
 		Long: `Serve the write and read APIs and run the projection workers, in one process,
 on the PostgreSQL database of --database-url (or ` + cli.EnvDatabaseURL + `) and, when
 --elasticsearch-url (or ` + cli.EnvElasticsearchURL + `) is set, Elasticsearch for search.
+With --kafka-brokers (or ` + cli.EnvKafkaBrokers + `) it also publishes the order events
+to Kafka (topic orders.v1) for other services, such as examples/shipping.
 
 A projection that stalls on an event it cannot handle stays stalled while
 everything else keeps running, and serve starts with one stalled: GET /healthz
@@ -49,7 +51,7 @@ resume NAME'; the running server starts that projection again.`,
 				return err
 			}
 			defer pool.Close()
-			cfg := app.Config{Pool: pool, Schema: s.Schema, Logger: logger()}
+			cfg := app.Config{Pool: pool, Schema: s.Schema, Logger: logger(), KafkaBrokers: s.KafkaBrokers}
 			if u := s.ElasticsearchURL; u != "" {
 				if cfg.Elastic, err = elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{u}}); err != nil {
 					return err
