@@ -85,6 +85,9 @@ type Config struct {
 	// publish.TransactionalIDPrefix; tests that share a broker set their
 	// own.
 	KafkaPrefix string
+	// KafkaTopic is the topic it publishes to. Defaults to contract.Topic
+	// ("orders.v1").
+	KafkaTopic string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -174,6 +177,9 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if len(cfg.KafkaBrokers) > 0 {
 		kc := publish.Config(cfg.KafkaBrokers)
 		kc.TransactionalIDPrefix = cmp.Or(cfg.KafkaPrefix, kc.TransactionalIDPrefix)
+		if cfg.KafkaTopic != "" {
+			kc.Topics[0].Name = cfg.KafkaTopic
+		}
 		kc.Logger = log
 		if err := kc.Validate(); err != nil {
 			return nil, fmt.Errorf("app: %w", err)
@@ -197,7 +203,7 @@ func (a *App) newRunner() *projections.Runner {
 		r.Add(elasticsink.NewWorker(a.Store, a.Registry, a.Elastic, a.OrderSearch(), a.cfg.Worker))
 	}
 	if a.Kafka != nil {
-		r.Add(kafkasink.NewWorker(a.Store, a.Registry, a.Kafka, publish.OrderEvents{}, a.cfg.Worker))
+		r.Add(kafkasink.NewWorker(a.Store, a.Registry, a.Kafka, publish.OrderEvents{Topic: a.cfg.KafkaTopic}, a.cfg.Worker))
 	}
 	return r
 }

@@ -6,6 +6,7 @@
 package publish
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 
@@ -32,6 +33,9 @@ func Topics() []kafkasink.Topic {
 	return []kafkasink.Topic{{Name: contract.Topic, Partitions: 4}}
 }
 
+// OrderEvents is the projection. Topic defaults to contract.Topic.
+type OrderEvents struct{ Topic string }
+
 // Config returns the sink configuration of the order service's publishing:
 // its source, its transactional ID prefix, its topics (created when
 // missing), and brokers (nil: from the CLI's --kafka-brokers).
@@ -40,15 +44,14 @@ func Config(brokers []string) kafkasink.Config {
 		Topics: Topics(), CreateTopics: true}
 }
 
-// OrderEvents is the projection.
-type OrderEvents struct{}
 
 func (OrderEvents) Name() string      { return Name }
 func (OrderEvents) Handles() []string { return contract.Published() }
 
 // HandleBatch publishes each event's integration event, keyed by the
 // order's stream so that one order's messages stay in order.
-func (OrderEvents) HandleBatch(_ context.Context, tx *kafkasink.Tx, events []projections.Event) error {
+func (p OrderEvents) HandleBatch(_ context.Context, tx *kafkasink.Tx, events []projections.Event) error {
+	topic := cmp.Or(p.Topic, contract.Topic)
 	for _, ev := range events {
 		typ, value, ok, err := contract.FromDomain(ev.Data)
 		if err != nil {
@@ -57,7 +60,7 @@ func (OrderEvents) HandleBatch(_ context.Context, tx *kafkasink.Tx, events []pro
 		if !ok {
 			continue
 		}
-		if err := tx.Publish(contract.Topic, ev, typ, value); err != nil {
+		if err := tx.Publish(topic, ev, typ, value); err != nil {
 			return err
 		}
 	}
