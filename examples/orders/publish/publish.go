@@ -44,7 +44,6 @@ func Config(brokers []string) kafkasink.Config {
 		Topics: Topics(), CreateTopics: true}
 }
 
-
 func (OrderEvents) Name() string      { return Name }
 func (OrderEvents) Handles() []string { return contract.Published() }
 
