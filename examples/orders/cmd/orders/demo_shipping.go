@@ -58,10 +58,10 @@ func startShipping(ctx context.Context, bin, dbURL, brokers string) (base string
 	stop = func() {
 		cmd.Process.Signal(os.Interrupt) //nolint:errcheck // it may be gone
 		select {
-		case <-exited:
+		case <-exited: //nolint:errcheck // an interrupted service exits non-zero; its logs went to the buffer
 		case <-time.After(10 * time.Second):
 			cmd.Process.Kill() //nolint:errcheck // it may be gone
-			<-exited
+			<-exited           //nolint:errcheck // killed: its exit status says so
 		}
 	}
 	base = "http://" + addr
