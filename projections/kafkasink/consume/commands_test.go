@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -335,34 +334,9 @@ func TestCommandsKilled(t *testing.T) {
 		envChildGroup + "=" + e.group, envChildKafka + "=" + e.url}
 	ins := inputs(600, 20, 3)
 	prod := producer(t, e.url)
-	const kills = 12
-	var second *child
-	for i := range kills {
-		// Messages keep coming while consumers die.
-		burst := ins[i*len(ins)/kills : (i+1)*len(ins)/kills]
-		recs := make([]*kgo.Record, 0, len(burst))
-		for _, in := range burst {
-			recs = append(recs, in.record(e.topic))
-		}
-		produce(t, prod, recs...)
-		c := startChild(t, "TestCommandsKilled", append(env, envChildMember+"=main")...)
-		switch {
-		case i%4 == 1:
-			// A second member joins: the group rebalances.
-			second = startChild(t, "TestCommandsKilled", env...)
-		case i%4 == 3 && second != nil:
-			// It leaves: the group rebalances again.
-			second.stop(t)
-			second = nil
-		}
-		// A few dispatches: with a second member, this one may hold a
-		// single partition, with a third of the burst.
-		c.waitBatches(t, 1+rand.IntN(5))
-		c.kill()
-	}
-	if second != nil {
-		second.stop(t)
-	}
+	// A few dispatches before each kill: with a second member, the main
+	// one may hold a single partition, with a third of the burst.
+	churn(t, "TestCommandsKilled", env, e.topic, prod, ins, 12, 5)
 	// A last message in each partition: once their commands are applied,
 	// so is everything before them, and stopping commits their offsets.
 	for p := range int32(3) {

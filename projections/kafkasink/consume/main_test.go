@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"strconv"
 	"strings"
@@ -308,5 +309,36 @@ func wait(t testing.TB, ch <-chan struct{}, within time.Duration, what string) {
 	case <-ch:
 	case <-time.After(within):
 		t.Fatalf("%s did not happen within %v", what, within)
+	}
+}
+
+// churn produces ins in bursts while consumer children (the test binary
+// running testName with env) die: before each of kills rounds a burst goes
+// to every partition and a main member starts; every other round a second
+// member joins or leaves, so the group rebalances; the main member is
+// killed with SIGKILL after 1 to maxBatches batches.
+func churn(t *testing.T, testName string, env []string, topic string, prod *kgo.Client, ins []input, kills, maxBatches int) {
+	t.Helper()
+	var second *child
+	for i := range kills {
+		burst := ins[i*len(ins)/kills : (i+1)*len(ins)/kills]
+		recs := make([]*kgo.Record, 0, len(burst))
+		for _, in := range burst {
+			recs = append(recs, in.record(topic))
+		}
+		produce(t, prod, recs...)
+		main := startChild(t, testName, append(env, envChildMember+"=main")...)
+		switch {
+		case i%4 == 1:
+			second = startChild(t, testName, env...)
+		case i%4 == 3 && second != nil:
+			second.stop(t)
+			second = nil
+		}
+		main.waitBatches(t, 1+rand.IntN(maxBatches))
+		main.kill()
+	}
+	if second != nil {
+		second.stop(t)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"strings"
@@ -308,34 +307,7 @@ func TestReadModelKilled(t *testing.T) {
 		envChildGroup + "=" + e.group, envChildKafka + "=" + e.url}
 	ins := inputs(3000, 30, 3)
 	prod := producer(t, e.url)
-	const kills = 12
-	var second *child
-	for i := range kills {
-		// Messages keep coming while consumers die: a burst in every
-		// partition before each kill, so that the main consumer has some
-		// to handle whichever partitions it holds.
-		burst := ins[i*len(ins)/kills : (i+1)*len(ins)/kills]
-		recs := make([]*kgo.Record, 0, len(burst))
-		for _, in := range burst {
-			recs = append(recs, in.record(e.topic))
-		}
-		produce(t, prod, recs...)
-		main := startChild(t, "TestReadModelKilled", append(env, envChildMember+"=main")...)
-		switch {
-		case i%4 == 1:
-			// A second member joins: the group rebalances.
-			second = startChild(t, "TestReadModelKilled", env...)
-		case i%4 == 3 && second != nil:
-			// It leaves: the group rebalances again.
-			second.stop(t)
-			second = nil
-		}
-		main.waitBatches(t, 1+rand.IntN(4))
-		main.kill()
-	}
-	if second != nil {
-		second.stop(t)
-	}
+	churn(t, "TestReadModelKilled", env, e.topic, prod, ins, 12, 4)
 
 	b := listen(t, e.model)
 	b.reached = storedOffsets(t, e.pool, e.schema, e.group) // before LISTEN, the children committed these
