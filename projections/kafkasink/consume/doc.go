@@ -111,11 +111,11 @@
 // Measured (BenchmarkScaleOut, a shared 2-core machine, see
 // docs/benchmarks.md): a topic of 8 partitions holding 20,000 messages, a
 // handler that waits 20ms per batch of up to 50 messages, standing in for
-// a slow sink. One process read 2,170 to 2,220 messages/s, two 4,300 to
-// 4,420 (1.95 to 1.99 times one), four 8,250 to 8,490 (3.79 to 3.83
+// a slow sink. One process read 2,160 to 2,220 messages/s, two 4,270 to
+// 4,420 (1.95 to 1.99 times one), four 8,200 to 8,490 (3.79 to 3.83
 // times). When one of two processes consuming a steady stream was killed
 // with SIGKILL, the survivor committed batches of every partition 5.0 to
-// 7.2s later, with a session timeout of 6s: a dead member's partitions
+// 7.3s later, with a session timeout of 6s: a dead member's partitions
 // wait for its session to expire (franz-go's default is 45s; set
 // kgo.SessionTimeout in [Config.ClientOptions] to fail over sooner, at the
 // cost of more heartbeats), whereas a member that stops cleanly leaves the
