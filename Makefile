@@ -77,11 +77,15 @@ bench-peer: ensure-postgres
 	$(WITHPG) $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout $(BENCHTIMEOUT) $(PEER_BENCH_PKGS) \
 		| $(GO) run ./internal/cmd/benchratio
 
-# The Kafka sink against raw franz-go producers (docs/benchmarks.md): a
-# broker of its own, so not part of `make bench`. STRATA_BENCH_EVENTS sets
-# the size of the log (default 100000).
+# The Kafka sink against raw franz-go producers, then the end-to-end
+# latency at 1,000 events/s and a read model consumed by 1, 2 and 4
+# processes (docs/benchmarks.md): a broker of its own, so not part of
+# `make bench`. STRATA_BENCH_EVENTS sets the size of the log (default
+# 100000) and of the scale-out's topic (default 20000);
+# STRATA_BENCH_SECONDS how long the latency benchmark appends (default 10).
 bench-kafka: ensure-postgres ensure-kafka
 	$(WITHPG) $(WITHKAFKA) $(GO) test -run '^$$' -bench Publish -benchtime 1x -count $(BENCHCOUNT) -timeout $(BENCHTIMEOUT) ./projections/kafkasink/
+	$(WITHPG) $(WITHKAFKA) $(GO) test -run '^$$' -bench 'EndToEndLatency|ScaleOut' -benchtime 1x -count $(BENCHCOUNT) -timeout $(BENCHTIMEOUT) ./projections/kafkasink/ ./projections/kafkasink/consume/
 
 # The order example: throwaway PostgreSQL (and Elasticsearch and Kafka when
 # Java is there; otherwise search, or publishing and the shipping service,
