@@ -9,7 +9,10 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"time"
@@ -31,6 +34,7 @@ func benchCommand() *cobra.Command {
 	var (
 		n, products, concurrency, conns int
 		duration                        time.Duration
+		profiles                        string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -136,7 +140,7 @@ orders_bench, must be empty or hold an earlier seed).`,
 			fmt.Fprintln(out, "| what | requests/s | p50 | p99 | errors |")
 			fmt.Fprintln(out, "|---|---:|---:|---:|---:|")
 			var rows []result
-			for _, c := range []struct {
+			for i, c := range []struct {
 				name string
 				op   func(context.Context) error
 			}{
@@ -155,7 +159,14 @@ orders_bench, must be empty or hold an earlier seed).`,
 					return err
 				}},
 			} {
+				stop, err := startProfile(profiles, i)
+				if err != nil {
+					return err
+				}
 				r := measure(ctx, c.op, concurrency, duration)
+				if err := stop(); err != nil {
+					return err
+				}
 				r.name = c.name
 				rows = append(rows, r)
 				fmt.Fprintf(out, "| %s | %.0f | %s | %s | %d |\n", r.name, r.rate, r.p50, r.p99, r.errors)
@@ -174,7 +185,28 @@ orders_bench, must be empty or hold an earlier seed).`,
 	f.IntVar(&concurrency, "concurrency", 32, "concurrent clients")
 	f.IntVar(&conns, "conns", 16, "PostgreSQL connections of the pool")
 	f.DurationVar(&duration, "duration", 10*time.Second, "how long to measure each case")
+	f.StringVar(&profiles, "cpuprofile", "", "write a CPU profile of each case (load generator and server, this process) to DIR/case-N.prof")
 	return cmd
+}
+
+// startProfile starts a CPU profile of case i into dir, when dir is set;
+// stop ends it.
+func startProfile(dir string, i int) (stop func() error, err error) {
+	if dir == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("case-%d.prof", i)))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
 }
 
 // seed imports products bp0.. and orders bench-0.. straight into the log,
