@@ -307,7 +307,7 @@ func (x *scaleBench) failover(b *testing.B) time.Duration {
 	defer wcancel()
 	parts, busy := map[int32]bool{}, map[string]bool{}
 	for len(parts) < scalePartitions || len(busy) < 2 {
-		if p, pid, at := x.note(b, wctx, notes, "both processes to commit batches"); at.After(stable) {
+		if p, pid, at := x.note(wctx, b, notes, "both processes to commit batches"); at.After(stable) {
 			parts[p], busy[pid] = true, true
 		}
 	}
@@ -319,7 +319,7 @@ func (x *scaleBench) failover(b *testing.B) time.Duration {
 	for len(moved) < scalePartitions {
 		// A batch counts when the survivor made it after the kill; the
 		// notifications of earlier ones may still be on their way.
-		if p, pid, at := x.note(b, wctx, notes, "the survivor to commit batches of every partition"); pid != dead && at.After(killed) {
+		if p, pid, at := x.note(wctx, b, notes, "the survivor to commit batches of every partition"); pid != dead && at.After(killed) {
 			moved[p] = true
 		}
 	}
@@ -331,7 +331,7 @@ func (x *scaleBench) failover(b *testing.B) time.Duration {
 
 // note waits for the next batch notification and returns its partition,
 // process and time.
-func (x *scaleBench) note(b *testing.B, ctx context.Context, notes *batches, what string) (int32, string, time.Time) {
+func (x *scaleBench) note(ctx context.Context, b *testing.B, notes *batches, what string) (int32, string, time.Time) {
 	n, err := notes.conn.WaitForNotification(ctx)
 	if err != nil {
 		b.Fatalf("waiting for %s: %v", what, err)
