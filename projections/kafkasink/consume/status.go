@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -121,7 +122,9 @@ func Status(ctx context.Context, pool *pgxpool.Pool, schema, group string) (Cons
 	err := pool.QueryRow(ctx, expand(`SELECT kind, state, failure, failed_topic, failed_partition, failed_offset,
 		attempts, rejected, dead_lettered, updated_at FROM {{schema}}.kafka_consumers WHERE consumer_group = $1`), group).
 		Scan(&st.Kind, &st.State, &st.Failure, &topic, &partition, &offset, &st.Attempts, &st.Rejected, &st.DeadLettered, &st.UpdatedAt)
-	if errors.Is(err, pgx.ErrNoRows) {
+	var pgErr *pgconn.PgError
+	if errors.Is(err, pgx.ErrNoRows) || errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UndefinedTable {
+		// No such group, or no consumer ever ran in the schema.
 		return ConsumerStatus{}, fmt.Errorf("consume: status of group %s in schema %s: %w", group, schema, ErrUnknownGroup)
 	}
 	if err != nil {
@@ -192,4 +195,25 @@ func (s statusWriter) count(ctx context.Context, db interface {
 		return fmt.Errorf("consume: count the outcomes of group %s: %w", s.group, err)
 	}
 	return nil
+}
+
+// Groups lists the consumer groups that ever ran in schema (SchemaDefault
+// when empty), by name; none when no consumer ever ran there.
+func Groups(ctx context.Context, pool *pgxpool.Pool, schema string) ([]string, error) {
+	if schema == "" {
+		schema = SchemaDefault
+	}
+	rows, err := pool.Query(ctx, expander(schema)(`SELECT consumer_group FROM {{schema}}.kafka_consumers ORDER BY 1`))
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UndefinedTable { // no consumer ever migrated here
+			return nil, nil
+		}
+		return nil, fmt.Errorf("consume: consumer groups in schema %s: %w", schema, err)
+	}
+	groups, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("consume: consumer groups in schema %s: %w", schema, err)
+	}
+	return groups, nil
 }

@@ -4,7 +4,7 @@
 // serves what it knows at GET /shipments/{order_id}.
 //
 //	shipping serve --database-url postgres://... --kafka-brokers 127.0.0.1:9092
-//	shipping consumers                 # the Kafka consumers' state and offsets
+//	shipping consumers                 # the Kafka consumers' state, counts and lag
 //	shipping projections status        # and every other strata command, on its schema
 //
 // Its tables are in the schema "shipping" unless --schema (or STRATA_SCHEMA)
@@ -20,7 +20,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -29,7 +28,6 @@ import (
 	"github.com/stratadev/strata/cmd/strata/cli"
 	"github.com/stratadev/strata/examples/shipping"
 	"github.com/stratadev/strata/examples/shipping/app"
-	"github.com/stratadev/strata/projections/kafkasink/consume"
 )
 
 func main() {
@@ -45,7 +43,7 @@ func main() {
 			f.DefValue = app.SchemaDefault
 		}
 	}
-	root.AddCommand(serveCommand(), consumersCommand())
+	root.AddCommand(serveCommand())
 	os.Exit(cli.Main(context.Background(), root, os.Args[1:]))
 }
 
@@ -90,49 +88,6 @@ until interrupted.`,
 	}
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8081", "address to listen on")
 	return cmd
-}
-
-func consumersCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "consumers",
-		Short: "Show the Kafka consumers' state, failures and offsets",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			s, err := cli.ReadSettings(cmd)
-			if err != nil {
-				return err
-			}
-			if s.DatabaseURL == "" {
-				return fmt.Errorf("no database: set --database-url or %s", cli.EnvDatabaseURL)
-			}
-			pool, err := newPool(ctx, s.DatabaseURL)
-			if err != nil {
-				return err
-			}
-			defer pool.Close()
-			w := cmd.OutOrStdout()
-			for _, group := range []string{app.CopyGroupDefault, app.CommandsGroupDefault} {
-				st, err := consume.Status(ctx, pool, s.Schema, group)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(w, "%s (%s): %s", group, st.Kind, st.State)
-				if st.Failure != "" {
-					fmt.Fprintf(w, ": %s", st.Failure)
-				}
-				fmt.Fprintf(w, "; %d rejected, %d dead-lettered\n", st.Rejected, st.DeadLettered)
-				var parts []string
-				for _, p := range st.Partitions {
-					parts = append(parts, fmt.Sprintf("%s/%d at %d (lag %d)", p.Topic, p.Partition, p.NextOffset, p.Lag))
-				}
-				if len(parts) > 0 {
-					fmt.Fprintf(w, "  %s\n", strings.Join(parts, ", "))
-				}
-			}
-			return nil
-		},
-	}
 }
 
 func logger() *slog.Logger {
