@@ -3,7 +3,6 @@ package pgprocess
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -171,5 +170,3 @@ func (c *changes) send(ctx context.Context, tx pgx.Tx) error {
 	}
 	return tx.SendBatch(ctx, &c.batch).Close()
 }
-
-var errNoInstance = errors.New("pgprocess: no such instance")

@@ -13,10 +13,9 @@ import (
 // whose batches decide and store what the events' instances do, in the
 // transaction that moves the checkpoint.
 type projection struct {
-	p     process.Process
-	cmds  *process.Commands
-	wake  func(commands, deadlines bool)
-	check *pgsink.Sink
+	p    process.Process
+	cmds *process.Commands
+	wake func(commands, deadlines bool) // set by wakingSink for each batch
 }
 
 func (pr *projection) Name() string      { return ProjectionPrefix + pr.p.Name() }
@@ -106,6 +105,8 @@ func (pr *projection) HandleBatch(ctx context.Context, tx *pgsink.Tx, events []p
 	if err := c.send(ctx, tx); err != nil {
 		return fmt.Errorf("pgprocess: %s: store decisions: %w", name, err)
 	}
-	pr.wake(c.addedCommands, c.addedDeadlines)
+	if pr.wake != nil {
+		pr.wake(c.addedCommands, c.addedDeadlines)
+	}
 	return nil
 }
