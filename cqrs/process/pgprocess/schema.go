@@ -134,11 +134,21 @@ func Migrate(ctx context.Context, sink *pgsink.Sink) error {
 			return err
 		}
 		t := tablesOf(tx)
+		// Skip the DDL when everything is there: CREATE INDEX takes a lock
+		// on its table even when the index exists, which would make a
+		// migration wait for (and deadlock with) running runners.
+		var present bool
+		err := tx.QueryRow(ctx, `SELECT bool_and(pg_catalog.to_regclass(n) IS NOT NULL) FROM unnest($1::text[]) n`,
+			[]string{t.instances, t.outbox, t.deadlines, t.counters,
+				tx.Table(OutboxTable + "_pending").Sanitize(), tx.Table(DeadlinesTable + "_pending").Sanitize()}).Scan(&present)
+		if err != nil || present {
+			return err
+		}
 		sql := strings.NewReplacer(
 			"{{outbox_pending}}", pgx.Identifier{OutboxTable + "_pending"}.Sanitize(),
 			"{{deadlines_pending}}", pgx.Identifier{DeadlinesTable + "_pending"}.Sanitize(),
 		).Replace(t.expand(ddl))
-		_, err := tx.Exec(ctx, sql)
+		_, err = tx.Exec(ctx, sql)
 		return err
 	})
 	if err != nil {
