@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/stratadev/strata/cqrs"
 	"github.com/stratadev/strata/cqrs/process"
 	"github.com/stratadev/strata/cqrs/process/pgprocess"
@@ -17,12 +19,16 @@ import (
 
 // An order placed on the bus makes the process capture the payment; the
 // payment's event makes it confirm the order; the confirmation completes
-// it. Every command's events carry the order's correlation ID.
+// it. Every command's events carry the order's correlation ID and trace.
 func TestOrderEndToEnd(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	start(t, e.runner(pgprocess.Config{}))
-	ctx := cqrs.WithCorrelationID(t.Context(), "corr-1")
+	traceID := trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36}
+	ctx := trace.ContextWithSpanContext(t.Context(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: traceID, SpanID: trace.SpanID{0, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7}, TraceFlags: trace.FlagsSampled,
+	}))
+	ctx = cqrs.WithCorrelationID(ctx, "corr-1")
 	if _, err := e.bus.Dispatch(ctx, PlaceOrder{OrderID: "1", Amount: 10}); err != nil {
 		t.Fatal(err)
 	}
@@ -48,6 +54,9 @@ func TestOrderEndToEnd(t *testing.T) {
 		last := recs[len(recs)-1]
 		if got := last.Metadata[es.MetaCorrelationID]; got != "corr-1" {
 			t.Errorf("%s: %s correlation ID is %q; want corr-1", stream, last.Type, got)
+		}
+		if got := last.Metadata[es.MetaTraceParent]; !strings.Contains(got, traceID.String()) {
+			t.Errorf("%s: %s traceparent is %q; want trace %s", stream, last.Type, got, traceID)
 		}
 		if got := last.Metadata[es.MetaCausationID]; !strings.HasPrefix(got, "checkout/1/") {
 			t.Errorf("%s: %s causation ID is %q; want a command ID of checkout/1", stream, last.Type, got)
