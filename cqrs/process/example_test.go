@@ -20,7 +20,10 @@ type CancelOrder struct {
 	OrderID string
 }
 
-type paymentState struct{ OrderID string }
+type paymentState struct {
+	OrderID string
+	Asked   bool // the payment was asked for
+}
 
 // payments asks for the payment of each placed order, and cancels the
 // order when no payment came within 15 minutes.
@@ -40,7 +43,7 @@ func (payments) Decide(s paymentState, in process.Input) (process.Decision[payme
 	case process.EventReceived:
 		e := in.Event.Data.(OrderPlaced)
 		return process.Decision[paymentState]{
-			State:     paymentState{OrderID: e.OrderID},
+			State:     paymentState{OrderID: e.OrderID, Asked: true},
 			Commands:  []any{CapturePayment{OrderID: e.OrderID}},
 			Deadlines: []process.Deadline{{Name: "payment", After: 15 * time.Minute}},
 		}, nil
@@ -64,7 +67,7 @@ func Example() {
 	fmt.Printf("commands %+v, done %v\n", out.Commands, out.Done)
 	fmt.Println(process.CommandIDFor("payments", "42", 2, 0))
 	// Output:
-	// state {"OrderID":"42"}, commands [{ID:{Value:} OrderID:42}], deadlines [{Name:payment After:15m0s At:0001-01-01 00:00:00 +0000 UTC}]
+	// state {"OrderID":"42","Asked":true}, commands [{ID:{Value:} OrderID:42}], deadlines [{Name:payment After:15m0s At:0001-01-01 00:00:00 +0000 UTC}]
 	// commands [{ID:{Value:} OrderID:42}], done true
 	// payments/42/2/0
 }

@@ -54,10 +54,9 @@ type Scenario[S any] struct {
 	pending []pending
 	seq     int64 // of the given events
 
-	ran  bool
-	out  []process.Outcome // of the When step
-	err  error
-	fail string // a given step that failed
+	ran bool
+	out []process.Outcome // of the When step
+	err error
 }
 
 // For starts a scenario of m.
