@@ -67,5 +67,10 @@
 // different runners: a manager that needs one after another waits for the
 // first one's event. A rejected command is dispatched again after a crash
 // before its rejection was recorded, so its handler must reject it again
-// (as a decide function over the same aggregate does).
+// (as a decide function over the same aggregate does). The bus finds the
+// original result of a command only among the latest events of its stream
+// (cqrs.AggregateConfig.IdempotencyWindow): a command dispatched again
+// after that many other events were appended to its stream is still never
+// applied twice, but may get the aggregate's refusal instead, which reaches
+// Decide as a CommandRejected.
 package process

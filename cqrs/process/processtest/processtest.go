@@ -43,7 +43,10 @@ type pending struct {
 
 // Scenario is one given/when/then test of a process manager. Make it with
 // [For]; call Given and Elapsed (optional), one When, then any of Then,
-// ThenDeadlines, ThenCancelled, ThenDone and ThenError.
+// ThenDeadlines, ThenCancelled, ThenDone and ThenError. The When steps are
+// When (an event), WhenElapsed (time passes, due deadlines fire),
+// WhenDeadline (one pending deadline fires) and WhenRejected (the bus
+// refused a command).
 type Scenario[S any] struct {
 	t       testing.TB
 	m       process.Manager[S]
@@ -107,6 +110,26 @@ func (s *Scenario[S]) WhenElapsed(d time.Duration) *Scenario[S] {
 			err = fmt.Errorf("processtest: no deadline came due in %v; pending: %s", d, s.pendingList())
 		}
 		return out, err
+	})
+}
+
+// WhenDeadline fires the pending deadline name now, moving the clock to
+// its due time if that is later. Then fails if no such deadline is
+// pending (it was never set, was cancelled, or fired already).
+func (s *Scenario[S]) WhenDeadline(name string) *Scenario[S] {
+	s.t.Helper()
+	return s.when(func() ([]process.Outcome, error) {
+		i := slices.IndexFunc(s.pending, func(p pending) bool { return p.name == name })
+		if i < 0 {
+			return nil, fmt.Errorf("processtest: deadline %q is not pending; pending: %s", name, s.pendingList())
+		}
+		p := s.pending[i]
+		s.pending = slices.Delete(s.pending, i, i+1)
+		if p.due.After(s.now) {
+			s.now = p.due
+		}
+		o, err := s.step(process.DeadlineFired{Name: p.name, Due: p.due})
+		return []process.Outcome{o}, err
 	})
 }
 

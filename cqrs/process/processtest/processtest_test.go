@@ -101,6 +101,14 @@ func TestWhenElapsedFiresDueDeadlines(t *testing.T) {
 		ThenDone(true)
 }
 
+func TestWhenDeadline(t *testing.T) {
+	t.Parallel()
+	processtest.For(t, orders{}).
+		Given(OrderPlaced{OrderID: "42"}).
+		WhenDeadline("payment").
+		Then(CancelOrder{OrderID: "42", Reason: "timeout"})
+}
+
 func TestWhenRejected(t *testing.T) {
 	t.Parallel()
 	err := &cqrs.RejectedError{Command: "x", Stream: "y", Err: errors.New("declined")}
@@ -135,6 +143,9 @@ func TestMismatchesFail(t *testing.T) {
 		},
 		"done": func(tb testing.TB) {
 			processtest.For(tb, orders{}).When(OrderPlaced{OrderID: "42"}).ThenDone(true)
+		},
+		"cancelled deadline": func(tb testing.TB) {
+			processtest.For(tb, orders{}).Given(OrderPlaced{OrderID: "42"}, PaymentCaptured{OrderID: "42"}).WhenDeadline("payment").Then()
 		},
 		"no deadline due": func(tb testing.TB) {
 			processtest.For(tb, orders{}).Given(OrderPlaced{OrderID: "42"}).WhenElapsed(time.Second).Then()
