@@ -61,7 +61,7 @@ func runUntilKilled() int {
 			return res, err
 		}
 	})
-	r := e.runner(pgprocess.Config{})
+	r := e.runner(pgprocess.Config{Dispatchers: 2})
 	fmt.Printf("running as pid %d\n", os.Getpid())
 	if err := r.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)

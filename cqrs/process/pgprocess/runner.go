@@ -24,6 +24,7 @@ const ProjectionPrefix = "process:"
 // Defaults for [Config].
 const (
 	PollIntervalDefault = time.Second
+	DispatchersDefault  = 1
 	RetryMinDefault     = 100 * time.Millisecond
 	RetryMaxDefault     = 30 * time.Second
 )
@@ -40,6 +41,10 @@ type Config struct {
 	// pending commands again, and the deadline loop for due deadlines,
 	// when nothing in this process woke them up. Defaults to 1s.
 	PollInterval time.Duration
+	// Dispatchers is how many commands this runner dispatches at once, each
+	// in its own transaction that holds a pool connection while the bus
+	// handles the command. Defaults to 1.
+	Dispatchers int
 	// RetryMin and RetryMax bound the exponential backoff, with jitter,
 	// between the attempts of a command that fails transiently. Default to
 	// 100ms and 30s.
@@ -58,6 +63,9 @@ func (c Config) Validate() error {
 	if c.PollInterval < 0 {
 		errs = append(errs, fmt.Errorf("pgprocess: Config.PollInterval is %v; want 0 (default) or more", c.PollInterval))
 	}
+	if c.Dispatchers < 0 {
+		errs = append(errs, fmt.Errorf("pgprocess: Config.Dispatchers is %d; want 0 (default) or more", c.Dispatchers))
+	}
 	if c.RetryMin < 0 || c.RetryMax < 0 {
 		errs = append(errs, fmt.Errorf("pgprocess: Config.RetryMin (%v) and RetryMax (%v) must not be negative", c.RetryMin, c.RetryMax))
 	}
@@ -75,6 +83,7 @@ func (c Config) Validate() error {
 
 func (c Config) withDefaults() Config {
 	c.PollInterval = cmp.Or(c.PollInterval, PollIntervalDefault)
+	c.Dispatchers = cmp.Or(c.Dispatchers, DispatchersDefault)
 	c.RetryMin = cmp.Or(c.RetryMin, RetryMinDefault)
 	c.RetryMax = cmp.Or(c.RetryMax, RetryMaxDefault)
 	if c.Permanent == nil {
@@ -143,7 +152,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	pr.Add(r.worker)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return pr.Run(ctx) })
-	g.Go(func() error { r.loop(ctx, "dispatch", r.commands, r.dispatchOne, r.nextCommand); return nil })
+	for range r.cfg.Dispatchers {
+		g.Go(func() error { r.loop(ctx, "dispatch", r.commands, r.dispatchOne, r.nextCommand); return nil })
+	}
 	g.Go(func() error { r.loop(ctx, "fire deadlines", r.deadlines, r.fireOne, r.nextDeadline); return nil })
 	return g.Wait()
 }

@@ -3,7 +3,10 @@ package pgprocess_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,5 +87,39 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 	}
 	if err := (pgprocess.Config{}).Validate(); err != nil {
 		t.Errorf("Validate of the zero Config: %v; want nil", err)
+	}
+}
+
+// With Dispatchers set to 3, three commands are handled at once: each
+// capture waits until all three are under way.
+func TestDispatchersWorkAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const n = 3
+	var arrived sync.WaitGroup
+	arrived.Add(n)
+	e.bus.Use(func(next cqrs.Next) cqrs.Next {
+		return func(ctx context.Context, cmd any) (cqrs.Result, error) {
+			if _, ok := cmd.(CapturePayment); ok {
+				arrived.Done()
+				all := make(chan struct{})
+				go func() { arrived.Wait(); close(all) }()
+				select {
+				case <-all:
+				case <-ctx.Done():
+					return cqrs.Result{}, ctx.Err()
+				}
+			}
+			return next(ctx, cmd)
+		}
+	})
+	start(t, e.runner(pgprocess.Config{Dispatchers: n}))
+	for i := range n {
+		e.place(t, PlaceOrder{OrderID: fmt.Sprintf("d%d", i), Amount: 1})
+	}
+	for i := range n {
+		if got := e.waitForEnd(t, fmt.Sprintf("d%d", i)); !slices.Equal(got, []string{"OrderPlaced", "OrderConfirmed"}) {
+			t.Errorf("order d%d: stream is %v; want placed and confirmed", i, got)
+		}
 	}
 }
