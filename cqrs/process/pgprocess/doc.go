@@ -18,7 +18,8 @@
 //     outbox table) and deadlines, in the transaction that moves the
 //     checkpoint.
 //   - A dispatcher takes pending commands (FOR UPDATE SKIP LOCKED, so
-//     several runners share the work), rebuilds each through the
+//     several runners, and Config.Dispatchers loops in each, share the
+//     work), rebuilds each through the
 //     [process.Commands] registry, gives it its derived ID and dispatches
 //     it on the bus, then records the outcome in the same transaction:
 //     dispatched; rejected, with the rejection handed to decide; or, for a
