@@ -43,6 +43,11 @@
 // before that instance's deadlines, so the loops never deadlock each
 // other.
 //
+// The projection's checkpoint is part of the instances' state: moving it
+// back (projections reset) would hand events to instances that have
+// decided on them already, and their decisions would be new steps with new
+// command IDs. Pause and resume are safe.
+//
 // See package process for the guarantees, and for what a command handler
 // that calls the outside world must still make idempotent.
 package pgprocess
