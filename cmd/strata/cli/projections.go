@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stratadev/strata/cqrs/process/pgprocess"
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/internal/backoff"
 	"github.com/stratadev/strata/projections"
@@ -489,7 +490,9 @@ count would double), so:
     an application's Kafka projections: reset them with the application's
     binary.
   - forwards, the events skipped are not applied at all; nothing is
-    refused.`,
+    refused.
+  - a process manager's log follower (named process:...) is never reset:
+    it would decide again and send its commands again.`,
 		Example: fmt.Sprintf(`  %[1]s projections reset order_view
   %[1]s projections reset order_view --to 812:40 --idempotent
   %[1]s projections reset order_events --to 812:40 --republish   # a Kafka projection`, a.cfg.Name),
@@ -513,6 +516,12 @@ count would double), so:
 			name := args[0]
 			if err := a.known(ctx, c, name); err != nil {
 				return err
+			}
+			if strings.HasPrefix(name, pgprocess.ProjectionPrefix) {
+				return fmt.Errorf("not resetting %s: it is the log follower of a process manager, which decided and sent commands "+
+					"for the events it applied; applying them again would decide again and send those commands again, as new "+
+					"commands; to get past an event a process manager cannot handle, use 'projections dead-letters', or resume "+
+					"it after a fix", name)
 			}
 			if kp, ok := a.registeredKafka(name); ok {
 				return a.resetKafka(ctx, c, kp, pos, republish)

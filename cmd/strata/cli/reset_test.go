@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stratadev/strata/cmd/strata/cli"
+	"github.com/stratadev/strata/cqrs/process/pgprocess"
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/pgsink"
@@ -106,5 +107,20 @@ func TestResetBackToAPositionNeedsIdempotent(t *testing.T) {
 	}
 	if n := e.orderCount(t); n != 3 {
 		t.Errorf("order_count is %d after reset --idempotent, want 3 (rows are kept)", n)
+	}
+}
+
+// A process manager's log follower is never reset: it would decide again
+// and send its commands again.
+func TestResetRefusesProcessManager(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	name := pgprocess.ProjectionPrefix + "checkout"
+	if err := e.sink.SetState(t.Context(), name, projections.StateRunning, nil); err != nil {
+		t.Fatal(err)
+	}
+	r := e.cli(t.Context(), opts{}, "projections", "reset", name)
+	if r.code != 1 || !strings.Contains(r.stderr.String(), "not resetting "+name) || !strings.Contains(r.stderr.String(), "send those commands again") {
+		t.Errorf("reset of %s: exit %d, %s; want 1 and why not", name, r.code, r.stderr)
 	}
 }
