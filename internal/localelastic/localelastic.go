@@ -73,25 +73,14 @@ type Server struct {
 // named by STRATA_ELASTIC_HOME, or where scripts/ensure-elasticsearch.sh
 // puts version [Version]. It returns [ErrNotInstalled] when there is none.
 func FindHome() (string, error) {
-	var dirs []string
-	if h := os.Getenv("STRATA_ELASTIC_HOME"); h != "" {
-		dirs = append(dirs, h)
+	home := localproc.FindHome("STRATA_ELASTIC_HOME", "STRATA_ELASTIC_DIR", "STRATA_ELASTIC_VERSION", "elasticsearch", Version, func(d string) bool {
+		fi, err := os.Stat(filepath.Join(d, "bin", "elasticsearch"))
+		return err == nil && fi.Mode()&0o111 != 0
+	})
+	if home == "" {
+		return "", ErrNotInstalled
 	}
-	version := cmp.Or(os.Getenv("STRATA_ELASTIC_VERSION"), Version)
-	name := "elasticsearch-" + version
-	if d := os.Getenv("STRATA_ELASTIC_DIR"); d != "" {
-		dirs = append(dirs, filepath.Join(d, name))
-	}
-	dirs = append(dirs, filepath.Join("/opt/strata", name))
-	if c, err := os.UserCacheDir(); err == nil {
-		dirs = append(dirs, filepath.Join(c, "strata", name))
-	}
-	for _, d := range dirs {
-		if fi, err := os.Stat(filepath.Join(d, "bin", "elasticsearch")); err == nil && fi.Mode()&0o111 != 0 {
-			return d, nil
-		}
-	}
-	return "", ErrNotInstalled
+	return home, nil
 }
 
 // javaHome returns the JDK to run the server with: JAVA_HOME or

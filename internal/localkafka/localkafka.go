@@ -116,25 +116,14 @@ type Server struct {
 // named by STRATA_KAFKA_HOME, or where scripts/ensure-kafka.sh puts version
 // [Version]. It returns [ErrNotInstalled] when there is none.
 func FindHome() (string, error) {
-	var dirs []string
-	if h := os.Getenv("STRATA_KAFKA_HOME"); h != "" {
-		dirs = append(dirs, h)
+	home := localproc.FindHome("STRATA_KAFKA_HOME", "STRATA_KAFKA_DIR", "STRATA_KAFKA_VERSION", "kafka", Version, func(d string) bool {
+		jars, _ := filepath.Glob(filepath.Join(d, "libs", "kafka_2.13-*.jar"))
+		return len(jars) > 0
+	})
+	if home == "" {
+		return "", ErrNotInstalled
 	}
-	version := cmp.Or(os.Getenv("STRATA_KAFKA_VERSION"), Version)
-	name := "kafka-" + version
-	if d := os.Getenv("STRATA_KAFKA_DIR"); d != "" {
-		dirs = append(dirs, filepath.Join(d, name))
-	}
-	dirs = append(dirs, filepath.Join("/opt/strata", name))
-	if c, err := os.UserCacheDir(); err == nil {
-		dirs = append(dirs, filepath.Join(c, "strata", name))
-	}
-	for _, d := range dirs {
-		if jars, _ := filepath.Glob(filepath.Join(d, "libs", "kafka_2.13-*.jar")); len(jars) > 0 {
-			return d, nil
-		}
-	}
-	return "", ErrNotInstalled
+	return home, nil
 }
 
 // javaBin returns the java to run the broker with: JAVA_HOME's, else the

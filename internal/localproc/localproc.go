@@ -6,6 +6,7 @@
 package localproc
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -133,4 +135,31 @@ func (p *Process) Stop(sig syscall.Signal, grace time.Duration) {
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 		<-p.exited
 	}
+}
+
+// FindHome returns the first of the places a server's distribution may be
+// in that ok accepts: the directory the environment variable envHome
+// names, then name-VERSION (VERSION from envVersion, else version) under
+// the directory envDir names, under /opt/strata and under the user's
+// cache directory's strata, as the scripts/ensure-*.sh scripts unpack
+// them. It returns "" when none is.
+func FindHome(envHome, envDir, envVersion, name, version string, ok func(dir string) bool) string {
+	var dirs []string
+	if h := os.Getenv(envHome); h != "" {
+		dirs = append(dirs, h)
+	}
+	name += "-" + cmp.Or(os.Getenv(envVersion), version)
+	if d := os.Getenv(envDir); d != "" {
+		dirs = append(dirs, filepath.Join(d, name))
+	}
+	dirs = append(dirs, filepath.Join("/opt/strata", name))
+	if c, err := os.UserCacheDir(); err == nil {
+		dirs = append(dirs, filepath.Join(c, "strata", name))
+	}
+	for _, d := range dirs {
+		if ok(d) {
+			return d
+		}
+	}
+	return ""
 }
