@@ -22,16 +22,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
 
-	"github.com/stratadev/strata/es/pgstore/pgtest"
+	"github.com/stratadev/strata/internal/servertest"
 )
 
 const (
@@ -41,59 +39,28 @@ const (
 	EnvSkip = "STRATA_SKIP_ELASTIC"
 )
 
-var startErr error
+var server = &servertest.Server{
+	Package: "elastictest", What: "Elasticsearch server", EnvURL: EnvURL, EnvSkip: EnvSkip,
+	StartTimeout: 7 * time.Minute, NotInstalled: ErrNotInstalled,
+	Start: func(ctx context.Context) (string, func() error, error) {
+		srv, err := Start(ctx, ServerConfig{})
+		if err != nil {
+			return "", nil, err
+		}
+		return srv.URL(), srv.Stop, nil
+	},
+}
 
 // Run starts a throwaway server when TEST_ELASTICSEARCH_URL is unset (and
 // STRATA_SKIP_ELASTIC is not 1), runs next (pgtest.Run, or m.Run), stops
 // the server and returns next's exit code.
-func Run(m *testing.M, next func(*testing.M) int) int {
-	if next == nil {
-		next = func(m *testing.M) int { return m.Run() }
-	}
-	if os.Getenv(EnvURL) != "" {
-		return next(m)
-	}
-	if os.Getenv(EnvSkip) == "1" {
-		pgtest.ExcludeExamples(EnvSkip + "=1")
-		return next(m)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 7*time.Minute)
-	srv, err := Start(ctx, ServerConfig{})
-	cancel()
-	if err != nil {
-		startErr = err // the tests that need it fail with it
-		if !pgtest.Required() {
-			pgtest.ExcludeExamples("no Elasticsearch server")
-		}
-		return next(m)
-	}
-	os.Setenv(EnvURL, srv.URL())
-	code := next(m)
-	if err := srv.Stop(); err != nil {
-		fmt.Fprintf(os.Stderr, "elastictest: stop the test server: %v\n", err)
-	}
-	return code
-}
+func Run(m *testing.M, next func(*testing.M) int) int { return server.Run(m, next) }
 
 // URL returns the server's address. It skips the test when
 // STRATA_SKIP_ELASTIC=1 and fails it when there is no server.
 func URL(t testing.TB) string {
 	t.Helper()
-	if os.Getenv(EnvSkip) == "1" {
-		t.Skip(EnvSkip + "=1")
-	}
-	if startErr != nil {
-		line := strings.SplitN(startErr.Error(), "\n", 2)[0]
-		if !pgtest.Required() {
-			t.Skip("no Elasticsearch server: " + line)
-		}
-		t.Fatal(line)
-	}
-	url := os.Getenv(EnvURL)
-	if url == "" {
-		t.Fatal(ErrNotInstalled)
-	}
-	return url
+	return server.URL(t)
 }
 
 // Client returns a client of the test server for the test; its idle

@@ -27,7 +27,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -35,7 +34,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/stratadev/strata/es/pgstore/pgtest"
+	"github.com/stratadev/strata/internal/servertest"
 )
 
 const (
@@ -45,59 +44,28 @@ const (
 	EnvSkip = "STRATA_SKIP_KAFKA"
 )
 
-var startErr error
+var server = &servertest.Server{
+	Package: "kafkatest", What: "Kafka broker", EnvURL: EnvURL, EnvSkip: EnvSkip,
+	StartTimeout: 3 * time.Minute, NotInstalled: ErrNotInstalled,
+	Start: func(ctx context.Context) (string, func() error, error) {
+		srv, err := Start(ctx, ServerConfig{})
+		if err != nil {
+			return "", nil, err
+		}
+		return srv.URL(), srv.Stop, nil
+	},
+}
 
 // Run starts a throwaway broker when TEST_KAFKA_URL is unset (and
 // STRATA_SKIP_KAFKA is not 1), runs next (pgtest.Run, or m.Run when nil),
 // stops the broker and returns next's exit code.
-func Run(m *testing.M, next func(*testing.M) int) int {
-	if next == nil {
-		next = func(m *testing.M) int { return m.Run() }
-	}
-	if os.Getenv(EnvURL) != "" {
-		return next(m)
-	}
-	if os.Getenv(EnvSkip) == "1" {
-		pgtest.ExcludeExamples(EnvSkip + "=1")
-		return next(m)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	srv, err := Start(ctx, ServerConfig{})
-	cancel()
-	if err != nil {
-		startErr = err // the tests that need it fail with it
-		if !pgtest.Required() {
-			pgtest.ExcludeExamples("no Kafka broker")
-		}
-		return next(m)
-	}
-	os.Setenv(EnvURL, srv.URL())
-	code := next(m)
-	if err := srv.Stop(); err != nil {
-		fmt.Fprintf(os.Stderr, "kafkatest: stop the test broker: %v\n", err)
-	}
-	return code
-}
+func Run(m *testing.M, next func(*testing.M) int) int { return server.Run(m, next) }
 
 // URL returns the broker's bootstrap address. It skips the test when
 // STRATA_SKIP_KAFKA=1 and fails it when there is no broker.
 func URL(t testing.TB) string {
 	t.Helper()
-	if os.Getenv(EnvSkip) == "1" {
-		t.Skip(EnvSkip + "=1")
-	}
-	if startErr != nil {
-		line := strings.SplitN(startErr.Error(), "\n", 2)[0]
-		if !pgtest.Required() {
-			t.Skip("no Kafka broker: " + line)
-		}
-		t.Fatal(line)
-	}
-	url := os.Getenv(EnvURL)
-	if url == "" {
-		t.Fatal(ErrNotInstalled)
-	}
-	return url
+	return server.URL(t)
 }
 
 // Client returns a client of the test broker with opts, closed when the
