@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/es/pgstore"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/elasticsink"
 	"github.com/stratadev/strata/projections/kafkasink"
@@ -39,6 +40,11 @@ type Config struct {
 	// Name is the binary's name, used in usage lines and error messages.
 	// Defaults to "strata".
 	Name string
+	// Schema is the default of --schema (and STRATA_SCHEMA), the schema of
+	// the event store and the checkpoints: an application whose tables are
+	// in a schema of its own names it here. Defaults to pgstore's default,
+	// "strata".
+	Schema string
 	// Projections are the application's projections kept in PostgreSQL,
 	// which projections run and rebuild and dead-letters retry work on.
 	Projections []Projection
@@ -136,6 +142,7 @@ type app struct {
 //	os.Exit(cli.Main(context.Background(), root, os.Args[1:]))
 func New(cfg Config) *cobra.Command {
 	cfg.Name = cmp.Or(cfg.Name, NameDefault)
+	cfg.Schema = cmp.Or(cfg.Schema, pgstore.SchemaDefault)
 	if cfg.Registry == nil {
 		cfg.Registry = es.NewRegistry()
 	}

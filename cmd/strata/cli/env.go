@@ -58,7 +58,7 @@ func (f *flags) register(root *cobra.Command, a *app) {
 	pf.StringVar(&f.esdbURL, "esdb-url", "", "EventStoreDB/KurrentDB connection string: read events from there; checkpoints stay in PostgreSQL (env "+EnvESDBURL+")")
 	pf.StringVar(&f.elasticURL, "elasticsearch-url", "", "Elasticsearch URL for the application's Elasticsearch projections (env "+EnvElasticsearchURL+")")
 	pf.StringSliceVar(&f.kafkaBrokers, "kafka-brokers", nil, "Kafka bootstrap addresses, comma-separated, for the application's Kafka projections (env "+EnvKafkaBrokers+")")
-	pf.StringVar(&f.schema, "schema", pgstore.SchemaDefault, "PostgreSQL schema of the event store and the checkpoints (env "+EnvSchema+")")
+	pf.StringVar(&f.schema, "schema", a.cfg.Schema, "PostgreSQL schema of the event store and the checkpoints (env "+EnvSchema+")")
 	pf.StringVar(&f.readSchema, "read-schema", "", "PostgreSQL schema of the read-model tables (default: --schema)")
 	pf.StringVarP(&f.output, "output", "o", "", "output format: table, json or lines (default: table on a terminal, lines otherwise)")
 	pf.BoolVarP(&f.verbose, "verbose", "v", false, "log what happens and print the detail of errors")
@@ -132,7 +132,8 @@ type Settings struct {
 	// STRATA_KAFKA_BROKERS, comma-separated; nil when neither is set.
 	KafkaBrokers []string
 	// Schema holds the event store and the checkpoints: --schema, or
-	// STRATA_SCHEMA. Defaults to pgstore.SchemaDefault ("strata").
+	// STRATA_SCHEMA. Defaults to Config.Schema, else pgstore.SchemaDefault
+	// ("strata").
 	Schema string
 	// ReadSchema holds the read-model tables: --read-schema. Defaults to
 	// Schema.

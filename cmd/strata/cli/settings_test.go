@@ -18,8 +18,15 @@ import (
 // code and error output of cli.Main.
 func settingsOf(t *testing.T, env map[string]string, args ...string) (cli.Settings, int, string, error) {
 	t.Helper()
+	return settingsWith(t, "", env, args...)
+}
+
+// settingsWith is settingsOf for an application whose Config.Schema is
+// schema.
+func settingsWith(t *testing.T, schema string, env map[string]string, args ...string) (cli.Settings, int, string, error) {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
-	root := cli.New(cli.Config{Name: "app", Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string { return env[k] }})
+	root := cli.New(cli.Config{Name: "app", Schema: schema, Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string { return env[k] }})
 	var got cli.Settings
 	var gotErr error
 	ran := false
@@ -100,6 +107,26 @@ func TestReadSettings(t *testing.T) {
 				t.Errorf("ReadSettings:\n got %+v\nwant %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+// An application's own schema is the default of --schema; the
+// environment and the flag still win over it.
+func TestReadSettingsSchemaDefault(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{nil, nil, "own"},
+		{map[string]string{cli.EnvSchema: "env_schema"}, nil, "env_schema"},
+		{map[string]string{cli.EnvSchema: "env_schema"}, []string{"--schema", "flag_schema"}, "flag_schema"},
+	} {
+		got, code, stderr, err := settingsWith(t, "own", tc.env, tc.args...)
+		if err != nil || code != cli.ExitOK || got.Schema != tc.want || got.ReadSchema != tc.want {
+			t.Errorf("env %v, args %v: schema %q, read schema %q (%v, exit %d, %s); want %q", tc.env, tc.args, got.Schema, got.ReadSchema, err, code, stderr, tc.want)
+		}
 	}
 }
 

@@ -35,14 +35,8 @@ func main() {
 		Name:        "shipping",
 		Registry:    shipping.NewRegistry(),
 		Projections: []cli.Projection{{Projection: shipping.Shipments{}}},
+		Schema:      app.SchemaDefault, // its own; --schema and STRATA_SCHEMA still win
 	})
-	// The service's own schema by default; --schema and STRATA_SCHEMA
-	// still win.
-	if f := root.PersistentFlags().Lookup("schema"); f != nil {
-		if err := f.Value.Set(app.SchemaDefault); err == nil {
-			f.DefValue = app.SchemaDefault
-		}
-	}
 	root.AddCommand(serveCommand())
 	os.Exit(cli.Main(context.Background(), root, os.Args[1:]))
 }
