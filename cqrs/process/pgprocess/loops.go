@@ -128,11 +128,14 @@ func (r *Runner) dispatchOne(ctx context.Context) (bool, error) {
 			return err
 		case cmd != nil && r.cfg.Permanent(err):
 			r.cfg.Logger.InfoContext(ctx, "pgprocess: command rejected", "process", name, "id", id, "command", cmdType, "command_id", cmdID, "err", err)
-			if _, err := tx.Exec(ctx, t.expand(`UPDATE {{outbox}} SET status = 'rejected', attempts = attempts + 1,
-				last_error = $5 WHERE process = $1 AND id = $2 AND step = $3 AND seq = $4`), append(key, err.Error())...); err != nil {
-				return err
+			handled, derr := r.decideLocked(ctx, tx, id, process.CommandRejected{Command: cmd, Err: err}, cmdID)
+			if derr != nil {
+				return derr
 			}
-			return r.decideLocked(ctx, tx, id, process.CommandRejected{Command: cmd, Err: err}, cmdID)
+			_, err = tx.Exec(ctx, t.expand(`UPDATE {{outbox}} SET status = 'rejected', attempts = attempts + 1,
+				last_error = $5, handled_step = $6 WHERE process = $1 AND id = $2 AND step = $3 AND seq = $4`),
+				append(key, err.Error(), handled)...)
+			return err
 		default:
 			delay := backoff.Backoff{Min: r.cfg.RetryMin, Max: r.cfg.RetryMax}.Delay(attempts)
 			r.cfg.Logger.WarnContext(ctx, "pgprocess: command failed; will retry", "process", name, "id", id,
@@ -147,24 +150,26 @@ func (r *Runner) dispatchOne(ctx context.Context) (bool, error) {
 }
 
 // decideLocked locks instance id, hands it input if it is running, and
-// queues and sends what it decided, in tx.
-func (r *Runner) decideLocked(ctx context.Context, tx *pgsink.Tx, id string, input process.Input, causation string) error {
+// queues and sends what it decided, in tx. It returns the step of the
+// decision, or nil when the instance did not decide: it is not running, or
+// it failed on input.
+func (r *Runner) decideLocked(ctx context.Context, tx *pgsink.Tx, id string, input process.Input, causation string) (*int64, error) {
 	t := tablesOf(tx)
 	inst, err := scanInstance(tx.QueryRow(ctx, t.expand(selectInstance+` WHERE process = $1 AND id = $2 FOR UPDATE`), r.p.Name(), id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if inst.status != StatusRunning {
-		return nil
+		return nil, nil
 	}
 	c := &changes{process: r.p.Name(), t: t, cmds: r.cmds}
 	c.decide(r.p, inst, input, inst.origin(causation))
 	c.save(inst)
 	if err := c.send(ctx, tx); err != nil {
-		return err
+		return nil, err
 	}
 	if c.addedCommands {
 		wake(r.commands)
@@ -172,7 +177,10 @@ func (r *Runner) decideLocked(ctx context.Context, tx *pgsink.Tx, id string, inp
 	if c.addedDeadlines {
 		wake(r.deadlines)
 	}
-	return nil
+	if inst.status == StatusFailed {
+		return nil, nil
+	}
+	return &inst.step, nil
 }
 
 // fireOne fires one due deadline, if there is one whose instance no other

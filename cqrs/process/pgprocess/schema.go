@@ -61,6 +61,8 @@ CREATE TABLE IF NOT EXISTS {{instances}} (
 	updated_at timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (process, id)
 );
+CREATE INDEX IF NOT EXISTS {{instances_created}} ON {{instances}} (process, created_at DESC, id);
+CREATE INDEX IF NOT EXISTS {{instances_status}} ON {{instances}} (process, status, created_at DESC, id);
 CREATE TABLE IF NOT EXISTS {{outbox}} (
 	process text NOT NULL,
 	id text NOT NULL,
@@ -79,9 +81,12 @@ CREATE TABLE IF NOT EXISTS {{outbox}} (
 	tracestate text,
 	created_at timestamptz NOT NULL DEFAULT now(),
 	dispatched_at timestamptz,
+	handled_step bigint,
 	PRIMARY KEY (process, id, step, seq)
 );
 CREATE INDEX IF NOT EXISTS {{outbox_pending}} ON {{outbox}} (process, next_attempt_at) WHERE status = 'pending';
+ALTER TABLE {{outbox}} ADD COLUMN IF NOT EXISTS handled_step bigint;
+CREATE INDEX IF NOT EXISTS {{outbox_unhandled}} ON {{outbox}} (process, id) WHERE status = 'rejected' AND handled_step IS NULL;
 CREATE TABLE IF NOT EXISTS {{deadlines}} (
 	process text NOT NULL,
 	id text NOT NULL,
@@ -104,6 +109,16 @@ CREATE TABLE IF NOT EXISTS {{counters}} (
 	last_skipped_type text
 );
 `
+
+// indexes are the runtime's indexes; the DDL names each {{name}} without
+// its "process_" prefix. Instances are listed newest first, of one status
+// or all, through instances_created and instances_status; the stuck ones
+// are found from the pending outbox rows and deadlines, the rejected
+// commands no decision handled, and the failed instances.
+var indexes = []string{
+	OutboxTable + "_pending", DeadlinesTable + "_pending",
+	InstancesTable + "_created", InstancesTable + "_status", OutboxTable + "_unhandled",
+}
 
 // tables holds the quoted names of the tables.
 type tables struct {
@@ -137,17 +152,20 @@ func Migrate(ctx context.Context, sink *pgsink.Sink) error {
 		// Skip the DDL when everything is there: CREATE INDEX takes a lock
 		// on its table even when the index exists, which would make a
 		// migration wait for (and deadlock with) running runners.
+		// The indexes that came last stand for the steps that added them
+		// (outbox_unhandled for the handled_step column).
 		var present bool
-		err := tx.QueryRow(ctx, `SELECT bool_and(pg_catalog.to_regclass(n) IS NOT NULL) FROM unnest($1::text[]) n`,
-			[]string{t.instances, t.outbox, t.deadlines, t.counters,
-				tx.Table(OutboxTable + "_pending").Sanitize(), tx.Table(DeadlinesTable + "_pending").Sanitize()}).Scan(&present)
+		names := []string{t.instances, t.outbox, t.deadlines, t.counters}
+		var r []string
+		for _, ix := range indexes {
+			names = append(names, tx.Table(ix).Sanitize())
+			r = append(r, "{{"+strings.TrimPrefix(ix, "process_")+"}}", pgx.Identifier{ix}.Sanitize())
+		}
+		err := tx.QueryRow(ctx, `SELECT bool_and(pg_catalog.to_regclass(n) IS NOT NULL) FROM unnest($1::text[]) n`, names).Scan(&present)
 		if err != nil || present {
 			return err
 		}
-		sql := strings.NewReplacer(
-			"{{outbox_pending}}", pgx.Identifier{OutboxTable + "_pending"}.Sanitize(),
-			"{{deadlines_pending}}", pgx.Identifier{DeadlinesTable + "_pending"}.Sanitize(),
-		).Replace(t.expand(ddl))
+		sql := strings.NewReplacer(r...).Replace(t.expand(ddl))
 		_, err = tx.Exec(ctx, sql)
 		return err
 	})
