@@ -226,7 +226,8 @@ Exit codes: 0 success, 1 the operation failed, 2 usage error.`,
 	root.SetErr(a.cfg.Stderr)
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageErr(err) })
 	a.flags.register(root, a)
-	root.AddCommand(a.migrateCommand(), a.streamsCommand(), a.eventsCommand(), a.projectionsCommand(), a.consumersCommand())
+	root.AddCommand(a.migrateCommand(), a.streamsCommand(), a.eventsCommand(), a.projectionsCommand(), a.consumersCommand(),
+		a.processesCommand())
 	return root
 }
 

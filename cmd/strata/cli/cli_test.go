@@ -108,7 +108,8 @@ func TestMigrate(t *testing.T) {
 		"events: applied 002_json in schema " + e.schema + "\n" +
 		"events: schema " + e.schema + " is now at version 2\n" +
 		"checkpoints: applied 001_projections in schema " + e.schema + "\n" +
-		"checkpoints: schema " + e.schema + " is now at version 1\n"
+		"checkpoints: schema " + e.schema + " is now at version 1\n" +
+		"processes: the process manager tables are in schema " + e.schema + "\n"
 	if got := r.stdout.String(); got != want {
 		t.Errorf("first migrate printed\n%s\nwant\n%s", got, want)
 	}
@@ -123,7 +124,8 @@ func TestMigrate(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout.String()), &out); err != nil {
 		t.Fatalf("%v:\n%s", err, r.stdout)
 	}
-	if len(out.Migrations) != 2 || len(out.Migrations[0].Applied) != 0 || out.Migrations[0].Version != 2 || out.Migrations[1].Version != 1 {
+	if len(out.Migrations) != 3 || len(out.Migrations[0].Applied) != 0 || out.Migrations[0].Version != 2 || out.Migrations[1].Version != 1 ||
+		out.Migrations[2].Component != "processes" {
 		t.Errorf("second migrate: %+v", out)
 	}
 }

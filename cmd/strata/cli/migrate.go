@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stratadev/strata/cqrs/process/pgprocess"
 	"github.com/stratadev/strata/es/pgstore"
 	"github.com/stratadev/strata/projections/pgsink"
 )
@@ -14,8 +15,10 @@ func (a *app) migrateCommand() *cobra.Command {
 	var printSQL bool
 	cmd := &cobra.Command{
 		Use:   "migrate",
-		Short: "Create or upgrade the event store and checkpoint tables",
-		Long: `Create or upgrade the event store and checkpoint tables in --schema.
+		Short: "Create or upgrade the event store, checkpoint and process manager tables",
+		Long: `Create or upgrade the event store and checkpoint tables in --schema, and
+the tables of process managers (package pgprocess) in --read-schema
+(default: --schema).
 
 Migrate is idempotent and safe to run from several processes at once; it
 prints each migration it applies, or that the schema is up to date. With
@@ -43,8 +46,8 @@ of the schema, so that a later 'migrate' does not apply it again.`,
 }
 
 type migrationResult struct {
-	Component string   `json:"component"` // "events" or "checkpoints"
-	Table     string   `json:"table"`     // where the applied versions are recorded
+	Component string   `json:"component"` // "events", "checkpoints" or "processes"
+	Table     string   `json:"table"`     // where the applied versions are recorded (processes: none, the instances table)
 	Applied   []string `json:"applied"`   // migrations applied now
 	Version   int      `json:"version"`   // the schema's version afterwards
 }
@@ -70,9 +73,14 @@ func (a *app) runMigrate(cmd *cobra.Command) error {
 		return err
 	}
 	results = append(results, migrationResult{Component: "checkpoints", Table: pgsink.MigrationsTable, Applied: res.Applied, Version: res.Version})
+	// The process managers' tables: idempotent DDL, without versions.
+	if err := pgprocess.Migrate(ctx, c.sink); err != nil {
+		return err
+	}
+	processes := migrationResult{Component: "processes", Table: pgprocess.InstancesTable, Applied: []string{}}
 
 	if a.format() == formatJSON {
-		return a.writeJSON(map[string]any{"database": c.url, "schema": schema, "migrations": results})
+		return a.writeJSON(map[string]any{"database": c.url, "schema": schema, "migrations": append(results, processes)})
 	}
 	w := a.stdout()
 	for _, r := range results {
@@ -85,13 +93,14 @@ func (a *app) runMigrate(cmd *cobra.Command) error {
 			fmt.Fprintf(w, "%s: schema %s is now at version %d\n", r.Component, schema, r.Version)
 		}
 	}
+	fmt.Fprintf(w, "processes: the process manager tables are in schema %s\n", a.settings().ReadSchema)
 	return nil
 }
 
 // migrationSQL is one migration as migrate --print shows it.
 type migrationSQL struct {
-	Component string `json:"component"` // "events" or "checkpoints"
-	Table     string `json:"table"`     // where the script records its version
+	Component string `json:"component"` // "events", "checkpoints" or "processes"
+	Table     string `json:"table"`     // where the script records its version; empty for processes
 	Version   int    `json:"version"`
 	Name      string `json:"name"`
 	SQL       string `json:"sql"`
@@ -118,6 +127,7 @@ func (a *app) printMigrations() error {
 	for _, m := range ms {
 		all = append(all, migrationSQL{"checkpoints", pgsink.MigrationsTable, m.Version, m.Name, m.SQL})
 	}
+	all = append(all, migrationSQL{Component: "processes", Name: "process_managers", SQL: pgprocess.MigrationSQL(s.ReadSchema)})
 	if a.format() == formatJSON {
 		return a.writeJSON(all)
 	}
@@ -133,10 +143,15 @@ func (a *app) printMigrations() error {
 -- store, %[2]s.%[4]s for the checkpoints. '%[1]s migrate' (and
 -- Migrate in Go) reads those tables and applies only the migrations not
 -- recorded, so it never re-applies these. The script itself is not
--- idempotent: it is for a schema that has none of them yet.
+-- idempotent: it is for a schema that has none of them yet. The process
+-- managers' tables come last: their statements are idempotent.
 `, a.cfg.Name, strings.NewReplacer("\n", " ", "\r", " ").Replace(s.Schema), pgstore.MigrationsTable, pgsink.MigrationsTable)
 	for _, m := range all {
-		fmt.Fprintf(w, "\n-- %s: %03d_%s (recorded in %s)\n\n%s", m.Component, m.Version, m.Name, m.Table, m.SQL)
+		if m.Table == "" {
+			fmt.Fprintf(w, "\n-- %s: %s (idempotent, not recorded)\n\n%s", m.Component, m.Name, m.SQL)
+		} else {
+			fmt.Fprintf(w, "\n-- %s: %03d_%s (recorded in %s)\n\n%s", m.Component, m.Version, m.Name, m.Table, m.SQL)
+		}
 		if !strings.HasSuffix(m.SQL, "\n") {
 			fmt.Fprintln(w)
 		}

@@ -139,6 +139,26 @@ func (t tables) expand(sql string) string {
 		"{{deadlines}}", t.deadlines, "{{counters}}", t.counters).Replace(sql)
 }
 
+// ddl returns the statements that create the tables t names and their
+// indexes.
+func (t tables) ddl() string {
+	var r []string
+	for _, ix := range indexes {
+		r = append(r, "{{"+strings.TrimPrefix(ix, "process_")+"}}", pgx.Identifier{ix}.Sanitize())
+	}
+	return strings.NewReplacer(r...).Replace(t.expand(ddl))
+}
+
+// MigrationSQL returns the statements [Migrate] runs to create the
+// runtime's tables in schema (the sink's read schema), for teams that
+// manage their schema with their own tools. They are idempotent, and
+// record no version: Migrate finds the tables there and does nothing.
+func MigrationSQL(schema string) string {
+	q := func(table string) string { return pgx.Identifier{schema, table}.Sanitize() }
+	return strings.TrimPrefix(tables{instances: q(InstancesTable), outbox: q(OutboxTable),
+		deadlines: q(DeadlinesTable), counters: q(CountersTable)}.ddl(), "\n")
+}
+
 // Migrate creates the runtime's tables in the sink's read schema, if they
 // are not there; the sink's own tables come from pgsink.Sink.Migrate. It
 // is safe to call from several processes at once.
@@ -156,17 +176,14 @@ func Migrate(ctx context.Context, sink *pgsink.Sink) error {
 		// (outbox_unhandled for the handled_step column).
 		var present bool
 		names := []string{t.instances, t.outbox, t.deadlines, t.counters}
-		var r []string
 		for _, ix := range indexes {
 			names = append(names, tx.Table(ix).Sanitize())
-			r = append(r, "{{"+strings.TrimPrefix(ix, "process_")+"}}", pgx.Identifier{ix}.Sanitize())
 		}
 		err := tx.QueryRow(ctx, `SELECT bool_and(pg_catalog.to_regclass(n) IS NOT NULL) FROM unnest($1::text[]) n`, names).Scan(&present)
 		if err != nil || present {
 			return err
 		}
-		sql := strings.NewReplacer(r...).Replace(t.expand(ddl))
-		_, err = tx.Exec(ctx, sql)
+		_, err = tx.Exec(ctx, t.ddl())
 		return err
 	})
 	if err != nil {
