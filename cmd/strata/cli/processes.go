@@ -57,8 +57,11 @@ deadlines.`, pgprocess.StuckAttemptsDefault, pgprocess.StuckGraceDefault),
   %[1]s processes list --status failed -o json`, a.cfg.Name),
 		Args: rangeArgs(0, 1, "at most a process manager's name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.Validate(); err != nil {
-				return usagef("--status %q or --limit %d: want --status running, completed, failed or stuck and --limit 0 or more", f.Status, f.Limit)
+			if err := (pgprocess.ListFilter{Status: f.Status}).Validate(); err != nil {
+				return usagef("invalid --status %q: want running, completed, failed or stuck", f.Status)
+			}
+			if f.Limit < 0 {
+				return usagef("invalid --limit %d: want 1 or more (default %d)", f.Limit, pgprocess.ListLimitDefault)
 			}
 			ctx := cmd.Context()
 			c, err := a.connect(ctx)

@@ -222,7 +222,8 @@ func TestProcesses(t *testing.T) {
 	e.cli(t.Context(), opts{}, "processes", "list", "shipping").check(t, 2, `unknown process manager "shipping"`, "shipment")
 	e.cli(t.Context(), opts{}, "processes", "show", "shipping", "x").check(t, 2, `unknown process manager "shipping"`, "shipment")
 	e.cli(t.Context(), opts{}, "processes", "show", "shipment", "nope").check(t, 2, `no instance "nope"`, "processes list shipment")
-	e.cli(t.Context(), opts{}, "processes", "list", "--status", "stalled").check(t, 2, `--status "stalled"`)
+	e.cli(t.Context(), opts{}, "processes", "list", "--status", "stalled").check(t, 2, `invalid --status "stalled": want running, completed, failed or stuck`)
+	e.cli(t.Context(), opts{}, "processes", "list", "--limit", "-3").check(t, 2, `invalid --limit -3`)
 	e.cli(t.Context(), opts{}, "processes", "show", "shipment").check(t, 2, "wants a process manager's name and an instance ID")
 }
 
