@@ -3,6 +3,7 @@ package pgprocess
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -59,11 +60,17 @@ func (r *Runner) loop(ctx context.Context, what string, woken <-chan struct{},
 }
 
 // untilNext returns how long until the earliest of the times sql selects
-// is due, on the database's clock.
-func (r *Runner) untilNext(ctx context.Context, sql string) (time.Duration, bool, error) {
+// is due, on the database's clock. sql gets the process manager's name as
+// $1 and, with outbox set, the outbox's quoted name as $2.
+func (r *Runner) untilNext(ctx context.Context, sql string, outbox bool) (time.Duration, bool, error) {
 	var us *int64
 	err := r.sink.BeginFunc(ctx, func(ctx context.Context, tx *pgsink.Tx) error {
-		return tx.QueryRow(ctx, tablesOf(tx).expand(sql), r.p.Name()).Scan(&us)
+		t := tablesOf(tx)
+		args := []any{r.p.Name()}
+		if outbox {
+			args = append(args, t.outbox)
+		}
+		return tx.QueryRow(ctx, t.expand(sql), args...).Scan(&us)
 	})
 	if err != nil || us == nil {
 		return 0, false, err
@@ -71,21 +78,44 @@ func (r *Runner) untilNext(ctx context.Context, sql string) (time.Duration, bool
 	return time.Duration(*us) * time.Microsecond, true, nil
 }
 
+// claimKey is the key of the advisory lock that a dispatcher holds on a
+// command of the outbox ($2, quoted) while it dispatches it: a
+// transaction-level advisory lock, not a row lock. A row lock would give
+// the dispatching transaction an ID for as long as the bus handles the
+// command, and the readers of the log wait for every transaction with an
+// ID older than the events they read (see es/pgstore): one slow command
+// would hold back every projection of the database. The transaction gets
+// an ID only when it records the outcome.
+func claimKey(commandID string) string {
+	return `pg_catalog.hashtextextended('strata process outbox:' || $2::text || ':' || ` + commandID + `, 0)`
+}
+
+// candidates bounds how many due commands a dispatcher tries to claim, or
+// nextCommand looks at, in one query.
+const candidates = 64
+
+// nextCommand skips the commands that a dispatcher holds, so that a
+// command that takes long to handle does not make every other dispatcher
+// look again every minWait until it is done: they wait for a wake-up, a
+// notification or PollInterval. (The locks it takes to find out end with
+// its transaction.)
 func (r *Runner) nextCommand(ctx context.Context) (time.Duration, bool, error) {
-	return r.untilNext(ctx, `SELECT (extract(epoch FROM min(next_attempt_at) - now()) * 1e6)::bigint
-		FROM {{outbox}} WHERE process = $1 AND status = 'pending'`)
+	return r.untilNext(ctx, `SELECT (extract(epoch FROM min(o.next_attempt_at) - now()) * 1e6)::bigint
+		FROM (SELECT next_attempt_at, command_id FROM {{outbox}} WHERE process = $1 AND status = 'pending'
+			ORDER BY next_attempt_at LIMIT `+strconv.Itoa(candidates)+`) o
+		WHERE pg_catalog.pg_try_advisory_xact_lock(`+claimKey("o.command_id")+`)`, true)
 }
 
 func (r *Runner) nextDeadline(ctx context.Context) (time.Duration, bool, error) {
 	return r.untilNext(ctx, `SELECT (extract(epoch FROM min(due_at) - now()) * 1e6)::bigint
-		FROM {{deadlines}} WHERE process = $1 AND status = 'pending'`)
+		FROM {{deadlines}} WHERE process = $1 AND status = 'pending'`, false)
 }
 
 // dispatchOne dispatches one pending command that is due, if there is one
 // no other runner is dispatching, and records the outcome in the same
-// transaction that locked its row. A crash after the dispatch and before
-// the commit leaves the row pending: it is dispatched again, with the same
-// ID, and the bus answers with the first dispatch's result.
+// transaction that claimed it (see claimKey). A crash after the dispatch
+// and before the commit leaves the row pending: it is dispatched again,
+// with the same ID, and the bus answers with the first dispatch's result.
 func (r *Runner) dispatchOne(ctx context.Context) (bool, error) {
 	name := r.p.Name()
 	did := false
@@ -98,18 +128,56 @@ func (r *Runner) dispatchOne(ctx context.Context) (bool, error) {
 			data                                     []byte
 			corr, causation, traceparent, tracestate *string
 		)
-		err := tx.QueryRow(ctx, t.expand(`SELECT id, step, seq, command_id, command_type, command, attempts,
-				correlation_id, causation_id, traceparent, tracestate
-			FROM {{outbox}} WHERE process = $1 AND status = 'pending' AND next_attempt_at <= now()
-			ORDER BY next_attempt_at, id, step, seq LIMIT 1 FOR UPDATE SKIP LOCKED`), name).
-			Scan(&id, &step, &seq, &cmdID, &cmdType, &data, &attempts, &corr, &causation, &traceparent, &tracestate)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
-		}
+		rows, err := tx.Query(ctx, t.expand(`SELECT id, step, seq, command_id FROM {{outbox}}
+			WHERE process = $1 AND status = 'pending' AND next_attempt_at <= now()
+			ORDER BY next_attempt_at, id, step, seq LIMIT `+strconv.Itoa(candidates)), name)
 		if err != nil {
 			return err
 		}
-		did = true
+		type candidate struct {
+			id        string
+			step      int64
+			seq       int
+			commandID string
+		}
+		due, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (candidate, error) {
+			var c candidate
+			err := row.Scan(&c.id, &c.step, &c.seq, &c.commandID)
+			return c, err
+		})
+		if err != nil {
+			return err
+		}
+		for _, c := range due {
+			// The row is read again after the lock is taken, in a
+			// statement of its own: one that started before another
+			// dispatcher committed its outcome would see it pending.
+			var b pgx.Batch
+			var claimed bool
+			b.Queue(`SELECT pg_catalog.pg_try_advisory_xact_lock(`+claimKey("$1")+`)`, c.commandID, t.outbox).
+				QueryRow(func(row pgx.Row) error { return row.Scan(&claimed) })
+			b.Queue(t.expand(`SELECT command_type, command, attempts, correlation_id, causation_id, traceparent, tracestate
+				FROM {{outbox}} WHERE process = $1 AND id = $2 AND step = $3 AND seq = $4
+					AND status = 'pending' AND next_attempt_at <= now()`), name, c.id, c.step, c.seq).
+				QueryRow(func(row pgx.Row) error {
+					err := row.Scan(&cmdType, &data, &attempts, &corr, &causation, &traceparent, &tracestate)
+					if errors.Is(err, pgx.ErrNoRows) {
+						claimed = false
+						return nil
+					}
+					return err
+				})
+			if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+				return err
+			}
+			if claimed {
+				id, step, seq, cmdID, did = c.id, c.step, c.seq, c.commandID, true
+				break
+			}
+		}
+		if !did {
+			return nil
+		}
 		key := []any{name, id, step, seq}
 		cmd, err := r.cmds.Decode(cmdType, data, cmdID)
 		if err == nil {
