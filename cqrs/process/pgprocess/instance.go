@@ -163,8 +163,13 @@ func (c *changes) save(inst *instance) {
 	inst.dirty = false
 }
 
-// send runs the queued writes in tx.
+// send runs the queued writes in tx. When they add commands or deadlines,
+// they notify the runners of the process manager in every process, once
+// per transaction: the notification goes out when tx commits.
 func (c *changes) send(ctx context.Context, tx pgx.Tx) error {
+	if c.addedCommands || c.addedDeadlines {
+		c.batch.Queue(`SELECT pg_catalog.pg_notify($1, $2)`, c.t.channel, c.process)
+	}
 	if c.batch.Len() == 0 {
 		return nil
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/stratadev/strata/cqrs"
 	"github.com/stratadev/strata/cqrs/process"
 	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/internal/pgnotify"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/pgsink"
 )
@@ -145,12 +146,42 @@ func (r *Runner) Worker() *projections.Worker[*pgsink.Tx] { return r.worker }
 // the dispatcher and the deadline loop retry their own failures with
 // backoff.
 func (r *Runner) Run(ctx context.Context) error {
-	if err := r.sink.Pool().Ping(ctx); err != nil {
-		return fmt.Errorf("pgprocess: run %s: %w", r.p.Name(), err)
+	name := r.p.Name()
+	var channel string
+	err := r.sink.BeginFunc(ctx, func(ctx context.Context, tx *pgsink.Tx) error {
+		channel = tablesOf(tx).channel
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("pgprocess: run %s: %w", name, err)
 	}
+	// Commands and deadlines added by the runners of other processes wake
+	// the loops here; PollInterval is the fallback when a notification is
+	// lost (the listening connection broke and pgnotify wakes every
+	// subscriber once it is back).
+	sub, err := pgnotify.Listen(ctx, r.sink.Pool(), pgnotify.Params{
+		Channel: channel,
+		Match:   func(payload string) bool { return payload == name },
+		Logger:  r.cfg.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("pgprocess: run %s: listen for new commands and deadlines: %w", name, err)
+	}
+	defer sub.Close()
 	pr := projections.NewRunner(r.cfg.Runner)
 	pr.Add(r.worker)
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-sub.C():
+				wake(r.commands)
+				wake(r.deadlines)
+			}
+		}
+	})
 	g.Go(func() error { return pr.Run(ctx) })
 	for range r.cfg.Dispatchers {
 		g.Go(func() error { r.loop(ctx, "dispatch", r.commands, r.dispatchOne, r.nextCommand); return nil })

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -120,9 +121,11 @@ var indexes = []string{
 	InstancesTable + "_created", InstancesTable + "_status", OutboxTable + "_unhandled",
 }
 
-// tables holds the quoted names of the tables.
+// tables holds the quoted names of the tables, and the channel of their
+// schema's notifications.
 type tables struct {
 	instances, outbox, deadlines, counters string
+	channel                                string
 }
 
 func tablesOf(tx *pgsink.Tx) tables {
@@ -131,7 +134,25 @@ func tablesOf(tx *pgsink.Tx) tables {
 		outbox:    tx.Table(OutboxTable).Sanitize(),
 		deadlines: tx.Table(DeadlinesTable).Sanitize(),
 		counters:  tx.Table(CountersTable).Sanitize(),
+		channel:   channelName(tx.Table(InstancesTable)[0]),
 	}
+}
+
+// channelName is the notification channel of the process managers of a
+// read schema: a transaction that adds commands or deadlines sends the
+// process manager's name there, and the runners of that process manager,
+// in every process, look for work. It is at most 63 bytes, the limit of an
+// identifier; schemas whose names only differ after that share a channel,
+// which costs spurious wake-ups and nothing else.
+func channelName(schema string) string {
+	c := "strata_processes." + schema
+	if len(c) > 63 {
+		c = c[:63]
+		for !utf8.ValidString(c) {
+			c = c[:len(c)-1]
+		}
+	}
+	return c
 }
 
 func (t tables) expand(sql string) string {
