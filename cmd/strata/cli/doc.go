@@ -8,8 +8,9 @@
 // Then `orders projections rebuild order_view` works. The generic strata
 // binary is [New] with a zero [Config]: it runs every command that needs no
 // application code (migrate, streams, events, projections list, status,
-// reset, pause, resume, dead-letters list and skip) by reading the store and
-// the checkpoint tables. Projections run, rebuild, verify and dead-letters
+// reset, pause, resume, dead-letters list and skip, consumers, processes list
+// and show) by reading the store, the checkpoint tables and the process
+// managers' tables. Projections run, rebuild, verify and dead-letters
 // retry need the projections; so does a reset to the start that empties the
 // tables (the generic binary refuses it unless --idempotent).
 //

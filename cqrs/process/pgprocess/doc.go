@@ -17,18 +17,31 @@
 //     each event, and stores the new states, the decided commands (in an
 //     outbox table) and deadlines, in the transaction that moves the
 //     checkpoint.
-//   - A dispatcher takes pending commands (FOR UPDATE SKIP LOCKED, so
-//     several runners, and Config.Dispatchers loops in each, share the
-//     work), rebuilds each through the
-//     [process.Commands] registry, gives it its derived ID and dispatches
-//     it on the bus, then records the outcome in the same transaction:
-//     dispatched; rejected, with the rejection handed to decide; or, for a
-//     transient error, the attempt, the error and the time of the next
-//     attempt (exponential backoff with jitter).
+//   - A dispatcher claims a pending command that is due with a
+//     transaction-level advisory lock, so that several runners, and
+//     Config.Dispatchers loops in each, share the work. It rebuilds the
+//     command through the [process.Commands] registry, gives it its
+//     derived ID and dispatches it on the bus, then records the outcome in
+//     the same transaction: dispatched; rejected, with the rejection
+//     handed to decide (and the step of the decision that handled it); or,
+//     for a transient error, the attempt, the error and the time of the
+//     next attempt (exponential backoff with jitter). The claim is not a
+//     row lock on purpose: a row lock gives the transaction an ID while the
+//     bus handles the command, and readers of the log wait for older
+//     transaction IDs, so one slow command would hold back every projection
+//     of the database.
 //   - A deadline loop fires due deadlines (due_at <= now() on the
 //     database), and marks each fired in the transaction that applies what
 //     decide made of it. It sleeps until the earliest pending deadline, at
-//     most Config.PollInterval, and wakes up when this process adds one.
+//     most Config.PollInterval.
+//
+// A transaction that adds commands or deadlines sends a notification
+// (pg_notify, once, with the process manager's name) on a channel of the
+// read schema; every runner of that process manager, in any process,
+// listens on its pool's shared listening connection and wakes its
+// dispatchers and its deadline loop. Within a process they are also woken
+// directly. Config.PollInterval is the fallback when a notification is
+// lost.
 //
 // The runtime's tables live in the sink's read schema (pgsink.Config.
 // ReadSchema), shared by every process manager: [InstancesTable] (state
@@ -38,10 +51,20 @@
 // causation and trace context), [DeadlinesTable] (due_at computed by the
 // database as now() + After, status pending/fired/cancelled/replaced/
 // dropped, outcome) and [CountersTable] (events skipped because they
-// correlated to no instance, or to one no longer running). [ReadStats]
-// and [ReadInstance] read them. Every writer locks an instance's row
-// before that instance's deadlines, so the loops never deadlock each
-// other.
+// correlated to no instance, or to one no longer running). Every writer
+// locks an instance's row before that instance's deadlines, so the loops
+// never deadlock each other.
+//
+// [ReadStats], [ListProcesses], [ListInstances] and [ReadInstance] read
+// them, for dashboards and for the CLI's `processes list` and `processes
+// show`: the counts of a process manager, its instances newest first (of
+// a status, or the stuck ones), and one instance with its commands and
+// deadlines. [StuckRule] defines once what a stuck instance is: failed; a
+// pending command that has failed [StuckAttemptsDefault] times or more; a
+// rejected command that no decision handled (the instance had completed or
+// failed by then); or a pending deadline due more than
+// [StuckGraceDefault] ago. Each list reads an index, whatever the number
+// of completed instances.
 //
 // The projection's checkpoint is part of the instances' state: moving it
 // back (projections reset) would hand events to instances that have
