@@ -12,6 +12,7 @@ import (
 	"github.com/stratadev/strata/cqrs"
 	"github.com/stratadev/strata/cqrs/process/pgprocess"
 	"github.com/stratadev/strata/projections"
+	"github.com/stratadev/strata/projections/pgsink"
 )
 
 // seen dispatches cmd and waits until the process has seen its events.
@@ -342,5 +343,24 @@ func TestMigrateUpgrades(t *testing.T) {
 	}
 	if _, err := pgprocess.ListInstances(t.Context(), e.sink, "checkout", pgprocess.ListFilter{Status: pgprocess.StatusStuck}); err != nil {
 		t.Errorf("list stuck instances after Migrate: %v", err)
+	}
+}
+
+// Migrate creates a read schema of its own when it is missing.
+func TestMigrateCreatesReadSchema(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	reads := e.sink.Schema() + "_reads"
+	t.Cleanup(func() {
+		if _, err := e.pool.Exec(context.Background(), `DROP SCHEMA IF EXISTS `+pgxIdent(reads)+` CASCADE`); err != nil {
+			t.Error(err)
+		}
+	})
+	sink := pgsink.New(e.pool, pgsink.Config{Schema: e.sink.Schema(), ReadSchema: reads, Logger: quiet})
+	if err := pgprocess.Migrate(t.Context(), sink); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pgprocess.ListProcesses(t.Context(), sink); err != nil {
+		t.Errorf("list process managers in the new read schema: %v", err)
 	}
 }

@@ -124,12 +124,13 @@ var indexes = []string{
 // tables holds the quoted names of the tables, and the channel of their
 // schema's notifications.
 type tables struct {
-	instances, outbox, deadlines, counters string
-	channel                                string
+	schema, instances, outbox, deadlines, counters string
+	channel                                        string
 }
 
 func tablesOf(tx *pgsink.Tx) tables {
 	return tables{
+		schema:    pgx.Identifier{tx.Table(InstancesTable)[0]}.Sanitize(),
 		instances: tx.Table(InstancesTable).Sanitize(),
 		outbox:    tx.Table(OutboxTable).Sanitize(),
 		deadlines: tx.Table(DeadlinesTable).Sanitize(),
@@ -170,19 +171,20 @@ func (t tables) ddl() string {
 	return strings.NewReplacer(r...).Replace(t.expand(ddl))
 }
 
-// MigrationSQL returns the statements [Migrate] runs to create the
-// runtime's tables in schema (the sink's read schema), for teams that
-// manage their schema with their own tools. They are idempotent, and
-// record no version: Migrate finds the tables there and does nothing.
+// MigrationSQL returns the statements [Migrate] runs to create schema
+// (the sink's read schema), if it is missing, and the runtime's tables
+// there, for teams that manage their schema with their own tools. They
+// are idempotent, and record no version: Migrate finds the tables there
+// and does nothing.
 func MigrationSQL(schema string) string {
 	q := func(table string) string { return pgx.Identifier{schema, table}.Sanitize() }
-	return strings.TrimPrefix(tables{instances: q(InstancesTable), outbox: q(OutboxTable),
-		deadlines: q(DeadlinesTable), counters: q(CountersTable)}.ddl(), "\n")
+	return "CREATE SCHEMA IF NOT EXISTS " + pgx.Identifier{schema}.Sanitize() + ";" +
+		tables{instances: q(InstancesTable), outbox: q(OutboxTable), deadlines: q(DeadlinesTable), counters: q(CountersTable)}.ddl()
 }
 
-// Migrate creates the runtime's tables in the sink's read schema, if they
-// are not there; the sink's own tables come from pgsink.Sink.Migrate. It
-// is safe to call from several processes at once.
+// Migrate creates the runtime's tables in the sink's read schema (and the
+// schema), if they are not there; the sink's own tables come from
+// pgsink.Sink.Migrate. It is safe to call from several processes at once.
 func Migrate(ctx context.Context, sink *pgsink.Sink) error {
 	err := sink.BeginFunc(ctx, func(ctx context.Context, tx *pgsink.Tx) error {
 		// Serialize concurrent migrations: CREATE ... IF NOT EXISTS races.
@@ -203,6 +205,18 @@ func Migrate(ctx context.Context, sink *pgsink.Sink) error {
 		err := tx.QueryRow(ctx, `SELECT bool_and(pg_catalog.to_regclass(n) IS NOT NULL) FROM unnest($1::text[]) n`, names).Scan(&present)
 		if err != nil || present {
 			return err
+		}
+		// A read schema of its own may not be there yet. CREATE SCHEMA IF
+		// NOT EXISTS would need the right to create schemas even when it
+		// is there: ask first.
+		var missing bool
+		if err := tx.QueryRow(ctx, `SELECT pg_catalog.to_regnamespace($1) IS NULL`, t.schema).Scan(&missing); err != nil {
+			return err
+		}
+		if missing {
+			if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+t.schema); err != nil {
+				return err
+			}
 		}
 		_, err = tx.Exec(ctx, t.ddl())
 		return err
