@@ -158,7 +158,9 @@ func TestUnexpectedRefusalFailsTheInstance(t *testing.T) {
 
 func TestGateway(t *testing.T) {
 	t.Parallel()
-	gw := func() *processtest.Scenario[checkout.GatewayState] { return processtest.For(t, checkout.NewGateway(cfg)) }
+	gw := func() *processtest.Scenario[checkout.GatewayState] {
+		return processtest.For(t, checkout.NewGateway(cfg))
+	}
 	gw().When(orders.PaymentRequested{OrderID: "o1", AmountCents: 10, Card: orders.CardOK}).
 		Then(orders.CapturePayment{OrderID: "o1"}).ThenDone(true)
 	gw().When(orders.PaymentRequested{OrderID: "o1", AmountCents: 10, Card: orders.CardDecline}).
