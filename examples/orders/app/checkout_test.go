@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/stratadev/strata/examples/orders/app"
 	"github.com/stratadev/strata/examples/orders/checkout"
 	"github.com/stratadev/strata/examples/orders/httpapi"
+	"github.com/stratadev/strata/examples/orders/readmodel"
 	"github.com/stratadev/strata/projections"
 )
 
@@ -205,4 +207,40 @@ func TestCheckoutRefusals(t *testing.T) {
 	}
 	e.check("o1", checkoutWant{status: "paid", checkout: checkout.StatusConfirmed,
 		payment: []string{orders.TypePaymentRequested, orders.TypePaymentCaptured}, teaHeld: 1})
+}
+
+// A read of an order with the token of its checkout waits for the
+// checkout process too: until the process has seen the checkout, the
+// answer is stale; then it shows where the checkout is.
+func TestOrderReadWaitsForTheCheckout(t *testing.T) {
+	t.Parallel()
+	e := start(t, false, func(c *app.Config) { c.ReadWait = 300 * time.Millisecond })
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	wg.Go(func() { _ = e.app.Runner.Run(ctx) }) // the projections, not the processes
+	e.command("POST", "/products", `{"product_id":"tea","name":"Tea","price_cents":450}`)
+	e.command("PUT", "/products/tea/stock", `{"level":5}`)
+	e.command("POST", "/orders", `{"order_id":"o1","customer_id":"c1","customer_name":"Ann","lines":[{"product_id":"tea","quantity":1}]}`)
+	token := e.command("POST", "/orders/o1/checkout", ``)
+	pos, err := es.ParsePosition(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := projections.WaitFor(t.Context(), e.app.Sink, readmodel.OrderViewName, pos); err != nil {
+		t.Fatal(err)
+	}
+
+	r := e.do("GET", "/orders/o1", "", "X-Consistency-Token", token)
+	if r.status != http.StatusOK || r.header.Get("X-Stale") != "true" {
+		t.Errorf("read before the checkout process ran: %d, X-Stale %q; want 200, true", r.status, r.header.Get("X-Stale"))
+	}
+	for _, p := range e.app.Processes {
+		wg.Go(func() { _ = p.Run(ctx) })
+	}
+	var v httpapi.OrderWithCheckout
+	e.read("/orders/o1", token, &v)
+	if v.Checkout == nil || v.Checkout.Status == "" {
+		t.Errorf("read after the checkout process ran: checkout %+v; want its state", v.Checkout)
+	}
 }

@@ -37,6 +37,7 @@ import (
 
 	"github.com/stratadev/strata/cqrs"
 	"github.com/stratadev/strata/cqrs/process"
+	"github.com/stratadev/strata/cqrs/process/pgprocess"
 	"github.com/stratadev/strata/examples/orders"
 	"github.com/stratadev/strata/projections"
 )
@@ -44,6 +45,10 @@ import (
 // Name is the checkout process manager's name: its log follower is the
 // projection "process:checkout".
 const Name = "checkout"
+
+// Projection is the name of the checkout's log follower, a pgsink
+// projection: its checkpoint says which events the checkout has seen.
+const Projection = pgprocess.ProjectionPrefix + Name
 
 // PaymentDeadline names the checkout's deadline for the payment.
 const PaymentDeadline = "payment"

@@ -42,6 +42,9 @@
 // Read API:
 //
 //	GET /orders/{id}                        the order view, with "checkout": {"status", "reason"?, ...} once one started
+//
+// With a consistency token, GET /orders/{id} waits for order_view and for
+// the checkout process's follower (process:checkout).
 //	GET /products/{id}/orders?status=&from=&to=&limit=&cursor=
 //	GET /orders/search?q=&status=&from=&to=&min_total=&max_total=&sort=&limit=&offset=
 //

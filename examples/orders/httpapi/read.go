@@ -19,7 +19,13 @@ import (
 func (s *server) getOrder(w http.ResponseWriter, r *http.Request) {
 	// X-Stale is set on a 404 too: true only when the read model had not
 	// reached the request's token.
-	if _, err := s.waitRead(w, r, readmodel.OrderViewName); err != nil {
+	// With a token, the checkout is read once its process has seen the
+	// write too.
+	var also []string
+	if s.Checkouts != nil {
+		also = append(also, checkout.Projection)
+	}
+	if _, err := s.waitRead(w, r, readmodel.OrderViewName, also...); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

@@ -153,12 +153,12 @@ func (s *server) isReady(ctx context.Context, name string) (bool, error) {
 	return true, nil
 }
 
-// waitRead waits, up to ReadWait, for projection to reach the request's
-// consistency token and sets X-Stale (see [consistency.Waiter.Wait]). It
+// waitRead waits, up to ReadWait, for projection (and the also ones) to
+// reach the request's consistency token and sets X-Stale (see [consistency.Waiter.Wait]). It
 // refuses a malformed token with 400, and with 503 a read model that is
 // being built for the first time.
-func (s *server) waitRead(w http.ResponseWriter, r *http.Request, projection string) (consistency.Result, error) {
-	res, err := s.waiter.Wait(w, r, projection)
+func (s *server) waitRead(w http.ResponseWriter, r *http.Request, projection string, also ...string) (consistency.Result, error) {
+	res, err := s.waiter.Wait(w, r, append([]string{projection}, also...)...)
 	if te := (*consistency.TokenError)(nil); errors.As(err, &te) {
 		return res, badRequest("invalid_consistency_token", te.Reason)
 	}
