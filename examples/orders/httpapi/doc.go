@@ -42,9 +42,6 @@
 // Read API:
 //
 //	GET /orders/{id}                        the order view, with "checkout": {"status", "reason"?, ...} once one started
-//
-// With a consistency token, GET /orders/{id} waits for order_view and for
-// the checkout process's follower (process:checkout).
 //	GET /products/{id}/orders?status=&from=&to=&limit=&cursor=
 //	GET /orders/search?q=&status=&from=&to=&min_total=&max_total=&sort=&limit=&offset=
 //
@@ -52,7 +49,9 @@
 // or ?after=; both with different values are a 400) waits, up to
 // [Config.ReadWait], until the read model has reached it; if it has not by
 // then, it answers with what the read model has and the header X-Stale:
-// true (projections/consistency does the waiting). A read model that is
+// true (projections/consistency does the waiting). GET /orders/{id} waits
+// for order_view and for the checkout process's follower
+// (process:checkout). A read model that is
 // being built for the first time answers 503.
 // A search takes at most [Config.SearchTimeout]; its terms at most
 // [MaxSearchLength] characters, and offset + limit at most 10,000.
