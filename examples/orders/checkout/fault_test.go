@@ -194,7 +194,9 @@ func TestCheckoutSurvivesKilledWorkers(t *testing.T) {
 		fmt.Sscan(v, &n)
 	}
 	const (
-		products = 20
+		// Enough products that no inventory stream gets long (each
+		// reservation loads its stream), ten of which run out.
+		products = 100
 		kills    = 30
 	)
 	t0 := time.Now()
@@ -212,8 +214,8 @@ func TestCheckoutSurvivesKilledWorkers(t *testing.T) {
 	for i := range products {
 		id := fmt.Sprintf("p%d", i)
 		stock[id] = 100_000
-		if i < 4 {
-			stock[id] = n / 20 // runs out
+		if i < 10 {
+			stock[id] = n / 50 // runs out
 		}
 		dispatch(t, ctx, w.bus, orders.CreateProduct{ProductID: id, Name: "Product " + id, PriceCents: int64(100 + i)})
 		dispatch(t, ctx, w.bus, orders.SetStock{ProductID: id, Level: stock[id]})
