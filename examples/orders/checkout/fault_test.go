@@ -523,5 +523,11 @@ func checkInvariants(t *testing.T, ctx context.Context, w world, pool *pgxpool.P
 		t.Errorf("deadlines: %d fired twice, %d fired and cancelled, %d fired without a void, %d voids without a fired deadline; want 0 each",
 			twice, both, firedNoVoid, voidNoFire)
 	}
-	t.Logf("%d events; orders %v; payment deadlines fired %d", total, outcomes, fired)
+	var won int // captures that beat the void of a fired deadline
+	if err := q(`SELECT count(*) FROM {{s}}.process_instances i JOIN {{s}}.process_deadlines d
+		ON d.process = i.process AND d.id = i.id AND d.status = 'fired'
+		WHERE i.process = $1 AND i.state->>'status' = $2`, checkout.Name, checkout.StatusConfirmed).Scan(&won); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d events; orders %v; payment deadlines fired %d, of which the capture beat the void %d times", total, outcomes, fired, won)
 }
