@@ -7,8 +7,9 @@
 //	go a.Run(ctx) // the projection workers and the checkout, until ctx ends
 //	http.ListenAndServe(addr, a.Handler)
 //
-// A projection that stalls stays stalled and is reported by GET /healthz;
-// the other projections and the write and read APIs keep running.
+// A projection that stalls (the checkout's log follower among them) stays
+// stalled and is reported by GET /healthz; the other projections and the
+// write and read APIs keep running.
 package app
 
 import (
@@ -18,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
@@ -96,7 +98,9 @@ type Config struct {
 	// gateway (the payment deadline). Defaults to the zero checkout.Config.
 	Checkout checkout.Config
 	// Process tunes the runners of the checkout and of the gateway; its
-	// Logger defaults to Logger. Defaults to the zero pgprocess.Config.
+	// Logger defaults to Logger, and its Runner.OnChange is called after
+	// the app has recorded the change for [App.Health]. Defaults to the
+	// zero pgprocess.Config.
 	Process pgprocess.Config
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -129,6 +133,9 @@ type App struct {
 
 	cfg Config
 	log *slog.Logger
+
+	mu            sync.Mutex
+	processHealth map[string]projections.WorkerStatus // of the process runners' log followers
 }
 
 // Projections are the PostgreSQL projections.
@@ -186,6 +193,16 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if pc.Logger == nil {
 		pc.Logger = log
 	}
+	a.processHealth = map[string]projections.WorkerStatus{}
+	onChange := pc.Runner.OnChange
+	pc.Runner.OnChange = func(st projections.WorkerStatus) {
+		a.mu.Lock()
+		a.processHealth[st.Name] = st
+		a.mu.Unlock()
+		if onChange != nil {
+			onChange(st)
+		}
+	}
 	a.Processes = checkout.Runners(a.Store, a.Registry, a.Sink, a.Bus, cfg.Checkout, pc)
 	api := httpapi.Config{Bus: a.Bus, Store: a.Store, Reader: a.Reader, Checkpoints: a.Sink, Keys: k, Checkouts: checkouts{a.Sink},
 		ReadWait: cfg.ReadWait, SearchTimeout: cfg.SearchTimeout, Logger: log, SearchOffMessage: cfg.SearchOff}
@@ -215,7 +232,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		a.Kafka = kafkasink.New(a.Sink, kc)
 	}
 	a.Runner = a.newRunner()
-	a.Handler = httpapi.WithHealth(httpapi.New(api), a.Runner.Health)
+	a.Handler = httpapi.WithHealth(httpapi.New(api), a.Health)
 	return a, nil
 }
 
@@ -247,6 +264,23 @@ func (a *App) Run(ctx context.Context) error {
 		g.Go(func() error { return r.Run(ctx) })
 	}
 	return g.Wait()
+}
+
+// Health is what GET /healthz reports: the workers of a.Runner, then the
+// log followers of a.Processes (process:checkout, process:payment-gateway),
+// so that a stalled checkout is reported too.
+func (a *App) Health() projections.Health {
+	h := a.Runner.Health()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range a.Processes {
+		st, ok := a.processHealth[r.Worker().Name()]
+		if !ok {
+			st = projections.WorkerStatus{Name: r.Worker().Name(), State: r.Worker().State()}
+		}
+		h.Workers = append(h.Workers, st)
+	}
+	return h
 }
 
 // checkouts reads the checkout process's rows for the API.

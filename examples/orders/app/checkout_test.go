@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -242,5 +243,41 @@ func TestOrderReadWaitsForTheCheckout(t *testing.T) {
 	e.read("/orders/o1", token, &v)
 	if v.Checkout == nil || v.Checkout.Status == "" {
 		t.Errorf("read after the checkout process ran: checkout %+v; want its state", v.Checkout)
+	}
+}
+
+// An event the checkout cannot decode stalls its log follower: /healthz
+// names it, and the rest of the app keeps running.
+func TestStalledCheckoutInHealth(t *testing.T) {
+	t.Parallel()
+	stalled := make(chan projections.WorkerStatus, 10)
+	e := startWith(t, true, func(c *app.Config) {
+		c.Process.Runner.OnChange = func(s projections.WorkerStatus) {
+			if s.State == projections.WorkerStalled && s.Name == checkout.Projection {
+				stalled <- s
+			}
+		}
+	})
+	if h, body := e.health(); h != "ok" {
+		t.Errorf("health before the stall: %s %q, want ok", h, body)
+	}
+	bad, err := e.app.Store.Append(t.Context(), orders.OrderStreamPrefix+"bad", es.NoStream, es.EventData{
+		Type: orders.TypeOrderCheckoutStarted, Data: []byte(`{"order_id":"bad","lines":"none"}`),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-stalled:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the checkout did not stall")
+	}
+	tok := e.command("POST", "/products", `{"product_id":"tea","name":"Tea","price_cents":450}`)
+	var page readmodel.ProductOrdersPage
+	e.read("/products/tea/orders", tok, &page)
+	h, body := e.health()
+	want := fmt.Sprintf(`%s stalled at %s: event %sbad@%d (type %q): `, checkout.Projection, bad.Position, orders.OrderStreamPrefix, bad.Version, orders.TypeOrderCheckoutStarted)
+	if h != "degraded" || !strings.Contains(body, want) || strings.Contains(body, checkout.GatewayName) {
+		t.Errorf("health with the checkout stalled: %s %q, want degraded with %q alone", h, body, want)
 	}
 }
