@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/stratadev/strata/cqrs"
+	"github.com/stratadev/strata/cqrs/process"
 )
 
 // Limits of command input.
@@ -98,6 +99,30 @@ type (
 		OrderID string
 		Reason  string
 	}
+	// CheckoutOrder freezes an open order and starts its checkout: the
+	// checkout process reserves its stock, takes its payment with Card
+	// (see [Cards]; "" is [CardOK]) and confirms or cancels it.
+	CheckoutOrder struct {
+		Key
+		OrderID string
+		Card    string
+	}
+)
+
+// Commands of the checkout process: it ends a checkout with one of them.
+type (
+	// CompleteCheckout confirms the order and records its payment.
+	CompleteCheckout struct {
+		process.ID
+		OrderID     string
+		AmountCents int64
+	}
+	// FailCheckout cancels the order.
+	FailCheckout struct {
+		process.ID
+		OrderID string
+		Reason  string
+	}
 )
 
 func checkID(v, field string) error {
@@ -184,4 +209,19 @@ func (c ShipOrder) Validate() error { return checkID(c.OrderID, "order_id") }
 func (c CancelOrder) Validate() error {
 	return errors.Join(checkID(c.OrderID, "order_id"),
 		cqrs.Check(utf8.RuneCountInString(c.Reason) <= 500 && utf8.ValidString(c.Reason), "reason", "must be at most 500 characters of UTF-8"))
+}
+
+func (c CheckoutOrder) Validate() error {
+	if c.Card == "" {
+		return checkID(c.OrderID, "order_id")
+	}
+	return errors.Join(checkID(c.OrderID, "order_id"), checkCard(c.Card))
+}
+
+func (c CompleteCheckout) Validate() error {
+	return errors.Join(checkID(c.OrderID, "order_id"), cqrs.Check(c.AmountCents > 0, "amount_cents", "must be positive"))
+}
+
+func (c FailCheckout) Validate() error {
+	return errors.Join(checkID(c.OrderID, "order_id"), checkReason(c.Reason))
 }

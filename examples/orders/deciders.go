@@ -1,8 +1,10 @@
 package orders
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/stratadev/strata/cqrs"
 	"github.com/stratadev/strata/es"
@@ -84,6 +86,9 @@ func usable(ctx context.Context, cat Catalog, id string) (*Product, error) {
 
 // open refuses changes to the items of an order that is not open.
 func (o *Order) open() error {
+	if o.CheckingOut {
+		return ErrCheckingOut
+	}
 	switch o.Status {
 	case StatusPlaced:
 		return nil
@@ -162,6 +167,9 @@ var (
 	ConfirmOrderDecider = cqrs.OnExisting(
 		func(c ConfirmOrder) string { return c.OrderID },
 		func(_ context.Context, o *Order, c ConfirmOrder) ([]any, error) {
+			if o.CheckingOut {
+				return nil, ErrCheckingOut
+			}
 			switch o.Status {
 			case StatusConfirmed:
 				return nil, nil
@@ -177,6 +185,9 @@ var (
 	PayOrderDecider = cqrs.OnExisting(
 		func(c PayOrder) string { return c.OrderID },
 		func(_ context.Context, o *Order, c PayOrder) ([]any, error) {
+			if o.CheckingOut {
+				return nil, ErrCheckingOut
+			}
 			switch o.Status {
 			case StatusConfirmed:
 			case StatusPlaced:
@@ -211,6 +222,9 @@ var (
 	CancelOrderDecider = cqrs.OnExisting(
 		func(c CancelOrder) string { return c.OrderID },
 		func(_ context.Context, o *Order, c CancelOrder) ([]any, error) {
+			if o.CheckingOut {
+				return nil, ErrCheckingOut
+			}
 			switch o.Status {
 			case StatusCancelled:
 				return nil, nil
@@ -221,17 +235,66 @@ var (
 		})
 )
 
-// Repositories are the example's two aggregate repositories.
+// Checkout deciders: the order's side of the checkout process.
+var (
+	// CheckoutOrderDecider freezes an open order and starts its checkout.
+	CheckoutOrderDecider = cqrs.OnExisting(
+		func(c CheckoutOrder) string { return c.OrderID },
+		func(_ context.Context, o *Order, c CheckoutOrder) ([]any, error) {
+			if err := o.open(); err != nil {
+				return nil, err
+			}
+			return []any{OrderCheckoutStarted{OrderID: c.OrderID, Lines: slices.Clone(o.Lines), AmountCents: o.Total(),
+				Card: cmp.Or(c.Card, CardOK)}}, nil
+		})
+
+	// CompleteCheckoutDecider confirms an order in checkout and records
+	// its payment.
+	CompleteCheckoutDecider = cqrs.OnExisting(
+		func(c CompleteCheckout) string { return c.OrderID },
+		func(_ context.Context, o *Order, c CompleteCheckout) ([]any, error) {
+			switch {
+			case o.CheckingOut:
+				return []any{OrderConfirmed{OrderID: c.OrderID}, OrderPaid{OrderID: c.OrderID, AmountCents: c.AmountCents}}, nil
+			case o.Status == StatusCancelled:
+				return nil, ErrOrderCancelled
+			case o.Status == StatusPlaced:
+				return nil, ErrNoCheckout
+			}
+			return nil, nil // completed already
+		})
+
+	// FailCheckoutDecider cancels an order in checkout.
+	FailCheckoutDecider = cqrs.OnExisting(
+		func(c FailCheckout) string { return c.OrderID },
+		func(_ context.Context, o *Order, c FailCheckout) ([]any, error) {
+			switch {
+			case o.CheckingOut:
+				return []any{OrderCancelled{OrderID: c.OrderID, Reason: c.Reason}}, nil
+			case o.Status == StatusCancelled:
+				return nil, nil // failed already
+			case o.Status == StatusPlaced:
+				return nil, ErrNoCheckout
+			}
+			return nil, fmt.Errorf("%w: it is %s", ErrOrderNotOpen, o.Status)
+		})
+)
+
+// Repositories are the example's aggregate repositories.
 type Repositories struct {
-	Products *es.Repository[*Product]
-	Orders   *es.Repository[*Order]
+	Products  *es.Repository[*Product]
+	Orders    *es.Repository[*Order]
+	Inventory *es.Repository[*Inventory]
+	Payments  *es.Repository[*Payment]
 }
 
 // NewRepositories returns the repositories on store.
 func NewRepositories(store es.Store, reg *es.Registry) Repositories {
 	return Repositories{
-		Products: es.NewRepository(store, reg, NewProduct, es.RepositoryConfig{StreamPrefix: ProductStreamPrefix}),
-		Orders:   es.NewRepository(store, reg, NewOrder, es.RepositoryConfig{StreamPrefix: OrderStreamPrefix}),
+		Products:  es.NewRepository(store, reg, NewProduct, es.RepositoryConfig{StreamPrefix: ProductStreamPrefix}),
+		Orders:    es.NewRepository(store, reg, NewOrder, es.RepositoryConfig{StreamPrefix: OrderStreamPrefix}),
+		Inventory: es.NewRepository(store, reg, NewInventory, es.RepositoryConfig{StreamPrefix: InventoryStreamPrefix}),
+		Payments:  es.NewRepository(store, reg, NewPayment, es.RepositoryConfig{StreamPrefix: PaymentStreamPrefix}),
 	}
 }
 
@@ -250,4 +313,14 @@ func Register(bus *cqrs.Bus, repos Repositories) {
 	cqrs.Handle(bus, cqrs.Aggregate(repos.Orders, PayOrderDecider, opts))
 	cqrs.Handle(bus, cqrs.Aggregate(repos.Orders, ShipOrderDecider, opts))
 	cqrs.Handle(bus, cqrs.Aggregate(repos.Orders, CancelOrderDecider, opts))
+	cqrs.Handle(bus, cqrs.Aggregate(repos.Orders, CheckoutOrderDecider, opts))
+	cqrs.Handle(bus, cqrs.Aggregate(repos.Orders, CompleteCheckoutDecider, opts))
+	cqrs.Handle(bus, cqrs.Aggregate(repos.Orders, FailCheckoutDecider, opts))
+	cqrs.Handle(bus, cqrs.Aggregate(repos.Inventory, SetStockDecider(cat), opts))
+	cqrs.Handle(bus, cqrs.Aggregate(repos.Inventory, ReserveStockDecider, opts))
+	cqrs.Handle(bus, cqrs.Aggregate(repos.Inventory, ReleaseStockDecider, opts))
+	cqrs.Handle(bus, cqrs.Aggregate(repos.Payments, RequestPaymentDecider, opts))
+	cqrs.Handle(bus, cqrs.Aggregate(repos.Payments, CapturePaymentDecider, opts))
+	cqrs.Handle(bus, cqrs.Aggregate(repos.Payments, DeclinePaymentDecider, opts))
+	cqrs.Handle(bus, cqrs.Aggregate(repos.Payments, VoidPaymentDecider, opts))
 }

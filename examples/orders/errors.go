@@ -1,6 +1,9 @@
 package orders
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors of commands that name something that is not there or not usable:
 // bad input.
@@ -22,13 +25,31 @@ var (
 	ErrLastItem         = errors.New("an order keeps at least one line: cancel it instead")
 	ErrTooManyItems     = errors.New("the order has too many lines")
 	ErrQuantityTooLarge = errors.New("quantity too large")
+	ErrCheckingOut      = errors.New("the order is in checkout: the checkout confirms or cancels it")
+	ErrNoCheckout       = errors.New("the order has no checkout")
+	ErrOutOfStock       = errors.New("out of stock")
+	ErrPaymentSettled   = errors.New("the payment is settled already")
 )
+
+// OutOfStockError is the refusal of a reservation of more units than are
+// available.
+type OutOfStockError struct {
+	ProductID         string
+	Wanted, Available int
+}
+
+func (e *OutOfStockError) Error() string {
+	return fmt.Sprintf("reserve %d of product %q: out of stock: %d available", e.Wanted, e.ProductID, e.Available)
+}
+
+// Unwrap returns [ErrOutOfStock].
+func (e *OutOfStockError) Unwrap() error { return ErrOutOfStock }
 
 // IsConflict reports whether err is a refusal by an aggregate's state
 // (HTTP 409), as opposed to bad input.
 func IsConflict(err error) bool {
 	for _, target := range []error{ErrOrderNotOpen, ErrOrderCancelled, ErrOrderShipped, ErrNotConfirmed,
-		ErrNotPaid, ErrAlreadyPaid, ErrLastItem} {
+		ErrNotPaid, ErrAlreadyPaid, ErrLastItem, ErrCheckingOut, ErrNoCheckout, ErrOutOfStock, ErrPaymentSettled} {
 		if errors.Is(err, target) {
 			return true
 		}

@@ -63,22 +63,31 @@ type (
 		OrderID string `json:"order_id"`
 		Reason  string `json:"reason,omitempty"`
 	}
+	// OrderCheckoutStarted freezes the order's lines and starts the
+	// checkout process, which pays AmountCents with Card.
+	OrderCheckoutStarted struct {
+		OrderID     string `json:"order_id"`
+		Lines       []Line `json:"lines"`
+		AmountCents int64  `json:"amount_cents"`
+		Card        string `json:"card"`
+	}
 )
 
 // Event type names, as stored.
 const (
-	TypeProductCreated      = "ProductCreated"
-	TypeProductRenamed      = "ProductRenamed"
-	TypeProductRepriced     = "ProductRepriced"
-	TypeProductDiscontinued = "ProductDiscontinued"
-	TypeOrderPlaced         = "OrderPlaced.v2"
-	TypeOrderPlacedV1       = "OrderPlaced.v1"
-	TypeItemAdded           = "ItemAdded"
-	TypeItemRemoved         = "ItemRemoved"
-	TypeOrderConfirmed      = "OrderConfirmed"
-	TypeOrderPaid           = "OrderPaid"
-	TypeOrderShipped        = "OrderShipped"
-	TypeOrderCancelled      = "OrderCancelled"
+	TypeProductCreated       = "ProductCreated"
+	TypeProductRenamed       = "ProductRenamed"
+	TypeProductRepriced      = "ProductRepriced"
+	TypeProductDiscontinued  = "ProductDiscontinued"
+	TypeOrderPlaced          = "OrderPlaced.v2"
+	TypeOrderPlacedV1        = "OrderPlaced.v1"
+	TypeItemAdded            = "ItemAdded"
+	TypeItemRemoved          = "ItemRemoved"
+	TypeOrderConfirmed       = "OrderConfirmed"
+	TypeOrderPaid            = "OrderPaid"
+	TypeOrderShipped         = "OrderShipped"
+	TypeOrderCancelled       = "OrderCancelled"
+	TypeOrderCheckoutStarted = "OrderCheckoutStarted"
 )
 
 // Stream prefixes of the aggregates.

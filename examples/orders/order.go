@@ -25,6 +25,9 @@ type Order struct {
 	Status     Status // "" before it is placed
 	CustomerID string
 	Lines      []Line
+	// CheckingOut is set while the checkout process runs: only that
+	// process confirms or cancels the order then.
+	CheckingOut bool
 }
 
 // NewOrder returns an empty order, for [es.NewRepository].
@@ -56,14 +59,16 @@ func (o *Order) Apply(event any) error {
 		o.Lines = AddLine(o.Lines, e.Line)
 	case ItemRemoved:
 		o.Lines = RemoveLine(o.Lines, e.ProductID)
+	case OrderCheckoutStarted:
+		o.CheckingOut = true
 	case OrderConfirmed:
-		o.Status = StatusConfirmed
+		o.Status, o.CheckingOut = StatusConfirmed, false
 	case OrderPaid:
 		o.Status = StatusPaid
 	case OrderShipped:
 		o.Status = StatusShipped
 	case OrderCancelled:
-		o.Status = StatusCancelled
+		o.Status, o.CheckingOut = StatusCancelled, false
 	default:
 		return fmt.Errorf("order: unexpected event %T", event)
 	}

@@ -25,6 +25,14 @@ func NewRegistry() *es.Registry {
 	es.Register[OrderPaid](r, TypeOrderPaid)
 	es.Register[OrderShipped](r, TypeOrderShipped)
 	es.Register[OrderCancelled](r, TypeOrderCancelled)
+	es.Register[OrderCheckoutStarted](r, TypeOrderCheckoutStarted)
+	es.Register[StockSet](r, TypeStockSet)
+	es.Register[StockReserved](r, TypeStockReserved)
+	es.Register[StockReleased](r, TypeStockReleased)
+	es.Register[PaymentRequested](r, TypePaymentRequested)
+	es.Register[PaymentCaptured](r, TypePaymentCaptured)
+	es.Register[PaymentDeclined](r, TypePaymentDeclined)
+	es.Register[PaymentVoided](r, TypePaymentVoided)
 	r.Upcast(TypeOrderPlacedV1, UpcastOrderPlacedV1)
 	return r
 }

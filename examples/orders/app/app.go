@@ -1,13 +1,15 @@
 // Package app wires the order example together: the PostgreSQL event
-// store, the command bus, the projections and their sinks, and the HTTP
-// API, so that one process (or a test) runs all of it:
+// store, the command bus, the projections and their sinks, the checkout
+// process (examples/orders/checkout) and the HTTP API, so that one
+// process (or a test) runs all of it:
 //
 //	a, err := app.New(ctx, app.Config{Pool: pool, Elastic: client})
-//	go a.Run(ctx) // the projection workers, until ctx ends
+//	go a.Run(ctx) // the projection workers and the checkout, until ctx ends
 //	http.ListenAndServe(addr, a.Handler)
 //
-// A projection that stalls stays stalled and is reported by GET /healthz;
-// the other projections and the write and read APIs keep running.
+// A projection that stalls (the checkout's log follower among them) stays
+// stalled and is reported by GET /healthz; the other projections and the
+// write and read APIs keep running.
 package app
 
 import (
@@ -17,16 +19,20 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/stratadev/strata/cqrs"
+	"github.com/stratadev/strata/cqrs/process/pgprocess"
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/es/pgstore"
 	"github.com/stratadev/strata/examples/orders"
+	"github.com/stratadev/strata/examples/orders/checkout"
 	"github.com/stratadev/strata/examples/orders/httpapi"
 	"github.com/stratadev/strata/examples/orders/publish"
 	"github.com/stratadev/strata/examples/orders/readmodel"
@@ -88,6 +94,14 @@ type Config struct {
 	// KafkaTopic is the topic it publishes to. Defaults to contract.Topic
 	// ("orders.v1").
 	KafkaTopic string
+	// Checkout tunes the checkout process and the simulated payment
+	// gateway (the payment deadline). Defaults to the zero checkout.Config.
+	Checkout checkout.Config
+	// Process tunes the runners of the checkout and of the gateway; its
+	// Logger defaults to Logger, and its Runner.OnChange is called after
+	// the app has recorded the change for [App.Health]. Defaults to the
+	// zero pgprocess.Config.
+	Process pgprocess.Config
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -112,9 +126,16 @@ type App struct {
 	// Runner runs the projection workers (see [App.Run]); its Health is
 	// what GET /healthz reports.
 	Runner *projections.Runner
+	// Processes run the checkout process and the simulated payment
+	// gateway (see [App.Run]); their log followers are the projections
+	// process:checkout and process:payment-gateway.
+	Processes []*pgprocess.Runner
 
 	cfg Config
 	log *slog.Logger
+
+	mu            sync.Mutex
+	processHealth map[string]projections.WorkerStatus // of the process runners' log followers
 }
 
 // Projections are the PostgreSQL projections.
@@ -150,6 +171,15 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 			return nil, fmt.Errorf("app: %w", err)
 		}
 	}
+	if err := pgprocess.Migrate(ctx, a.Sink); err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	if err := cfg.Checkout.Validate(); err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	if err := cfg.Process.Validate(); err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
 	a.Repos = orders.NewRepositories(a.Store, a.Registry)
 	a.Bus = cqrs.NewBus()
 	orders.Register(a.Bus, a.Repos)
@@ -159,7 +189,22 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if err := k.setup(ctx); err != nil {
 		return nil, err
 	}
-	api := httpapi.Config{Bus: a.Bus, Store: a.Store, Reader: a.Reader, Checkpoints: a.Sink, Keys: k,
+	pc := cfg.Process
+	if pc.Logger == nil {
+		pc.Logger = log
+	}
+	a.processHealth = map[string]projections.WorkerStatus{}
+	onChange := pc.Runner.OnChange
+	pc.Runner.OnChange = func(st projections.WorkerStatus) {
+		a.mu.Lock()
+		a.processHealth[st.Name] = st
+		a.mu.Unlock()
+		if onChange != nil {
+			onChange(st)
+		}
+	}
+	a.Processes = checkout.Runners(a.Store, a.Registry, a.Sink, a.Bus, cfg.Checkout, pc)
+	api := httpapi.Config{Bus: a.Bus, Store: a.Store, Reader: a.Reader, Checkpoints: a.Sink, Keys: k, Checkouts: checkouts{a.Sink},
 		ReadWait: cfg.ReadWait, SearchTimeout: cfg.SearchTimeout, Logger: log, SearchOffMessage: cfg.SearchOff}
 	if cfg.Elastic != nil {
 		a.Elastic = elasticsink.New(cfg.Elastic, a.Sink, elasticsink.Config{Logger: log})
@@ -187,7 +232,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		a.Kafka = kafkasink.New(a.Sink, kc)
 	}
 	a.Runner = a.newRunner()
-	a.Handler = httpapi.WithHealth(httpapi.New(api), a.Runner.Health)
+	a.Handler = httpapi.WithHealth(httpapi.New(api), a.Health)
 	return a, nil
 }
 
@@ -208,12 +253,41 @@ func (a *App) newRunner() *projections.Runner {
 	return r
 }
 
-// Run runs the projection workers until ctx ends, and returns nil then. A
-// projection that stalls stays stalled, and is reported by a.Runner's
-// Health and GET /healthz, until an operator resumes it; the others keep
-// running. It may be called once.
+// Run runs the projection workers and the checkout's runners until ctx
+// ends, and returns nil then. A projection that stalls stays stalled, and
+// is reported by a.Runner's Health and GET /healthz, until an operator
+// resumes it; the others keep running. It may be called once.
 func (a *App) Run(ctx context.Context) error {
-	return a.Runner.Run(ctx)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.Runner.Run(ctx) })
+	for _, r := range a.Processes {
+		g.Go(func() error { return r.Run(ctx) })
+	}
+	return g.Wait()
+}
+
+// Health is what GET /healthz reports: the workers of a.Runner, then the
+// log followers of a.Processes (process:checkout, process:payment-gateway),
+// so that a stalled checkout is reported too.
+func (a *App) Health() projections.Health {
+	h := a.Runner.Health()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range a.Processes {
+		st, ok := a.processHealth[r.Worker().Name()]
+		if !ok {
+			st = projections.WorkerStatus{Name: r.Worker().Name(), State: r.Worker().State()}
+		}
+		h.Workers = append(h.Workers, st)
+	}
+	return h
+}
+
+// checkouts reads the checkout process's rows for the API.
+type checkouts struct{ sink *pgsink.Sink }
+
+func (c checkouts) Checkout(ctx context.Context, orderID string) (checkout.View, bool, error) {
+	return checkout.Read(ctx, c.sink, orderID)
 }
 
 // OrderSearch returns the order_search projection as configured.
@@ -221,7 +295,8 @@ func (a *App) OrderSearch() readmodel.OrderSearch {
 	return readmodel.OrderSearch{Alias: a.cfg.SearchAlias}
 }
 
-// ProjectionNames lists the projections this app runs.
+// ProjectionNames lists the projections of a.Runner; the log followers of
+// a.Processes are not among them.
 func (a *App) ProjectionNames() []string {
 	names := []string{readmodel.OrderViewName, readmodel.OrdersByProductName}
 	if a.Elastic != nil {

@@ -116,7 +116,7 @@ func (e *env) do(method, path, body string, header ...string) response {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if method == "POST" {
+	if method == "POST" || method == "PUT" {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	for i := 0; i+1 < len(header); i += 2 {

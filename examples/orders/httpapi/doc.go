@@ -11,9 +11,11 @@
 //	POST   /products/{id}/rename            {"name"}
 //	POST   /products/{id}/reprice           {"price_cents"}
 //	POST   /products/{id}/discontinue
+//	PUT    /products/{id}/stock             {"level"}
 //	POST   /orders                          {"order_id"?, "customer_id", "customer_name", "lines": [{"product_id", "quantity"}]}
 //	POST   /orders/{id}/items               {"product_id", "quantity"}
 //	DELETE /orders/{id}/items/{product}
+//	POST   /orders/{id}/checkout            {"card"?: "ok" | "decline" | "slow"}
 //	POST   /orders/{id}/confirm
 //	POST   /orders/{id}/pay                 {"amount_cents"}
 //	POST   /orders/{id}/ship
@@ -27,9 +29,19 @@
 // the ID is derived from the key, so that a retry names the same product
 // or order.
 //
+// POST /orders/{id}/checkout freezes the order and starts the checkout
+// process (examples/orders/checkout): it reserves the stock of each line
+// (set with PUT /products/{id}/stock), takes the payment from a simulated
+// gateway that answers by the card, then confirms the order and records
+// its payment, or cancels it with nothing held. The order's own
+// confirm, pay and cancel are refused (409 order_checking_out) while it
+// runs. POST /orders/{id}/confirm stays the back office's way to confirm
+// an order without a checkout (no stock is reserved, the payment is
+// recorded with /pay).
+//
 // Read API:
 //
-//	GET /orders/{id}
+//	GET /orders/{id}                        the order view, with "checkout": {"status", "reason"?, ...} once one started
 //	GET /products/{id}/orders?status=&from=&to=&limit=&cursor=
 //	GET /orders/search?q=&status=&from=&to=&min_total=&max_total=&sort=&limit=&offset=
 //
@@ -37,7 +49,9 @@
 // or ?after=; both with different values are a 400) waits, up to
 // [Config.ReadWait], until the read model has reached it; if it has not by
 // then, it answers with what the read model has and the header X-Stale:
-// true (projections/consistency does the waiting). A read model that is
+// true (projections/consistency does the waiting). GET /orders/{id} waits
+// for order_view and for the checkout process's follower
+// (process:checkout). A read model that is
 // being built for the first time answers 503.
 // A search takes at most [Config.SearchTimeout]; its terms at most
 // [MaxSearchLength] characters, and offset + limit at most 10,000.

@@ -67,6 +67,10 @@ var codes = []struct {
 	{orders.ErrNotPaid, "order_not_paid", http.StatusConflict},
 	{orders.ErrAlreadyPaid, "order_already_paid", http.StatusConflict},
 	{orders.ErrLastItem, "last_item", http.StatusConflict},
+	{orders.ErrCheckingOut, "order_checking_out", http.StatusConflict},
+	{orders.ErrNoCheckout, "no_checkout", http.StatusConflict},
+	{orders.ErrOutOfStock, "out_of_stock", http.StatusConflict},
+	{orders.ErrPaymentSettled, "payment_settled", http.StatusConflict},
 }
 
 // toAPIError maps an error of the bus or a reader to a response.

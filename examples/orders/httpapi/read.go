@@ -12,13 +12,20 @@ import (
 	"unicode/utf8"
 
 	"github.com/stratadev/strata/examples/orders"
+	"github.com/stratadev/strata/examples/orders/checkout"
 	"github.com/stratadev/strata/examples/orders/readmodel"
 )
 
 func (s *server) getOrder(w http.ResponseWriter, r *http.Request) {
 	// X-Stale is set on a 404 too: true only when the read model had not
 	// reached the request's token.
-	if _, err := s.waitRead(w, r, readmodel.OrderViewName); err != nil {
+	// With a token, the checkout is read once its process has seen the
+	// write too.
+	var also []string
+	if s.Checkouts != nil {
+		also = append(also, checkout.Projection)
+	}
+	if _, err := s.waitRead(w, r, readmodel.OrderViewName, also...); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -27,7 +34,27 @@ func (s *server) getOrder(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, v)
+	if s.Checkouts == nil {
+		writeJSON(w, http.StatusOK, v)
+		return
+	}
+	c, ok, err := s.Checkouts.Checkout(r.Context(), v.OrderID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := OrderWithCheckout{OrderView: v}
+	if ok {
+		out.Checkout = &c
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// OrderWithCheckout is the answer of GET /orders/{id}: the order view and,
+// once the order's checkout started, where it is.
+type OrderWithCheckout struct {
+	*readmodel.OrderView
+	Checkout *checkout.View `json:"checkout,omitempty"`
 }
 
 func (s *server) getProductOrders(w http.ResponseWriter, r *http.Request) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stratadev/strata/cqrs"
 	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/examples/orders/checkout"
 	"github.com/stratadev/strata/examples/orders/readmodel"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/consistency"
@@ -48,6 +49,9 @@ type Config struct {
 	// with a consistency token; a search that takes longer answers 503
 	// with Retry-After. Defaults to SearchTimeoutDefault (5s).
 	SearchTimeout time.Duration
+	// Checkouts reads where an order's checkout is, for GET /orders/{id}.
+	// Nil leaves the checkout out of the order view.
+	Checkouts Checkouts
 	// Keys remembers the request each Idempotency-Key was first used for,
 	// so that the key used again with another request is refused. Nil
 	// turns that check off: a retry is still harmless, but the key used
@@ -63,6 +67,13 @@ type Searcher interface {
 	// Refresh makes every document written so far searchable; a search
 	// that waited for a consistency token calls it first.
 	Refresh(ctx context.Context) error
+}
+
+// Checkouts reads the checkout of an order. The app's reads the checkout
+// process's row (see checkout.Read).
+type Checkouts interface {
+	// Checkout returns the order's checkout, or ok=false if it has none.
+	Checkout(ctx context.Context, orderID string) (v checkout.View, ok bool, err error)
 }
 
 type server struct {
@@ -91,9 +102,11 @@ func New(cfg Config) http.Handler {
 	mux.HandleFunc("POST /products/{id}/rename", s.renameProduct)
 	mux.HandleFunc("POST /products/{id}/reprice", s.repriceProduct)
 	mux.HandleFunc("POST /products/{id}/discontinue", s.discontinueProduct)
+	mux.HandleFunc("PUT /products/{id}/stock", s.setStock)
 	mux.HandleFunc("POST /orders", s.placeOrder)
 	mux.HandleFunc("POST /orders/{id}/items", s.addItem)
 	mux.HandleFunc("DELETE /orders/{id}/items/{product}", s.removeItem)
+	mux.HandleFunc("POST /orders/{id}/checkout", s.checkoutOrder)
 	mux.HandleFunc("POST /orders/{id}/confirm", s.confirmOrder)
 	mux.HandleFunc("POST /orders/{id}/pay", s.payOrder)
 	mux.HandleFunc("POST /orders/{id}/ship", s.shipOrder)
@@ -140,12 +153,12 @@ func (s *server) isReady(ctx context.Context, name string) (bool, error) {
 	return true, nil
 }
 
-// waitRead waits, up to ReadWait, for projection to reach the request's
-// consistency token and sets X-Stale (see [consistency.Waiter.Wait]). It
+// waitRead waits, up to ReadWait, for projection (and the also ones) to
+// reach the request's consistency token and sets X-Stale (see [consistency.Waiter.Wait]). It
 // refuses a malformed token with 400, and with 503 a read model that is
 // being built for the first time.
-func (s *server) waitRead(w http.ResponseWriter, r *http.Request, projection string) (consistency.Result, error) {
-	res, err := s.waiter.Wait(w, r, projection)
+func (s *server) waitRead(w http.ResponseWriter, r *http.Request, projection string, also ...string) (consistency.Result, error) {
+	res, err := s.waiter.Wait(w, r, append([]string{projection}, also...)...)
 	if te := (*consistency.TokenError)(nil); errors.As(err, &te) {
 		return res, badRequest("invalid_consistency_token", te.Reason)
 	}

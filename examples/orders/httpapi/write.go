@@ -255,3 +255,37 @@ func (s *server) cancelOrder(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	s.dispatch(w, r, id, orders.CancelOrder{Key: key(r), OrderID: id, Reason: body.Reason})
 }
+
+func (s *server) setStock(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Level *int `json:"level"`
+	}
+	if err := decode(w, r, &body, false); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if body.Level == nil {
+		s.writeError(w, r, &apiError{status: http.StatusBadRequest, code: "invalid_request", msg: "invalid request: level: is required",
+			fields: []cqrs.FieldError{{Field: "level", Message: "is required"}}})
+		return
+	}
+	id := r.PathValue("id")
+	s.dispatch(w, r, id, orders.SetStock{Key: key(r), ProductID: id, Level: *body.Level})
+}
+
+// CheckoutBody is the body of POST /orders/{id}/checkout.
+type CheckoutBody struct {
+	// Card tells the simulated payment gateway how to answer: "ok" (the
+	// default), "decline" or "slow" (after the checkout's deadline).
+	Card string `json:"card,omitempty"`
+}
+
+func (s *server) checkoutOrder(w http.ResponseWriter, r *http.Request) {
+	var body CheckoutBody
+	if err := decode(w, r, &body, true); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	id := r.PathValue("id")
+	s.dispatch(w, r, id, orders.CheckoutOrder{Key: key(r), OrderID: id, Card: body.Card})
+}

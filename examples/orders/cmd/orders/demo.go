@@ -79,6 +79,7 @@ func demo(cmd *cobra.Command, addr, shippingBin string) error {
 	defer pool.Close()
 
 	cfg := app.Config{Pool: pool, Schema: s.Schema, Logger: logger()}
+	cfg.Checkout = demoCheckout
 	esURL := s.ElasticsearchURL
 	if esURL == "" {
 		if _, err := elastictest.FindHome(); err != nil {
@@ -159,13 +160,14 @@ func demo(cmd *cobra.Command, addr, shippingBin string) error {
 		return <-done
 	}
 	say("\nStill serving at %s until Ctrl-C. Try:", base)
-	say("  curl -s %s/orders/o-1001", base)
+	say("  curl -s %s/orders/o-2003", base)
 	say("  curl -s '%s/products/tea/orders?status=placed&limit=10'", base)
 	say("  curl -s '%s/orders/search?q=darjeeling&sort=-total'", base)
 	if shipping != "" {
 		say("  curl -s %s/shipments/o-1002        # the shipping service", shipping)
 	}
-	say(`  curl -s -XPOST %s/orders -H 'Content-Type: application/json' -d '{"customer_id":"c-9","customer_name":"Dan","lines":[{"product_id":"pot","quantity":1}]}'`, base)
+	say(`  curl -s -XPOST %s/orders -H 'Content-Type: application/json' -d '{"order_id":"o-9","customer_id":"c-9","customer_name":"Dan","lines":[{"product_id":"cup","quantity":1}]}'`, base)
+	say(`  curl -s -XPOST %s/orders/o-9/checkout -H 'Content-Type: application/json' -d '{"card":"decline"}'`, base)
 	err = <-done
 	if ctx.Err() != nil {
 		say("Stopped.")
@@ -219,6 +221,8 @@ func scenario(ctx context.Context, out io.Writer, base string, search bool, ship
 	c.write("POST", "/orders", `{"customer_id":"c-4","customer_name":"Dan","lines":[{"product_id":"kettle","quantity":1}]}`)
 	c.write("POST", "/orders/o-1002/cancel", "")
 
+	checkoutScenario(c)
+
 	if shipping != "" {
 		shippingScenario(c, shipping)
 	}
@@ -257,7 +261,7 @@ func (c *demoClient) do(method, path, body string, header http.Header) (*http.Re
 		c.err = err
 		return nil, nil
 	}
-	if method == "POST" {
+	if method == "POST" || method == "PUT" {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	for k, v := range header {

@@ -16,17 +16,20 @@ import (
 
 	"github.com/stratadev/strata/cmd/strata/cli"
 	"github.com/stratadev/strata/examples/orders/app"
+	"github.com/stratadev/strata/examples/orders/checkout"
 )
 
 func serveCommand() *cobra.Command {
 	var (
-		addr       string
-		dbMaxConns int32
+		addr           string
+		dbMaxConns     int32
+		paymentTimeout time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve the write and read APIs and run the projection workers",
-		Long: `Serve the write and read APIs and run the projection workers, in one process,
+		Short: "Serve the write and read APIs and run the projection workers and the checkout",
+		Long: `Serve the write and read APIs and run the projection workers and the checkout
+process (with its simulated payment gateway), in one process,
 on the PostgreSQL database of --database-url (or ` + cli.EnvDatabaseURL + `) and, when
 --elasticsearch-url (or ` + cli.EnvElasticsearchURL + `) is set, Elasticsearch for search.
 With --kafka-brokers (or ` + cli.EnvKafkaBrokers + `) it also publishes the order events
@@ -52,6 +55,7 @@ resume NAME'; the running server starts that projection again.`,
 			}
 			defer pool.Close()
 			cfg := app.Config{Pool: pool, Schema: s.Schema, Logger: logger(), KafkaBrokers: s.KafkaBrokers}
+			cfg.Checkout = checkout.Config{PaymentTimeout: paymentTimeout}
 			if u := s.ElasticsearchURL; u != "" {
 				if cfg.Elastic, err = elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{u}}); err != nil {
 					return err
@@ -72,6 +76,7 @@ resume NAME'; the running server starts that projection again.`,
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "address to listen on")
+	cmd.Flags().DurationVar(&paymentTimeout, "payment-timeout", checkout.PaymentTimeoutDefault, "how long a checkout waits for its payment before it voids it and cancels the order")
 	cmd.Flags().Int32Var(&dbMaxConns, "db-max-conns", 0, fmt.Sprintf("PostgreSQL connections of the pool (default: the URL's pool_max_conns, else %d)", app.PoolMaxConnsDefault))
 	return cmd
 }
