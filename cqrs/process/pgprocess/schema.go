@@ -81,7 +81,7 @@ CREATE TABLE IF NOT EXISTS {{outbox}} (
 	dispatched_at timestamptz,
 	PRIMARY KEY (process, id, step, seq)
 );
-CREATE INDEX IF NOT EXISTS {{outbox_pending}} ON {{outbox}} (process, next_attempt_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS {{outbox_pending}} ON {{outbox}} (process, next_attempt_at, id, step, seq) WHERE status = 'pending';
 CREATE TABLE IF NOT EXISTS {{deadlines}} (
 	process text NOT NULL,
 	id text NOT NULL,
