@@ -336,8 +336,9 @@ func benchRaw(b *testing.B, srv *benchServer) {
 // (STRATA_BENCH_DEADLINES, default 10,000) are placed (their OrderPlaced
 // imported into the log) and their instances stored as the runner stores
 // them after that event, each waiting for its payment with a deadline; the
-// deadlines are due from 2 s after the runners start to 10 s later, evenly
-// spread, so all n are pending when the first comes due. The process's
+// deadlines are due from 2 s after the runners start to 10 s later
+// (STRATA_BENCH_SPREAD, in seconds), evenly spread, so all n are pending
+// when the first comes due. The process's
 // checkpoint is put at the head of the log, as after those events. Each
 // firing cancels its order (a command, whose event completes the
 // instance), so the runners fire, dispatch and follow the log at once. The
@@ -345,7 +346,8 @@ func benchRaw(b *testing.B, srv *benchServer) {
 // the start of the transaction that fired the deadline.
 func BenchmarkDeadlineDelay(b *testing.B) {
 	n := envInt(b, "STRATA_BENCH_DEADLINES", 10_000)
-	const lead, spread = 2 * time.Second, 10 * time.Second
+	const lead = 2 * time.Second
+	spread := time.Duration(envInt(b, "STRATA_BENCH_SPREAD", 10)) * time.Second
 	srv := startBenchServer(b, false)
 	for _, runners := range []int{1, 2} {
 		b.Run(fmt.Sprintf("runners-%d", runners), func(b *testing.B) {
