@@ -43,7 +43,7 @@ PEER_BENCH_PKGS := ./internal/peerbench/
 # assertions; see docs/benchmarks.md).
 BENCH_TARGETS ?= -target AppendOne=0.8,AppendOneParallel=0.8,Append100=0.8,Import=0.85,ReadAll=0.7,OnNew=0.9,OnExisting=0.9,CatchUp=0.75
 
-.PHONY: all test vet lint tidy ensure-postgres ensure-elasticsearch ensure-kafka bench bench-peer bench-kafka
+.PHONY: all test vet lint tidy ensure-postgres ensure-elasticsearch ensure-kafka bench bench-peer bench-kafka bench-process
 
 all: test
 
@@ -76,6 +76,17 @@ bench: ensure-postgres
 bench-peer: ensure-postgres
 	$(WITHPG) $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout $(BENCHTIMEOUT) $(PEER_BENCH_PKGS) \
 		| $(GO) run ./internal/cmd/benchratio
+
+# Process managers (docs/benchmarks.md): the order process through the
+# runner against raw pgx, fsync off and on, one op per process; then the
+# delay of 10,000 deadlines and the heap with up to 100,000 instances. Each
+# benchmark starts servers of its own, so not part of `make bench`.
+# BENCH_PROCESSES sets how many processes the first runs (default 2000).
+BENCH_PROCESSES ?= 2000
+bench-process: ensure-postgres
+	$(GO) test -run '^$$' -bench OrderProcess -benchtime $(BENCH_PROCESSES)x -count $(BENCHCOUNT) -timeout $(BENCHTIMEOUT) ./cqrs/process/pgprocess/ \
+		| $(GO) run ./internal/cmd/benchratio -target OrderProcess=0.6
+	$(GO) test -run '^$$' -bench 'DeadlineDelay|IdleInstances' -benchtime 1x -count $(BENCHCOUNT) -timeout $(BENCHTIMEOUT) ./cqrs/process/pgprocess/
 
 # The Kafka sink against raw franz-go producers, then the end-to-end
 # latency at 1,000 events/s and a read model consumed by 1, 2 and 4

@@ -85,7 +85,7 @@ CREATE TABLE IF NOT EXISTS {{outbox}} (
 	handled_step bigint,
 	PRIMARY KEY (process, id, step, seq)
 );
-CREATE INDEX IF NOT EXISTS {{outbox_pending}} ON {{outbox}} (process, next_attempt_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS {{outbox_pending}} ON {{outbox}} (process, next_attempt_at, id, step, seq) WHERE status = 'pending';
 ALTER TABLE {{outbox}} ADD COLUMN IF NOT EXISTS handled_step bigint;
 CREATE INDEX IF NOT EXISTS {{outbox_unhandled}} ON {{outbox}} (process, id) WHERE status = 'rejected' AND handled_step IS NULL;
 CREATE TABLE IF NOT EXISTS {{deadlines}} (

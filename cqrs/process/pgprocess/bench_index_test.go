@@ -1,0 +1,45 @@
+package pgprocess_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stratadev/strata/cqrs/process/pgprocess"
+)
+
+// BenchmarkOrderProcess found the dispatcher sorting every pending command
+// of a follower batch on each dispatch: they share next_attempt_at (the
+// batch's now()), and the pending index had no other column. The
+// dispatcher's query, on 1,000 pending commands of one batch, must be
+// served in its order by the index, with no sort.
+func TestDispatchOrderNeedsNoSort(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	outbox := pgxIdent(e.sink.Schema(), pgprocess.OutboxTable)
+	if _, err := e.pool.Exec(t.Context(), `INSERT INTO `+outbox+` (process, id, step, seq, command_id, command_type, command)
+		SELECT 'checkout', g::text, 1, 0, 'checkout/' || g || '/1/0', 'pgprocess_test.CapturePayment', '{}'
+		FROM generate_series(1, 1000) g`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.pool.Exec(t.Context(), `ANALYZE `+outbox); err != nil {
+		t.Fatal(err)
+	}
+	// The dispatcher's query (loops.go, dispatchOne).
+	rows, err := e.pool.Query(t.Context(), `EXPLAIN SELECT id, step, seq, command_id, command_type, command, attempts,
+			correlation_id, causation_id, traceparent, tracestate
+		FROM `+outbox+` WHERE process = $1 AND status = 'pending' AND next_attempt_at <= now()
+		ORDER BY next_attempt_at, id, step, seq LIMIT 1 FOR UPDATE SKIP LOCKED`, "checkout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(plan, "\n")
+	if strings.Contains(text, "Sort") || !strings.Contains(text, pgprocess.OutboxTable+"_pending") {
+		t.Errorf("plan of the dispatcher's query:\n%s\nwant an index scan of %s_pending and no sort", text, pgprocess.OutboxTable)
+	}
+}
