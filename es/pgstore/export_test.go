@@ -42,3 +42,7 @@ func SetGroupHooks(s *Store, h GroupHooks) {
 		s.group.sending = func(conn *pgx.Conn, n int) { h.Sending(conn.PgConn().PID(), n) }
 	}
 }
+
+// PendingSQL returns the statement a subscription runs to learn whether
+// committed events follow a position, for EXPLAIN in tests.
+func PendingSQL(s *Store) string { return s.q.pending }

@@ -3,6 +3,7 @@ package pgstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -349,6 +350,57 @@ func TestReadAllPlan(t *testing.T) {
 	if !strings.Contains(plan, "Index Scan using events_log_key") || !strings.Contains(plan, "Index Cond: ((ROW(tx_id, \"position\") > ROW(") ||
 		!strings.Contains(plan, "(tx_id < pg_snapshot_xmin(pg_current_snapshot()))") || strings.Contains(plan, "Sort") {
 		t.Errorf("ReadAll is not a range scan of events_log_key bounded by the snapshot's xmin:\n%s", plan)
+	}
+}
+
+// The subscription's question "are there committed events after this
+// position?" stays an index probe under the generic plan that PostgreSQL
+// gives a prepared statement after five runs: an EXISTS on the row
+// comparison was planned as a scan of the whole log.
+func TestPendingPlanIsAnIndexProbe(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t, pgstore.Config{})
+	ctx := t.Context()
+	if _, err := s.Import(ctx, importEvents(20000, 50)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, "ANALYZE "+pgx.Identifier{s.Schema(), "events"}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	page, err := s.ReadAll(ctx, es.Start, 10000)
+	if err != nil || len(page) == 0 {
+		t.Fatalf("ReadAll: %d events, %v", len(page), err)
+	}
+	after := page[len(page)-1].Position
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = force_generic_plan"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "PREPARE pending_probe(xid8, bigint) AS "+pgstore.PendingSQL(s)); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Exec(context.Background(), "DEALLOCATE pending_probe") //nolint:errcheck // the connection is released either way
+	rows, err := tx.Query(ctx, fmt.Sprintf("EXPLAIN EXECUTE pending_probe('%d', %d)", after.Commit, after.Prepare))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := strings.Join(lines, "\n")
+	t.Logf("generic plan:\n%s", plan)
+	if strings.Contains(plan, "Seq Scan") || !strings.Contains(plan, "events_log_key") {
+		t.Errorf("the pending probe's generic plan does not use events_log_key:\n%s", plan)
 	}
 }
 
