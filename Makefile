@@ -96,12 +96,15 @@ bench-kafka: ensure-postgres ensure-kafka
 
 # The order example: throwaway PostgreSQL (and Elasticsearch and Kafka when
 # Java is there; otherwise search, or publishing and the shipping service,
-# are off and the demo says how to turn them on), the order service's APIs
+# are off and the demo says how to turn them on; and Zipkin, to which both
+# services export their spans, the demo printing the links of two traces),
+# the order service's APIs
 # and projections in one process, the shipping service (examples/shipping)
 # in a second one, a scripted scenario, then serving until Ctrl-C
 # (DEMO_EXIT=1 stops after the scenario).
 demo: ensure-postgres
 	@./scripts/ensure-elasticsearch.sh >/dev/null || echo "demo: continuing without Elasticsearch; search will be off"
 	@./scripts/ensure-kafka.sh >/dev/null || echo "demo: continuing without Kafka; publishing and the shipping service will be off"
+	@./scripts/ensure-zipkin.sh >/dev/null || echo "demo: continuing without Zipkin; tracing will be off"
 	$(GO) build -o bin/shipping ./examples/shipping/cmd/shipping
 	$(GO) run ./examples/orders/cmd/orders demo --shipping bin/shipping
