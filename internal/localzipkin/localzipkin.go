@@ -294,12 +294,12 @@ func TraceURL(base, traceID string) string { return base + "/zipkin/traces/" + t
 
 // Span is a span as Zipkin's API v2 returns it (the fields tests look at).
 type Span struct {
-	TraceID       string            `json:"traceId"`
-	ID            string            `json:"id"`
-	ParentID      string            `json:"parentId"`
-	Name          string            `json:"name"`
-	Kind          string            `json:"kind"`
-	Duration      int64             `json:"duration"` // microseconds
+	TraceID       string `json:"traceId"`
+	ID            string `json:"id"`
+	ParentID      string `json:"parentId"`
+	Name          string `json:"name"`
+	Kind          string `json:"kind"`
+	Duration      int64  `json:"duration"` // microseconds
 	LocalEndpoint struct {
 		ServiceName string `json:"serviceName"`
 	} `json:"localEndpoint"`
