@@ -143,7 +143,7 @@ func TestWorkerApplySpans(t *testing.T) {
 	}
 	attrs := map[string]string{}
 	for _, kv := range ap.Attributes() {
-		attrs[string(kv.Key)] = kv.Value.Emit()
+		attrs[string(kv.Key)] = kv.Value.String()
 	}
 	for k, v := range map[string]string{"strata.projection": "s", "strata.event.type": "ItemAdded"} {
 		if attrs[k] != v {

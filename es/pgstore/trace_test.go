@@ -53,7 +53,7 @@ func TestAppendSpan(t *testing.T) {
 		}
 		got := map[string]string{}
 		for _, kv := range ok.Attributes() {
-			got[string(kv.Key)] = kv.Value.Emit()
+			got[string(kv.Key)] = kv.Value.String()
 		}
 		want := map[string]string{"db.system.name": "postgresql", "strata.stream": "s-1", "strata.events": "2",
 			"strata.stream.version": "2", "strata.position": res.Position.String()}

@@ -204,9 +204,9 @@ func (s *Server) launch(ctx context.Context, java, jar, heap string) error {
 func (s *Server) waitReady(ctx context.Context, proc *localproc.Process, logPath string) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	lastErr := errors.New("no answer on /health")
 	for {
-		if lastErr = Ready(ctx, s.URL()); lastErr == nil {
+		lastErr := Ready(ctx, s.URL())
+		if lastErr == nil {
 			return nil
 		}
 		if logs, _ := os.ReadFile(logPath); bindFailed(logs) {
