@@ -11,7 +11,8 @@
 # TEST_KAFKA_URL to use your own, or STRATA_SKIP_KAFKA=1 to skip the Kafka
 # tests. And for Zipkin: scripts/ensure-zipkin.sh fetches Zipkin's server
 # jar once (mvn, Java 17) and internal/cmd/withzipkin starts one server for
-# the run (about 5 s, while the others start); set TEST_ZIPKIN_URL to use
+# the run in the background (about 5 s, while the others start, so it goes
+# first); set TEST_ZIPKIN_URL to use
 # your own, or STRATA_SKIP_ZIPKIN=1 to skip the tests that read traces back.
 
 SHELL := /bin/bash
@@ -74,7 +75,7 @@ lint:
 	./scripts/check-modules.sh
 
 test: ensure-postgres ensure-elasticsearch ensure-kafka ensure-zipkin vet
-	$(WITHPG) $(WITHELASTIC) $(WITHKAFKA) $(WITHZIPKIN) $(GO) test -race -count=1 $(PKGS)
+	$(WITHZIPKIN) $(WITHPG) $(WITHELASTIC) $(WITHKAFKA) $(GO) test -race -count=1 $(PKGS)
 
 bench: ensure-postgres
 	$(WITHPG) $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout $(BENCHTIMEOUT) $(BENCH_PKGS) \

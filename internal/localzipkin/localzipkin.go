@@ -251,6 +251,26 @@ func Ready(ctx context.Context, url string) error {
 	return nil
 }
 
+// WaitReady waits until the server at url answers [Ready], for a server
+// that is still starting (internal/cmd/withzipkin does not wait for its
+// own). It polls, as the server has no other signal, and gives up when ctx
+// ends.
+func WaitReady(ctx context.Context, url string) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := Ready(ctx, url)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("zipkin at %s was not ready in time: %w", url, err)
+		case <-tick.C:
+		}
+	}
+}
+
 // URL returns the server's base address, like http://127.0.0.1:9411.
 func (s *Server) URL() string { return "http://127.0.0.1:" + strconv.Itoa(s.port) }
 

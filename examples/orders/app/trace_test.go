@@ -37,6 +37,12 @@ func zipkinURL(t *testing.T) string {
 		}
 		t.Fatal("no Zipkin server: set TEST_ZIPKIN_URL (make test starts one), or STRATA_SKIP_ZIPKIN=1")
 	}
+	// withzipkin names the server before it is up.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	if err := localzipkin.WaitReady(ctx, u); err != nil {
+		t.Fatal(err)
+	}
 	return u
 }
 
