@@ -2,6 +2,7 @@ package consume_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,14 +79,18 @@ func TestCommandsJoinTrace(t *testing.T) {
 	}
 }
 
-// signalModel tells when it has handled a batch.
+// signalModel tells when it has handled a batch, and counts the messages.
 type signalModel struct {
 	counterModel
 	done chan struct{}
+	seen *atomic.Int64
 }
 
 func (m signalModel) HandleBatch(ctx context.Context, tx pgx.Tx, msgs []consume.Message) error {
 	err := m.counterModel.HandleBatch(ctx, tx, msgs)
+	if err == nil {
+		m.seen.Add(int64(len(msgs)))
+	}
 	select {
 	case m.done <- struct{}{}:
 	default:
@@ -110,22 +115,27 @@ func TestReadModelTrace(t *testing.T) {
 
 	cfg := e.config()
 	cfg.TracerProvider = tp
-	m := signalModel{counterModel: e.model, done: make(chan struct{}, 1)}
+	m := signalModel{counterModel: e.model, done: make(chan struct{}, 1), seen: new(atomic.Int64)}
 	stop := running(t, e.readModel(t, cfg, m).Run)
-	var links, applies int
-	for links < 2 {
+	timeout := time.NewTimer(60 * time.Second)
+	defer timeout.Stop()
+	for m.seen.Load() < 2 {
 		select {
 		case <-m.done:
-		case <-t.Context().Done():
-			t.Fatal("no batch handled")
-		}
-		links = 0
-		for _, b := range spansNamed(rec, "process "+e.topic) {
-			links += len(b.Links())
+		case <-timeout.C:
+			t.Fatalf("the read model handled %d messages in 60s, want 2", m.seen.Load())
 		}
 	}
+	// Once Run has returned, every span of the batches has ended.
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+	links, applies := 0, 0
+	for _, b := range spansNamed(rec, "process "+e.topic) {
+		links += len(b.Links())
+	}
+	if links != 2 {
+		t.Errorf("the batch spans have %d links, want 2 (one per message's trace)", links)
 	}
 	parents := map[trace.SpanID]bool{}
 	for _, a := range spansNamed(rec, "apply "+e.topic) {
