@@ -136,3 +136,22 @@ func TestTracingSettings(t *testing.T) {
 		}
 	}
 }
+
+// Main reads the OTEL_* variables of the process before it runs a
+// command: a wrong one is a usage error that names it, and nothing runs.
+// (Not parallel: it sets the process's environment.)
+func TestMainRefusesWrongTracingSetting(t *testing.T) {
+	t.Setenv(cli.EnvTracesExporter, "jaeger")
+	var stdout, stderr bytes.Buffer
+	root := cli.New(cli.Config{Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }})
+	code := cli.Main(t.Context(), root, []string{"projections", "list"})
+	if code != cli.ExitUsage {
+		t.Errorf("exit code %d, want %d (usage)", code, cli.ExitUsage)
+	}
+	if want := `strata: tracing: OTEL_TRACES_EXPORTER="jaeger": want zipkin, otlp or none`; !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr %q, want %q", stderr.String(), want)
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("the command ran: stdout %q", stdout.String())
+	}
+}
