@@ -9,7 +9,11 @@
 # scripts/ensure-kafka.sh fetches Apache Kafka's jars once (mvn, Java 17)
 # and internal/cmd/withkafka starts one broker for the run; set
 # TEST_KAFKA_URL to use your own, or STRATA_SKIP_KAFKA=1 to skip the Kafka
-# tests.
+# tests. And for Zipkin: scripts/ensure-zipkin.sh fetches Zipkin's server
+# jar once (mvn, Java 17) and internal/cmd/withzipkin starts one server for
+# the run in the background (about 5 s, while the others start, so it goes
+# first); set TEST_ZIPKIN_URL to use
+# your own, or STRATA_SKIP_ZIPKIN=1 to skip the tests that read traces back.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
@@ -27,6 +31,7 @@ PKGS := $(addsuffix /...,$(MODULES))
 WITHPG = $(GO) run ./cmd/withpg --
 WITHELASTIC = $(GO) run ./internal/cmd/withelastic --
 WITHKAFKA = $(GO) run ./internal/cmd/withkafka --
+WITHZIPKIN = $(GO) run ./internal/cmd/withzipkin --
 
 # Benchmarks: which ones, how long, how often (the table shows medians).
 BENCH ?= .
@@ -43,7 +48,7 @@ PEER_BENCH_PKGS := ./internal/peerbench/
 # assertions; see docs/benchmarks.md).
 BENCH_TARGETS ?= -target AppendOne=0.8,AppendOneParallel=0.8,Append100=0.8,Import=0.85,ReadAll=0.7,OnNew=0.9,OnExisting=0.9,CatchUp=0.75
 
-.PHONY: all test vet lint tidy ensure-postgres ensure-elasticsearch ensure-kafka bench bench-peer bench-kafka bench-process
+.PHONY: all test vet lint tidy ensure-postgres ensure-elasticsearch ensure-kafka ensure-zipkin bench bench-peer bench-kafka bench-process
 
 all: test
 
@@ -56,6 +61,9 @@ ensure-elasticsearch:
 ensure-kafka:
 	@if [[ -z "$${TEST_KAFKA_URL:-}" && "$${STRATA_SKIP_KAFKA:-}" != 1 ]]; then ./scripts/ensure-kafka.sh >/dev/null; fi
 
+ensure-zipkin:
+	@if [[ -z "$${TEST_ZIPKIN_URL:-}" && "$${STRATA_SKIP_ZIPKIN:-}" != 1 ]]; then ./scripts/ensure-zipkin.sh >/dev/null; fi
+
 vet:
 	$(GO) vet $(PKGS)
 
@@ -66,8 +74,8 @@ lint:
 	GOOS=darwin $(GO) vet $(PKGS)
 	./scripts/check-modules.sh
 
-test: ensure-postgres ensure-elasticsearch ensure-kafka vet
-	$(WITHPG) $(WITHELASTIC) $(WITHKAFKA) $(GO) test -race -count=1 $(PKGS)
+test: ensure-postgres ensure-elasticsearch ensure-kafka ensure-zipkin vet
+	$(WITHZIPKIN) $(WITHPG) $(WITHELASTIC) $(WITHKAFKA) $(GO) test -race -count=1 $(PKGS)
 
 bench: ensure-postgres
 	$(WITHPG) $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout $(BENCHTIMEOUT) $(BENCH_PKGS) \
@@ -100,12 +108,15 @@ bench-kafka: ensure-postgres ensure-kafka
 
 # The order example: throwaway PostgreSQL (and Elasticsearch and Kafka when
 # Java is there; otherwise search, or publishing and the shipping service,
-# are off and the demo says how to turn them on), the order service's APIs
+# are off and the demo says how to turn them on; and Zipkin, to which both
+# services export their spans, the demo printing the links of two traces),
+# the order service's APIs
 # and projections in one process, the shipping service (examples/shipping)
 # in a second one, a scripted scenario, then serving until Ctrl-C
 # (DEMO_EXIT=1 stops after the scenario).
 demo: ensure-postgres
 	@./scripts/ensure-elasticsearch.sh >/dev/null || echo "demo: continuing without Elasticsearch; search will be off"
 	@./scripts/ensure-kafka.sh >/dev/null || echo "demo: continuing without Kafka; publishing and the shipping service will be off"
+	@./scripts/ensure-zipkin.sh >/dev/null || echo "demo: continuing without Zipkin; tracing will be off"
 	$(GO) build -o bin/shipping ./examples/shipping/cmd/shipping
 	$(GO) run ./examples/orders/cmd/orders demo --shipping bin/shipping

@@ -74,3 +74,80 @@ func TestWorkerTraceContinues(t *testing.T) {
 		t.Errorf("batch span links %+v; want one link to the command's span", l)
 	}
 }
+
+// A batch with events of two commands, one sampled and one not, links both
+// and starts one apply span, in the sampled command's trace.
+func TestWorkerApplySpans(t *testing.T) {
+	t.Parallel()
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer tp.Shutdown(context.Background())
+
+	sampledCtx, sampled := tp.Tracer("test").Start(context.Background(), "command")
+	sampled.End()
+	unsampled := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1, 2, 3}, SpanID: trace.SpanID{4, 5, 6}, Remote: true})
+	mdOf := func(ctx context.Context) es.Metadata {
+		md := es.Metadata{}
+		propagation.TraceContext{}.Inject(ctx, propagation.MapCarrier(md))
+		return md
+	}
+	store, sink := memstore.New(), memsink.New()
+	a := es.EventData{Type: "ItemAdded", Data: []byte(`{"sku":"a","qty":1}`), Metadata: mdOf(sampledCtx)}
+	b := es.EventData{Type: "ItemAdded", Data: []byte(`{"sku":"b","qty":1}`),
+		Metadata: mdOf(trace.ContextWithRemoteSpanContext(context.Background(), unsampled))}
+	if _, err := store.Append(t.Context(), "a", es.NoStream, a, a); err != nil {
+		t.Fatal(err)
+	}
+	res, err := store.Append(t.Context(), "b", es.NoStream, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := start(t, ctx, projections.NewWorker(store, newRegistry(), sink, projections.Projection[*memsink.Tx](stock{name: "s"}),
+		projections.Config{Logger: quiet, TracerProvider: tp}))
+	waitFor(t, sink, "s", res.Position)
+	cancel()
+	if err := waitDone(t, done); err != nil {
+		t.Fatal(err)
+	}
+	var batches, applies []sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		switch s.Name() {
+		case "projections.batch s":
+			batches = append(batches, s)
+		case "projections.apply s":
+			applies = append(applies, s)
+		}
+	}
+	if len(batches) != 1 {
+		t.Fatalf("%d batch spans, want 1 (the test wants both commands' events in one batch)", len(batches))
+	}
+	if got := len(batches[0].Links()); got != 2 {
+		t.Errorf("batch span has %d links, want 2 (one per command)", got)
+	}
+	if batches[0].Parent().IsValid() {
+		t.Errorf("batch span of two commands has parent %s, want none", batches[0].Parent().SpanID())
+	}
+	if len(applies) != 1 {
+		t.Fatalf("%d apply spans, want 1 (for the sampled command only)", len(applies))
+	}
+	ap, want := applies[0], sampled.SpanContext()
+	if ap.Parent().SpanID() != want.SpanID() || ap.SpanContext().TraceID() != want.TraceID() {
+		t.Errorf("apply span's parent %s in trace %s, want the command's span %s in trace %s",
+			ap.Parent().SpanID(), ap.SpanContext().TraceID(), want.SpanID(), want.TraceID())
+	}
+	if ap.SpanKind() != trace.SpanKindConsumer {
+		t.Errorf("apply span kind %s, want consumer", ap.SpanKind())
+	}
+	attrs := map[string]string{}
+	for _, kv := range ap.Attributes() {
+		attrs[string(kv.Key)] = kv.Value.String()
+	}
+	for k, v := range map[string]string{"strata.projection": "s", "strata.event.type": "ItemAdded"} {
+		if attrs[k] != v {
+			t.Errorf("apply span attribute %s = %q, want %q", k, attrs[k], v)
+		}
+	}
+}

@@ -35,7 +35,9 @@ import (
 // ctx ends while it waits for a group returns ctx's cause and writes
 // nothing; once its group was taken, it returns an
 // [*es.UnknownOutcomeError].
-func (s *Store) Append(ctx context.Context, stream string, expected es.ExpectedVersion, events ...es.EventData) (es.AppendResult, error) {
+func (s *Store) Append(ctx context.Context, stream string, expected es.ExpectedVersion, events ...es.EventData) (res es.AppendResult, err error) {
+	ctx, span := s.startAppend(ctx, stream, len(events))
+	defer func() { endAppend(span, res, err) }()
 	a, err := newAppendArgs(stream, expected, events, s.limits)
 	if err != nil {
 		return es.AppendResult{}, err
@@ -91,7 +93,9 @@ func (s *Store) appendAlone(ctx context.Context, a *appendArgs) (es.AppendResult
 // The append locks the stream until tx ends, and while tx is open it holds
 // back every reader of the global log (see the package documentation), so
 // keep it short.
-func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, stream string, expected es.ExpectedVersion, events ...es.EventData) (es.AppendResult, error) {
+func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, stream string, expected es.ExpectedVersion, events ...es.EventData) (res es.AppendResult, err error) {
+	ctx, span := s.startAppend(ctx, stream, len(events))
+	defer func() { endAppend(span, res, err) }()
 	a, err := newAppendArgs(stream, expected, events, s.limits)
 	if err != nil {
 		return es.AppendResult{}, err

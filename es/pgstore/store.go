@@ -15,6 +15,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/stratadev/strata/es"
 )
@@ -39,6 +41,10 @@ type Config struct {
 	PollInterval time.Duration
 	// Logger receives the store's diagnostics. Defaults to slog.Default().
 	Logger *slog.Logger
+	// TracerProvider makes the spans of appends ("pgstore.append", a child
+	// of the span in the caller's context). Defaults to the global
+	// provider, otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
 	// MaxEventSize is the largest event an append (or an import) may
 	// carry, in bytes as [es.EventSize] measures them; a larger one is
 	// refused with an [*es.InvalidEventError] before anything is sent.
@@ -68,6 +74,9 @@ func (c Config) withDefaults() Config {
 	c.GroupCommitMax = cmp.Or(c.GroupCommitMax, GroupCommitMaxDefault)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = otel.GetTracerProvider()
 	}
 	return c
 }
@@ -116,6 +125,7 @@ type Store struct {
 	q                      queries
 	limits                 es.SizeLimits
 	group                  group
+	tracer                 trace.Tracer // nil for a store without a pool
 }
 
 var (
@@ -150,6 +160,9 @@ func newStore(cfg Config) *Store {
 	s.q = newQueries(s.expand)
 	s.limits = cfg.limits()
 	s.group.limit = groupsInFlight
+	if cfg.TracerProvider != nil {
+		s.tracer = cfg.TracerProvider.Tracer(TracerName)
+	}
 	return s
 }
 

@@ -160,6 +160,7 @@ var (
 func NewBus(store es.Store, reg *es.Registry) *cqrs.Bus {
 	shipments := es.NewRepository(store, reg, NewShipment, es.RepositoryConfig{StreamPrefix: StreamPrefix})
 	bus := cqrs.NewBus()
+	bus.Use(cqrs.Tracing(cqrs.TracingConfig{})) // the global TracerProvider
 	cqrs.Handle(bus, cqrs.Aggregate(shipments, RequestShipmentDecider, cqrs.AggregateConfig{}))
 	cqrs.Handle(bus, cqrs.Aggregate(shipments, CancelShipmentDecider, cqrs.AggregateConfig{}))
 	return bus

@@ -243,15 +243,21 @@ func Main(ctx context.Context, root *cobra.Command, args []string) int {
 	context.AfterFunc(ctx, stop) // a second signal kills
 	root.SilenceErrors, root.SilenceUsage = true, true
 	root.SetArgs(args)
+	w := root.ErrOrStderr()
+	name := root.Name()
+	tracing, err := startGlobalTracing(ctx, name, w)
+	if err != nil {
+		fmt.Fprintf(w, "%s: %s\n", name, oneLine(err))
+		return ExitUsage
+	}
 	cmd, err := root.ExecuteContextC(ctx)
+	tracing()
 	if err == nil {
 		return ExitOK
 	}
 	if cmd == nil {
 		cmd = root
 	}
-	w := root.ErrOrStderr()
-	name := root.Name()
 	verbose, _ := root.PersistentFlags().GetBool("verbose")
 	fmt.Fprintf(w, "%s: %s\n", name, oneLine(err))
 	if verbose {

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
+	"github.com/stratadev/strata/cqrs"
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/es/esdbstore"
 	"github.com/stratadev/strata/es/pgstore"
@@ -205,7 +206,8 @@ func (a *app) settings() Settings {
 		KafkaBrokers: slices.Clone(f.kafkaBrokers), Schema: f.schema, ReadSchema: rs}
 }
 
-// logger logs to stderr: warnings and errors, and everything with --verbose.
+// logger logs to stderr: warnings and errors, and everything with --verbose;
+// a record logged inside a span carries its trace_id and span_id.
 // A progress bar on a terminal is cleared before each log line and drawn
 // again after it (see logWriter).
 func (a *app) logger() *slog.Logger {
@@ -213,7 +215,7 @@ func (a *app) logger() *slog.Logger {
 	if a.flags.verbose {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(a.logs, &slog.HandlerOptions{Level: level}))
+	return slog.New(cqrs.TraceLogHandler(slog.NewTextHandler(a.logs, &slog.HandlerOptions{Level: level})))
 }
 
 // errNoKafka is the error of a command that needs Kafka brokers when none

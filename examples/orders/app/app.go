@@ -26,6 +26,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/stratadev/strata/cqrs"
 	"github.com/stratadev/strata/cqrs/process/pgprocess"
@@ -104,6 +106,11 @@ type Config struct {
 	Process pgprocess.Config
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// TracerProvider makes the spans of the HTTP requests, the commands
+	// (cqrs.Tracing), the appends and, unless Worker sets its own, the
+	// projection batches. Defaults to the global provider,
+	// otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
 }
 
 // App is the example's running parts.
@@ -157,8 +164,15 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.Worker.Logger == nil {
 		cfg.Worker.Logger = log
 	}
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = otel.GetTracerProvider()
+	}
+	if cfg.Worker.TracerProvider == nil {
+		cfg.Worker.TracerProvider = cfg.TracerProvider
+	}
 	a := &App{Pool: cfg.Pool, Schema: cfg.Schema, Registry: orders.NewRegistry(), cfg: cfg, log: log}
-	a.Store = pgstore.New(cfg.Pool, pgstore.Config{Schema: cfg.Schema, Logger: log, PollInterval: cfg.PollInterval})
+	a.Store = pgstore.New(cfg.Pool, pgstore.Config{Schema: cfg.Schema, Logger: log, PollInterval: cfg.PollInterval,
+		TracerProvider: cfg.TracerProvider})
 	if _, err := a.Store.Migrate(ctx); err != nil {
 		return nil, err
 	}
@@ -182,6 +196,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	}
 	a.Repos = orders.NewRepositories(a.Store, a.Registry)
 	a.Bus = cqrs.NewBus()
+	a.Bus.Use(cqrs.Tracing(cqrs.TracingConfig{TracerProvider: cfg.TracerProvider}))
 	orders.Register(a.Bus, a.Repos)
 	a.Reader = readmodel.NewReader(cfg.Pool, cfg.Schema)
 
@@ -232,7 +247,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		a.Kafka = kafkasink.New(a.Sink, kc)
 	}
 	a.Runner = a.newRunner()
-	a.Handler = httpapi.WithHealth(httpapi.New(api), a.Health)
+	a.Handler = httpapi.WithHealth(traceHTTP(cfg.TracerProvider, httpapi.New(api)), a.Health)
 	return a, nil
 }
 

@@ -186,7 +186,9 @@ const (
 
 // handle maps and dispatches one record. An error is a [*StalledError] or
 // a transient error.
-func (c *Commands) handle(ctx context.Context, cl *kgo.Client, rec *kgo.Record) (outcome, error) {
+func (c *Commands) handle(ctx context.Context, cl *kgo.Client, rec *kgo.Record) (o outcome, err error) {
+	ctx, span := c.startMessage(ctx, rec)
+	defer func() { endSpans(span, nil, err) }()
 	msg, err := c.parse(rec)
 	if err != nil {
 		return outcomeDeadLettered, c.bad(ctx, cl, messageOf(rec, msg.Envelope, c.cfg.Group), err)

@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/stratadev/strata/projections"
 )
@@ -73,6 +75,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// TracerProvider makes the consumer spans, whose parents come from the
+	// messages' traceparent headers (see the package documentation).
+	// Defaults to the global provider, otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
 }
 
 // Validate reports every problem with c at once.
@@ -121,6 +127,9 @@ func (c Config) withDefaults() Config {
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, ShutdownTimeoutDefault)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = otel.GetTracerProvider()
 	}
 	return c
 }

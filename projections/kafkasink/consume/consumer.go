@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/stratadev/strata/internal/backoff"
 	"github.com/stratadev/strata/projections"
@@ -30,12 +31,14 @@ type core struct {
 	status statusWriter
 	expand func(string) string
 	log    *slog.Logger
+	tracer trace.Tracer
 }
 
 func newCore(cfg Config, kind string) core {
 	cfg = cfg.withDefaults()
 	expand := expander(cfg.Schema)
 	return core{cfg: cfg, expand: expand, log: cfg.Logger.With(slog.String("group", cfg.Group)),
+		tracer: cfg.TracerProvider.Tracer(TracerName),
 		status: statusWriter{pool: cfg.Pool, expand: expand, group: cfg.Group, kind: kind}}
 }
 

@@ -258,7 +258,10 @@ func (r *ReadModel) commit(ctx context.Context, k partitionKey, msgs []Message, 
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	if len(msgs) > 0 {
-		if err := r.handler.HandleBatch(ctx, tx, msgs); err != nil {
+		hctx, batch, applies := r.startBatch(ctx, k.topic, msgs)
+		err := r.handler.HandleBatch(hctx, tx, msgs)
+		endSpans(batch, applies, err)
+		if err != nil {
 			var me *MessageError
 			if errors.As(err, &me) {
 				return err

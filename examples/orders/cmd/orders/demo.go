@@ -54,6 +54,7 @@ func demo(cmd *cobra.Command, addr, shippingBin string) error {
 	ctx := cmd.Context()
 	out := cmd.OutOrStdout()
 	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
+	waitZipkin := startZipkin(ctx)
 
 	s, err := cli.ReadSettings(cmd)
 	if err != nil {
@@ -106,6 +107,17 @@ func demo(cmd *cobra.Command, addr, shippingBin string) error {
 		say("%s", cfg.SearchOff)
 	}
 
+	zipkin, off := waitZipkin()
+	if zipkin != nil {
+		defer zipkin.stop()
+		if err := zipkin.export(ctx); err != nil {
+			return err
+		}
+		say("Zipkin: %s/zipkin/", zipkin.url)
+	} else {
+		say("%s", off)
+	}
+
 	brokers := strings.Join(s.KafkaBrokers, ",")
 	if brokers == "" {
 		addr, stop, off := startKafka(ctx, say)
@@ -148,10 +160,15 @@ func demo(cmd *cobra.Command, addr, shippingBin string) error {
 	go func() { done <- serve(ctx, a, ln) }()
 	say("Serving the write API, the read API and the projection workers at %s\n", base)
 
-	if err := scenario(ctx, out, base, cfg.Elastic != nil, shipping); err != nil {
+	traces := map[string]string{}
+	if err := scenario(ctx, out, base, cfg.Elastic != nil, shipping, traces); err != nil {
 		cancel()
 		<-done //nolint:errcheck // the scenario's error is the one to report
 		return fmt.Errorf("demo scenario: %w", err)
+	}
+
+	if zipkin != nil {
+		zipkin.report(ctx, say, traces, cfg.Elastic != nil, shipping != "")
 	}
 
 	if os.Getenv("DEMO_EXIT") == "1" {
@@ -180,8 +197,8 @@ func firstLine(err error) string { return strings.SplitN(err.Error(), "\n", 2)[0
 
 // scenario drives the APIs like a UI would and prints what the reads
 // answer.
-func scenario(ctx context.Context, out io.Writer, base string, search bool, shipping string) error {
-	c := &demoClient{ctx: ctx, out: out, base: base}
+func scenario(ctx context.Context, out io.Writer, base string, search bool, shipping string, traces map[string]string) error {
+	c := &demoClient{ctx: ctx, out: out, base: base, traces: traces}
 	c.section("Create products")
 	c.write("POST", "/products", `{"product_id":"tea","name":"Assam Tea","price_cents":450}`)
 	c.write("POST", "/products", `{"product_id":"cup","name":"Blue Cup","price_cents":1200}`)
@@ -240,6 +257,9 @@ type demoClient struct {
 	base  string
 	token string // the last write's consistency token
 	err   error
+	// traces holds the trace ID of each request, by "METHOD path"
+	// (the last one), when tracing is on.
+	traces map[string]string
 }
 
 func (c *demoClient) section(title string) {
@@ -267,6 +287,9 @@ func (c *demoClient) do(method, path, body string, header http.Header) (*http.Re
 	for k, v := range header {
 		req.Header[k] = v
 	}
+	span, req := clientSpan(req)
+	defer span.End()
+	recordTrace(c.traces, req, span)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		c.err = err

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/stratadev/strata/cmd/strata/cli"
+	"github.com/stratadev/strata/cqrs"
 	"github.com/stratadev/strata/examples/orders/app"
 	"github.com/stratadev/strata/examples/orders/checkout"
 )
@@ -82,7 +83,7 @@ resume NAME'; the running server starts that projection again.`,
 }
 
 func logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return slog.New(cqrs.TraceLogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 }
 
 // serve runs a's workers and its API on ln until ctx ends.

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/stratadev/strata/cmd/strata/cli"
+	"github.com/stratadev/strata/cqrs"
 	"github.com/stratadev/strata/examples/shipping"
 	"github.com/stratadev/strata/examples/shipping/app"
 )
@@ -85,7 +86,7 @@ until interrupted.`,
 }
 
 func logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return slog.New(cqrs.TraceLogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 }
 
 // serve runs a's consumers, its worker and its API on ln until ctx ends.
