@@ -162,15 +162,32 @@ func TestGateway(t *testing.T) {
 		return processtest.For(t, checkout.NewGateway(cfg))
 	}
 	gw().When(orders.PaymentRequested{OrderID: "o1", AmountCents: 10, Card: orders.CardOK}).
-		Then(orders.CapturePayment{OrderID: "o1"}).ThenDone(true)
+		Then(orders.CapturePayment{OrderID: "o1"}).ThenDone(false)
 	gw().When(orders.PaymentRequested{OrderID: "o1", AmountCents: 10, Card: orders.CardDecline}).
-		Then(orders.DeclinePayment{OrderID: "o1", Reason: "card declined"}).ThenDone(true)
+		Then(orders.DeclinePayment{OrderID: "o1", Reason: "card declined"}).ThenDone(false)
 	gw().When(orders.PaymentRequested{OrderID: "o1", AmountCents: 10, Card: orders.CardSlow}).
 		Then().ThenDeadlines(process.Deadline{Name: "answer", After: 2 * time.Minute}).ThenDone(false)
 	// Slow answers after the checkout's deadline.
 	gw().Given(orders.PaymentRequested{OrderID: "o1", AmountCents: 10, Card: orders.CardSlow}).
 		WhenElapsed(2 * time.Minute).
-		Then(orders.CapturePayment{OrderID: "o1"}).ThenDone(true)
+		Then(orders.CapturePayment{OrderID: "o1"}).ThenDone(false)
+	// The answer on the payment ends the instance.
+	gw().Given(orders.PaymentRequested{OrderID: "o1", AmountCents: 10, Card: orders.CardOK}).
+		When(orders.PaymentCaptured{OrderID: "o1", AmountCents: 10}).Then().ThenDone(true)
+	gw().Given(orders.PaymentRequested{OrderID: "o1", AmountCents: 10, Card: orders.CardDecline}).
+		When(orders.PaymentDeclined{OrderID: "o1", Reason: "card declined"}).Then().ThenDone(true)
+	// A late answer refused because the checkout voided the payment ends it
+	// too: that refusal is expected, not left for an operator.
+	late := gw().Given(orders.PaymentRequested{OrderID: "o1", AmountCents: 10, Card: orders.CardSlow}).
+		WhenRejected(orders.CapturePayment{OrderID: "o1"}, fmt.Errorf("capture: %w", orders.ErrPaymentSettled)).
+		Then().ThenDone(true)
+	if !late.State().Refused {
+		t.Errorf("state after a refused late capture: %+v; want Refused", late.State())
+	}
+	// Any other refusal fails the instance.
+	gw().Given(orders.PaymentRequested{OrderID: "o1", AmountCents: 10, Card: orders.CardOK}).
+		WhenRejected(orders.CapturePayment{OrderID: "o1"}, orders.ErrNoCheckout).
+		ThenError(orders.ErrNoCheckout)
 }
 
 func TestConfigValidate(t *testing.T) {

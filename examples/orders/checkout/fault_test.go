@@ -497,8 +497,8 @@ func checkInvariants(t *testing.T, ctx context.Context, w world, pool *pgxpool.P
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Failed != 0 || st.Running != 0 || (name == checkout.Name && st.Completed != int64(n)) {
-			t.Errorf("%s: %d completed, %d running, %d failed; want all completed", name, st.Completed, st.Running, st.Failed)
+		if st.Failed != 0 || st.Running != 0 || st.Stuck != 0 || (name == checkout.Name && st.Completed != int64(n)) {
+			t.Errorf("%s: %d completed, %d running, %d failed, %d stuck; want all completed", name, st.Completed, st.Running, st.Failed, st.Stuck)
 		}
 	}
 	// Deadlines fired at most once, never after being cancelled, and each
