@@ -15,6 +15,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/stratadev/strata/es"
 )
@@ -58,6 +60,11 @@ type Config struct {
 	// MaxAppendSize bytes. 1 turns group commit off: every append commits
 	// on its own. [Store.AppendTx] is never grouped. Defaults to 32.
 	GroupCommitMax int
+	// MeterProvider makes the store's metrics (see [MeterName] and
+	// docs/observability.md): appends by outcome, events per append,
+	// append duration, read and subscription pages, and the time
+	// subscriptions were held back. Defaults to otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
 }
 
 func (c Config) withDefaults() Config {
@@ -68,6 +75,9 @@ func (c Config) withDefaults() Config {
 	c.GroupCommitMax = cmp.Or(c.GroupCommitMax, GroupCommitMaxDefault)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.MeterProvider == nil {
+		c.MeterProvider = otel.GetMeterProvider()
 	}
 	return c
 }
@@ -116,6 +126,7 @@ type Store struct {
 	q                      queries
 	limits                 es.SizeLimits
 	group                  group
+	metrics                *storeMetrics
 }
 
 var (
@@ -150,6 +161,11 @@ func newStore(cfg Config) *Store {
 	s.q = newQueries(s.expand)
 	s.limits = cfg.limits()
 	s.group.limit = groupsInFlight
+	mp := cfg.MeterProvider
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	s.metrics = newStoreMetrics(mp)
 	return s
 }
 

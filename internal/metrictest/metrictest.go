@@ -92,6 +92,12 @@ func Value(ms []metricdata.Metrics, name string, attrs ...attribute.KeyValue) (f
 					sum, found = sum+float64(p.Count), true
 				}
 			}
+		case metricdata.Histogram[int64]:
+			for _, p := range d.DataPoints {
+				if has(p.Attributes, attrs) {
+					sum, found = sum+float64(p.Count), true
+				}
+			}
 		}
 	}
 	return sum, found
@@ -129,6 +135,10 @@ func Attributes(ms []metricdata.Metrics, name string) map[attribute.Key]bool {
 				add(p.Attributes)
 			}
 		case metricdata.Histogram[float64]:
+			for _, p := range d.DataPoints {
+				add(p.Attributes)
+			}
+		case metricdata.Histogram[int64]:
 			for _, p := range d.DataPoints {
 				add(p.Attributes)
 			}
