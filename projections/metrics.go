@@ -75,7 +75,7 @@ func newWorkerMetrics[Tx any](mp metric.MeterProvider, w *Worker[Tx]) *workerMet
 	age, err := m.Float64ObservableGauge("strata.projection.lag.age", metric.WithUnit("s"),
 		metric.WithDescription("How long the oldest event the projection has yet to apply has been stored; 0 when it is caught up."))
 	handle(err)
-	state, err := m.Int64ObservableGauge("strata.projection.state", metric.WithUnit("1"),
+	state, err := m.Int64ObservableGauge("strata.projection.state", metric.WithUnit("{state}"),
 		metric.WithDescription("1 for the worker's current state, 0 for the others."))
 	handle(err)
 	rebuilding := strings.HasSuffix(w.name, RebuildSuffix)
