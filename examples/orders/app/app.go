@@ -22,6 +22,7 @@ import (
 	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/stratadev/strata/cqrs"
 	"github.com/stratadev/strata/es"
@@ -90,6 +91,10 @@ type Config struct {
 	KafkaTopic string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// MeterProvider makes the metrics of the event store, the commands
+	// (cqrs.Metrics) and the projection workers, unless Worker sets its
+	// own. Defaults to otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
 }
 
 // App is the example's running parts.
@@ -136,8 +141,11 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.Worker.Logger == nil {
 		cfg.Worker.Logger = log
 	}
+	if cfg.Worker.MeterProvider == nil {
+		cfg.Worker.MeterProvider = cfg.MeterProvider
+	}
 	a := &App{Pool: cfg.Pool, Schema: cfg.Schema, Registry: orders.NewRegistry(), cfg: cfg, log: log}
-	a.Store = pgstore.New(cfg.Pool, pgstore.Config{Schema: cfg.Schema, Logger: log, PollInterval: cfg.PollInterval})
+	a.Store = pgstore.New(cfg.Pool, pgstore.Config{Schema: cfg.Schema, Logger: log, PollInterval: cfg.PollInterval, MeterProvider: cfg.MeterProvider})
 	if _, err := a.Store.Migrate(ctx); err != nil {
 		return nil, err
 	}
@@ -152,6 +160,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	}
 	a.Repos = orders.NewRepositories(a.Store, a.Registry)
 	a.Bus = cqrs.NewBus()
+	a.Bus.Use(cqrs.Metrics(cqrs.MetricsConfig{MeterProvider: cfg.MeterProvider}))
 	orders.Register(a.Bus, a.Repos)
 	a.Reader = readmodel.NewReader(cfg.Pool, cfg.Schema)
 
