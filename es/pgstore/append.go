@@ -143,7 +143,7 @@ type appendArgs struct {
 	// stored is set when the append function found the events stored
 	// already: an idempotent retry.
 	stored bool
-	size  int  // bytes of data and metadata, all events together
+	size   int // bytes of data and metadata, all events together
 	// ids are plain arrays: pgx encodes those in binary, but a uuid.UUID
 	// through its driver.Valuer, as text.
 	ids      [][16]byte
