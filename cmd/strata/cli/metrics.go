@@ -108,7 +108,7 @@ func (a *app) startMetrics(addr string) (stop func(), err error) {
 	}
 	m, err := StartMetrics(addr)
 	if err != nil {
-		return nil, fmt.Errorf("--metrics-addr %s: %w", addr, err)
+		return nil, fmt.Errorf("--metrics-addr: %w", err)
 	}
 	a.meters = m.Provider
 	fmt.Fprintf(a.stdout(), "serving metrics at %s\n", m.URL)

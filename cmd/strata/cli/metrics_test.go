@@ -2,7 +2,6 @@ package cli_test
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"regexp"
 	"testing"
@@ -147,7 +146,7 @@ func TestProjectionsRunMetricsAddrInUse(t *testing.T) {
 	defer m.Close(context.Background())
 	addr := m.URL[len("http://") : len(m.URL)-len(cli.MetricsPath)]
 	r := e.cli(t.Context(), opts{projections: []cli.Projection{{Projection: &orderView{}}}}, "projections", "run", "--metrics-addr", addr)
-	r.check(t, cli.ExitFailed, fmt.Sprintf("--metrics-addr %s", addr), "address already in use")
+	r.check(t, cli.ExitFailed, "--metrics-addr: serve metrics: listen tcp "+addr, "address already in use")
 	if err := m.Close(context.Background()); err != nil {
 		t.Errorf("Close: %v", err)
 	}

@@ -18,11 +18,27 @@ func serveMetrics(w io.Writer, addr string, cfg *app.Config) (stop func(), err e
 	}
 	m, err := cli.StartMetrics(addr)
 	if err != nil {
-		return nil, fmt.Errorf("--metrics-addr %s: %w", addr, err)
+		return nil, fmt.Errorf("--metrics-addr: %w", err)
 	}
 	cfg.MeterProvider = m.Provider
 	fmt.Fprintf(w, "serving metrics at %s\n", m.URL)
 	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = m.Close(ctx)
+	}, nil
+}
+
+// demoMetrics serves the demo's metrics on a free loopback port and says
+// where.
+func demoMetrics(say func(format string, args ...any), cfg *app.Config) (url string, stop func(), err error) {
+	m, err := cli.StartMetrics("127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	cfg.MeterProvider = m.Provider
+	say("Metrics (Prometheus): %s", m.URL)
+	return m.URL, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = m.Close(ctx)
