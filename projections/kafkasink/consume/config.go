@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/stratadev/strata/projections"
 )
@@ -73,6 +75,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// MeterProvider makes the consumer's metrics: messages consumed,
+	// dead-lettered, and the lag of the group (see [MeterName]). Defaults
+	// to otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
 }
 
 // Validate reports every problem with c at once.
@@ -121,6 +127,9 @@ func (c Config) withDefaults() Config {
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, ShutdownTimeoutDefault)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.MeterProvider == nil {
+		c.MeterProvider = otel.GetMeterProvider()
 	}
 	return c
 }
