@@ -45,10 +45,9 @@ type storeMetrics struct {
 	subPages       metric.Int64Counter
 	heldBack       metric.Float64Counter
 
-	outcomes  map[string]metric.MeasurementOption
-	readAll   metric.MeasurementOption
-	readOne   metric.MeasurementOption
-	noOutcome metric.MeasurementOption
+	outcomes map[string]metric.MeasurementOption
+	readAll  metric.MeasurementOption
+	readOne  metric.MeasurementOption
 }
 
 func newStoreMetrics(mp metric.MeterProvider) *storeMetrics {
