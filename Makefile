@@ -48,7 +48,7 @@ PEER_BENCH_PKGS := ./internal/peerbench/
 # assertions; see docs/benchmarks.md).
 BENCH_TARGETS ?= -target AppendOne=0.8,AppendOneParallel=0.8,Append100=0.8,Import=0.85,ReadAll=0.7,OnNew=0.9,OnExisting=0.9,CatchUp=0.75
 
-.PHONY: all test vet lint tidy ensure-postgres ensure-elasticsearch ensure-kafka ensure-zipkin bench bench-peer bench-kafka bench-process
+.PHONY: all test vet lint tidy ensure-postgres ensure-elasticsearch ensure-kafka ensure-zipkin bench bench-peer bench-kafka bench-process bench-instrumentation
 
 all: test
 
@@ -105,6 +105,12 @@ bench-process: ensure-postgres
 bench-kafka: ensure-postgres ensure-kafka
 	$(WITHPG) $(WITHKAFKA) $(GO) test -run '^$$' -bench Publish -benchtime 1x -count $(BENCHCOUNT) -timeout $(BENCHTIMEOUT) ./projections/kafkasink/
 	$(WITHPG) $(WITHKAFKA) $(GO) test -run '^$$' -bench 'EndToEndLatency|ScaleOut' -benchtime 1x -count $(BENCHCOUNT) -timeout $(BENCHTIMEOUT) ./projections/kafkasink/ ./projections/kafkasink/consume/
+
+# What metrics and tracing cost the command and the projection path: off,
+# metrics, metrics + tracing at 1% and at 100%, by turns in one run
+# (docs/benchmarks.md, "Instrumentation").
+bench-instrumentation: ensure-postgres
+	$(WITHPG) $(GO) test -run '^$$' -bench . -benchtime 100x -count $(BENCHCOUNT) -timeout $(BENCHTIMEOUT) ./examples/instrumentation/
 
 # The order example: throwaway PostgreSQL (and Elasticsearch and Kafka when
 # Java is there; otherwise search, or publishing and the shipping service,

@@ -277,6 +277,7 @@ func (h *aggregateHandler[C, T]) handle(ctx context.Context, cmd C) (Result, err
 			return h.original(ctx, c, 0, &AggregateExistsError{Command: h.name, Stream: stream, Err: err})
 		case errors.Is(err, es.ErrWrongExpectedVersion) && attempt < h.cfg.MaxAttempts:
 			traceConflictRetry(ctx, stream, attempt, err)
+			conflictRetried(ctx)
 			continue
 		case errors.Is(err, es.ErrWrongExpectedVersion):
 			return h.original(ctx, c, h.window(), &ConflictError{Command: h.name, Stream: stream, Attempts: attempt, Err: err})

@@ -94,6 +94,12 @@
 // [es.ErrUnknownOutcome] says that the command may or may not be applied. An error from a decide function reaches the caller
 // wrapped, for errors.Is and errors.As.
 //
+// # Metrics
+//
+// The [Metrics] middleware counts commands by type and [Outcome], times
+// them, and counts the retries after version conflicts, through an
+// OpenTelemetry MeterProvider (docs/observability.md lists every metric).
+//
 // The cqrs/cqrstest package tests deciders with given events, a command and
 // the expected events or error.
 package cqrs

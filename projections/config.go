@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -97,6 +98,11 @@ type Config struct {
 	// TracerProvider makes the span of each batch, which the handler's ctx
 	// carries (see [Worker.Run]). Defaults to otel.GetTracerProvider().
 	TracerProvider trace.TracerProvider
+	// MeterProvider makes the worker's metrics (see [MeterName] and
+	// docs/observability.md): events applied, batches and their duration,
+	// retries, dead letters, lag and state, with the projection's name as
+	// an attribute. Defaults to otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
 }
 
 // BatchSizer is implemented by sinks that know what batch size makes them
@@ -145,6 +151,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TracerProvider == nil {
 		c.TracerProvider = otel.GetTracerProvider()
+	}
+	if c.MeterProvider == nil {
+		c.MeterProvider = otel.GetMeterProvider()
 	}
 	return c
 }

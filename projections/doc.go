@@ -78,6 +78,12 @@
 // counts ([es.Counter]), and elsewhere a lower bound beyond [LagCountLimit],
 // flagged as Status.LagEstimated.
 //
+// A worker records metrics through Config.MeterProvider, with the
+// projection's name ([AttrProjection]) as an attribute: events applied,
+// batches and their duration, retries, dead letters, and gauges of its lag
+// in events and in seconds and of its state ([AttrState]), which read the
+// worker's memory rather than the database (see docs/observability.md).
+//
 // What the sinks' rebuilds and verifications share lives here, so that no
 // sink depends on another: their progress ([RebuildProgress], measured by a
 // [ProgressMeter]), the names of the checkpoints they run under

@@ -26,6 +26,7 @@ type Worker[Tx any] struct {
 	handles map[string]bool
 	cfg     Config
 	tracer  trace.Tracer
+	metrics *workerMetrics
 
 	pos      es.Position // the committed checkpoint, while running
 	retries  int         // consecutive transient failures
@@ -57,10 +58,12 @@ func NewWorker[Tx any](store es.Store, reg *es.Registry, sink Sink[Tx], p Projec
 		cfg.BatchSize = max(bs.BatchSize(), 0)
 	}
 	cfg = cfg.withDefaults()
-	return &Worker[Tx]{
+	w := &Worker[Tx]{
 		store: store, reg: reg, sink: sink, proj: p, name: p.Name(),
 		handles: handles, cfg: cfg, tracer: cfg.TracerProvider.Tracer(TracerName),
 	}
+	w.metrics = newWorkerMetrics(cfg.MeterProvider, w)
+	return w
 }
 
 // Name returns the projection's name.
@@ -149,6 +152,7 @@ func (w *Worker[Tx]) run(ctx context.Context) error {
 		case errors.Is(err, errRestart), errors.Is(err, ErrCheckpointMoved), w.transient(err):
 			if w.transient(err) {
 				w.recordRetry(ctx, err)
+				w.metrics.retries.Add(ctx, 1, w.metrics.attrs)
 			}
 			log.InfoContext(ctx, "projections: restarting from the checkpoint", slog.Any("reason", err))
 			if !w.backoff(ctx) {
@@ -256,6 +260,7 @@ func (w *Worker[Tx]) runLeased(ctx context.Context, lease Lease) error {
 	if !ok {
 		return err
 	}
+	w.metrics.read.reset(from, w.cfg.BatchSize)
 	msgs, stopSub := w.subscribe(lctx, from)
 	defer stopSub()
 	in := &intake[Tx]{w: w, msgs: msgs, changed: changed, idle: idle.C}
@@ -349,6 +354,7 @@ func (w *Worker[Tx]) subscribe(ctx context.Context, from es.Position) (msgs <-ch
 			m := subMsg{err: err}
 			if err == nil {
 				m.items = w.decode(recs)
+				w.metrics.read.readPage(recs)
 			}
 			select {
 			case ch <- m:
@@ -581,6 +587,7 @@ func (w *Worker[Tx]) applySegment(ctx, actx context.Context, events []Event, to 
 func (w *Worker[Tx]) apply(ctx, actx context.Context, p ApplyParams) error {
 	for {
 		var herr error
+		start := time.Now()
 		err := w.sink.Apply(actx, p, func(hctx context.Context, tx Tx) error {
 			hctx, span := w.startBatch(hctx, p)
 			herr = w.proj.HandleBatch(hctx, tx, p.Events)
@@ -591,6 +598,8 @@ func (w *Worker[Tx]) apply(ctx, actx context.Context, p ApplyParams) error {
 		case err == nil:
 			w.pos = p.To
 			w.applied.Add(int64(len(p.Events)))
+			w.metrics.batch(actx, len(p.Events), time.Since(start))
+			w.metrics.read.processedTo(p.To)
 			w.recordRetry(actx, nil)
 			return nil
 		case actx.Err() != nil:
@@ -601,6 +610,7 @@ func (w *Worker[Tx]) apply(ctx, actx context.Context, p ApplyParams) error {
 			return err
 		case w.transient(err) || herr != nil:
 			w.recordRetry(actx, err)
+			w.metrics.retries.Add(actx, 1, w.metrics.attrs)
 			w.cfg.Logger.WarnContext(ctx, "projections: transient error; retrying",
 				slog.String("projection", w.name), slog.String("to", p.To.String()), slog.Any("error", err))
 			if !w.backoff(ctx) {
@@ -626,6 +636,7 @@ func (w *Worker[Tx]) fail(ctx, actx context.Context, rec es.Record, cause error)
 		if err != nil {
 			return err
 		}
+		w.metrics.deadLetters.Add(actx, 1, w.metrics.attrs)
 		log.WarnContext(ctx, "projections: event parked as a dead letter")
 		return nil
 	}

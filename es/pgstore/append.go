@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgerrcode"
@@ -38,14 +39,21 @@ import (
 func (s *Store) Append(ctx context.Context, stream string, expected es.ExpectedVersion, events ...es.EventData) (res es.AppendResult, err error) {
 	ctx, span := s.startAppend(ctx, stream, len(events))
 	defer func() { endAppend(span, res, err) }()
+	start := time.Now()
 	a, err := newAppendArgs(stream, expected, events, s.limits)
 	if err != nil {
+		s.metrics.appended(ctx, len(events), start, false, err)
 		return es.AppendResult{}, err
 	}
 	if s.cfg.GroupCommitMax > 1 {
-		return s.appendGrouped(ctx, a)
+		res, err = s.appendGrouped(ctx, a)
+	} else {
+		res, err = s.appendAlone(ctx, a)
 	}
-	return s.appendAlone(ctx, a)
+	// a.stored is set by whoever sent the append, which is done when err
+	// is nil.
+	s.metrics.appended(ctx, len(events), start, err == nil && a.stored, err)
+	return res, err
 }
 
 // appendAlone sends one append on a connection of its own.
@@ -96,13 +104,17 @@ func (s *Store) appendAlone(ctx context.Context, a *appendArgs) (es.AppendResult
 func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, stream string, expected es.ExpectedVersion, events ...es.EventData) (res es.AppendResult, err error) {
 	ctx, span := s.startAppend(ctx, stream, len(events))
 	defer func() { endAppend(span, res, err) }()
+	start := time.Now()
 	a, err := newAppendArgs(stream, expected, events, s.limits)
 	if err != nil {
+		s.metrics.appended(ctx, len(events), start, false, err)
 		return es.AppendResult{}, err
 	}
 	// No debounced notification: tx may stay open for long, and the
 	// appends that leave notifying to it would wait for it.
-	return s.appendFunc(ctx, tx, a, false)
+	res, err = s.appendFunc(ctx, tx, a, false)
+	s.metrics.appended(ctx, len(events), start, err == nil && a.stored, err)
+	return res, err
 }
 
 type querier interface {
@@ -132,7 +144,10 @@ type appendArgs struct {
 	key   int32
 	slot  int32
 	check bool // some ID came from the caller
-	size  int  // bytes of data and metadata, all events together
+	// stored is set when the append function found the events stored
+	// already: an idempotent retry.
+	stored bool
+	size   int // bytes of data and metadata, all events together
 	// ids are plain arrays: pgx encodes those in binary, but a uuid.UUID
 	// through its driver.Valuer, as text.
 	ids      [][16]byte
@@ -239,6 +254,7 @@ func (s *Store) appendFunc(ctx context.Context, q querier, a *appendArgs, deboun
 // result or error.
 func appendStatus(a *appendArgs, status int16, actual *int64, commit *uint64, position *int64, dupID *uuid.UUID) (es.AppendResult, error) {
 	res := es.AppendResult{Stream: a.stream}
+	a.stored = status == statusStored
 	if actual != nil {
 		res.Version = *actual
 	}

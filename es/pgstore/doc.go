@@ -211,4 +211,12 @@
 // by default) or all of them together are larger than
 // [Config.MaxAppendSize] (64 MiB), as [es.EventSize] measures them;
 // [Store.Import] checks the event size.
+//
+// # Metrics
+//
+// Through [Config.MeterProvider] the store counts appends by outcome
+// ([AttrOutcome]: appended, idempotent, conflict and so on), records the
+// events per append and the time each took, counts read and subscription
+// pages, and the time subscriptions waited behind appends in flight or an
+// open transaction (docs/observability.md lists every metric).
 package pgstore

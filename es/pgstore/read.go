@@ -48,6 +48,7 @@ func (s *Store) ReadStream(ctx context.Context, stream string, opts es.ReadStrea
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: read %s: %w", stream, err)
 	}
+	s.metrics.read(ctx, false, len(recs))
 	if len(recs) == 0 {
 		// Empty: a missing stream, or a range beyond its end.
 		var exists bool
@@ -77,6 +78,7 @@ func (s *Store) ReadAll(ctx context.Context, after es.Position, limit int) ([]es
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: read all after %s: %w", after, err)
 	}
+	s.metrics.read(ctx, true, len(recs))
 	return recs, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/stratadev/strata/es"
@@ -64,6 +65,11 @@ type Config struct {
 	// MaxAppendSize bytes. 1 turns group commit off: every append commits
 	// on its own. [Store.AppendTx] is never grouped. Defaults to 32.
 	GroupCommitMax int
+	// MeterProvider makes the store's metrics (see [MeterName] and
+	// docs/observability.md): appends by outcome, events per append,
+	// append duration, read and subscription pages, and the time
+	// subscriptions were held back. Defaults to otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
 }
 
 func (c Config) withDefaults() Config {
@@ -77,6 +83,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TracerProvider == nil {
 		c.TracerProvider = otel.GetTracerProvider()
+	}
+	if c.MeterProvider == nil {
+		c.MeterProvider = otel.GetMeterProvider()
 	}
 	return c
 }
@@ -126,6 +135,7 @@ type Store struct {
 	limits                 es.SizeLimits
 	group                  group
 	tracer                 trace.Tracer // nil for a store without a pool
+	metrics                *storeMetrics
 }
 
 var (
@@ -163,6 +173,11 @@ func newStore(cfg Config) *Store {
 	if cfg.TracerProvider != nil {
 		s.tracer = cfg.TracerProvider.Tracer(TracerName)
 	}
+	mp := cfg.MeterProvider
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	s.metrics = newStoreMetrics(mp)
 	return s
 }
 

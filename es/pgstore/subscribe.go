@@ -66,6 +66,7 @@ func (sub *subscription) run(ctx context.Context, yield func([]es.Record, error)
 		}
 		if len(recs) > 0 {
 			sub.after = recs[len(recs)-1].Position
+			s.metrics.subPages.Add(ctx, 1)
 			if !yield(recs, nil) {
 				return
 			}
@@ -100,7 +101,12 @@ func (sub *subscription) run(ctx context.Context, yield func([]es.Record, error)
 		} else {
 			sub.backoff = 0
 		}
-		if !sub.wait(ctx, wait) {
+		waited := time.Now()
+		ok := sub.wait(ctx, wait)
+		if !idle {
+			s.metrics.heldBack.Add(ctx, time.Since(waited).Seconds())
+		}
+		if !ok {
 			return
 		}
 	}

@@ -190,6 +190,7 @@ func (s *Sink) bulkChunk(ctx context.Context, acts []action) error {
 		if !(backoff.Backoff{Min: s.cfg.RetryMin, Max: s.cfg.RetryMax}).Wait(ctx, attempt) {
 			return ctx.Err()
 		}
+		s.metrics.retries.Add(ctx, int64(len(retry)))
 		acts = acts[:0:0]
 		for _, r := range retry {
 			acts = append(acts, r.action)
@@ -233,9 +234,16 @@ func (s *Sink) send(ctx context.Context, index string, body *bytes.Buffer, acts 
 	if len(br.Items) != len(acts) {
 		return nil, fmt.Errorf("elasticsink: bulk: %d items in the response to %d actions", len(br.Items), len(acts))
 	}
-	var retry []refused
+	var (
+		retry          []refused
+		counts, failed = map[itemKey]int64{}, map[itemKey]int64{}
+	)
+	defer func() { s.metrics.response(ctx, counts, failed) }()
 	for i := range br.Items {
 		it, op := br.Items[i].item()
+		if it != nil {
+			counts[itemKey{op, it.Status}]++
+		}
 		switch {
 		case it == nil:
 			return nil, fmt.Errorf("elasticsink: bulk: item %d of the response has no status", i)
@@ -247,6 +255,7 @@ func (s *Sink) send(ctx context.Context, index string, body *bytes.Buffer, acts 
 		default:
 			typ, reason := it.Error.typeReason()
 			ie := &ItemError{Index: acts[i].index, ID: acts[i].id, Action: op, Status: it.Status, Type: typ, Reason: reason}
+			failed[itemKey{op, it.Status}]++
 			if IsTransient(ie) {
 				retry = append(retry, refused{acts[i], ie})
 				continue

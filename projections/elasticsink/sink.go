@@ -14,6 +14,8 @@ import (
 	"github.com/elastic/go-elasticsearch/v8"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/projections"
@@ -96,6 +98,10 @@ type Config struct {
 	Refresh string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// MeterProvider makes the sink's metrics: bulk requests, items by
+	// action and status, refused items and retries (see [MeterName]).
+	// Defaults to otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
 }
 
 // Validate reports every problem with c at once.
@@ -142,6 +148,9 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.MeterProvider == nil {
+		c.MeterProvider = otel.GetMeterProvider()
+	}
 	return c
 }
 
@@ -150,9 +159,10 @@ func (c Config) withDefaults() Config {
 // [Keeper]'s, so it is also a [projections.Locker] and a
 // [projections.Checkpoints].
 type Sink struct {
-	client *elasticsearch.Client
-	pg     Keeper
-	cfg    Config
+	client  *elasticsearch.Client
+	pg      Keeper
+	cfg     Config
+	metrics *sinkMetrics
 
 	mu       sync.Mutex
 	migrated bool // Migrate succeeded
@@ -174,7 +184,8 @@ func New(client *elasticsearch.Client, pg Keeper, cfg Config) *Sink {
 	if err := cfg.Validate(); err != nil {
 		panic(err)
 	}
-	return &Sink{client: client, pg: pg, cfg: cfg.withDefaults()}
+	cfg = cfg.withDefaults()
+	return &Sink{client: client, pg: pg, cfg: cfg, metrics: newSinkMetrics(cfg.MeterProvider)}
 }
 
 // Client returns the sink's Elasticsearch client, for reads and anything

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 )
 
 // Defaults for [Config].
@@ -96,6 +98,10 @@ type Config struct {
 	BatchSize int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// MeterProvider makes the sink's metrics: transactions by outcome
+	// (committed, aborted, fenced) and messages published, by projection
+	// (see [MeterName]). Defaults to otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
 }
 
 // Validate reports every problem with c at once.
@@ -156,6 +162,9 @@ func (c Config) withDefaults() Config {
 	c.Topics = topics
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.MeterProvider == nil {
+		c.MeterProvider = otel.GetMeterProvider()
 	}
 	return c
 }

@@ -305,11 +305,18 @@ func (s *Sink) publish(ctx context.Context, pr *producer, p projections.ApplyPar
 	defer cancel()
 	cl := pr.client
 	handlerFailed := false
+	var tx *Tx
 	defer func() {
 		if err == nil {
+			s.metrics.transaction(ctx, pr.name, "committed", tx.Published()-1) // not the checkpoint
 			return
 		}
 		s.abort(ctx, pr, handlerFailed)
+		outcome := "aborted"
+		if errors.Is(err, ErrFenced) {
+			outcome = "fenced"
+		}
+		s.metrics.transaction(ctx, pr.name, outcome, 0)
 		if errors.Is(err, ErrFenced) {
 			pr.fenced = err
 			s.cfg.Logger.ErrorContext(ctx, "kafkasink: producer fenced: another worker publishes this projection; this one stops",
@@ -319,7 +326,7 @@ func (s *Sink) publish(ctx context.Context, pr *producer, p projections.ApplyPar
 	if err := cl.BeginTransaction(); err != nil {
 		return s.kafkaErr(bctx, pr.name, op+": begin transaction", err)
 	}
-	tx := &Tx{sink: s, client: cl, ctx: bctx}
+	tx = &Tx{sink: s, client: cl, ctx: bctx}
 	if handle != nil && len(p.Events) > 0 {
 		if err := handle(bctx, tx); err != nil {
 			if ferr := tx.failed(); ferr != nil && fencedCause(ferr) {

@@ -24,9 +24,10 @@ import (
 // by a worker made with [NewWorker]) and closed when its lease is
 // released, or by [Sink.Close].
 type Sink struct {
-	keeper Keeper
-	cfg    Config
-	topics map[string]Topic
+	keeper  Keeper
+	cfg     Config
+	topics  map[string]Topic
+	metrics *sinkMetrics
 
 	mu    sync.Mutex
 	projs map[string]*producer
@@ -55,7 +56,7 @@ func New(keeper Keeper, cfg Config) *Sink {
 	for _, t := range cfg.Topics {
 		topics[t.Name] = t
 	}
-	return &Sink{keeper: keeper, cfg: cfg, topics: topics, projs: make(map[string]*producer)}
+	return &Sink{keeper: keeper, cfg: cfg, topics: topics, projs: make(map[string]*producer), metrics: newSinkMetrics(cfg.MeterProvider)}
 }
 
 var _ projections.BatchSizer = (*Sink)(nil)

@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/es/pgstore"
@@ -126,6 +127,8 @@ type app struct {
 	flags flags
 	root  *cobra.Command
 	logs  *logWriter // stderr, for the logger
+	// meters is the MeterProvider of --metrics-addr, nil without it.
+	meters metric.MeterProvider
 }
 
 // New returns the root command, named cfg.Name, with every command below

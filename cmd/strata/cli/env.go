@@ -348,7 +348,7 @@ func (a *app) connect(ctx context.Context) (*conn, error) {
 		}
 		c.esdb, c.store = st, st
 	} else {
-		c.pg = pgstore.New(pool, pgstore.Config{Schema: s.Schema, Logger: log})
+		c.pg = pgstore.New(pool, pgstore.Config{Schema: s.Schema, Logger: log, MeterProvider: a.meters})
 		c.store = c.pg
 	}
 	return c, nil

@@ -16,7 +16,7 @@ import (
 )
 
 func (a *app) runCommand() *cobra.Command {
-	var onError string
+	var onError, metricsAddr string
 	cmd := &cobra.Command{
 		Use:   "run [name...]",
 		Short: "Run projection workers in the foreground until interrupted",
@@ -44,10 +44,16 @@ a producer after this one) is not started again in a way that fences that
 worker back: when the other worker holds the projection's lease, this one
 stands by; when nobody here holds it (a process with another --schema or
 database publishes it with the same transactional ID), this process stops
-running it, says so, and exits 1 when interrupted.`,
+running it, says so, and exits 1 when interrupted.
+
+With --metrics-addr it serves the workers' and the event store's metrics
+for Prometheus at http://ADDR/metrics while it runs (strata_projection_lag,
+strata_projection_events_applied_total and more: see
+docs/observability.md in the strata repository).`,
 		Example: fmt.Sprintf(`  %[1]s projections run
   %[1]s projections run order_view product_search
-  %[1]s projections run --on-error dead-letter`, a.cfg.Name),
+  %[1]s projections run --on-error dead-letter
+  %[1]s projections run --metrics-addr 127.0.0.1:9464`, a.cfg.Name),
 		ValidArgsFunction: a.completeProjections,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			policy, err := parsePolicy(onError)
@@ -64,6 +70,11 @@ running it, says so, and exits 1 when interrupted.`,
 				}
 			}
 			ctx := cmd.Context()
+			stop, err := a.startMetrics(metricsAddr)
+			if err != nil {
+				return err
+			}
+			defer stop()
 			c, err := a.connect(ctx)
 			if err != nil {
 				return err
@@ -73,6 +84,7 @@ running it, says so, and exits 1 when interrupted.`,
 		},
 	}
 	cmd.Flags().StringVar(&onError, "on-error", "", "what to do with an event a projection cannot handle: stop or dead-letter (default: as the application configured, else stop)")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464 (default: off)")
 	return cmd
 }
 
@@ -154,6 +166,9 @@ func (a *app) run(ctx context.Context, c *conn, sel selection, policy *projectio
 		}
 		if policy != nil {
 			cfg.ErrorPolicy = *policy
+		}
+		if cfg.MeterProvider == nil && a.meters != nil {
+			cfg.MeterProvider = a.meters
 		}
 		return cfg
 	}

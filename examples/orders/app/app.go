@@ -26,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
@@ -111,6 +112,10 @@ type Config struct {
 	// projection batches. Defaults to the global provider,
 	// otel.GetTracerProvider().
 	TracerProvider trace.TracerProvider
+	// MeterProvider makes the metrics of the event store, the commands
+	// (cqrs.Metrics) and the projection workers, unless Worker sets its
+	// own. Defaults to otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
 }
 
 // App is the example's running parts.
@@ -170,9 +175,12 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.Worker.TracerProvider == nil {
 		cfg.Worker.TracerProvider = cfg.TracerProvider
 	}
+	if cfg.Worker.MeterProvider == nil {
+		cfg.Worker.MeterProvider = cfg.MeterProvider
+	}
 	a := &App{Pool: cfg.Pool, Schema: cfg.Schema, Registry: orders.NewRegistry(), cfg: cfg, log: log}
 	a.Store = pgstore.New(cfg.Pool, pgstore.Config{Schema: cfg.Schema, Logger: log, PollInterval: cfg.PollInterval,
-		TracerProvider: cfg.TracerProvider})
+		TracerProvider: cfg.TracerProvider, MeterProvider: cfg.MeterProvider})
 	if _, err := a.Store.Migrate(ctx); err != nil {
 		return nil, err
 	}
@@ -197,6 +205,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	a.Repos = orders.NewRepositories(a.Store, a.Registry)
 	a.Bus = cqrs.NewBus()
 	a.Bus.Use(cqrs.Tracing(cqrs.TracingConfig{TracerProvider: cfg.TracerProvider}))
+	a.Bus.Use(cqrs.Metrics(cqrs.MetricsConfig{MeterProvider: cfg.MeterProvider}))
 	orders.Register(a.Bus, a.Repos)
 	a.Reader = readmodel.NewReader(cfg.Pool, cfg.Schema)
 

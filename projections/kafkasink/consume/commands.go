@@ -157,6 +157,15 @@ func (c *Commands) commitOffsets(ctx context.Context, cl *kgo.Client, done []*kg
 	}
 	high := make(map[partitionKey]int64)
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) { high[partitionKey{p.Topic, p.Partition}] = p.HighWatermark })
+	for k, off := range next {
+		n := int64(0)
+		for _, r := range done {
+			if r.Topic == k.topic && r.Partition == k.partition {
+				n++
+			}
+		}
+		c.metrics.committed(ctx, k, n, off, high[k])
+	}
 	var topics []string
 	var parts []int32
 	var offsets, highs []int64

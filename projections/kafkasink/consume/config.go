@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/stratadev/strata/projections"
@@ -79,6 +80,10 @@ type Config struct {
 	// messages' traceparent headers (see the package documentation).
 	// Defaults to the global provider, otel.GetTracerProvider().
 	TracerProvider trace.TracerProvider
+	// MeterProvider makes the consumer's metrics: messages consumed,
+	// dead-lettered, and the lag of the group (see [MeterName]). Defaults
+	// to otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
 }
 
 // Validate reports every problem with c at once.
@@ -130,6 +135,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TracerProvider == nil {
 		c.TracerProvider = otel.GetTracerProvider()
+	}
+	if c.MeterProvider == nil {
+		c.MeterProvider = otel.GetMeterProvider()
 	}
 	return c
 }

@@ -27,19 +27,21 @@ type partitionKey struct {
 // loop with its retries, the checks of each message and the dead-letter
 // topic.
 type core struct {
-	cfg    Config
-	status statusWriter
-	expand func(string) string
-	log    *slog.Logger
-	tracer trace.Tracer
+	cfg     Config
+	status  statusWriter
+	expand  func(string) string
+	log     *slog.Logger
+	tracer  trace.Tracer
+	metrics *consumerMetrics
 }
 
 func newCore(cfg Config, kind string) core {
 	cfg = cfg.withDefaults()
 	expand := expander(cfg.Schema)
 	return core{cfg: cfg, expand: expand, log: cfg.Logger.With(slog.String("group", cfg.Group)),
-		tracer: cfg.TracerProvider.Tracer(TracerName),
-		status: statusWriter{pool: cfg.Pool, expand: expand, group: cfg.Group, kind: kind}}
+		tracer:  cfg.TracerProvider.Tracer(TracerName),
+		status:  statusWriter{pool: cfg.Pool, expand: expand, group: cfg.Group, kind: kind},
+		metrics: newConsumerMetrics(cfg.MeterProvider, cfg.Group)}
 }
 
 // newClient makes the group's client. Rebalances wait while a poll's
@@ -174,6 +176,7 @@ func (c *core) bad(ctx context.Context, cl *kgo.Client, m Message, reason error)
 	if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
 		return fmt.Errorf("consume: move the message at %s to dead-letter topic %s: %w", at, c.cfg.DeadLetterTopic, err)
 	}
+	c.metrics.deadLetters.Add(ctx, 1, c.metrics.attrs)
 	c.log.WarnContext(ctx, "consume: message dead-lettered", slog.String("at", at.String()),
 		slog.String("dead_letter_topic", c.cfg.DeadLetterTopic), slog.Any("err", reason))
 	return nil

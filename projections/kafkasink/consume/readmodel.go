@@ -299,5 +299,10 @@ func (r *ReadModel) commit(ctx context.Context, k partitionKey, msgs []Message, 
 	r.mu.Lock()
 	r.expected[k] = next
 	r.mu.Unlock()
+	n := int64(len(msgs) + deadLettered)
+	if known {
+		n = next - expected
+	}
+	r.metrics.committed(ctx, k, n, next, highWatermark)
 	return nil
 }

@@ -143,6 +143,11 @@ func demo(cmd *cobra.Command, addr, shippingBin string) error {
 		}
 	}
 
+	metricsURL, stopMetrics, err := demoMetrics(say, &cfg)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	a, err := app.New(ctx, cfg)
 	if err != nil {
 		return err
@@ -180,6 +185,7 @@ func demo(cmd *cobra.Command, addr, shippingBin string) error {
 	say("  curl -s %s/orders/o-2003", base)
 	say("  curl -s '%s/products/tea/orders?status=placed&limit=10'", base)
 	say("  curl -s '%s/orders/search?q=darjeeling&sort=-total'", base)
+	say("  curl -s %s | grep '^strata_projection_lag'   # the metrics", metricsURL)
 	if shipping != "" {
 		say("  curl -s %s/shipments/o-1002        # the shipping service", shipping)
 	}

@@ -22,9 +22,9 @@ import (
 
 func serveCommand() *cobra.Command {
 	var (
-		addr           string
-		dbMaxConns     int32
-		paymentTimeout time.Duration
+		addr, metricsAddr string
+		dbMaxConns        int32
+		paymentTimeout    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -39,7 +39,10 @@ to Kafka (topic orders.v1) for other services, such as examples/shipping.
 A projection that stalls on an event it cannot handle stays stalled while
 everything else keeps running, and serve starts with one stalled: GET /healthz
 says "degraded: ..." and names it. Fix the cause, then run 'orders projections
-resume NAME'; the running server starts that projection again.`,
+resume NAME'; the running server starts that projection again.
+
+With --metrics-addr it serves the metrics of the commands, the event store
+and the projection workers for Prometheus at http://ADDR/metrics.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -57,6 +60,11 @@ resume NAME'; the running server starts that projection again.`,
 			defer pool.Close()
 			cfg := app.Config{Pool: pool, Schema: s.Schema, Logger: logger(), KafkaBrokers: s.KafkaBrokers}
 			cfg.Checkout = checkout.Config{PaymentTimeout: paymentTimeout}
+			stopMetrics, err := serveMetrics(cmd.OutOrStdout(), metricsAddr, &cfg)
+			if err != nil {
+				return err
+			}
+			defer stopMetrics()
 			if u := s.ElasticsearchURL; u != "" {
 				if cfg.Elastic, err = elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{u}}); err != nil {
 					return err
@@ -78,6 +86,7 @@ resume NAME'; the running server starts that projection again.`,
 	}
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "address to listen on")
 	cmd.Flags().DurationVar(&paymentTimeout, "payment-timeout", checkout.PaymentTimeoutDefault, "how long a checkout waits for its payment before it voids it and cancels the order")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464 (default: off)")
 	cmd.Flags().Int32Var(&dbMaxConns, "db-max-conns", 0, fmt.Sprintf("PostgreSQL connections of the pool (default: the URL's pool_max_conns, else %d)", app.PoolMaxConnsDefault))
 	return cmd
 }
