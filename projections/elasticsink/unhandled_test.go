@@ -3,10 +3,15 @@ package elasticsink_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/stratadev/strata/es"
 	"github.com/stratadev/strata/projections"
+	"github.com/stratadev/strata/projections/elasticsink"
 )
 
 // appendOther appends events of a type the projection does not handle
@@ -108,4 +113,106 @@ func TestDeadLetterFirstEvent(t *testing.T) {
 	placed := e.append(t, "order-1", orderPlaced{Order: "o1", Customer: "ada", Product: "p", Total: 1, Status: "placed"})
 	e.wantIndexed(t, placed, "o1")
 	wantRunning(t, done)
+}
+
+// startPlain runs a worker made with projections.NewWorker, which does not
+// know the projection's alias, in the background; the returned channel
+// has Run's error.
+func (e env) startPlain(t *testing.T) <-chan error {
+	t.Helper()
+	w := projections.NewWorker(e.store, e.reg, projections.Sink[*elasticsink.Tx](e.sink), projections.Projection[*elasticsink.Tx](e.proj),
+		projections.Config{Logger: quiet, RetryMin: 10 * time.Millisecond, RetryMax: 200 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	done, finished := make(chan error, 1), make(chan struct{})
+	go func() {
+		done <- w.Run(ctx)
+		close(finished)
+	}()
+	t.Cleanup(func() { cancel(); <-finished })
+	return done
+}
+
+// A worker made with projections.NewWorker moves past events the
+// projection does not handle, then indexes the first one it handles.
+func TestUnhandledFirstEventsPlainWorker(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	other := e.appendOther(t, "inventory-1", 3)
+	done := e.startPlain(t)
+	e.waitFor(t, other)
+	placed := e.append(t, "order-1", orderPlaced{Order: "o1", Customer: "ada", Product: "p", Total: 1, Status: "placed"})
+	e.wantIndexed(t, placed, "o1")
+	wantRunning(t, done)
+}
+
+// Once documents are written after the events it does not handle, the
+// index of the projection is guarded as before: deleted, it stalls the
+// projection.
+func TestUnhandledFirstEventsThenIndexDeletedStalls(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.appendOther(t, "inventory-1", 3)
+	done, _ := e.start(t, projections.Config{})
+	placed := e.append(t, "order-1", orderPlaced{Order: "o1", Customer: "ada", Product: "p", Total: 1, Status: "placed"})
+	e.wantIndexed(t, placed, "o1")
+	e.deleteIndices(t)
+	e.append(t, "order-2", orderPlaced{Order: "o2", Customer: "bob", Product: "p", Total: 2, Status: "placed"})
+	e.wantStalled(t, <-done, "the alias "+e.proj.alias+" is gone")
+}
+
+// deleteRecord deletes what the sink keeps with the projection's
+// checkpoint, as an operator might.
+func (e env) deleteRecord(t *testing.T) {
+	t.Helper()
+	tag, err := e.pool.Exec(t.Context(), `DELETE FROM `+pgx.Identifier{e.pg.Schema(), "elasticsink_checkpoints"}.Sanitize()+
+		` WHERE name = $1`, e.proj.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tag.RowsAffected() != 1 {
+		t.Fatalf("deleted %d records of %s, want 1", tag.RowsAffected(), e.proj.Name())
+	}
+}
+
+// A checkpoint past the start whose record is gone still stalls the
+// projection as it starts: only a record that names no index says that
+// no document was written.
+func TestRecordDeletedStalls(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	done, cancel := e.start(t, projections.Config{})
+	placed := e.append(t, "order-1", orderPlaced{Order: "o1", Customer: "ada", Product: "p", Total: 1, Status: "placed"})
+	e.wantIndexed(t, placed, "o1")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	e.deleteRecord(t)
+	done, _ = e.start(t, projections.Config{})
+	e.wantStalled(t, <-done, "no index is recorded")
+}
+
+// The same under a worker made with projections.NewWorker: the batch
+// that finds no record fails with the lost index.
+func TestRecordDeletedStallsPlainWorker(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	done := e.startPlain(t)
+	placed := e.append(t, "order-1", orderPlaced{Order: "o1", Customer: "ada", Product: "p", Total: 1, Status: "placed"})
+	e.wantIndexed(t, placed, "o1")
+	e.deleteRecord(t)
+	e.append(t, "order-2", orderPlaced{Order: "o2", Customer: "bob", Product: "p", Total: 2, Status: "placed"})
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("Run still running 60s after o2 was appended; documents %v", e.docs(t))
+	}
+	var lost *elasticsink.IndexLostError
+	if !errors.As(err, &lost) || lost.Want != "" || !strings.Contains(err.Error(), "no index is recorded") {
+		t.Fatalf("Run = %v, want an IndexLostError saying no index is recorded", err)
+	}
+	if _, ok := e.docs(t)["o2"]; ok {
+		t.Errorf("o2 was indexed into an index the checkpoint has no record of")
+	}
 }
