@@ -99,11 +99,16 @@
 // projection. With [Config.OnIndexLost] set to [RebuildIndex] it resets its
 // checkpoint to the start of the log and fills a new generation by itself.
 // A projection whose checkpoint is at the start of the log fills whatever
-// index is behind its alias, and creates one when there is none. An index
-// emptied in place (its documents deleted, the index kept) is not noticed.
+// index is behind its alias, and creates one when there is none; so does
+// one whose checkpoint has moved only past batches that wrote no document
+// (events it does not handle, dead letters), whose record names no index.
+// The first such batch writes the record before it moves the checkpoint
+// off the start. An index emptied in place (its documents deleted, the
+// index kept) is not noticed.
 //
 // A checkpoint with no record, written by an earlier version of this
-// package, stalls the same way: rebuild the index once after upgrading.
+// package or left by a deleted record, stalls the same way: rebuild the
+// index once after upgrading.
 //
 // # Timeouts
 //

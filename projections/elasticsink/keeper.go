@@ -23,7 +23,10 @@ type Keeper interface {
 
 	// ApplyTx is a batch: in one transaction it checks that the
 	// checkpoint is at p.From, runs handle, stores p.DeadLetters and moves
-	// the checkpoint to p.To, as a [projections.Sink]'s Apply does.
+	// the checkpoint to p.To, as a [projections.Sink]'s Apply does. It
+	// may skip handle when p.Events is empty (a *pgsink.Sink does); the
+	// sink writes its record before such a batch moves the checkpoint off
+	// the start of the log.
 	ApplyTx(ctx context.Context, p projections.ApplyParams, handle func(context.Context, pgx.Tx) error) error
 	// BeginTx runs fn in a transaction and commits it when fn returns nil.
 	BeginTx(ctx context.Context, fn func(context.Context, pgx.Tx) error) error

@@ -68,6 +68,10 @@ func (id indexID) String() string { return id.Index + " (uuid " + id.UUID + ")" 
 type record struct {
 	version int64
 	indices map[string]indexID
+	// blank is set when the record was there before the batch and named
+	// no index: the checkpoint has moved only past batches that wrote no
+	// document, so any index holds the documents of the events before it.
+	blank bool
 }
 
 type querier interface {
@@ -77,11 +81,15 @@ type querier interface {
 // lockRecord reads name's record in tx, locked until tx ends, creating it
 // when there is none.
 func (s *Sink) lockRecord(ctx context.Context, tx pgx.Tx, name string) (record, error) {
-	if _, err := tx.Exec(ctx, s.expand(`INSERT INTO {{schema}}.elasticsink_checkpoints (name) VALUES ($1)
-		ON CONFLICT DO NOTHING`), name); err != nil {
+	tag, err := tx.Exec(ctx, s.expand(`INSERT INTO {{schema}}.elasticsink_checkpoints (name) VALUES ($1)
+		ON CONFLICT DO NOTHING`), name)
+	if err != nil {
 		return record{}, fmt.Errorf("elasticsink: lock the record of %s: %w", name, err)
 	}
 	rec, _, err := s.readRecord(ctx, tx, name, " FOR UPDATE")
+	if tag.RowsAffected() == 1 {
+		rec.blank = false // made just now: the checkpoint may be older
+	}
 	return rec, err
 }
 
@@ -102,6 +110,7 @@ func (s *Sink) readRecord(ctx context.Context, q querier, name, lock string) (re
 	if rec.indices == nil {
 		rec.indices = map[string]indexID{}
 	}
+	rec.blank = len(rec.indices) == 0
 	return rec, true, nil
 }
 
@@ -183,10 +192,11 @@ func (g *guard) index(ctx context.Context, alias string) (string, error) {
 	want, recorded := g.rec.indices[alias]
 	switch {
 	case recorded && found && got == want:
-	case g.from == es.Start || (!recorded && g.main != "" && alias != g.main):
-		// A projection that starts from the start of the log fills any
-		// index; an alias a projection writes besides its own is adopted
-		// when first seen.
+	case g.from == es.Start || g.rec.blank || (!recorded && g.main != "" && alias != g.main):
+		// A projection that starts from the start of the log, or whose
+		// checkpoint has moved only past batches that wrote no document,
+		// fills any index; an alias a projection writes besides its own
+		// is adopted when first seen.
 		if !found {
 			if g.proj == nil || alias != g.main {
 				return "", &ItemError{Index: alias, Action: "resolve", Status: http.StatusNotFound, Type: "index_not_found_exception",

@@ -224,6 +224,14 @@ func (s *Sink) apply(ctx context.Context, p projections.ApplyParams, tg target, 
 	if err := s.migrateOnce(ctx); err != nil {
 		return err
 	}
+	if len(p.Events) == 0 && p.From == es.Start && tg.index == "" {
+		// The keeper runs no handler for a batch without events (a
+		// *pgsink.Sink skips it), so the checkpoint would first move
+		// with no record, which later batches take for a lost one.
+		if err := s.recordFirst(ctx, p.Projection, tg); err != nil {
+			return err
+		}
+	}
 	return s.pg.ApplyTx(ctx, p, func(ctx context.Context, ptx pgx.Tx) error {
 		// Locked after the checkpoint, until the checkpoint moves.
 		rec, err := s.lockRecord(ctx, ptx, p.Projection)
@@ -258,6 +266,40 @@ func (s *Sink) apply(ctx context.Context, p projections.ApplyParams, tg target, 
 			return err
 		}
 		return s.saveRecord(ctx, ptx, p.Projection, rec)
+	})
+}
+
+// recordFirst writes name's record while its checkpoint is at the start
+// of the log, before a batch without events moves it: past events the
+// projection does not handle, or past a dead letter. The batch writes no
+// document, yet the checkpoint it leaves behind needs a record, or the
+// next batch would find its index lost. When the projection's alias is
+// known (tg.main), the record names the index behind it, created when
+// there is none; otherwise it names none, which lets the next batch adopt
+// the indices it writes. The checkpoint is held meanwhile, so that the
+// record is not written over one that a rebuild hands over; when it has
+// left the start, the batch finds it moved and nothing is written.
+func (s *Sink) recordFirst(ctx context.Context, name string, tg target) error {
+	cp, release, err := s.pg.HoldCheckpoint(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if cp.Position != es.Start {
+		return nil
+	}
+	return s.pg.BeginTx(ctx, func(ctx context.Context, ptx pgx.Tx) error {
+		rec, err := s.lockRecord(ctx, ptx, name)
+		if err != nil {
+			return err
+		}
+		if tg.main != "" {
+			g := &guard{sink: s, name: name, from: es.Start, rec: &rec, main: tg.main, proj: tg.proj}
+			if _, err := g.index(ctx, tg.main); err != nil {
+				return err
+			}
+		}
+		return s.saveRecord(ctx, ptx, name, rec)
 	})
 }
 
