@@ -26,7 +26,7 @@ func TestDispatchOrderNeedsNoSort(t *testing.T) {
 	if _, err := e.pool.Exec(t.Context(), `ANALYZE `+outbox); err != nil {
 		t.Fatal(err)
 	}
-	// The dispatcher's query (loops.go, dispatchOne).
+	// The dispatcher's query (loops.go, dispatchBatch).
 	rows, err := e.pool.Query(t.Context(), `EXPLAIN SELECT id, step, seq, command_id, command_type, command, attempts,
 			correlation_id, causation_id, traceparent, tracestate
 		FROM `+outbox+` WHERE process = $1 AND status = 'pending' AND next_attempt_at <= now()
