@@ -47,8 +47,9 @@ type Config struct {
 	PollInterval time.Duration
 	// Dispatchers is how many dispatch loops this runner runs, each
 	// claiming up to DispatchBatch commands at a time in a transaction
-	// that holds a pool connection while the bus handles them. Defaults
-	// to 1.
+	// that holds a pool connection while the bus handles them, on other
+	// connections of the pool: keep it well below the pool's size.
+	// Defaults to 1.
 	Dispatchers int
 	// DispatchBatch is how many due commands a dispatch loop claims in one
 	// transaction, dispatches on the bus at once (each bus dispatch is the
