@@ -96,6 +96,10 @@ func runSlot(ctx context.Context, schema string, s *slot, started chan<- error) 
 		s.mu.Lock()
 		s.cmd = cmd
 		s.mu.Unlock()
+		if ctx.Err() != nil {
+			// Started while the test ended, after its last kill.
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+		}
 		_ = cmd.Wait()
 	}
 }

@@ -17,23 +17,31 @@
 //     each event, and stores the new states, the decided commands (in an
 //     outbox table) and deadlines, in the transaction that moves the
 //     checkpoint.
-//   - A dispatcher claims a pending command that is due with a
-//     transaction-level advisory lock, so that several runners, and
-//     Config.Dispatchers loops in each, share the work. It rebuilds the
-//     command through the [process.Commands] registry, gives it its
-//     derived ID and dispatches it on the bus, then records the outcome in
-//     the same transaction: dispatched; rejected, with the rejection
-//     handed to decide (and the step of the decision that handled it); or,
-//     for a transient error, the attempt, the error and the time of the
-//     next attempt (exponential backoff with jitter). The claim is not a
-//     row lock on purpose: a row lock gives the transaction an ID while the
-//     bus handles the command, and readers of the log wait for older
-//     transaction IDs, so one slow command would hold back every projection
-//     of the database.
-//   - A deadline loop fires due deadlines (due_at <= now() on the
-//     database), and marks each fired in the transaction that applies what
-//     decide made of it. It sleeps until the earliest pending deadline, at
-//     most Config.PollInterval.
+//   - A dispatcher claims up to Config.DispatchBatch pending commands that
+//     are due, in one transaction, with transaction-level advisory locks,
+//     so that several runners, and Config.Dispatchers loops in each, share
+//     the work. It rebuilds each command through the [process.Commands]
+//     registry, gives it its derived ID and dispatches the batch on the
+//     bus at once (each dispatch is the command's own transaction, so
+//     their commits share WAL flushes), then records every outcome in the
+//     claiming transaction, with one commit: dispatched; rejected, with
+//     the rejection handed to decide (instances locked in the order of
+//     their IDs, as the follower locks them, and the step of the decision
+//     that handled it); or, for a transient error, the attempt, the error
+//     and the time of the next attempt (exponential backoff with jitter).
+//     When the slowest commands of a batch take longer than
+//     Config.OutcomeFlush, the outcomes of the others are recorded in a
+//     transaction of their own meanwhile; the slow command still occupies
+//     its dispatch loop until it is done. The claim is not a row lock on
+//     purpose: a row lock gives the transaction an ID while the bus
+//     handles the commands, and readers of the log wait for older
+//     transaction IDs, so one slow command would hold back every
+//     projection of the database.
+//   - A deadline loop fires up to Config.DeadlineBatch due deadlines
+//     (due_at <= now() on the database), of as many instances, in one
+//     transaction that locks their instances with SKIP LOCKED, marks each
+//     fired and applies what its instance decided. It sleeps until the
+//     earliest pending deadline, at most Config.PollInterval.
 //
 // A transaction that adds commands or deadlines sends a notification
 // (pg_notify, once, with the process manager's name) on a channel of the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -56,13 +57,30 @@ func (in *instance) origin(causation string) origin {
 	return origin{correlation: in.correlation, causation: str(causation), traceparent: in.traceparent, tracestate: in.tracestate}
 }
 
-const selectInstance = `SELECT id, state, status, step, error, last_event_commit, last_event_prepare, last_event_type,
-	correlation_id, traceparent, tracestate FROM {{instances}}`
+// instanceColumns lists the columns of an instance that [instance.fields]
+// scans, of the table aliased as alias, or unqualified when it is "".
+func instanceColumns(alias string) string {
+	cols := []string{"id", "state", "status", "step", "error", "last_event_commit", "last_event_prepare", "last_event_type",
+		"correlation_id", "traceparent", "tracestate"}
+	if alias != "" {
+		for i, c := range cols {
+			cols[i] = alias + "." + c
+		}
+	}
+	return strings.Join(cols, ", ")
+}
+
+var selectInstance = `SELECT ` + instanceColumns("") + ` FROM {{instances}}`
+
+// fields returns where to scan the columns of instanceColumns.
+func (in *instance) fields() []any {
+	return []any{&in.id, &in.state, &in.status, &in.step, &in.err, &in.lastCommit, &in.lastPrepare, &in.lastType,
+		&in.correlation, &in.traceparent, &in.tracestate}
+}
 
 func scanInstance(row pgx.Row) (*instance, error) {
 	in := &instance{}
-	err := row.Scan(&in.id, &in.state, &in.status, &in.step, &in.err, &in.lastCommit, &in.lastPrepare, &in.lastType,
-		&in.correlation, &in.traceparent, &in.tracestate)
+	err := row.Scan(in.fields()...)
 	return in, err
 }
 

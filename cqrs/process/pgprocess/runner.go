@@ -24,10 +24,13 @@ const ProjectionPrefix = "process:"
 
 // Defaults for [Config].
 const (
-	PollIntervalDefault = time.Second
-	DispatchersDefault  = 1
-	RetryMinDefault     = 100 * time.Millisecond
-	RetryMaxDefault     = 30 * time.Second
+	PollIntervalDefault  = time.Second
+	DispatchersDefault   = 1
+	DispatchBatchDefault = 32
+	OutcomeFlushDefault  = 200 * time.Millisecond
+	DeadlineBatchDefault = 64
+	RetryMinDefault      = 100 * time.Millisecond
+	RetryMaxDefault      = 30 * time.Second
 )
 
 // Config tunes a [Runner]. The zero value works.
@@ -42,10 +45,26 @@ type Config struct {
 	// pending commands again, and the deadline loop for due deadlines,
 	// when nothing in this process woke them up. Defaults to 1s.
 	PollInterval time.Duration
-	// Dispatchers is how many commands this runner dispatches at once, each
-	// in its own transaction that holds a pool connection while the bus
-	// handles the command. Defaults to 1.
+	// Dispatchers is how many dispatch loops this runner runs, each
+	// claiming up to DispatchBatch commands at a time in a transaction
+	// that holds a pool connection while the bus handles them, on other
+	// connections of the pool: keep it well below the pool's size.
+	// Defaults to 1.
 	Dispatchers int
+	// DispatchBatch is how many due commands a dispatch loop claims in one
+	// transaction, dispatches on the bus at once (each bus dispatch is the
+	// command's own transaction, on a pool connection of its own) and
+	// records the outcomes of with one commit. Defaults to 32.
+	DispatchBatch int
+	// OutcomeFlush bounds how long the outcomes of the commands of a batch
+	// that are done wait for the slowest ones: past it they are recorded
+	// in a transaction of their own, so that a slow command does not delay
+	// the compensation of a rejected one, or the retry of a failed one.
+	// Defaults to 200ms.
+	OutcomeFlush time.Duration
+	// DeadlineBatch is how many due deadlines, of as many instances, the
+	// deadline loop fires in one transaction. Defaults to 64.
+	DeadlineBatch int
 	// RetryMin and RetryMax bound the exponential backoff, with jitter,
 	// between the attempts of a command that fails transiently. Default to
 	// 100ms and 30s.
@@ -67,6 +86,15 @@ func (c Config) Validate() error {
 	if c.Dispatchers < 0 {
 		errs = append(errs, fmt.Errorf("pgprocess: Config.Dispatchers is %d; want 0 (default) or more", c.Dispatchers))
 	}
+	if c.DispatchBatch < 0 {
+		errs = append(errs, fmt.Errorf("pgprocess: Config.DispatchBatch is %d; want 0 (default) or more", c.DispatchBatch))
+	}
+	if c.OutcomeFlush < 0 {
+		errs = append(errs, fmt.Errorf("pgprocess: Config.OutcomeFlush is %v; want 0 (default) or more", c.OutcomeFlush))
+	}
+	if c.DeadlineBatch < 0 {
+		errs = append(errs, fmt.Errorf("pgprocess: Config.DeadlineBatch is %d; want 0 (default) or more", c.DeadlineBatch))
+	}
 	if c.RetryMin < 0 || c.RetryMax < 0 {
 		errs = append(errs, fmt.Errorf("pgprocess: Config.RetryMin (%v) and RetryMax (%v) must not be negative", c.RetryMin, c.RetryMax))
 	}
@@ -85,6 +113,9 @@ func (c Config) Validate() error {
 func (c Config) withDefaults() Config {
 	c.PollInterval = cmp.Or(c.PollInterval, PollIntervalDefault)
 	c.Dispatchers = cmp.Or(c.Dispatchers, DispatchersDefault)
+	c.DispatchBatch = cmp.Or(c.DispatchBatch, DispatchBatchDefault)
+	c.OutcomeFlush = cmp.Or(c.OutcomeFlush, OutcomeFlushDefault)
+	c.DeadlineBatch = cmp.Or(c.DeadlineBatch, DeadlineBatchDefault)
 	c.RetryMin = cmp.Or(c.RetryMin, RetryMinDefault)
 	c.RetryMax = cmp.Or(c.RetryMax, RetryMaxDefault)
 	if c.Permanent == nil {
@@ -184,9 +215,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { return pr.Run(ctx) })
 	for range r.cfg.Dispatchers {
-		g.Go(func() error { r.loop(ctx, "dispatch", r.commands, r.dispatchOne, r.nextCommand); return nil })
+		g.Go(func() error { r.loop(ctx, "dispatch", r.commands, r.dispatchBatch, r.nextCommand); return nil })
 	}
-	g.Go(func() error { r.loop(ctx, "fire deadlines", r.deadlines, r.fireOne, r.nextDeadline); return nil })
+	g.Go(func() error { r.loop(ctx, "fire deadlines", r.deadlines, r.fireBatch, r.nextDeadline); return nil })
 	return g.Wait()
 }
 
