@@ -339,6 +339,16 @@ func (a *app) connect(ctx context.Context) (*conn, error) {
 	if len(c.kafkaCfg.Brokers) == 0 {
 		c.kafkaCfg.Brokers = s.KafkaBrokers
 	}
+	// --metrics-addr measures the sinks too, unless the application's
+	// configs name a MeterProvider of their own.
+	if a.meters != nil {
+		if c.kafkaCfg.MeterProvider == nil {
+			c.kafkaCfg.MeterProvider = a.meters
+		}
+		if c.elasticCfg.MeterProvider == nil {
+			c.elasticCfg.MeterProvider = a.meters
+		}
+	}
 	c.sink = pgsink.New(pool, pgsink.Config{Schema: s.Schema, ReadSchema: s.ReadSchema, Logger: log})
 	if s.ESDBURL != "" {
 		st, err := esdbstore.Open(ctx, esdbstore.Config{ConnectionString: s.ESDBURL, Logger: log})

@@ -204,7 +204,17 @@ func (r *Runner) dispatchAll(ctx context.Context, tx *pgsink.Tx, batch []*outbox
 	done := make(chan *outboxRow, len(batch))
 	for _, o := range batch {
 		go func() {
+			start := time.Now()
 			o.err = r.dispatch(ctx, o)
+			outcome := OutcomeDispatched
+			switch {
+			case o.err == nil:
+			case o.cmd != nil && r.cfg.Permanent(o.err):
+				outcome = OutcomeRejected
+			default:
+				outcome = OutcomeRetry
+			}
+			r.metrics.dispatched(ctx, outcome, time.Since(start))
 			done <- o
 		}()
 	}
@@ -357,7 +367,12 @@ type dueDeadline struct {
 func (r *Runner) fireBatch(ctx context.Context) (bool, error) {
 	name := r.p.Name()
 	did := false
+	var (
+		delays  []float64 // of the deadlines fired, in seconds
+		dropped int
+	)
 	err := r.sink.BeginFunc(ctx, func(ctx context.Context, tx *pgsink.Tx) error {
+		delays, dropped = delays[:0], 0
 		t := tablesOf(tx)
 		// Lock the instances, not the deadlines: every writer locks an
 		// instance before its deadlines, and this transaction waits for
@@ -410,14 +425,22 @@ func (r *Runner) fireBatch(ctx context.Context) (bool, error) {
 		rows, err = tx.Query(ctx, t.expand(`UPDATE {{deadlines}} d SET status = k.status, outcome = k.outcome, closed_at = now()
 			FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[]) AS k(id, name, step, status, outcome)
 			WHERE d.process = $1 AND d.id = k.id AND d.name = k.name AND d.step = k.step AND d.status = 'pending'
-			RETURNING d.id, d.status`), name, ids, names, steps, statuses, outcomes)
+			RETURNING d.id, d.status, extract(epoch FROM now() - d.due_at)::float8`), name, ids, names, steps, statuses, outcomes)
 		if err != nil {
 			return err
 		}
 		fired := map[string]bool{}
-		var id, status string
-		if _, err := pgx.ForEachRow(rows, []any{&id, &status}, func() error {
+		var (
+			id, status string
+			late       float64
+		)
+		if _, err := pgx.ForEachRow(rows, []any{&id, &status, &late}, func() error {
 			fired[id] = status == DeadlineFired
+			if fired[id] {
+				delays = append(delays, late)
+			} else {
+				dropped++
+			}
 			return nil
 		}); err != nil {
 			return err
@@ -441,5 +464,8 @@ func (r *Runner) fireBatch(ctx context.Context) (bool, error) {
 		}
 		return nil
 	})
+	if err == nil {
+		r.metrics.closed(ctx, delays, dropped)
+	}
 	return did, err
 }

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/stratadev/strata/cqrs"
@@ -75,6 +77,12 @@ type Config struct {
 	Permanent func(error) bool
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// MeterProvider makes the runner's metrics: commands dispatched by
+	// outcome and their duration, deadlines fired or dropped and how late
+	// they fired (see [MeterName]); the follower's are the projection
+	// worker's, through Worker.MeterProvider, which defaults to this one.
+	// Defaults to otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
 }
 
 // Validate reports every problem with c at once.
@@ -130,6 +138,12 @@ func (c Config) withDefaults() Config {
 	if c.Runner.Logger == nil {
 		c.Runner.Logger = c.Logger
 	}
+	if c.MeterProvider == nil {
+		c.MeterProvider = otel.GetMeterProvider()
+	}
+	if c.Worker.MeterProvider == nil {
+		c.Worker.MeterProvider = c.MeterProvider
+	}
 	return c
 }
 
@@ -139,12 +153,13 @@ func (c Config) withDefaults() Config {
 // process or many: one follows the log at a time (a lease), all dispatch
 // and fire deadlines, never the same row at once.
 type Runner struct {
-	p      process.Process
-	cmds   *process.Commands
-	bus    *cqrs.Bus
-	sink   *pgsink.Sink
-	cfg    Config
-	worker *projections.Worker[*pgsink.Tx]
+	p       process.Process
+	cmds    *process.Commands
+	bus     *cqrs.Bus
+	sink    *pgsink.Sink
+	cfg     Config
+	worker  *projections.Worker[*pgsink.Tx]
+	metrics *runnerMetrics
 
 	commands, deadlines chan struct{} // wake-ups, buffered by one
 }
@@ -163,6 +178,7 @@ func New(store es.Store, reg *es.Registry, sink *pgsink.Sink, bus *cqrs.Bus, p p
 	}
 	r := &Runner{p: p, cmds: cmds, bus: bus, sink: sink, cfg: cfg.withDefaults(),
 		commands: make(chan struct{}, 1), deadlines: make(chan struct{}, 1)}
+	r.metrics = newRunnerMetrics(r.cfg.MeterProvider, p.Name())
 	pr := &projection{p: p, cmds: cmds}
 	r.worker = projections.NewWorker[*pgsink.Tx](store, reg, &wakingSink{Sink: sink, r: r, pr: pr}, pr, r.cfg.Worker)
 	return r

@@ -113,8 +113,9 @@ type Config struct {
 	// otel.GetTracerProvider().
 	TracerProvider trace.TracerProvider
 	// MeterProvider makes the metrics of the event store, the commands
-	// (cqrs.Metrics) and the projection workers, unless Worker sets its
-	// own. Defaults to otel.GetMeterProvider().
+	// (cqrs.Metrics), the projection workers (unless Worker sets its own),
+	// the Elasticsearch and Kafka sinks and the process runners (unless
+	// Process sets its own). Defaults to otel.GetMeterProvider().
 	MeterProvider metric.MeterProvider
 }
 
@@ -217,6 +218,15 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if pc.Logger == nil {
 		pc.Logger = log
 	}
+	if pc.MeterProvider == nil {
+		pc.MeterProvider = cfg.MeterProvider
+	}
+	if pc.Worker.MeterProvider == nil {
+		pc.Worker.MeterProvider = cfg.Worker.MeterProvider
+	}
+	if pc.Worker.TracerProvider == nil {
+		pc.Worker.TracerProvider = cfg.Worker.TracerProvider
+	}
 	a.processHealth = map[string]projections.WorkerStatus{}
 	onChange := pc.Runner.OnChange
 	pc.Runner.OnChange = func(st projections.WorkerStatus) {
@@ -231,7 +241,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	api := httpapi.Config{Bus: a.Bus, Store: a.Store, Reader: a.Reader, Checkpoints: a.Sink, Keys: k, Checkouts: checkouts{a.Sink},
 		ReadWait: cfg.ReadWait, SearchTimeout: cfg.SearchTimeout, Logger: log, SearchOffMessage: cfg.SearchOff}
 	if cfg.Elastic != nil {
-		a.Elastic = elasticsink.New(cfg.Elastic, a.Sink, elasticsink.Config{Logger: log})
+		a.Elastic = elasticsink.New(cfg.Elastic, a.Sink, elasticsink.Config{Logger: log, MeterProvider: cfg.MeterProvider})
 		if _, err := a.Elastic.EnsureIndex(ctx, a.OrderSearch()); err != nil {
 			return nil, fmt.Errorf("app: order_search index: %w", err)
 		}
@@ -250,6 +260,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 			kc.Topics[0].Name = cfg.KafkaTopic
 		}
 		kc.Logger = log
+		kc.MeterProvider = cfg.MeterProvider
 		if err := kc.Validate(); err != nil {
 			return nil, fmt.Errorf("app: %w", err)
 		}
