@@ -57,47 +57,9 @@ func Value(ms []metricdata.Metrics, name string, attrs ...attribute.KeyValue) (f
 		sum   float64
 		found bool
 	)
-	for _, m := range ms {
-		if m.Name != name {
-			continue
-		}
-		switch d := m.Data.(type) {
-		case metricdata.Sum[int64]:
-			for _, p := range d.DataPoints {
-				if has(p.Attributes, attrs) {
-					sum, found = sum+float64(p.Value), true
-				}
-			}
-		case metricdata.Sum[float64]:
-			for _, p := range d.DataPoints {
-				if has(p.Attributes, attrs) {
-					sum, found = sum+p.Value, true
-				}
-			}
-		case metricdata.Gauge[int64]:
-			for _, p := range d.DataPoints {
-				if has(p.Attributes, attrs) {
-					sum, found = sum+float64(p.Value), true
-				}
-			}
-		case metricdata.Gauge[float64]:
-			for _, p := range d.DataPoints {
-				if has(p.Attributes, attrs) {
-					sum, found = sum+p.Value, true
-				}
-			}
-		case metricdata.Histogram[float64]:
-			for _, p := range d.DataPoints {
-				if has(p.Attributes, attrs) {
-					sum, found = sum+float64(p.Count), true
-				}
-			}
-		case metricdata.Histogram[int64]:
-			for _, p := range d.DataPoints {
-				if has(p.Attributes, attrs) {
-					sum, found = sum+float64(p.Count), true
-				}
-			}
+	for _, p := range points(ms, name) {
+		if has(p.attrs, attrs) {
+			sum, found = sum+p.value, true
 		}
 	}
 	return sum, found
@@ -108,43 +70,58 @@ func Value(ms []metricdata.Metrics, name string, attrs ...attribute.KeyValue) (f
 // recorded.
 func Attributes(ms []metricdata.Metrics, name string) map[attribute.Key]bool {
 	keys := map[attribute.Key]bool{}
-	add := func(s attribute.Set) {
-		for _, kv := range s.ToSlice() {
+	for _, p := range points(ms, name) {
+		for _, kv := range p.attrs.ToSlice() {
 			keys[kv.Key] = true
 		}
 	}
+	return keys
+}
+
+// point is a data point of a counter or gauge (its value) or of a
+// histogram (its count of recordings).
+type point struct {
+	attrs attribute.Set
+	value float64
+}
+
+// points returns the data points of the named metric.
+func points(ms []metricdata.Metrics, name string) []point {
+	var out []point
 	for _, m := range ms {
 		if m.Name != name {
 			continue
 		}
 		switch d := m.Data.(type) {
 		case metricdata.Sum[int64]:
-			for _, p := range d.DataPoints {
-				add(p.Attributes)
-			}
+			out = appendValues(out, d.DataPoints)
 		case metricdata.Sum[float64]:
-			for _, p := range d.DataPoints {
-				add(p.Attributes)
-			}
+			out = appendValues(out, d.DataPoints)
 		case metricdata.Gauge[int64]:
-			for _, p := range d.DataPoints {
-				add(p.Attributes)
-			}
+			out = appendValues(out, d.DataPoints)
 		case metricdata.Gauge[float64]:
-			for _, p := range d.DataPoints {
-				add(p.Attributes)
-			}
-		case metricdata.Histogram[float64]:
-			for _, p := range d.DataPoints {
-				add(p.Attributes)
-			}
+			out = appendValues(out, d.DataPoints)
 		case metricdata.Histogram[int64]:
-			for _, p := range d.DataPoints {
-				add(p.Attributes)
-			}
+			out = appendCounts(out, d.DataPoints)
+		case metricdata.Histogram[float64]:
+			out = appendCounts(out, d.DataPoints)
 		}
 	}
-	return keys
+	return out
+}
+
+func appendValues[N int64 | float64](out []point, dps []metricdata.DataPoint[N]) []point {
+	for _, p := range dps {
+		out = append(out, point{p.Attributes, float64(p.Value)})
+	}
+	return out
+}
+
+func appendCounts[N int64 | float64](out []point, dps []metricdata.HistogramDataPoint[N]) []point {
+	for _, p := range dps {
+		out = append(out, point{p.Attributes, float64(p.Count)})
+	}
+	return out
 }
 
 func has(s attribute.Set, attrs []attribute.KeyValue) bool {
