@@ -46,10 +46,13 @@
 //     commit of its checkpoint starts from the same counter and gives the
 //     same events the same versions, however the batches are cut: its
 //     writes conflict and count as applied.
-//   - Batches apply one at a time under the checkpoint's row lock, so a
+//   - Batches apply one at a time under the checkpoint's lock, so a
 //     worker that lost its lease and still has a bulk request in flight
 //     writes versions no higher than the next holder's for the same events,
-//     and lower than any later event's.
+//     and lower than any later event's. The lock is pgsink's
+//     transaction-level advisory lock, not a row lock, and the record is
+//     read without one: the transaction gets no ID while the bulk requests
+//     run, so a slow Elasticsearch holds back no reader of the log.
 //   - The counter never goes back, not even when the checkpoint is reset
 //     to an earlier position: a replay writes over the documents with
 //     higher versions and takes effect (a fixed handler's output replaces

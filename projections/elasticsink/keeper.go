@@ -26,14 +26,19 @@ type Keeper interface {
 	// the checkpoint to p.To, as a [projections.Sink]'s Apply does. It
 	// may skip handle when p.Events is empty (a *pgsink.Sink does); the
 	// sink writes its record before such a batch moves the checkpoint off
-	// the start of the log.
+	// the start of the log. The transaction should get no ID before
+	// handle returns (a *pgsink.Sink holds the checkpoint with an
+	// advisory lock, not a row lock): handle waits on Elasticsearch, and
+	// pgstore's readers wait for every transaction with an ID.
 	ApplyTx(ctx context.Context, p projections.ApplyParams, handle func(context.Context, pgx.Tx) error) error
 	// BeginTx runs fn in a transaction and commits it when fn returns nil.
 	BeginTx(ctx context.Context, fn func(context.Context, pgx.Tx) error) error
 	// Reset moves the checkpoint of name to pos.
 	Reset(ctx context.Context, name string, pos es.Position) error
 	// HoldCheckpoint locks the checkpoint of name, so that no batch of
-	// the projection commits or starts until release is called.
+	// the projection commits or starts until release is called. The sink
+	// writes its record outside a batch only while it holds the
+	// checkpoint, since batches read the record without a row lock.
 	HoldCheckpoint(ctx context.Context, name string) (cp projections.Checkpoint, release func(), err error)
 	// DeleteRebuildCheckpoint ends a rebuild that was swapped in: it
 	// deletes the checkpoint of name + [projections.RebuildSuffix] and

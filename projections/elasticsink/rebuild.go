@@ -236,7 +236,7 @@ func (s *Sink) finishSwap(ctx context.Context, name, cpName, alias, index string
 	if err != nil {
 		return fmt.Errorf("elasticsink: rebuild %s: swap: %w", name, err)
 	}
-	// Waits for a live batch in flight (it holds the checkpoint's row), then
+	// Waits for a live batch in flight (it holds the checkpoint's lock), then
 	// sets the checkpoint: a live worker restarts from there, into the new
 	// index. Until the record is handed over, live batches find the alias
 	// on an index being swapped in, and wait.

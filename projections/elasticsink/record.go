@@ -78,25 +78,23 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// lockRecord reads name's record in tx, locked until tx ends, creating it
-// when there is none.
-func (s *Sink) lockRecord(ctx context.Context, tx pgx.Tx, name string) (record, error) {
-	tag, err := tx.Exec(ctx, s.expand(`INSERT INTO {{schema}}.elasticsink_checkpoints (name) VALUES ($1)
-		ON CONFLICT DO NOTHING`), name)
-	if err != nil {
-		return record{}, fmt.Errorf("elasticsink: lock the record of %s: %w", name, err)
-	}
-	rec, _, err := s.readRecord(ctx, tx, name, " FOR UPDATE")
-	if tag.RowsAffected() == 1 {
-		rec.blank = false // made just now: the checkpoint may be older
-	}
+// heldRecord reads name's record in tx, whose caller holds the checkpoint
+// of name (a batch of it, or [Keeper.HoldCheckpoint]): no other batch or
+// handover writes the record until the caller's transaction ends. It takes
+// no row lock and writes nothing, so that a batch's transaction gets no ID
+// while it waits on Elasticsearch (see pgsink): [Sink.saveRecord] creates
+// the record when there is none.
+func (s *Sink) heldRecord(ctx context.Context, tx pgx.Tx, name string) (record, error) {
+	// Not found: made by this batch, so blank is false (the checkpoint
+	// may be older).
+	rec, _, err := s.readRecord(ctx, tx, name)
 	return rec, err
 }
 
 // readRecord reads name's record; found is false when there is none.
-func (s *Sink) readRecord(ctx context.Context, q querier, name, lock string) (rec record, found bool, err error) {
+func (s *Sink) readRecord(ctx context.Context, q querier, name string) (rec record, found bool, err error) {
 	var raw []byte
-	err = q.QueryRow(ctx, s.expand(`SELECT version, indices FROM {{schema}}.elasticsink_checkpoints WHERE name = $1`+lock), name).
+	err = q.QueryRow(ctx, s.expand(`SELECT version, indices FROM {{schema}}.elasticsink_checkpoints WHERE name = $1`), name).
 		Scan(&rec.version, &raw)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return record{indices: map[string]indexID{}}, false, nil
@@ -261,7 +259,7 @@ func (s *Sink) checkIndex(ctx context.Context, name, alias string, from es.Posit
 	if err := s.migrateOnce(ctx); err != nil {
 		return err
 	}
-	rec, _, err := s.readRecord(ctx, s.pg.Pool(), name, "")
+	rec, _, err := s.readRecord(ctx, s.pg.Pool(), name)
 	if err != nil {
 		return err
 	}
@@ -284,12 +282,24 @@ func (s *Sink) adoptGeneration(ctx context.Context, name, cpName, alias, index s
 	if !found {
 		return fmt.Errorf("elasticsink: rebuild %s: the new generation %s is gone", name, index)
 	}
+	// Both checkpoints are held, so that no batch of either writes its
+	// record meanwhile.
+	_, release, err := s.pg.HoldCheckpoint(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer release()
+	_, releaseGen, err := s.pg.HoldCheckpoint(ctx, cpName)
+	if err != nil {
+		return err
+	}
+	defer releaseGen()
 	return pgx.BeginFunc(ctx, s.pg.Pool(), func(tx pgx.Tx) error {
-		live, err := s.lockRecord(ctx, tx, name)
+		live, err := s.heldRecord(ctx, tx, name)
 		if err != nil {
 			return err
 		}
-		gen, _, err := s.readRecord(ctx, tx, cpName, " FOR UPDATE")
+		gen, _, err := s.readRecord(ctx, tx, cpName)
 		if err != nil {
 			return err
 		}
@@ -306,6 +316,11 @@ func (s *Sink) adoptGeneration(ctx context.Context, name, cpName, alias, index s
 // forgetRecord deletes name's record: a new generation numbers its events
 // from 1.
 func (s *Sink) forgetRecord(ctx context.Context, name string) error {
+	_, release, err := s.pg.HoldCheckpoint(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer release()
 	if _, err := s.pg.Pool().Exec(ctx, s.expand(`DELETE FROM {{schema}}.elasticsink_checkpoints WHERE name = $1`), name); err != nil {
 		return fmt.Errorf("elasticsink: delete the record of %s: %w", name, err)
 	}

@@ -233,8 +233,8 @@ func (s *Sink) apply(ctx context.Context, p projections.ApplyParams, tg target, 
 		}
 	}
 	return s.pg.ApplyTx(ctx, p, func(ctx context.Context, ptx pgx.Tx) error {
-		// Locked after the checkpoint, until the checkpoint moves.
-		rec, err := s.lockRecord(ctx, ptx, p.Projection)
+		// Held with the checkpoint, until the checkpoint moves.
+		rec, err := s.heldRecord(ctx, ptx, p.Projection)
 		if err != nil {
 			return err
 		}
@@ -289,7 +289,7 @@ func (s *Sink) recordFirst(ctx context.Context, name string, tg target) error {
 		return nil
 	}
 	return s.pg.BeginTx(ctx, func(ctx context.Context, ptx pgx.Tx) error {
-		rec, err := s.lockRecord(ctx, ptx, name)
+		rec, err := s.heldRecord(ctx, ptx, name)
 		if err != nil {
 			return err
 		}

@@ -134,7 +134,7 @@ func (s *Sink) adoptDeadLetters(ctx context.Context, tx pgx.Tx, from, to string)
 // When that checkpoint is gone already, it does nothing, so a swap that was
 // cut short may call it again. [Sink.Rebuild] does this in its swap.
 func (s *Sink) DeleteRebuildCheckpoint(ctx context.Context, name string) error {
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.locked(ctx, name+projections.RebuildSuffix, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, s.expand(`DELETE FROM {{schema}}.projection_checkpoints WHERE name = $1`), name+projections.RebuildSuffix)
 		if err != nil || tag.RowsAffected() == 0 {
 			return err

@@ -79,6 +79,24 @@
 // pgsink_migrations, to teams that manage their schema with their own tool. Package pgsinktest tests
 // a projection in isolation: given events, then rows.
 //
+// A batch holds its projection's checkpoint with a transaction-level
+// advisory lock (pg_advisory_xact_lock, its first key derived from the
+// sink's schema, its second hashtext of the projection's name), not with a
+// row lock, and reads the checkpoint row without FOR UPDATE: a row lock
+// would give the batch's transaction an ID at once, and pgstore's readers
+// wait for every transaction with an ID (every projection, subscription and
+// consistency wait of the database would wait for the slowest batch). The
+// transaction gets an ID only when it writes: for a PostgreSQL read model
+// in its handler, and otherwise when it moves the checkpoint just before it
+// commits. Whatever else writes a checkpoint ([Sink.SetState] and so
+// pauses and resumes, [Sink.SetRetrying], [Sink.Reset],
+// [Sink.ResetProjection], [Sink.DeleteCheckpoint], a rebuild's start and
+// swap, [Sink.DeleteRebuildCheckpoint]) takes the same lock first, and
+// [Sink.HoldCheckpoint] holds it without writing, so each waits for the
+// batch in flight and the next batch sees what it wrote. A batch moves its
+// checkpoint only from where it found it, and fails with a
+// [projections.CheckpointMovedError] otherwise.
+//
 // A sink that writes its read model elsewhere can keep its checkpoints,
 // leases and dead letters here: [Sink.ApplyTx], [Sink.BeginTx] and
 // [Sink.EnsureMigrated] hand it the transaction as a pgx.Tx, which makes a

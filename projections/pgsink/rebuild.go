@@ -274,7 +274,7 @@ func (s *Sink) startRebuild(ctx context.Context, store es.Store, p Rebuildable) 
 		return row, false, fmt.Errorf("pgsink: rebuild %s: %w", name, err)
 	}
 	row = rebuildRow{name: name + projections.RebuildSuffix, suffix: fmt.Sprintf("__r%d", time.Now().Unix()), head: head}
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = s.locked(ctx, row.name, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, s.expand(`INSERT INTO {{schema}}.projection_rebuilds
 			(name, rebuild_name, suffix, head_commit, head_prepare) VALUES ($1, $2, $3, $4, $5)`),
 			name, row.name, row.suffix, int64(head.Commit), int64(head.Prepare)); err != nil {
@@ -311,17 +311,14 @@ func (s *Sink) swap(ctx context.Context, w *projections.Worker[*Tx], p Rebuildab
 		return false, fmt.Errorf("pgsink: rebuild %s: swap: %w", name, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	if _, err := tx.Exec(ctx, s.q.ensure, name); err != nil {
-		return false, fmt.Errorf("pgsink: rebuild %s: swap: %w", name, err)
-	}
-	var (
-		lc, lp int64
-		state  string
-	)
-	if err := tx.QueryRow(ctx, s.q.lock, name).Scan(&lc, &lp, &state); err != nil {
+	if err := s.lockCheckpoint(ctx, tx, name); err != nil {
 		return false, fmt.Errorf("pgsink: rebuild %s: swap: hold the live checkpoint: %w", name, err)
 	}
-	live := es.Position{Commit: uint64(lc), Prepare: uint64(lp)}
+	cp, err := s.checkpoint(ctx, tx, name)
+	if err != nil {
+		return false, fmt.Errorf("pgsink: rebuild %s: swap: %w", name, err)
+	}
+	live := cp.Position
 	// The live worker waits now; let the new generation reach it.
 	if err := w.RunUntil(ctx, s, live, every, tick); err != nil {
 		return false, fmt.Errorf("pgsink: rebuild %s: %w", name, err)
@@ -346,7 +343,7 @@ func (s *Sink) swap(ctx context.Context, w *projections.Worker[*Tx], p Rebuildab
 			return false, fmt.Errorf("pgsink: rebuild %s: swap: %w", name, err)
 		}
 	}
-	if _, err := tx.Exec(ctx, s.q.advance, name, int64(next.Position.Commit), int64(next.Position.Prepare), nil); err != nil {
+	if err := s.advance(ctx, tx, name, live, next.Position, nil); err != nil {
 		return false, fmt.Errorf("pgsink: rebuild %s: swap: %w", name, err)
 	}
 	if err := s.adoptDeadLetters(ctx, tx, row.name, name); err != nil {

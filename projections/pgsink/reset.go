@@ -91,19 +91,19 @@ func (e *UnsafeResetError) Unwrap() error { return ErrUnsafeReset }
 func (s *Sink) ResetProjection(ctx context.Context, name string, pos es.Position, cfg ResetConfig) (ResetResult, error) {
 	res := ResetResult{To: pos}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Holds the checkpoint: a batch in flight commits first, the next
+		// one starts after this transaction and sees the new checkpoint.
+		if err := s.lockCheckpoint(ctx, tx, name); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, s.q.ensure, name); err != nil {
 			return err
 		}
-		var (
-			commit, prepare int64
-			state           string
-		)
-		// Holds the checkpoint: a batch in flight commits first, the next
-		// one starts after this transaction and sees the new checkpoint.
-		if err := tx.QueryRow(ctx, s.q.lock, name).Scan(&commit, &prepare, &state); err != nil {
-			return fmt.Errorf("hold the checkpoint: %w", err)
+		cp, err := s.checkpoint(ctx, tx, name)
+		if err != nil {
+			return err
 		}
-		res.From = es.Position{Commit: uint64(commit), Prepare: uint64(prepare)}
+		res.From = cp.Position
 		empty := pos.IsZero() && len(cfg.Tables) > 0
 		if !empty && !cfg.Idempotent && pos.Before(res.From) {
 			return &UnsafeResetError{Projection: name, From: res.From, To: pos, TablesKnown: len(cfg.Tables) > 0}
@@ -122,7 +122,7 @@ func (s *Sink) ResetProjection(ctx context.Context, name string, pos es.Position
 			}
 			res.DeadLetters = tag.RowsAffected()
 		}
-		_, err := tx.Exec(ctx, s.expand(`WITH c AS (UPDATE {{schema}}.projection_checkpoints
+		_, err = tx.Exec(ctx, s.expand(`WITH c AS (UPDATE {{schema}}.projection_checkpoints
 			SET commit_pos = $2, prepare_pos = $3, updated_at = now() WHERE name = $1
 			RETURNING name) SELECT pg_catalog.pg_notify(`+quoteLiteral(s.channel)+`, name) FROM c`),
 			name, int64(pos.Commit), int64(pos.Prepare))

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/stratadev/strata/projections"
 )
 
@@ -18,22 +20,30 @@ var _ projections.RetryRecorder = (*Sink)(nil)
 // too). When PostgreSQL itself is what fails, the record cannot be
 // written; the worker's own state still says retrying.
 func (s *Sink) SetRetrying(ctx context.Context, name string, f *projections.Failure) error {
-	var err error
+	var (
+		sql  string
+		args = []any{name}
+	)
 	if f == nil {
-		_, err = s.pool.Exec(ctx, s.expand(`UPDATE {{schema}}.projection_checkpoints SET failure = NULL, updated_at = now()
-			WHERE name = $1 AND failure @> '{"Retrying": true}'`), name)
+		sql = s.expand(`UPDATE {{schema}}.projection_checkpoints SET failure = NULL, updated_at = now()
+			WHERE name = $1 AND failure @> '{"Retrying": true}'`)
 	} else {
-		var b []byte
-		if b, err = json.Marshal(f); err != nil {
+		b, err := json.Marshal(f)
+		if err != nil {
 			return fmt.Errorf("pgsink: record the error %s is retrying: %w", name, err)
 		}
 		// A projection that fails its first batch has no row yet: the
 		// row the batch would have created was rolled back with it.
-		_, err = s.pool.Exec(ctx, s.expand(`INSERT INTO {{schema}}.projection_checkpoints AS c (name, failure) VALUES ($1, $2)
+		sql = s.expand(`INSERT INTO {{schema}}.projection_checkpoints AS c (name, failure) VALUES ($1, $2)
 			ON CONFLICT (name) DO UPDATE SET failure = excluded.failure, updated_at = now()
-			WHERE c.state = 'running'`), name, b)
+			WHERE c.state = 'running'`)
+		args = append(args, b)
 	}
-	if err != nil {
+	// Under the lock, as every write of a checkpoint (see lockCheckpoint).
+	if err := s.locked(ctx, name, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, sql, args...)
+		return err
+	}); err != nil {
 		return fmt.Errorf("pgsink: record the error %s is retrying: %w", name, err)
 	}
 	return nil

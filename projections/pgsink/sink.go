@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"strings"
 	"time"
@@ -72,8 +73,11 @@ type Sink struct {
 	cfg     Config
 	schema  string // quoted
 	channel string // of checkpoint notifications
-	q       queries
-	leases  leases
+	// lockClass is the first key of the checkpoints' advisory locks (see
+	// lockCheckpoint).
+	lockClass int32
+	q         queries
+	leases    leases
 }
 
 var (
@@ -93,7 +97,8 @@ func New(pool *pgxpool.Pool, cfg Config) *Sink {
 		panic(err)
 	}
 	cfg = cfg.withDefaults()
-	s := &Sink{pool: pool, cfg: cfg, schema: pgx.Identifier{cfg.Schema}.Sanitize(), channel: channelName(cfg.Schema)}
+	s := &Sink{pool: pool, cfg: cfg, schema: pgx.Identifier{cfg.Schema}.Sanitize(), channel: channelName(cfg.Schema),
+		lockClass: lockClass("strata/pgsink/checkpoints/" + cfg.Schema)}
 	s.q = newQueries(s.expand, s.channel)
 	return s
 }
@@ -109,20 +114,64 @@ func (s *Sink) expand(sql string) string {
 }
 
 type queries struct {
-	ensure, lock, advance, insertDead, read, setState string
+	ensure, lock, at, advance, insertDead, read, setState string
+}
+
+// lockClass derives the first key of a family of advisory locks from a name.
+func lockClass(name string) int32 {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return int32(h.Sum32())
+}
+
+// lockCheckpoint takes, in tx, the transaction-level advisory lock on the
+// checkpoint of name, keyed by the sink's schema and hashtext(name). A
+// batch holds it from its start to its commit, and every other writer of
+// the checkpoint takes it first, so that they exclude each other as a row
+// lock would. It is not a row lock because a row lock gives the
+// transaction an ID at once, and the readers of a pgstore log wait for
+// every transaction with an ID older than the events they read: a batch
+// whose handler waits on Elasticsearch or Kafka would hold back every
+// projection of the database. A batch's transaction gets an ID only when
+// it writes, at the latest when it moves the checkpoint just before its
+// commit. The lock is taken in a statement of its own: in READ COMMITTED,
+// the statements after it see what the previous holder committed.
+func (s *Sink) lockCheckpoint(ctx context.Context, tx pgx.Tx, name string) error {
+	if _, err := tx.Exec(ctx, s.q.lock, s.lockClass, name); err != nil {
+		return fmt.Errorf("lock the checkpoint: %w", err)
+	}
+	return nil
+}
+
+// locked runs fn in a transaction that holds the lock on the checkpoint
+// of name, and commits it when fn returns nil.
+func (s *Sink) locked(ctx context.Context, name string, fn func(pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := s.lockCheckpoint(ctx, tx, name); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
 }
 
 func newQueries(expand func(string) string, channel string) queries {
 	notify := `SELECT pg_catalog.pg_notify(` + quoteLiteral(channel) + `, name) FROM c`
 	return queries{
 		ensure: expand(`INSERT INTO {{schema}}.projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING`),
-		lock: expand(`SELECT commit_pos, prepare_pos, state FROM {{schema}}.projection_checkpoints
-			WHERE name = $1 FOR UPDATE`),
-		advance: expand(`WITH c AS (UPDATE {{schema}}.projection_checkpoints
-			SET commit_pos = $2, prepare_pos = $3, updated_at = now(),
+		lock:   `SELECT pg_catalog.pg_advisory_xact_lock($1::int4, pg_catalog.hashtext($2))`,
+		at: expand(`SELECT commit_pos, prepare_pos, state FROM {{schema}}.projection_checkpoints
+			WHERE name = $1`),
+		// Creates the row of a first batch, so that the batch writes
+		// nothing before it ends; moves the checkpoint only from $5, $6
+		// (where the batch found it), so that a writer that does not take
+		// the lock (an older version of the sink) is not overwritten.
+		advance: expand(`WITH c AS (INSERT INTO {{schema}}.projection_checkpoints AS cp
+			    (name, commit_pos, prepare_pos, failure) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (name) DO UPDATE
+			SET commit_pos = excluded.commit_pos, prepare_pos = excluded.prepare_pos, updated_at = now(),
 			    -- a batch that commits ends a retry (see SetRetrying)
-			    failure = coalesce($4, CASE WHEN failure @> '{"Retrying": true}' THEN NULL ELSE failure END)
-			WHERE name = $1 RETURNING name) ` + notify),
+			    failure = coalesce(excluded.failure, CASE WHEN cp.failure @> '{"Retrying": true}' THEN NULL ELSE cp.failure END)
+			WHERE cp.commit_pos = $5 AND cp.prepare_pos = $6 RETURNING name) ` + notify),
 		insertDead: expand(`INSERT INTO {{schema}}.projection_dead_letters
 			(projection, event_id, stream_id, stream_version, commit_pos, prepare_pos, type, data, metadata, recorded_at, error)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
@@ -180,7 +229,12 @@ func (s *Sink) SetState(ctx context.Context, name string, state projections.Stat
 	if err != nil {
 		return err
 	}
-	if _, err := s.pool.Exec(ctx, s.q.setState, name, string(state), fj); err != nil {
+	// Under the lock: a pause waits for the batch in flight, and the next
+	// batch finds the projection paused.
+	if err := s.locked(ctx, name, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, s.q.setState, name, string(state), fj)
+		return err
+	}); err != nil {
 		return fmt.Errorf("pgsink: set state of %s to %s: %w", name, state, err)
 	}
 	return nil
@@ -203,11 +257,16 @@ func failureJSON(f *projections.Failure) ([]byte, error) {
 // projection without applying an event twice, use [Sink.ResetProjection],
 // and for a replay into new tables, [Sink.Rebuild].
 func (s *Sink) Reset(ctx context.Context, name string, pos es.Position) error {
-	_, err := s.pool.Exec(ctx, s.expand(`WITH c AS (INSERT INTO {{schema}}.projection_checkpoints AS cp (name, commit_pos, prepare_pos)
+	// Under the lock: a batch in flight commits first, and the next one
+	// finds the checkpoint moved.
+	err := s.locked(ctx, name, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, s.expand(`WITH c AS (INSERT INTO {{schema}}.projection_checkpoints AS cp (name, commit_pos, prepare_pos)
 		VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE
 		SET commit_pos = excluded.commit_pos, prepare_pos = excluded.prepare_pos, updated_at = now()
 		RETURNING name) SELECT pg_catalog.pg_notify(`+quoteLiteral(s.channel)+`, name) FROM c`),
-		name, int64(pos.Commit), int64(pos.Prepare))
+			name, int64(pos.Commit), int64(pos.Prepare))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("pgsink: reset %s to %s: %w", name, pos, err)
 	}
@@ -221,7 +280,10 @@ func (s *Sink) Reset(ctx context.Context, name string, pos es.Position) error {
 // rebuild, [Sink.DeleteRebuildCheckpoint]). Deleting a checkpoint that does not exist does
 // nothing.
 func (s *Sink) DeleteCheckpoint(ctx context.Context, name string) error {
-	if _, err := s.pool.Exec(ctx, s.expand(`DELETE FROM {{schema}}.projection_checkpoints WHERE name = $1`), name); err != nil {
+	if err := s.locked(ctx, name, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, s.expand(`DELETE FROM {{schema}}.projection_checkpoints WHERE name = $1`), name)
+		return err
+	}); err != nil {
 		return fmt.Errorf("pgsink: delete checkpoint of %s: %w", name, err)
 	}
 	return nil

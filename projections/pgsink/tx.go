@@ -29,9 +29,12 @@ func (tx *Tx) Table(name string) pgx.Identifier {
 	return pgx.Identifier{tx.readSchema, name + tx.suffix}
 }
 
-// Apply implements [projections.Sink]: one transaction locks the
-// checkpoint row, checks it is at p.From, runs handle, stores the dead
-// letters and moves the checkpoint to p.To.
+// Apply implements [projections.Sink]: one transaction takes the
+// checkpoint's advisory lock, checks the checkpoint is at p.From, runs
+// handle, stores the dead letters and moves the checkpoint to p.To. It
+// holds no row lock, so the transaction gets an ID only when handle or
+// the dead letters write, or at the end when the checkpoint moves (see
+// the package documentation).
 func (s *Sink) Apply(ctx context.Context, p projections.ApplyParams, handle func(context.Context, *Tx) error) error {
 	return s.apply(ctx, p, "", handle)
 }
@@ -46,14 +49,16 @@ func (s *Sink) apply(ctx context.Context, p projections.ApplyParams, suffix stri
 		commit, prepare int64
 		state           string
 	)
-	err = tx.QueryRow(ctx, s.q.lock, p.Projection).Scan(&commit, &prepare, &state)
-	if errors.Is(err, pgx.ErrNoRows) {
-		if _, err = tx.Exec(ctx, s.q.ensure, p.Projection); err == nil {
-			err = tx.QueryRow(ctx, s.q.lock, p.Projection).Scan(&commit, &prepare, &state)
-		}
+	if err := s.lockCheckpoint(ctx, tx, p.Projection); err != nil {
+		return fmt.Errorf("pgsink: apply to %s: %w", p.Projection, err)
 	}
-	if err != nil {
-		return fmt.Errorf("pgsink: apply to %s: lock checkpoint: %w", p.Projection, err)
+	// Read, not locked: the advisory lock holds the checkpoint (see
+	// lockCheckpoint), and the transaction gets no ID before it writes.
+	// A projection without a row is at the start; advance creates it.
+	state = string(projections.StateRunning)
+	err = tx.QueryRow(ctx, s.q.at, p.Projection).Scan(&commit, &prepare, &state)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("pgsink: apply to %s: read checkpoint: %w", p.Projection, err)
 	}
 	if at := (es.Position{Commit: uint64(commit), Prepare: uint64(prepare)}); at != p.From {
 		return &projections.CheckpointMovedError{Projection: p.Projection, Expected: p.From, Actual: at}
@@ -82,11 +87,30 @@ func (s *Sink) apply(ctx context.Context, p projections.ApplyParams, suffix stri
 			return err
 		}
 	}
-	if _, err := tx.Exec(ctx, s.q.advance, p.Projection, int64(p.To.Commit), int64(p.To.Prepare), lastFailure); err != nil {
-		return fmt.Errorf("pgsink: apply to %s: move checkpoint: %w", p.Projection, err)
+	if err := s.advance(ctx, tx, p.Projection, p.From, p.To, lastFailure); err != nil {
+		return fmt.Errorf("pgsink: apply to %s: %w", p.Projection, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("pgsink: apply to %s: commit: %w", p.Projection, err)
+	}
+	return nil
+}
+
+// advance moves the checkpoint of name from from to to in tx, which holds
+// its lock; it reports a [*projections.CheckpointMovedError] when the
+// checkpoint is no longer at from.
+func (s *Sink) advance(ctx context.Context, tx pgx.Tx, name string, from, to es.Position, failure []byte) error {
+	tag, err := tx.Exec(ctx, s.q.advance, name, int64(to.Commit), int64(to.Prepare), failure,
+		int64(from.Commit), int64(from.Prepare))
+	if err != nil {
+		return fmt.Errorf("move checkpoint: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		cp, err := s.checkpoint(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		return &projections.CheckpointMovedError{Projection: name, Expected: from, Actual: cp.Position}
 	}
 	return nil
 }

@@ -435,28 +435,21 @@ func diffColumns(a, b string) ([]string, error) {
 	return cols, nil
 }
 
-// HoldCheckpoint locks the checkpoint of a projection in a transaction of
-// its own and returns it as held: no batch of the projection commits until
-// release is called, and no batch of an elasticsink projection (whose
-// batches lock their checkpoint before they write) starts writing. A batch
-// in flight commits first. Verifications of read models that cannot be
-// read in one snapshot with their checkpoint use it. Hold it briefly: the
-// row lock gives the transaction an ID, which holds back readers of a
-// pgstore log (and so every worker) until release.
+// HoldCheckpoint holds the checkpoint of a projection in a transaction of
+// its own (its advisory lock, as a batch holds it) and returns it as held:
+// no batch of the projection starts until release is called, so none
+// commits, and no batch of an elasticsink projection starts writing. A
+// batch in flight commits first. Verifications of read models that cannot
+// be read in one snapshot with their checkpoint use it. The transaction
+// writes nothing and so gets no ID: it does not hold back the readers of a
+// pgstore log.
 func (s *Sink) HoldCheckpoint(ctx context.Context, name string) (cp projections.Checkpoint, release func(), err error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return cp, nil, fmt.Errorf("pgsink: hold the checkpoint of %s: %w", name, err)
 	}
 	release = func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }
-	var (
-		commit, prepare int64
-		state           string
-	)
-	_, err = tx.Exec(ctx, s.q.ensure, name)
-	if err == nil {
-		err = tx.QueryRow(ctx, s.q.lock, name).Scan(&commit, &prepare, &state)
-	}
+	err = s.lockCheckpoint(ctx, tx, name)
 	if err == nil {
 		cp, err = s.checkpoint(ctx, tx, name)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"sync"
 	"testing"
@@ -218,25 +219,30 @@ func TestHoldCheckpoint(t *testing.T) {
 	p := stock{name: "stock"}
 	e.runTo(t, p, head)
 
-	// The hold locks a row, so its transaction holds back readers of the
-	// log: the next event is visible before.
-	next := e.appendOne(t, "next", "ItemAdded", `{"sku":"n","qty":1}`).Position
-	e.waitVisible(t, next)
 	cp, release, err := e.sink.HoldCheckpoint(t.Context(), "stock")
 	if err != nil || cp.Position != head {
 		t.Fatalf("hold: %+v, %v; want the checkpoint at %s", cp, err, head)
 	}
 	defer release()
+	// The hold takes an advisory lock, not a row lock: its transaction
+	// has no ID and holds back no reader of the log.
+	next := e.appendOne(t, "next", "ItemAdded", `{"sku":"n","qty":1}`).Position
+	e.waitVisible(t, next)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := start(ctx, projections.NewWorker(e.store, e.reg, e.sink, p, projections.Config{Logger: quiet}))
-	// The worker's batch waits for the held checkpoint row.
+	// The worker's batch waits for the held checkpoint's advisory lock:
+	// its first key derives from the sink's schema, its second is
+	// hashtext of the projection's name.
+	class := fnv.New32a()
+	class.Write([]byte("strata/pgsink/checkpoints/" + e.sink.Schema()))
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var waiting bool
-		if err := e.pool.QueryRow(t.Context(), `SELECT EXISTS (SELECT FROM pg_catalog.pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND query LIKE '%projection_checkpoints%' AND query LIKE '%FOR UPDATE%'
-			AND strpos(query, $1) > 0)`, e.sink.Schema()).Scan(&waiting); err != nil {
+		if err := e.pool.QueryRow(t.Context(), `SELECT EXISTS (SELECT FROM pg_catalog.pg_locks
+			WHERE locktype = 'advisory' AND NOT granted AND objsubid = 2
+			AND classid::int8 = $1 AND objid::int8 = pg_catalog.hashtext($2)::int8 & 4294967295)`,
+			int64(class.Sum32()), "stock").Scan(&waiting); err != nil {
 			t.Fatal(err)
 		}
 		if waiting {
