@@ -356,6 +356,13 @@ func ReadInstance(ctx context.Context, sink *pgsink.Sink, name, id string) (Inst
 	var in Instance
 	rule := StuckRule{}.withDefaults()
 	err := sink.BeginFunc(ctx, func(ctx context.Context, tx *pgsink.Tx) error {
+		// One snapshot for the instance, its stuck reason, its commands
+		// and its deadlines: under READ COMMITTED each statement would see
+		// the outcomes committed since the one before, and a command could
+		// show rejected and unhandled beside an instance that is not stuck.
+		if _, err := tx.Exec(ctx, `SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY`); err != nil {
+			return err
+		}
 		t := tablesOf(tx)
 		var err error
 		in, err = scanListed(tx.QueryRow(ctx, t.expand(selectListed+` FROM {{instances}} i WHERE i.process = $1 AND i.id = $4`),
