@@ -118,6 +118,11 @@ type State struct {
 	Answered []string `json:"answered,omitempty"`
 	// OutOfStock lists the products whose reservation was refused.
 	OutOfStock []string `json:"out_of_stock,omitempty"`
+	// VoidRefused is set when the payment refused the checkout's void
+	// because its capture or decline came first. Until that refusal comes
+	// back, a checkout that voids does not end: the refusal of a command
+	// of an ended process would be left unhandled (stuck, for the CLI).
+	VoidRefused bool `json:"void_refused,omitempty"`
 }
 
 // Process is the checkout process manager. Make it with [New].
@@ -187,15 +192,18 @@ func (p Process) Decide(s State, in process.Input) (decision, error) {
 			if s.Status != StatusAwaitingPayment && s.Status != StatusVoiding {
 				return decision{State: s}, nil
 			}
+			voiding := s.Status == StatusVoiding
 			s.Status = StatusConfirmed
 			return decision{State: s, Commands: []any{orders.CompleteCheckout{OrderID: s.OrderID, AmountCents: e.AmountCents}},
-				Cancel: []string{PaymentDeadline}, Done: true}, nil
+				Cancel: []string{PaymentDeadline}, Done: !voiding || s.VoidRefused}, nil
 		case orders.PaymentDeclined:
 			if s.Status != StatusAwaitingPayment && s.Status != StatusVoiding {
 				return decision{State: s}, nil
 			}
+			voiding := s.Status == StatusVoiding
 			d := cancel(s, ReasonDeclined)
 			d.Cancel = []string{PaymentDeadline}
+			d.Done = !voiding || s.VoidRefused
 			return d, nil
 		case orders.PaymentVoided:
 			if s.Status != StatusVoiding {
@@ -221,8 +229,9 @@ func (p Process) Decide(s State, in process.Input) (decision, error) {
 			return p.reserved(s), nil
 		case orders.VoidPayment:
 			// The payment was captured or declined first: its event
-			// decides.
-			return decision{State: s}, nil
+			// decides, and ends the checkout when it came already.
+			s.VoidRefused = true
+			return decision{State: s, Done: s.Status == StatusConfirmed || s.Status == StatusCancelled}, nil
 		}
 		return decision{}, fmt.Errorf("checkout: %s refused: %w", cqrs.CommandName(in.Command), in.Err)
 	}
