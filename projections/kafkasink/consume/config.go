@@ -69,10 +69,11 @@ type Config struct {
 	RetryMin, RetryMax time.Duration
 	// ShutdownTimeout bounds what Run still does after its context ends:
 	// for commands, finishing the dispatch in flight and committing the
-	// offsets of what was dispatched; for both, the last status write. (A
-	// read model's batch in flight is rolled back at once: it applies
-	// again from the stored offset.) Defaults to ShutdownTimeoutDefault
-	// (10s).
+	// offsets of what was dispatched; for a read model, the commit of a
+	// batch already written; for both, the last status write. (A read
+	// model's batch still being written is rolled back at once: it
+	// applies again from the stored offset.) Defaults to
+	// ShutdownTimeoutDefault (10s).
 	ShutdownTimeout time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger

@@ -292,7 +292,12 @@ func (r *ReadModel) commit(ctx context.Context, k partitionKey, msgs []Message, 
 	if err := r.status.count(ctx, tx, 0, deadLettered); err != nil {
 		return err
 	}
-	if err := tx.Commit(ctx); err != nil {
+	// Once the batch is written, a stop does not interrupt its commit: a
+	// commit cut off by a cancelled context may have happened anyway, and
+	// the consumer would stop without counting or remembering it.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := tx.Commit(cctx); err != nil {
 		// The commit may have happened; the guard tells on the next batch.
 		return fmt.Errorf("consume: commit the batch of topic %s partition %d up to offset %d: %w", k.topic, k.partition, next, err)
 	}
