@@ -270,3 +270,16 @@ func ident(e env, table string) string {
 }
 
 var _ = process.Permanent
+
+// A runner stopped while it starts returns nil, as it does when stopped
+// later: an application shutting down right after start-up is not a
+// failure.
+func TestRunStoppedAtStart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := e.runner(pgprocess.Config{}).Run(ctx); err != nil {
+		t.Errorf("Run with an ended context = %v; want nil", err)
+	}
+}

@@ -199,6 +199,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		channel = tablesOf(tx).channel
 		return nil
 	})
+	if ctx.Err() != nil {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("pgprocess: run %s: %w", name, err)
 	}
@@ -211,6 +214,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		Match:   func(payload string) bool { return payload == name },
 		Logger:  r.cfg.Logger,
 	})
+	if ctx.Err() != nil {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("pgprocess: run %s: listen for new commands and deadlines: %w", name, err)
 	}
