@@ -3,6 +3,7 @@ package cqrs
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -110,21 +111,44 @@ func Metrics(cfg MetricsConfig) Middleware {
 	retries, err := m.Int64Counter("strata.command.conflict_retries", metric.WithUnit("{retry}"),
 		metric.WithDescription("Commands decided and appended again after a version conflict, by type."))
 	handle(err)
+	var attrs attrCache
 	return func(next Next) Next {
 		return func(ctx context.Context, cmd any) (Result, error) {
 			start := time.Now()
 			var n atomic.Int64
 			res, err := next(context.WithValue(ctx, retriesKey{}, &n), cmd)
-			name := attribute.String(string(AttrCommandType), CommandName(cmd))
-			both := metric.WithAttributes(name, AttrOutcome.String(Outcome(err)))
+			name := CommandName(cmd)
+			both := attrs.of(name, Outcome(err))
 			dispatched.Add(ctx, 1, both)
 			duration.Record(ctx, time.Since(start).Seconds(), both)
 			if r := n.Load(); r > 0 {
-				retries.Add(ctx, r, metric.WithAttributes(name))
+				retries.Add(ctx, r, attrs.of(name, ""))
 			}
 			return res, err
 		}
 	}
+}
+
+// attrCache holds the attribute sets of the command types and outcomes
+// seen, so that measuring a command builds none: there are as many as
+// command types times outcomes.
+type attrCache struct{ m sync.Map }
+
+type attrKey struct{ command, outcome string }
+
+// of returns the attributes of command and outcome; no outcome attribute
+// when outcome is "".
+func (c *attrCache) of(command, outcome string) metric.MeasurementOption {
+	k := attrKey{command, outcome}
+	if v, ok := c.m.Load(k); ok {
+		return v.(metric.MeasurementOption)
+	}
+	kvs := []attribute.KeyValue{AttrCommandType.String(command)}
+	if outcome != "" {
+		kvs = append(kvs, AttrOutcome.String(outcome))
+	}
+	v, _ := c.m.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(kvs...)))
+	return v.(metric.MeasurementOption)
 }
 
 type retriesKey struct{}
