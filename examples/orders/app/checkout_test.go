@@ -244,6 +244,11 @@ func TestOrderReadWaitsForTheCheckout(t *testing.T) {
 	for _, p := range e.app.Processes {
 		wg.Go(func() { _ = p.Run(ctx) })
 	}
+	// The read waits ReadWait at most: on a loaded machine, the follower
+	// may take longer than that to start.
+	if err := projections.WaitFor(t.Context(), e.app.Sink, checkout.Projection, pos); err != nil {
+		t.Fatal(err)
+	}
 	var v httpapi.OrderWithCheckout
 	e.read("/orders/o1", token, &v)
 	if v.Checkout == nil || v.Checkout.Status == "" {
