@@ -18,25 +18,34 @@
 //     outbox table) and deadlines, in the transaction that moves the
 //     checkpoint.
 //   - A dispatcher claims up to Config.DispatchBatch pending commands that
-//     are due, in one transaction, with transaction-level advisory locks,
-//     so that several runners, and Config.Dispatchers loops in each, share
-//     the work. It rebuilds each command through the [process.Commands]
-//     registry, gives it its derived ID and dispatches the batch on the
-//     bus at once (each dispatch is the command's own transaction, so
-//     their commits share WAL flushes), then records every outcome in the
-//     claiming transaction, with one commit: dispatched; rejected, with
-//     the rejection handed to decide (instances locked in the order of
-//     their IDs, as the follower locks them, and the step of the decision
-//     that handled it); or, for a transient error, the attempt, the error
-//     and the time of the next attempt (exponential backoff with jitter).
-//     When the slowest commands of a batch take longer than
-//     Config.OutcomeFlush, the outcomes of the others are recorded in a
-//     transaction of their own meanwhile; the slow command still occupies
-//     its dispatch loop until it is done. The claim is not a row lock on
-//     purpose: a row lock gives the transaction an ID while the bus
-//     handles the commands, and readers of the log wait for older
-//     transaction IDs, so one slow command would hold back every
-//     projection of the database.
+//     are due with session advisory locks, so that several runners, and
+//     Config.Dispatchers loops in each, share the work. It rebuilds each
+//     command through the [process.Commands] registry, gives it its
+//     derived ID and dispatches the batch on the bus at once (each
+//     dispatch is the command's own transaction, so their commits share
+//     WAL flushes), then records every outcome in one transaction:
+//     dispatched; rejected, with the rejection handed to decide
+//     (instances locked in the order of their IDs, as the follower locks
+//     them, and the step of the decision that handled it); or, for a
+//     transient error, the attempt, the error and the time of the next
+//     attempt (exponential backoff with jitter). When the slowest commands
+//     of a batch take longer than Config.OutcomeFlush, the outcomes of the
+//     others are recorded in a transaction of their own meanwhile; the
+//     slow command still occupies its dispatch loop until it is done.
+//     The locks are taken on a connection each dispatch loop keeps for
+//     itself, made from the pool's configuration but outside the pool,
+//     which runs no transaction. A row lock, or an advisory lock held in a
+//     transaction of the pool, would not do: a transaction held open
+//     while the bus handles the commands gets an ID, and readers of the
+//     log wait for older transaction IDs, so one slow command would hold
+//     back every projection of the database; and the dispatch loops would
+//     hold the pool's connections while the commands they dispatch wait
+//     for one. When the connection breaks, or the process dies, the server
+//     drops its locks and the commands are claimed again; an outcome is
+//     recorded only for a command still pending, so a rejection reaches
+//     decide once. Count one connection to PostgreSQL per dispatch loop
+//     besides the pool; behind a pooler, it needs session pooling, like
+//     LISTEN.
 //   - A deadline loop fires up to Config.DeadlineBatch due deadlines
 //     (due_at <= now() on the database), of as many instances, in one
 //     transaction that locks their instances with SKIP LOCKED, marks each

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"time"
@@ -81,13 +82,15 @@ func (r *Runner) untilNext(ctx context.Context, sql string, outbox bool) (time.D
 }
 
 // claimKey is the key of the advisory lock that a dispatcher holds on a
-// command of the outbox ($2, quoted) while it dispatches it: a
-// transaction-level advisory lock, not a row lock. A row lock would give
-// the dispatching transaction an ID for as long as the bus handles the
-// command, and the readers of the log wait for every transaction with an
-// ID older than the events they read (see es/pgstore): one slow command
-// would hold back every projection of the database. The transaction gets
-// an ID only when it records the outcome.
+// command of the outbox ($2, quoted) while it dispatches it. It is an
+// advisory lock of a connection of the dispatcher's own, outside the pool
+// (see [claimer]), not a row lock: a row lock would give the dispatching
+// transaction an ID for as long as the bus handles the command, and the
+// readers of the log wait for every transaction with an ID older than the
+// events they read (see es/pgstore), so one slow command would hold back
+// every projection of the database; and a transaction of the pool held
+// open while the bus handles commands, which take connections of the pool
+// too, could leave them none.
 func claimKey(commandID string) string {
 	return `pg_catalog.hashtextextended('strata process outbox:' || $2::text || ':' || ` + commandID + `, 0)`
 }
@@ -124,83 +127,140 @@ type outboxRow struct {
 	err error // of the dispatch, or of the decoding
 }
 
-// dispatchBatch dispatches up to Config.DispatchBatch pending commands
-// that are due and that no other dispatcher holds, at once, and records
-// their outcomes in the transaction that claimed them (see claimKey), with
-// one commit. A crash after the dispatch and before the commit leaves the
-// rows pending: they are dispatched again, with the same IDs, and the bus
-// answers with the first dispatch's results.
-//
-// When the slowest commands of the batch are not done after
-// Config.OutcomeFlush, the outcomes of the others are recorded in a
-// transaction of their own, which commits while the claim still holds the
-// slow ones, and again after each further OutcomeFlush: a slow command
-// delays the outcomes of the others (a rejection's compensation, a
-// retry) by OutcomeFlush at most.
-func (r *Runner) dispatchBatch(ctx context.Context) (bool, error) {
-	name := r.p.Name()
-	did := false
-	err := r.sink.BeginFunc(ctx, func(ctx context.Context, tx *pgsink.Tx) error {
-		t := tablesOf(tx)
-		// Claim: the subquery keeps its order, and the outer limit stops
-		// taking locks once it holds DispatchBatch of them.
-		rows, err := tx.Query(ctx, t.expand(`SELECT o.id, o.step, o.seq FROM (SELECT id, step, seq, command_id FROM {{outbox}}
-			WHERE process = $1 AND status = 'pending' AND next_attempt_at <= now()
-			ORDER BY next_attempt_at, id, step, seq LIMIT `+strconv.Itoa(2*r.cfg.DispatchBatch)+`) o
-			WHERE pg_catalog.pg_try_advisory_xact_lock(`+claimKey("o.command_id")+`)
-			LIMIT `+strconv.Itoa(r.cfg.DispatchBatch)), name, t.outbox)
-		if err != nil {
-			return err
-		}
-		var (
-			ids   []string
-			steps []int64
-			seqs  []int32
-			id    string
-			step  int64
-			seq   int32
-		)
-		_, err = pgx.ForEachRow(rows, []any{&id, &step, &seq}, func() error {
-			ids, steps, seqs = append(ids, id), append(steps, step), append(seqs, seq)
-			return nil
-		})
-		if err != nil || len(ids) == 0 {
-			return err
-		}
-		// The rows are read again after the locks are taken, in a
-		// statement of its own: one that started before another
-		// dispatcher committed its outcome would see them pending. The
-		// id = ANY condition lets the primary key find them: without it,
-		// PostgreSQL joined the unnest with a scan of the whole outbox
-		// (8.8 ms a batch with 4,000 rows).
-		rows, err = tx.Query(ctx, t.expand(`SELECT o.id, o.step, o.seq, o.command_id, o.command_type, o.command, o.attempts,
-				o.correlation_id, o.causation_id, o.traceparent, o.tracestate
-			FROM {{outbox}} o JOIN unnest($2::text[], $3::bigint[], $4::int[]) AS k(id, step, seq)
-				ON o.id = k.id AND o.step = k.step AND o.seq = k.seq
-			WHERE o.process = $1 AND o.id = ANY($2) AND o.status = 'pending' AND o.next_attempt_at <= now()
-			ORDER BY o.next_attempt_at, o.id, o.step, o.seq`), name, ids, steps, seqs)
-		if err != nil {
-			return err
-		}
-		batch, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*outboxRow, error) {
-			o := &outboxRow{}
-			err := row.Scan(&o.id, &o.step, &o.seq, &o.commandID, &o.commandType, &o.data, &o.attempts,
-				&o.corr, &o.causation, &o.traceparent, &o.tracestate)
-			return o, err
-		})
-		if err != nil || len(batch) == 0 {
-			return err
-		}
-		did = true
-		return r.dispatchAll(ctx, tx, batch)
-	})
-	return did, err
+// claimer is one dispatch loop: it claims commands of the outbox with
+// session advisory locks (see claimKey) on a connection of its own, made
+// from the pool's configuration but not taken from the pool, so that the
+// commands it dispatches, and the transactions that record their
+// outcomes, always find the pool's connections free of it. The connection
+// runs no transaction: it gets no transaction ID. When it breaks, or the
+// process dies, the server releases its locks and the commands are
+// claimed again (the bus answers a repeat with the first dispatch's
+// result); outcomes are recorded only for commands still pending, so a
+// rejection is handed to decide once.
+type claimer struct {
+	r    *Runner
+	t    tables
+	conn *pgx.Conn // nil until the first batch, and after an error
 }
 
-// dispatchAll dispatches batch on the bus at once, records in tx the
-// outcomes of the commands done after OutcomeFlush in a transaction of
-// their own, and the others' in tx.
-func (r *Runner) dispatchAll(ctx context.Context, tx *pgsink.Tx, batch []*outboxRow) error {
+func (c *claimer) connect(ctx context.Context) error {
+	if c.conn != nil {
+		return nil
+	}
+	cfg := c.r.sink.Pool().Config().ConnConfig.Copy()
+	app := cmp.Or(cfg.RuntimeParams["application_name"], "strata")
+	cfg.RuntimeParams["application_name"] = app + " dispatcher"
+	cctx, cancel := context.WithTimeout(ctx, claimConnectTimeout)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(cctx, cfg)
+	if err != nil {
+		return fmt.Errorf("connect the dispatcher's claim connection: %w", err)
+	}
+	c.conn = conn
+	return nil
+}
+
+// close closes the claim connection, which releases its locks.
+func (c *claimer) close() {
+	if c.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), claimConnectTimeout)
+		defer cancel()
+		_ = c.conn.Close(ctx)
+		c.conn = nil
+	}
+}
+
+// claimConnectTimeout bounds connecting and closing the claim connection.
+const claimConnectTimeout = 10 * time.Second
+
+// dispatchBatch dispatches up to Config.DispatchBatch pending commands
+// that are due and that no other dispatcher holds, at once, records their
+// outcomes and releases them. A crash after the dispatch and before the
+// outcome's commit leaves the rows pending: they are dispatched again,
+// with the same IDs, and the bus answers with the first dispatch's
+// results.
+//
+// The outcomes are recorded in one transaction when the batch is done;
+// when the slowest commands of the batch are not done after
+// Config.OutcomeFlush, the outcomes of the others are recorded in a
+// transaction of their own, and again after each further OutcomeFlush: a
+// slow command delays the outcomes of the others (a rejection's
+// compensation, a retry) by OutcomeFlush at most.
+func (c *claimer) dispatchBatch(ctx context.Context) (bool, error) {
+	if err := c.connect(ctx); err != nil {
+		return false, err
+	}
+	batch, err := c.claim(ctx)
+	if err == nil && len(batch) > 0 {
+		err = c.r.dispatchAll(ctx, batch)
+	}
+	// The locks go, and with them the claim: with the connection when
+	// anything failed, as its state is then unknown.
+	if err == nil {
+		_, err = c.conn.Exec(ctx, `SELECT pg_catalog.pg_advisory_unlock_all()`)
+	}
+	if err != nil {
+		c.close()
+	}
+	return len(batch) > 0, err
+}
+
+// claim locks up to Config.DispatchBatch pending commands that are due on
+// the claim connection, and reads them.
+func (c *claimer) claim(ctx context.Context) ([]*outboxRow, error) {
+	name, t, n := c.r.p.Name(), c.t, c.r.cfg.DispatchBatch
+	// The subquery keeps its order, and the outer limit stops taking
+	// locks once it holds n of them.
+	rows, err := c.conn.Query(ctx, t.expand(`SELECT o.id, o.step, o.seq FROM (SELECT id, step, seq, command_id FROM {{outbox}}
+		WHERE process = $1 AND status = 'pending' AND next_attempt_at <= now()
+		ORDER BY next_attempt_at, id, step, seq LIMIT `+strconv.Itoa(2*n)+`) o
+		WHERE pg_catalog.pg_try_advisory_lock(`+claimKey("o.command_id")+`)
+		LIMIT `+strconv.Itoa(n)), name, t.outbox)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		ids   []string
+		steps []int64
+		seqs  []int32
+		id    string
+		step  int64
+		seq   int32
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &step, &seq}, func() error {
+		ids, steps, seqs = append(ids, id), append(steps, step), append(seqs, seq)
+		return nil
+	})
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	// The rows are read again after the locks are taken, in a statement
+	// of its own: one that started before another dispatcher committed
+	// its outcome would see them pending. The id = ANY condition lets
+	// the primary key find them: without it, PostgreSQL joined the
+	// unnest with a scan of the whole outbox (8.8 ms a batch with 4,000
+	// rows).
+	rows, err = c.conn.Query(ctx, t.expand(`SELECT o.id, o.step, o.seq, o.command_id, o.command_type, o.command, o.attempts,
+			o.correlation_id, o.causation_id, o.traceparent, o.tracestate
+		FROM {{outbox}} o JOIN unnest($2::text[], $3::bigint[], $4::int[]) AS k(id, step, seq)
+			ON o.id = k.id AND o.step = k.step AND o.seq = k.seq
+		WHERE o.process = $1 AND o.id = ANY($2) AND o.status = 'pending' AND o.next_attempt_at <= now()
+		ORDER BY o.next_attempt_at, o.id, o.step, o.seq`), name, ids, steps, seqs)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (*outboxRow, error) {
+		o := &outboxRow{}
+		err := row.Scan(&o.id, &o.step, &o.seq, &o.commandID, &o.commandType, &o.data, &o.attempts,
+			&o.corr, &o.causation, &o.traceparent, &o.tracestate)
+		return o, err
+	})
+}
+
+// dispatchAll dispatches batch on the bus at once, and records the
+// outcomes: those done after OutcomeFlush in a transaction of their own,
+// the rest in a last one.
+func (r *Runner) dispatchAll(ctx context.Context, batch []*outboxRow) error {
 	done := make(chan *outboxRow, len(batch))
 	for _, o := range batch {
 		go func() {
@@ -222,6 +282,14 @@ func (r *Runner) dispatchAll(ctx context.Context, tx *pgsink.Tx, batch []*outbox
 		ready    []*outboxRow
 		flushErr error
 	)
+	recordReady := func() {
+		if len(ready) > 0 && flushErr == nil {
+			flushErr = r.sink.BeginFunc(ctx, func(ctx context.Context, tx *pgsink.Tx) error {
+				return r.record(ctx, tx, ready)
+			})
+		}
+		ready = nil
+	}
 	flush := time.NewTimer(r.cfg.OutcomeFlush)
 	defer flush.Stop()
 	for left := len(batch); left > 0; {
@@ -230,20 +298,13 @@ func (r *Runner) dispatchAll(ctx context.Context, tx *pgsink.Tx, batch []*outbox
 			ready = append(ready, o)
 			left--
 		case <-flush.C:
-			if len(ready) > 0 && flushErr == nil {
-				flushErr = r.sink.BeginFunc(ctx, func(ctx context.Context, tx *pgsink.Tx) error {
-					return r.record(ctx, tx, ready)
-				})
-				ready = nil
-			}
+			recordReady()
 			flush.Reset(r.cfg.OutcomeFlush)
 		}
 	}
-	if flushErr != nil {
-		// The claim rolls back: what was not recorded is dispatched again.
-		return flushErr
-	}
-	return r.record(ctx, tx, ready)
+	// What was not recorded stays pending, and is dispatched again.
+	recordReady()
+	return flushErr
 }
 
 // dispatch rebuilds o's command with its derived ID and dispatches it on
@@ -264,11 +325,13 @@ func (r *Runner) dispatch(ctx context.Context, o *outboxRow) error {
 	return err
 }
 
-// record records the outcomes of batch in tx: dispatched; rejected, with
-// the rejection handed to decide; or, for a transient error, the attempt,
-// the error and the time of the next attempt. Rejections lock their
-// instances in the order of their IDs, as the follower does, so that
-// neither waits for the other in a circle.
+// record records in tx the outcomes of those commands of batch that are
+// still pending (another dispatcher may have recorded them after this
+// one's claim was lost): dispatched; rejected, with the rejection handed
+// to decide; or, for a transient error, the attempt, the error and the
+// time of the next attempt. Rejections lock their outbox rows, then their
+// instances, in the order of their IDs, as the follower locks instances,
+// so that no two transactions wait for each other in a circle.
 func (r *Runner) record(ctx context.Context, tx *pgsink.Tx, batch []*outboxRow) error {
 	name := r.p.Name()
 	t := tablesOf(tx)
@@ -287,29 +350,39 @@ func (r *Runner) record(ctx context.Context, tx *pgsink.Tx, batch []*outboxRow) 
 		case o.err == nil:
 			ids, steps, seqs = append(ids, o.id), append(steps, o.step), append(seqs, o.seq)
 		case o.cmd != nil && r.cfg.Permanent(o.err):
+			tag, err := tx.Exec(ctx, t.expand(`UPDATE {{outbox}} SET status = 'rejected', attempts = attempts + 1, last_error = $5
+				WHERE process = $1 AND id = $2 AND step = $3 AND seq = $4 AND status = 'pending'`), append(key, o.err.Error())...)
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() == 0 {
+				continue
+			}
 			r.cfg.Logger.InfoContext(ctx, "pgprocess: command rejected", "process", name, "id", o.id,
 				"command", o.commandType, "command_id", o.commandID, "err", o.err)
 			handled, err := r.decideLocked(ctx, tx, o.id, process.CommandRejected{Command: o.cmd, Err: o.err}, o.commandID)
 			if err != nil {
 				return err
 			}
-			b.Queue(t.expand(`UPDATE {{outbox}} SET status = 'rejected', attempts = attempts + 1,
-				last_error = $5, handled_step = $6 WHERE process = $1 AND id = $2 AND step = $3 AND seq = $4`),
-				append(key, o.err.Error(), handled)...)
+			if handled != nil {
+				b.Queue(t.expand(`UPDATE {{outbox}} SET handled_step = $5 WHERE process = $1 AND id = $2 AND step = $3 AND seq = $4`),
+					append(key, *handled)...)
+			}
 		default:
 			delay := backoff.Backoff{Min: r.cfg.RetryMin, Max: r.cfg.RetryMax}.Delay(o.attempts)
 			r.cfg.Logger.WarnContext(ctx, "pgprocess: command failed; will retry", "process", name, "id", o.id,
 				"command", o.commandType, "command_id", o.commandID, "attempts", o.attempts+1, "retry_in", delay, "err", o.err)
 			b.Queue(t.expand(`UPDATE {{outbox}} SET attempts = attempts + 1, last_error = $5,
 				next_attempt_at = now() + $6::bigint * interval '1 microsecond'
-				WHERE process = $1 AND id = $2 AND step = $3 AND seq = $4`), append(key, o.err.Error(), delay.Microseconds())...)
+				WHERE process = $1 AND id = $2 AND step = $3 AND seq = $4 AND status = 'pending'`), append(key, o.err.Error(), delay.Microseconds())...)
 		}
 	}
 	if len(ids) > 0 {
 		b.Queue(t.expand(`UPDATE {{outbox}} o SET status = 'dispatched', attempts = attempts + 1,
 				last_error = NULL, dispatched_at = now()
 			FROM unnest($2::text[], $3::bigint[], $4::int[]) AS k(id, step, seq)
-			WHERE o.process = $1 AND o.id = ANY($2) AND o.id = k.id AND o.step = k.step AND o.seq = k.seq`), name, ids, steps, seqs)
+			WHERE o.process = $1 AND o.id = ANY($2) AND o.id = k.id AND o.step = k.step AND o.seq = k.seq
+				AND o.status = 'pending'`), name, ids, steps, seqs)
 	}
 	if b.Len() == 0 {
 		return nil

@@ -194,11 +194,12 @@ func (r *Runner) Worker() *projections.Worker[*pgsink.Tx] { return r.worker }
 // backoff.
 func (r *Runner) Run(ctx context.Context) error {
 	name := r.p.Name()
-	var channel string
+	var t tables
 	err := r.sink.BeginFunc(ctx, func(ctx context.Context, tx *pgsink.Tx) error {
-		channel = tablesOf(tx).channel
+		t = tablesOf(tx)
 		return nil
 	})
+	channel := t.channel
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -237,7 +238,12 @@ func (r *Runner) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { return pr.Run(ctx) })
 	for range r.cfg.Dispatchers {
-		g.Go(func() error { r.loop(ctx, "dispatch", r.commands, r.dispatchBatch, r.nextCommand); return nil })
+		g.Go(func() error {
+			c := &claimer{r: r, t: t}
+			defer c.close()
+			r.loop(ctx, "dispatch", r.commands, c.dispatchBatch, r.nextCommand)
+			return nil
+		})
 	}
 	g.Go(func() error { r.loop(ctx, "fire deadlines", r.deadlines, r.fireBatch, r.nextDeadline); return nil })
 	return g.Wait()
