@@ -150,6 +150,14 @@ func (c *claimer) connect(ctx context.Context) error {
 	cfg := c.r.sink.Pool().Config().ConnConfig.Copy()
 	app := cmp.Or(cfg.RuntimeParams["application_name"], "strata")
 	cfg.RuntimeParams["application_name"] = app + " dispatcher"
+	// The claims of a machine that died, rather than a process, last until
+	// the server finds the connection dead: with these settings about a
+	// minute, rather than the two hours of the usual TCP defaults.
+	for k, v := range map[string]string{"tcp_keepalives_idle": "30", "tcp_keepalives_interval": "10", "tcp_keepalives_count": "3"} {
+		if _, set := cfg.RuntimeParams[k]; !set {
+			cfg.RuntimeParams[k] = v
+		}
+	}
 	cctx, cancel := context.WithTimeout(ctx, claimConnectTimeout)
 	defer cancel()
 	conn, err := pgx.ConnectConfig(cctx, cfg)
