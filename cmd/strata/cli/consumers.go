@@ -47,10 +47,13 @@ Kafka how many members each group has (MEMBERS) and shows a group recorded
 as running or retrying that has no member as "gone". Kafka drops a killed
 member once its session timeout has passed without a heartbeat (45s unless
 the consumers set kgo.SessionTimeout), so a consumer killed less than that
-ago still shows as running with its member. A group's processes share one
-state: "stopped" with MEMBERS above 0 means another process of the group
-still consumes. Without brokers, MEMBERS is not shown and a consumer killed
-without a chance to record it shows its last state: see UPDATED.
+ago still shows as running with its member. A consumer joins its group only
+once one of its topics exists, so a live consumer of missing topics shows
+as gone too: FAILURE asks about the topics when the group never consumed a
+partition. A group's processes share one state: "stopped" with MEMBERS
+above 0 means another process of the group still consumes. Without
+brokers, MEMBERS is not shown and a consumer killed without a chance to
+record it shows its last state: see UPDATED.
 
 When the brokers cannot be reached, the command still shows the recorded
 states, with MEMBERS "?", warns on standard error, and exits 0: Kafka being
@@ -110,8 +113,7 @@ recorded State and adds Members and Live (Members > 0) when Kafka answered.`,
 				}
 				if o.gone() {
 					state = stateGone
-					failure = fmt.Sprintf("no member in the Kafka group; last recorded state %s at %s", st.State, formatTime(st.UpdatedAt)) +
-						prefixed(": ", failure)
+					failure = goneFailure(st)
 				}
 				row := []string{st.Group, st.Kind, state}
 				if asked {
@@ -157,11 +159,19 @@ func (o consumerOutput) gone() bool {
 	return o.Live != nil && !*o.Live && (o.State == consume.StateRunning || o.State == consume.StateRetrying)
 }
 
-func prefixed(prefix, s string) string {
-	if s == "" {
-		return ""
+// goneFailure is the FAILURE of a gone group: what Kafka says, what the
+// group recorded last, and, when the group never consumed a partition, the
+// other reason a live consumer is no member: franz-go joins the group only
+// once one of its topics exists.
+func goneFailure(st consume.ConsumerStatus) string {
+	s := fmt.Sprintf("no member in Kafka group; recorded %s at %s", st.State, formatTime(st.UpdatedAt))
+	if len(st.Partitions) == 0 {
+		s += "; never consumed a partition: do its topics exist?"
 	}
-	return prefix + s
+	if st.Failure != "" {
+		s += "; " + st.Failure
+	}
+	return s
 }
 
 func orDash(s string) string {

@@ -237,7 +237,7 @@ func TestConsumersKilled(t *testing.T) {
 	t.Logf("Kafka dropped the killed member %v after SIGKILL (session timeout 6s)", time.Since(killed).Round(100*time.Millisecond))
 
 	r := e.mustRun(t, withKafka, "consumers", group)
-	for _, want := range []string{group + "\tread model\tgone\t0\t", "no member in the Kafka group; last recorded state running at "} {
+	for _, want := range []string{group + "\tread model\tgone\t0\t", "no member in Kafka group; recorded running at "} {
 		if !strings.Contains(r.stdout.String(), want) {
 			t.Errorf("consumers with brokers printed\n%s\nwant %q in it", r.stdout, want)
 		}
@@ -264,5 +264,51 @@ func TestConsumersKilled(t *testing.T) {
 	r.check(t, 0, "MEMBERS", "warning: cannot tell which consumers are alive", closed)
 	if out := r.stdout.String(); !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(group) + `\s+read model\s+running\s+\?\s`).MatchString(out) {
 		t.Errorf("consumers with unreachable brokers printed\n%s\nwant the group running with MEMBERS ?", out)
+	}
+}
+
+// A consumer of a topic that does not exist is no member of its group:
+// consumers shows it as gone, and asks whether its topics exist.
+func TestConsumersMissingTopic(t *testing.T) {
+	t.Parallel()
+	url := kafkatest.URL(t)
+	e := newBareEnv(t)
+	group := kafkatest.Name(t)
+	rm, err := consume.NewReadModel(consume.Config{Brokers: []string{url}, Group: group, Topics: []string{group + "-missing"},
+		Pool: e.pool, Schema: e.schema, Logger: quiet},
+		consume.HandlerFunc(func(context.Context, pgx.Tx, []consume.Message) error { return nil }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- rm.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	// Run records "running" once it reached the brokers; it says so
+	// nowhere else, so look until a deadline.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st, err := consume.Status(t.Context(), e.pool, e.schema, group)
+		if err == nil && st.State == consume.StateRunning {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the consumer recorded no running state within 60s: %+v, %v", st, err)
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-t.Context().Done():
+			t.Fatal(t.Context().Err())
+		}
+	}
+	r := e.mustRun(t, opts{env: map[string]string{cli.EnvKafkaBrokers: url}}, "consumers", group)
+	want := group + "\tread model\tgone\t0\t0\t0\t0\t"
+	if out := r.stdout.String(); !strings.HasPrefix(out, want) || !strings.Contains(out, "; never consumed a partition: do its topics exist?") {
+		t.Errorf("consumers printed\n%s\nwant %q and a question about the topics", out, want)
 	}
 }
