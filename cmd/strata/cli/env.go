@@ -58,7 +58,7 @@ func (f *flags) register(root *cobra.Command, a *app) {
 	pf.Var(&appValue{s: &f.databaseURL, app: a}, "database-url", "PostgreSQL URL of the event store and the checkpoints (env "+EnvDatabaseURL+")")
 	pf.StringVar(&f.esdbURL, "esdb-url", "", "EventStoreDB/KurrentDB connection string: read events from there; checkpoints stay in PostgreSQL (env "+EnvESDBURL+")")
 	pf.StringVar(&f.elasticURL, "elasticsearch-url", "", "Elasticsearch URL for the application's Elasticsearch projections (env "+EnvElasticsearchURL+")")
-	pf.StringSliceVar(&f.kafkaBrokers, "kafka-brokers", nil, "Kafka bootstrap addresses, comma-separated, for the application's Kafka projections (env "+EnvKafkaBrokers+")")
+	pf.StringSliceVar(&f.kafkaBrokers, "kafka-brokers", nil, "Kafka bootstrap addresses, comma-separated, for the application's Kafka projections and the liveness of its consumers (env "+EnvKafkaBrokers+")")
 	pf.StringVar(&f.schema, "schema", a.cfg.Schema, "PostgreSQL schema of the event store and the checkpoints (env "+EnvSchema+")")
 	pf.StringVar(&f.readSchema, "read-schema", "", "PostgreSQL schema of the read-model tables (default: --schema)")
 	pf.StringVarP(&f.output, "output", "o", "", "output format: table, json or lines (default: table on a terminal, lines otherwise)")

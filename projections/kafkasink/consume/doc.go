@@ -91,6 +91,15 @@
 // [Message.CommandID], so renaming it starts the read model from the
 // beginning and changes the command IDs.
 //
+// The state in kafka_consumers is what each consumer last recorded: a
+// process killed with SIGKILL, or whose machine died, never records that
+// it stopped, and its group still reads "running". [Members] asks Kafka
+// instead, which counts a group's live members; it drops a killed member
+// once the member's session timeout has passed without a heartbeat
+// (franz-go's default is 45s; the consumers leave it alone unless
+// kgo.SessionTimeout is in [Config.ClientOptions]). `strata consumers`
+// shows both when it is given the brokers.
+//
 // # Scaling a read model past one machine
 //
 // A projection worker is one process: leases keep one worker active per

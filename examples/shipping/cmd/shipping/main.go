@@ -4,7 +4,7 @@
 // serves what it knows at GET /shipments/{order_id}.
 //
 //	shipping serve --database-url postgres://... --kafka-brokers 127.0.0.1:9092
-//	shipping consumers                 # the Kafka consumers' state, counts and lag
+//	shipping consumers                 # the Kafka consumers' state, members, counts and lag
 //	shipping projections status        # and every other strata command, on its schema
 //
 // Its tables are in the schema "shipping" unless --schema (or STRATA_SCHEMA)
