@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -413,3 +414,57 @@ func TestCommandsSkipped(t *testing.T) {
 	}
 	checkCommandsOnce(t, e.store, e.pool, e.schema, kept)
 }
+
+// A consumer of a topic that does not exist waits for it without joining
+// its group: it says so in the log, naming the topic, rather than waiting
+// without a word.
+func TestMissingTopicIsLogged(t *testing.T) {
+	t.Parallel()
+	e := newCommandsEnv(t, 1)
+	missing := kafkatest.Name(t) + "-missing"
+	records := make(chan slog.Record, 256)
+	cfg := e.config()
+	cfg.Topics = []string{e.topic, missing}
+	cfg.Logger = slog.New(recordHandler{records})
+	stop := running(t, e.commands(t, cfg, newBus(e.store), mapAdd).Run)
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case r := <-records:
+			if r.Level != slog.LevelWarn || !strings.Contains(r.Message, "topics do not exist") {
+				continue
+			}
+			var named []string
+			r.Attrs(func(a slog.Attr) bool {
+				if a.Key == "missing" {
+					named = append(named, fmt.Sprint(a.Value.Any()))
+				}
+				return true
+			})
+			if want := fmt.Sprint([]string{missing}); len(named) != 1 || named[0] != want {
+				t.Errorf("the warning names %v; want %s", named, want)
+			}
+			if err := stop(); err != nil {
+				t.Errorf("Run: %v", err)
+			}
+			return
+		case <-deadline:
+			t.Fatal("no warning about the missing topic within 30s")
+		}
+	}
+}
+
+// recordHandler sends every record to a channel, dropping those it has no
+// room for.
+type recordHandler struct{ ch chan<- slog.Record }
+
+func (h recordHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h recordHandler) Handle(_ context.Context, r slog.Record) error {
+	select {
+	case h.ch <- r.Clone():
+	default:
+	}
+	return nil
+}
+func (h recordHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h recordHandler) WithGroup(string) slog.Handler      { return h }

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/trace"
 
@@ -69,7 +71,32 @@ func (c *core) start(ctx context.Context, cl *kgo.Client) error {
 	if err := cl.Ping(ctx); err != nil {
 		return fmt.Errorf("consume: group %s: reach the brokers %v: %w", c.cfg.Group, c.cfg.Brokers, err)
 	}
+	c.warnMissingTopics(ctx, cl)
 	return c.status.set(ctx, StateRunning, "", nil, 0)
+}
+
+// warnMissingTopics logs the topics of the consumer that do not exist: the
+// client joins the group only once one of them exists, and consumes a topic
+// only once it exists, so until then the consumer waits without a word
+// (and `strata consumers --kafka-brokers` shows its group without a
+// member). When the check itself fails, that is logged at debug level and
+// the consumer starts all the same.
+func (c *core) warnMissingTopics(ctx context.Context, cl *kgo.Client) {
+	details, err := kadm.NewClient(cl).ListTopics(ctx, c.cfg.Topics...)
+	if err != nil {
+		c.log.DebugContext(ctx, "consume: could not check that the topics exist", "topics", c.cfg.Topics, "err", err)
+		return
+	}
+	var missing []string
+	for _, t := range c.cfg.Topics {
+		if d, ok := details[t]; !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) > 0 {
+		c.log.WarnContext(ctx, "consume: topics do not exist; the consumer waits for them and joins its group once one exists",
+			"missing", missing)
+	}
 }
 
 // stoppedEarly is what Run returns when its start failed with err: nil
