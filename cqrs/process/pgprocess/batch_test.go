@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/stratadev/strata/cqrs"
 	"github.com/stratadev/strata/cqrs/process/pgprocess"
 )
@@ -180,7 +182,12 @@ func TestSlowCommandDoesNotHoldBackItsBatch(t *testing.T) {
 }
 
 // The deadlines due together fire in one transaction: their closed_at,
-// the start of the transaction that fired them, is the same.
+// the start of the transaction that fired them, is the same. Deadlines
+// that the follower stored in one transaction have the same due_at (its
+// now() plus the same delay); on a shared server the follower may see the
+// orders in more than one batch, as the log shows an event only once the
+// transactions older than it have ended, so the deadlines are grouped by
+// due_at.
 func TestDeadlinesDueTogetherFireInOneTransaction(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -194,12 +201,27 @@ func TestDeadlinesDueTogetherFireInOneTransaction(t *testing.T) {
 			t.Errorf("order %s: stream is %v; want %v", id, got, want)
 		}
 	}
-	var fired, transactions int
-	if err := e.query(t, `SELECT count(*), count(DISTINCT closed_at) FROM {{schema}}.process_deadlines
-		WHERE process = 'checkout' AND status = 'fired'`).Scan(&fired, &transactions); err != nil {
+	rows, err := e.pool.Query(t.Context(), strings.ReplaceAll(`SELECT count(*), count(DISTINCT closed_at) FROM {{schema}}.process_deadlines
+		WHERE process = 'checkout' AND status = 'fired' GROUP BY due_at`, "{{schema}}", pgxIdent(e.sink.Schema())))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if fired != len(orders) || transactions != 1 {
-		t.Errorf("%d deadlines fired in %d transactions; want %d in 1", fired, transactions, len(orders))
+	var fired, largest int
+	var n, transactions int
+	_, err = pgx.ForEachRow(rows, []any{&n, &transactions}, func() error {
+		fired, largest = fired+n, max(largest, n)
+		if transactions != 1 {
+			t.Errorf("%d deadlines due together fired in %d transactions; want 1", n, transactions)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fired != len(orders) {
+		t.Errorf("%d deadlines fired; want %d", fired, len(orders))
+	}
+	if largest < 2 {
+		t.Skipf("the follower stored each deadline in a batch of its own; no two were due together")
 	}
 }
