@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -73,7 +74,13 @@ func Members(ctx context.Context, brokers, groups []string, opts ...kgo.Opt) (ma
 		return fail(err)
 	}
 	adm := kadm.NewClient(cl)
-	classic, err := adm.DescribeGroups(ctx, groups...)
+	classic, err := whileCoordinatorStarts(ctx, func() (kadm.DescribedGroups, error) {
+		d, err := adm.DescribeGroups(ctx, groups...)
+		if err == nil {
+			err = coordinatorError(d.Error())
+		}
+		return d, err
+	})
 	if err != nil {
 		return fail(err)
 	}
@@ -104,7 +111,13 @@ func Members(ctx context.Context, brokers, groups []string, opts ...kgo.Opt) (ma
 		// No broker knows the KIP-848 protocol: the groups are unknown.
 		return out, nil
 	}
-	next, err := adm.DescribeConsumerGroups(ctx, others...)
+	next, err := whileCoordinatorStarts(ctx, func() (kadm.DescribedConsumerGroups, error) {
+		d, err := adm.DescribeConsumerGroups(ctx, others...)
+		if err == nil {
+			err = coordinatorError(d.Error())
+		}
+		return d, err
+	})
 	if err != nil {
 		return fail(err)
 	}
@@ -136,4 +149,55 @@ func supportsConsumerGroupDescribe(v kadm.BrokersApiVersions) bool {
 		}
 	})
 	return some
+}
+
+// coordinatorWait bounds how long [Members] waits for the group
+// coordinator of a broker that is starting, or of a cluster where no group
+// was ever made: the first request for a coordinator makes its internal
+// topic, __consumer_offsets, which takes a moment.
+const coordinatorWait = 10 * time.Second
+
+// whileCoordinatorStarts calls describe until it returns an error other
+// than the coordinator's not being ready, for coordinatorWait at most.
+func whileCoordinatorStarts[T any](ctx context.Context, describe func() (T, error)) (T, error) {
+	deadline := time.Now().Add(coordinatorWait)
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		v, err := describe()
+		if err == nil || !coordinatorStarting(err) || time.Now().Add(wait).After(deadline) {
+			return v, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return v, err
+		case <-t.C:
+		}
+	}
+}
+
+// coordinatorError returns err when it says the coordinator is not ready,
+// and nil otherwise: the errors of single groups are handled group by
+// group.
+func coordinatorError(err error) error {
+	if err != nil && coordinatorStarting(err) {
+		return err
+	}
+	return nil
+}
+
+// coordinatorStarting says whether err, or a shard of it, is a group
+// coordinator that is not ready yet.
+func coordinatorStarting(err error) bool {
+	var shards *kadm.ShardErrors
+	if errors.As(err, &shards) {
+		for _, s := range shards.Errs {
+			if coordinatorStarting(s.Err) {
+				return true
+			}
+		}
+		return false
+	}
+	return errors.Is(err, kerr.CoordinatorNotAvailable) || errors.Is(err, kerr.CoordinatorLoadInProgress) ||
+		errors.Is(err, kerr.NotCoordinator)
 }

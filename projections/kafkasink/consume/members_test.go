@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/stratadev/strata/internal/pgtest"
 	"github.com/stratadev/strata/projections/kafkasink/consume"
 	"github.com/stratadev/strata/projections/kafkasink/kafkatest"
 )
@@ -111,5 +112,30 @@ func TestMembersUnreachable(t *testing.T) {
 	_, err = consume.Members(ctx, nil, []string{"some-group"})
 	if !errors.Is(err, consume.ErrMembersUnknown) {
 		t.Errorf("Members without brokers = %v; want ErrMembersUnknown", err)
+	}
+}
+
+// On a broker where no consumer group was ever made, the group coordinator
+// is not ready at first (its internal topic is made on the first request
+// for it): Members waits for it and answers 0, rather than failing, which
+// made `strata consumers` show MEMBERS "?" on a fresh cluster.
+func TestMembersFreshBroker(t *testing.T) {
+	t.Parallel()
+	kafkatest.URL(t) // skips with the others under STRATA_SKIP_KAFKA=1
+	srv, err := kafkatest.Start(t.Context(), kafkatest.ServerConfig{})
+	if errors.Is(err, kafkatest.ErrNotInstalled) && !pgtest.Required() {
+		t.Skip(err) // TEST_KAFKA_URL names a broker, but this test needs a fresh one
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Stop(); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	got, err := consume.Members(t.Context(), []string{srv.URL()}, []string{"never-made"})
+	if err != nil || len(got) != 1 || got["never-made"] != 0 {
+		t.Errorf("Members on a fresh broker = %v, %v; want never-made: 0", got, err)
 	}
 }
