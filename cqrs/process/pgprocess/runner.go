@@ -47,16 +47,16 @@ type Config struct {
 	// pending commands again, and the deadline loop for due deadlines,
 	// when nothing in this process woke them up. Defaults to 1s.
 	PollInterval time.Duration
-	// Dispatchers is how many dispatch loops this runner runs, each
-	// claiming up to DispatchBatch commands at a time in a transaction
-	// that holds a pool connection while the bus handles them, on other
-	// connections of the pool: keep it well below the pool's size.
-	// Defaults to 1.
+	// Dispatchers is how many dispatch loops this runner runs. Each keeps
+	// a connection to PostgreSQL of its own, outside the pool, for its
+	// claims (session advisory locks; see the package doc), so that the
+	// commands it dispatches find the pool's connections free: count
+	// Dispatchers connections per runner besides the pool. Defaults to 1.
 	Dispatchers int
-	// DispatchBatch is how many due commands a dispatch loop claims in one
-	// transaction, dispatches on the bus at once (each bus dispatch is the
-	// command's own transaction, on a pool connection of its own) and
-	// records the outcomes of with one commit. Defaults to 32.
+	// DispatchBatch is how many due commands a dispatch loop claims at a
+	// time, dispatches on the bus at once (each bus dispatch is the
+	// command's own transaction, on a pool connection) and records the
+	// outcomes of with one commit. Defaults to 32.
 	DispatchBatch int
 	// OutcomeFlush bounds how long the outcomes of the commands of a batch
 	// that are done wait for the slowest ones: past it they are recorded
