@@ -143,18 +143,21 @@ func TestServeMetrics(t *testing.T) {
 	post("/orders", `{"order_id":"o0","customer_id":"c","customer_name":"Bob","lines":[{"product_id":"tea","quantity":1}]}`, http.StatusConflict)
 	const appended = 1 + orders
 
-	// Wait for the projections to catch up: the scrape is the only signal.
+	// Wait for both projections to catch up: the scrape is the only
+	// signal.
 	var mfs map[string]*dto.MetricFamily
 	view := []string{"strata_projection", readmodel.OrderViewName}
+	byProduct := []string{"strata_projection", readmodel.OrdersByProductName}
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
 		mfs = scrape(t, metrics)
 		applied, _ := value(mfs, "strata_projection_events_applied_total", view...)
 		lag, ok := value(mfs, "strata_projection_lag", view...)
-		if applied == appended && ok && lag == 0 {
+		lag2, ok2 := value(mfs, "strata_projection_lag", byProduct...)
+		if applied == appended && ok && lag == 0 && ok2 && lag2 == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("order_view did not catch up: applied %v, lag %v", applied, lag)
+			t.Fatalf("the projections did not catch up: order_view applied %v, lag %v; orders_by_product lag %v", applied, lag, lag2)
 		}
 	}
 	for _, c := range []struct {
@@ -166,7 +169,7 @@ func TestServeMetrics(t *testing.T) {
 		{"strata_projection_lag", view, 0},
 		{"strata_projection_lag_age_seconds", view, 0},
 		{"strata_projection_state", append(view, "strata_projection_state", "running"), 1},
-		{"strata_projection_lag", []string{"strata_projection", readmodel.OrdersByProductName}, 0},
+		{"strata_projection_lag", byProduct, 0},
 		{"strata_store_append_events", nil, appended}, // the sum of the histogram
 		{"strata_store_appends_total", []string{"strata_outcome", "appended"}, appended},
 		{"strata_store_appends_total", []string{"strata_outcome", "conflict"}, 1},
