@@ -156,7 +156,7 @@ func (c *Commands) commitOffsets(ctx context.Context, cl *kgo.Client, done []*kg
 		next[partitionKey{r.Topic, r.Partition}] = r.Offset + 1
 	}
 	high := make(map[partitionKey]int64)
-	fetches.EachPartition(func(p kgo.FetchTopicPartition) { high[partitionKey{p.Topic, p.Partition}] = p.HighWatermark })
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) { high[partitionKey{p.Topic, p.Partition}] = visibleEnd(p) })
 	for k, off := range next {
 		n := int64(0)
 		for _, r := range done {

@@ -244,3 +244,24 @@ func graceful(ctx context.Context, grace time.Duration) (context.Context, contex
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(grace, cancel) })
 	return gctx, func() { stop(); cancel() }
 }
+
+// visibleEnd is the end of partition p that a read-committed consumer can
+// reach: its high watermark, less the commit marker of the transaction
+// that wrote the last message polled. Kafka writes a marker into every
+// partition a transaction wrote, after its messages; the marker takes an
+// offset but is never delivered, so a consumer that has handled every
+// message of a transactional topic (as kafkasink publishes) stays one
+// offset short of the high watermark, and its lag would never reach 0.
+// The marker of the last message's transaction lies between that message
+// and the high watermark, so the end is never put before a message not
+// yet read. Markers of other producers' transactions still count.
+func visibleEnd(p kgo.FetchTopicPartition) int64 {
+	if len(p.Records) == 0 {
+		return p.HighWatermark
+	}
+	last := p.Records[len(p.Records)-1]
+	if last.Attrs.IsTransactional() && p.HighWatermark > last.Offset+1 {
+		return p.HighWatermark - 1
+	}
+	return p.HighWatermark
+}

@@ -209,7 +209,7 @@ func (r *ReadModel) applyPartition(ctx context.Context, cl *kgo.Client, p kgo.Fe
 		if stall != nil {
 			next = stall.Offset
 		}
-		err := r.commit(ctx, k, msgs, next, p.HighWatermark, deadLettered)
+		err := r.commit(ctx, k, msgs, next, visibleEnd(p), deadLettered)
 		var me *MessageError
 		if errors.As(err, &me) && me.Topic == k.topic && me.Partition == k.partition {
 			i := indexOf(msgs, me.Offset)

@@ -96,8 +96,10 @@ type PartitionStatus struct {
 	Partition int32
 	// NextOffset is the offset of the next message to consume.
 	NextOffset int64
-	// HighWatermark is the partition's end when NextOffset was written;
-	// Lag is HighWatermark - NextOffset, at least 0.
+	// HighWatermark is the partition's end when NextOffset was written:
+	// Kafka's high watermark, less the commit marker of the transaction
+	// of the last message read, which takes an offset but is never
+	// delivered. Lag is HighWatermark - NextOffset, at least 0.
 	HighWatermark, Lag int64
 	UpdatedAt          time.Time
 }
