@@ -46,9 +46,11 @@ type IDSetter interface {
 // "/" and "%" in process and id escaped, so that distinct commands never
 // share an ID.
 func CommandIDFor(process, id string, step int64, seq int) string {
-	esc := strings.NewReplacer("%", "%25", "/", "%2F")
-	return esc.Replace(process) + "/" + esc.Replace(id) + "/" + strconv.FormatInt(step, 10) + "/" + strconv.Itoa(seq)
+	return idEscaper.Replace(process) + "/" + idEscaper.Replace(id) + "/" + strconv.FormatInt(step, 10) + "/" + strconv.Itoa(seq)
 }
+
+// idEscaper escapes the parts of a command ID.
+var idEscaper = strings.NewReplacer("%", "%25", "/", "%2F")
 
 // Commands knows the command types a runtime may have to rebuild from their
 // stored JSON, by their [cqrs.CommandName]. The zero value is empty and
