@@ -199,13 +199,13 @@ func (r *Runner) Run(ctx context.Context) error {
 		t = tablesOf(tx)
 		return nil
 	})
-	channel := t.channel
-	if ctx.Err() != nil {
-		return nil
-	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("pgprocess: run %s: %w", name, err)
 	}
+	channel := t.channel
 	// Commands and deadlines added by the runners of other processes wake
 	// the loops here; PollInterval is the fallback when a notification is
 	// lost (the listening connection broke and pgnotify wakes every
@@ -215,10 +215,10 @@ func (r *Runner) Run(ctx context.Context) error {
 		Match:   func(payload string) bool { return payload == name },
 		Logger:  r.cfg.Logger,
 	})
-	if ctx.Err() != nil {
-		return nil
-	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("pgprocess: run %s: listen for new commands and deadlines: %w", name, err)
 	}
 	defer sub.Close()
