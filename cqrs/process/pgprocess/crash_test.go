@@ -1,9 +1,7 @@
 package pgprocess_test
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -19,9 +17,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stratadev/strata/cqrs"
-
 	"github.com/stratadev/strata/cqrs/process/pgprocess"
 	"github.com/stratadev/strata/es"
+	"github.com/stratadev/strata/internal/childproc"
 	"github.com/stratadev/strata/internal/pgtest"
 	"github.com/stratadev/strata/projections"
 )
@@ -62,7 +60,7 @@ func runUntilKilled() int {
 		}
 	})
 	r := e.runner(pgprocess.Config{Dispatchers: 2})
-	fmt.Printf("running as pid %d\n", os.Getpid())
+	fmt.Printf(childproc.ReadyPrefix+"as pid %d\n", os.Getpid())
 	if err := r.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -79,75 +77,9 @@ func (fatalTB) Fatal(args ...any) {
 	os.Exit(1)
 }
 
-// slot keeps one runner process running: it starts another when one
-// dies, until ctx ends.
-type slot struct {
-	mu  sync.Mutex
-	cmd *exec.Cmd
-}
-
-func runSlot(ctx context.Context, schema string, s *slot, started chan<- error) {
-	for ctx.Err() == nil {
-		cmd, err := startChild(schema)
-		started <- err
-		if err != nil {
-			return
-		}
-		s.mu.Lock()
-		s.cmd = cmd
-		s.mu.Unlock()
-		if ctx.Err() != nil {
-			// Started while the test ended, after its last kill.
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-		}
-		_ = cmd.Wait()
-	}
-}
-
-// kill kills the slot's runner process with SIGKILL: nothing of it runs
-// again.
-func (s *slot) kill() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil {
-		_ = s.cmd.Process.Signal(syscall.SIGKILL)
-	}
-}
-
 // startChild starts a runner process and waits until it runs.
 func startChild(schema string) (*exec.Cmd, error) {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envCrashSchema+"="+schema)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	ready := make(chan bool, 1)
-	go func() {
-		s := bufio.NewScanner(out)
-		for s.Scan() {
-			if strings.HasPrefix(s.Text(), "running ") {
-				ready <- true
-			}
-		}
-		close(ready)
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			_ = cmd.Wait()
-			return nil, errors.New("a runner process ended before it ran")
-		}
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return nil, errors.New("a runner process did not run within 30s")
-	}
-	return cmd, nil
+	return childproc.Start("a runner process", envCrashSchema+"="+schema)
 }
 
 // Two runner processes compete while orders flow, and are killed with
@@ -167,17 +99,20 @@ func TestKilledRunners(t *testing.T) {
 	// Count the log's events as they come, to kill while events flow.
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	slots := []*slot{{}, {}}
+	slots := []*childproc.Slot{{}, {}}
 	started := make(chan error, 100)
 	var running sync.WaitGroup
 	for _, s := range slots {
 		running.Add(1)
-		go func() { defer running.Done(); runSlot(ctx, e.sink.Schema(), s, started) }()
+		go func() {
+			defer running.Done()
+			s.Run(ctx, func() (*exec.Cmd, error) { return startChild(e.sink.Schema()) }, started)
+		}()
 	}
 	t.Cleanup(func() {
 		cancel()
 		for _, s := range slots {
-			s.kill()
+			s.Kill()
 		}
 		running.Wait()
 	})
@@ -241,7 +176,7 @@ func TestKilledRunners(t *testing.T) {
 			}
 		}
 		last += 15
-		slots[k%2].kill()
+		slots[k%2].Kill()
 	}
 
 	end := e.waitForAll(t, ctx, want)

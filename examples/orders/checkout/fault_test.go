@@ -1,9 +1,7 @@
 package checkout_test
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -26,6 +24,7 @@ import (
 	"github.com/stratadev/strata/es/pgstore/pgtest"
 	"github.com/stratadev/strata/examples/orders"
 	"github.com/stratadev/strata/examples/orders/checkout"
+	"github.com/stratadev/strata/internal/childproc"
 	"github.com/stratadev/strata/projections"
 	"github.com/stratadev/strata/projections/pgsink"
 )
@@ -101,7 +100,7 @@ func runWorker() int {
 	for _, r := range checkout.Runners(w.store, w.reg, w.sink, w.bus, faultConfig, rc) {
 		g.Go(func() error { return r.Run(ctx) })
 	}
-	fmt.Printf("running as pid %d\n", os.Getpid())
+	fmt.Printf(childproc.ReadyPrefix+"as pid %d\n", os.Getpid())
 	if err := g.Wait(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -111,71 +110,11 @@ func runWorker() int {
 
 // startWorker starts a worker process and waits until it runs.
 func startWorker(schema string, dies bool) (*exec.Cmd, error) {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envWorkerSchema+"="+schema)
+	env := []string{envWorkerSchema + "=" + schema}
 	if dies {
-		cmd.Env = append(cmd.Env, "CHECKOUT_TEST_WORKER_DIES=1")
+		env = append(env, "CHECKOUT_TEST_WORKER_DIES=1")
 	}
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	ready := make(chan bool, 1)
-	go func() {
-		s := bufio.NewScanner(out)
-		for s.Scan() {
-			if strings.HasPrefix(s.Text(), "running ") {
-				ready <- true
-			}
-		}
-		close(ready)
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			_ = cmd.Wait()
-			return nil, errors.New("a worker process ended before it ran")
-		}
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return nil, errors.New("a worker process did not run within 30s")
-	}
-	return cmd, nil
-}
-
-// slot keeps one worker process running, starting another when one dies,
-// until ctx ends.
-type slot struct {
-	mu  sync.Mutex
-	cmd *exec.Cmd
-}
-
-func (s *slot) run(ctx context.Context, schema string, started chan<- error) {
-	for ctx.Err() == nil {
-		cmd, err := startWorker(schema, true)
-		started <- err
-		if err != nil {
-			return
-		}
-		s.mu.Lock()
-		s.cmd = cmd
-		s.mu.Unlock()
-		_ = cmd.Wait()
-	}
-}
-
-// kill kills the slot's worker with SIGKILL.
-func (s *slot) kill() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil {
-		_ = s.cmd.Process.Signal(syscall.SIGKILL)
-	}
+	return childproc.Start("a worker process", env...)
 }
 
 // TestCheckoutSurvivesKilledWorkers is the fault test of the checkout: a
@@ -240,16 +179,16 @@ func TestCheckoutSurvivesKilledWorkers(t *testing.T) {
 
 	// Two competing workers, restarted when they die.
 	slotCtx, stopSlots := context.WithCancel(ctx)
-	slots := []*slot{{}, {}}
+	slots := []*childproc.Slot{{}, {}}
 	started := make(chan error, 1000)
 	var running sync.WaitGroup
 	for _, s := range slots {
-		running.Go(func() { s.run(slotCtx, schema, started) })
+		running.Go(func() { s.Run(slotCtx, func() (*exec.Cmd, error) { return startWorker(schema, true) }, started) })
 	}
 	stopAll := sync.OnceFunc(func() {
 		stopSlots()
 		for _, s := range slots {
-			s.kill()
+			s.Kill()
 		}
 		running.Wait()
 	})
@@ -312,7 +251,7 @@ func TestCheckoutSurvivesKilledWorkers(t *testing.T) {
 			}
 		}
 		last += every
-		slots[k%2].kill()
+		slots[k%2].Kill()
 	}
 	if err := <-placing; err != nil {
 		t.Fatal(err)
